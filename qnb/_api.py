@@ -1,0 +1,149 @@
+"""The functions of qnb's public API. Magics, widgets, CLI and server call these."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterable
+
+import cirq
+
+from . import _circuits
+from ._device import DeviceSpec
+from ._errors import InvalidOptionError
+from ._job import Job
+from ._manager import get_manager
+from ._queue import Queue
+from ._results import JobResult
+from ._status import JobStatus
+from ._targets import Target, registry
+
+
+def default_user() -> str:
+    return os.environ.get("QNB_USER") or getpass.getuser()
+
+
+def _check_shots(shots: object, target: Target) -> int:
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots <= 0:
+        raise InvalidOptionError(f"shots must be a positive whole number, got {shots!r}")
+    if shots > target.device.max_shots:
+        raise InvalidOptionError(
+            f"shots={shots} is above the maximum of target {target.name!r} "
+            f"({target.device.max_shots}); lower shots or split into several jobs"
+        )
+    return shots
+
+
+def prepare(
+    circuits: object, target: Target, *, shots: object, compile: bool = False
+) -> dict[str, cirq.Circuit]:
+    """Everything that can be wrong with a submission is found here, before anything is
+    queued or stored."""
+    _check_shots(shots, target)
+    labelled = _circuits.normalize(circuits)
+    if len(labelled) > target.device.max_batch:
+        raise InvalidOptionError(
+            f"a batch of {len(labelled)} circuits is above the max_batch of target "
+            f"{target.name!r} ({target.device.max_batch}); submit it as several jobs"
+        )
+    for label, circuit in labelled.items():
+        _circuits.check_measured(label, circuit)
+    if compile:
+        labelled = {label: target.compile(c) for label, c in labelled.items()}
+    for label, circuit in labelled.items():
+        target.check(label, circuit)
+        _circuits.check_serializable(label, circuit)
+    return labelled
+
+
+def _default_name(labelled: dict[str, cirq.Circuit]) -> str:
+    if len(labelled) == 1:
+        label = next(iter(labelled))
+        return "circuit" if label == "0" else label
+    return f"batch of {len(labelled)}"
+
+
+def submit(
+    circuits,
+    *,
+    target: str = "sim",
+    shots: int = 1000,
+    name: str | None = None,
+    user: str | None = None,
+    front: bool = False,
+    compile: bool = False,
+) -> Job:
+    """Submit circuits as one job and return at once.
+
+    ``circuits``: a ``cirq.Circuit``, an OpenQASM 2.0 string, a list of them (labels
+    "0", "1", ...) or a dict label -> circuit. ``front`` puts the job at the head of
+    the target's queue; ``compile`` maps circuits onto the target's device first.
+    """
+    manager = get_manager()
+    tgt = manager.targets.get(target)
+    labelled = prepare(circuits, tgt, shots=shots, compile=compile)
+    rec = manager.submit(
+        tgt,
+        labelled,
+        shots=shots,
+        name=name if name is not None else _default_name(labelled),
+        user=user or default_user(),
+        front=front,
+    )
+    return Job(rec.id, manager=manager)
+
+
+def run(circuits, *, timeout: float | None = None, **options) -> JobResult:
+    """Submit and wait: the blocking convenience. Options as for :func:`submit`."""
+    return submit(circuits, **options).result(timeout=timeout)
+
+
+def get_job(job_id: str) -> Job:
+    """A job by id (or a unique prefix of it), from this process or the store."""
+    manager = get_manager()
+    if manager.record(job_id) is None and manager.store.load_job(job_id) is None:
+        job_id = manager.resolve_prefix(job_id)
+    return Job(job_id, manager=manager)
+
+
+def _statuses(status) -> list[str] | None:
+    if status is None:
+        return None
+    values = [status] if isinstance(status, (str, JobStatus)) else list(status)
+    try:
+        return [JobStatus(s).value for s in values]
+    except ValueError:
+        raise InvalidOptionError(
+            f"unknown status {status!r}; statuses: {', '.join(s.value for s in JobStatus)}"
+        ) from None
+
+
+def jobs(
+    status: str | JobStatus | Iterable[str | JobStatus] | None = None,
+    target: str | None = None,
+    user: str | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    """Jobs in the store, newest first (works in a new kernel too)."""
+    manager = get_manager()
+    found = manager.find(status=_statuses(status), target=target, user=user, limit=limit)
+    return [Job(r.id, manager=manager) for r in found]
+
+
+def queue(target: str = "sim") -> Queue:
+    """The shared-lab queue of ``target``."""
+    manager = get_manager()
+    manager.targets.get(target)  # unknown targets fail here
+    return Queue(target, manager=manager, submit=submit)
+
+
+def compile(circuits, target: str = "emulator") -> dict[str, cirq.Circuit]:
+    """Rewrite circuits onto the target's native gates and connectivity."""
+    tgt = registry.get(target)
+    labelled = _circuits.normalize(circuits)
+    return {label: tgt.compile(c) for label, c in labelled.items()}
+
+
+def targets() -> dict[str, DeviceSpec]:
+    """Every target by name, with its :class:`DeviceSpec`."""
+    return {name: t.device for name, t in registry.all().items()}

@@ -1,0 +1,131 @@
+"""What a target can run: :class:`DeviceSpec`, its checks, and compilation onto it.
+
+Compilation is Cirq's own: ``cirq.RouteCQC`` for connectivity and
+``cirq.optimize_for_target_gateset`` for native gates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import cirq
+import networkx as nx
+
+from ._errors import DeviceValidationError
+
+DEFAULT_MAX_BATCH = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSpec:
+    """The shape of a target.
+
+    ``qubits``/``connectivity``/``gateset`` are ``None`` where the target takes anything
+    (simulators): then only ``max_qubits`` limits the circuit.
+    """
+
+    name: str
+    max_qubits: int
+    qubits: tuple[cirq.Qid, ...] | None = None
+    connectivity: tuple[tuple[cirq.Qid, cirq.Qid], ...] | None = None
+    gateset: cirq.Gateset | None = None  # what validation accepts
+    compile_to: cirq.CompilationTargetGateset | None = None  # what compile produces
+    native_gates: tuple[str, ...] = ()  # human-readable names for messages and specs
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_shots: int = 1_000_000
+    description: str = ""
+
+    @property
+    def graph(self) -> nx.Graph | None:
+        if self.qubits is None or self.connectivity is None:
+            return None
+        graph = nx.Graph()
+        graph.add_nodes_from(self.qubits)
+        graph.add_edges_from(self.connectivity)
+        return graph
+
+    def summary(self) -> dict:
+        """A JSON-friendly description (used by ``qnb.targets()`` and the server)."""
+        return {
+            "name": self.name,
+            "max_qubits": self.max_qubits,
+            "qubits": None if self.qubits is None else [str(q) for q in self.qubits],
+            "connectivity": None
+            if self.connectivity is None
+            else [[str(a), str(b)] for a, b in self.connectivity],
+            "native_gates": list(self.native_gates) or None,
+            "max_batch": self.max_batch,
+            "max_shots": self.max_shots,
+            "description": self.description,
+        }
+
+    # -- checks ---------------------------------------------------------------------
+
+    def validate(self, label: str, circuit: cirq.Circuit) -> None:
+        n = len(circuit.all_qubits())
+        if n > self.max_qubits:
+            raise DeviceValidationError(
+                f"circuit {label!r} uses {n} qubits but target {self.name!r} has "
+                f"{self.max_qubits}"
+            )
+        hint = "; submit with compile=True to map it onto the device"
+        if self.qubits is not None:
+            allowed = set(self.qubits)
+            stray = sorted(q for q in circuit.all_qubits() if q not in allowed)
+            if stray:
+                raise DeviceValidationError(
+                    f"circuit {label!r} uses qubits {', '.join(map(str, stray))} that "
+                    f"{self.name!r} does not have (it has {_qubit_range(self.qubits)}){hint}"
+                )
+        edges = None
+        if self.connectivity is not None:
+            edges = {frozenset(e) for e in self.connectivity}
+        for op in circuit.all_operations():
+            if self.gateset is not None and not cirq.is_measurement(op) and op not in self.gateset:
+                raise DeviceValidationError(
+                    f"circuit {label!r}: gate {op} is not native to {self.name!r} "
+                    f"(native: {', '.join(self.native_gates)}){hint}"
+                )
+            if edges is not None and len(op.qubits) == 2 and frozenset(op.qubits) not in edges:
+                a, b = op.qubits
+                raise DeviceValidationError(
+                    f"circuit {label!r}: {op} acts on {a} and {b}, which are not connected "
+                    f"on {self.name!r} (a chain: only neighbours couple){hint}"
+                )
+            if edges is not None and len(op.qubits) > 2 and not cirq.is_measurement(op):
+                raise DeviceValidationError(
+                    f"circuit {label!r}: {op} acts on {len(op.qubits)} qubits; "
+                    f"{self.name!r} runs one- and two-qubit gates only{hint}"
+                )
+
+    def compile(self, circuit: cirq.Circuit) -> cirq.Circuit:
+        """Route onto the connectivity, then rewrite into the native gate set."""
+        if len(circuit.all_qubits()) > self.max_qubits:
+            raise DeviceValidationError(
+                f"a circuit with {len(circuit.all_qubits())} qubits cannot be compiled "
+                f"for {self.name!r}, which has {self.max_qubits}"
+            )
+        graph = self.graph
+        if graph is not None:
+            # The router needs one- and two-qubit gates; measurements it keeps as they are.
+            circuit = cirq.optimize_for_target_gateset(
+                circuit, gateset=cirq.CZTargetGateset()
+            )
+            circuit, _, _ = cirq.RouteCQC(graph).route_circuit(circuit)
+        if self.compile_to is not None:
+            circuit = cirq.optimize_for_target_gateset(circuit, gateset=self.compile_to)
+            circuit = cirq.drop_negligible_operations(circuit)
+            circuit = cirq.drop_empty_moments(circuit)
+        return circuit
+
+
+def _qubit_range(qubits: Sequence[cirq.Qid]) -> str:
+    if len(qubits) > 3:
+        return f"{qubits[0]} .. {qubits[-1]}"
+    return ", ".join(map(str, qubits))
+
+
+def linear_chain(n: int) -> tuple[tuple[cirq.LineQubit, ...], tuple[tuple[cirq.Qid, cirq.Qid], ...]]:
+    qubits = tuple(cirq.LineQubit.range(n))
+    return qubits, tuple(zip(qubits, qubits[1:]))

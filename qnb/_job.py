@@ -1,0 +1,203 @@
+"""Handles for talking to jobs: :class:`Job` and :class:`JobItem`.
+
+A handle holds only the job id. It reads the live record when this process runs the
+job, and the store otherwise, so a ``Job`` from ``qnb.get_job`` in a new kernel works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import html
+import time
+from collections.abc import Callable
+
+import cirq
+
+from ._errors import JobCancelledError, JobFailedError
+from ._manager import JobManager, get_manager, is_done
+from ._records import JobRecord
+from ._results import JobResult
+from ._status import JobStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class JobItem:
+    """One circuit of a job."""
+
+    label: str
+    status: JobStatus
+    error: str | None
+    _job: Job = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def result(self) -> cirq.Result | None:
+        """This circuit's ``cirq.Result`` once it completed, else None."""
+        if self.status is not JobStatus.COMPLETED:
+            return None
+        return self._job._collect()[self.label]
+
+
+class Job:
+    """A submitted job. Cheap to create; compares equal by id."""
+
+    def __init__(self, job_id: str, *, manager: JobManager | None = None):
+        self._id = job_id
+        self._manager = manager or get_manager()
+        self._final: JobRecord | None = None
+        self._result_cache: JobResult | None = None
+        self._manager.load(job_id)  # unknown ids fail here, with a clear message
+
+    def _rec(self) -> JobRecord:
+        if self._final is not None:
+            return self._final
+        rec = self._manager.load(self._id)
+        if rec.done and self._manager.record(self._id) is None:
+            self._final = rec  # from the store and finished: never changes again
+        return rec
+
+    # -- what the job is ----------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    name = property(lambda self: self._rec().name)
+    target = property(lambda self: self._rec().target)
+    user = property(lambda self: self._rec().user)
+    shots = property(lambda self: self._rec().shots)
+    time_added = property(lambda self: self._rec().time_added)
+    time_started = property(lambda self: self._rec().time_started)
+    time_finished = property(lambda self: self._rec().time_finished)
+    error = property(lambda self: self._rec().error)
+    parent_id = property(lambda self: self._rec().parent_id)
+
+    @property
+    def status(self) -> JobStatus:
+        return self._rec().status
+
+    @property
+    def items(self) -> list[JobItem]:
+        return [JobItem(it.label, it.status, it.error, self) for it in self._rec().items]
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(items finished, items in all)."""
+        return self._rec().progress
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds from start to finish (or to now, while running)."""
+        rec = self._rec()
+        if rec.time_started is None:
+            return None
+        return (rec.time_finished or time.time()) - rec.time_started
+
+    def position_in_queue(self) -> int | None:
+        """1-based position in the target's queue; None once the job left the queue."""
+        rec = self._manager.record(self._id)
+        return None if rec is None else self._manager.position(rec)
+
+    def done(self) -> bool:
+        return self._rec().done
+
+    # -- waiting and results ------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> JobResult:
+        """Wait for the job to end and return its results.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds (the job carries on),
+        ``JobFailedError``/``JobCancelledError`` when no circuit completed. A failed
+        batch returns the results it has; ``result.missing`` names the rest.
+        """
+        waiting = self._manager.when(self._id, is_done)
+        try:
+            waiting.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"job {self._id[:8]} is still {self.status.value} after {timeout} s; it "
+                "carries on: call result() again later, or job.cancel()"
+            ) from None
+        return self._collect()
+
+    def __await__(self):
+        return self._result_async().__await__()
+
+    async def _result_async(self) -> JobResult:
+        await asyncio.wrap_future(self._manager.when(self._id, is_done))
+        return self._collect()
+
+    def _collect(self) -> JobResult:
+        if self._result_cache is not None:
+            return self._result_cache
+        rec = self._rec()
+        labels = [it.label for it in rec.items]
+        texts = {labels[i]: text for i, text in self._manager.results(self._id).items()}
+        missing = {
+            it.label: it.error or it.status.value for it in rec.items if it.label not in texts
+        }
+        if not texts and rec.done:
+            hint = "; job.resubmit() runs it again"
+            if rec.status is JobStatus.CANCELLED:
+                raise JobCancelledError(
+                    f"job {self._id[:8]} was cancelled before any circuit completed{hint}"
+                )
+            raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{hint}")
+        result = JobResult(self._id, labels, texts, missing)
+        if rec.done:
+            self._result_cache = result
+        return result
+
+    def add_done_callback(self, fn: Callable[[Job], object]) -> None:
+        """Call ``fn(job)`` once the job has ended (at once if it has; from qnb's thread
+        otherwise, so keep it quick and do not print from it in a notebook)."""
+        self._manager.when(self._id, is_done).add_done_callback(lambda _: fn(self))
+
+    # -- actions -------------------------------------------------------------------------
+
+    def cancel(self) -> JobStatus:
+        """Ask to cancel. Idempotent: on a finished job it returns the final status.
+
+        A queued job ends ``cancelled`` at once; a running one is ``cancelling`` until
+        the target confirms.
+        """
+        return self._manager.cancel(self._id)
+
+    def resubmit(self, only_failed: bool = False) -> Job:
+        """A new job with this job's circuits (or only its failed/cancelled ones)."""
+        rec = self._manager.resubmit(self._id, only_failed=only_failed)
+        return Job(rec.id, manager=self._manager)
+
+    # -- display --------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other._id == self._id
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def summary(self) -> str:
+        rec = self._rec()
+        done, total = rec.progress
+        where = ""
+        position = self.position_in_queue()
+        if position is not None:
+            where = f", position {position}"
+        return (
+            f"{rec.name!r} {self._id[:8]} on {rec.target}: {rec.status.value} "
+            f"{done}/{total}{where}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.summary()}>"
+
+    def _repr_html_(self) -> str:
+        rec = self._rec()
+        done, total = rec.progress
+        error = f"<br><span style='color:#b00'>{html.escape(rec.error)}</span>" if rec.error else ""
+        return (
+            f"<div class='qnb-job'><b>{html.escape(rec.name)}</b> "
+            f"<code>{self._id[:8]}</code> on {html.escape(rec.target)} — "
+            f"<b>{rec.status.value}</b> ({done}/{total} circuits){error}</div>"
+        )

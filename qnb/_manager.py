@@ -1,0 +1,649 @@
+"""The JobManager: the one writer of job state in a process.
+
+It owns an asyncio loop on a daemon thread, so jobs progress while the kernel's main
+thread runs a cell. Public API calls come from any thread; they take the manager's
+lock, change records only through :meth:`JobManager._set_status` (the lifecycle
+table), and hand anything slow to the loop.
+
+State reaches SQLite write-behind: changes made in one loop iteration are written in
+one transaction. Waiters (``job.result()``, ``wait_for_execution``) are woken only
+after the state they wait for is in the store, so "done" always means "durable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cirq
+
+from . import _circuits
+from ._errors import QnbError, QnbWarning, QueueConflictError, QueueError, UnknownJobError
+from ._pool import get_pool
+from ._records import ItemRecord, JobRecord
+from ._status import (
+    IN_QUEUE,
+    TERMINAL,
+    InvalidTransitionError,
+    JobStatus,
+    check_transition,
+    derive_job_status,
+    path_to,
+)
+from ._store import Store
+from ._targets import ItemOutcome, Target, TargetJob, TargetRegistry, registry
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; see _owner_alive
+    fcntl = None
+
+INTERRUPTED = "interrupted: the process running this job ended before it finished"
+
+Predicate = Callable[[JobRecord], bool]
+
+
+def is_done(rec: JobRecord) -> bool:
+    return rec.status in TERMINAL
+
+
+def has_left_queue(rec: JobRecord) -> bool:
+    return rec.status not in IN_QUEUE
+
+
+class JobManager:
+    def __init__(self, home: str | Path, *, targets: TargetRegistry = registry):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.targets = targets
+        self.store = Store(self.home / "qnb.sqlite3")
+        # Local jobs carry the id of the process that runs them. The process holds a
+        # lock on a file of that name for its whole life, so a later process can tell
+        # a dead owner from a live one, even across pid reuse.
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._owner_file = _claim_owner(self.home / "owners", self.owner)
+
+        self._lock = threading.RLock()
+        self._records: dict[str, JobRecord] = {}
+        self._queues: dict[str, list[JobRecord]] = defaultdict(list)
+        self._running: dict[str, int] = defaultdict(int)
+        self._seq_back = 0.0
+        self._seq_front = 0.0
+        self._dirty: dict[str, JobRecord] = {}
+        self._flush_scheduled = False
+        self._listeners: list[Callable[[JobRecord], None]] = []
+        self._closed = False
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="qnb-job-manager", daemon=True
+        )
+        self._thread.start()
+        self.interrupted_jobs = self._recover_interrupted()
+        get_pool().start_warming()
+
+    # -- lifecycle of the manager -------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the loop and release the store (tests; a kernel just exits)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.flush()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self.store.close()
+        if self._owner_file is not None:
+            self._owner_file.close()
+            (self.home / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    def _recover_interrupted(self) -> list[str]:
+        owners_dir = self.home / "owners"
+        ids: list[str] = []
+        for owner in self.store.unfinished_owners():
+            if owner != self.owner and not _owner_alive(owners_dir, owner):
+                ids += self.store.mark_interrupted(owner, INTERRUPTED, time.time())
+                (owners_dir / f"{owner}.lock").unlink(missing_ok=True)
+        if ids:
+            warnings.warn(
+                f"qnb: {len(ids)} job(s) were left unfinished by a process that ended and "
+                "are now marked failed (interrupted). Their circuits and any completed "
+                "results are kept: qnb.jobs(status='failed') lists them and "
+                "job.resubmit() runs them again.",
+                QnbWarning,
+                stacklevel=4,
+            )
+        return ids
+
+    # -- submission -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        target: Target,
+        circuits: dict[str, cirq.Circuit],
+        *,
+        shots: int,
+        name: str,
+        user: str,
+        front: bool = False,
+        parent_id: str | None = None,
+        circuit_json: Sequence[str] | None = None,
+    ) -> JobRecord:
+        """Accept a validated job: queue it, store it, return once it is stored.
+
+        The job may start running before its circuits are written: serializing a large
+        batch to Cirq JSON takes as long as simulating it, so the two overlap. Results
+        that arrive meanwhile wait in memory and are written with the job.
+        """
+        rec = JobRecord(
+            id=uuid.uuid4().hex,
+            name=name,
+            target=target.name,
+            user=user,
+            shots=shots,
+            items=[ItemRecord(label) for label in circuits],
+            time_added=time.time(),
+            parent_id=parent_id,
+            owner=self.owner if target.local else None,
+            persisted=False,
+        )
+        rec.circuits = list(circuits.values())
+        with self._lock:
+            self._check_open()
+            self._records[rec.id] = rec
+            self._enqueue(rec, front=front)
+        self._loop.call_soon_threadsafe(self._schedule, target)
+        try:
+            texts = circuit_json or [_circuits.to_json(c) for c in rec.circuits]
+            with self._lock:
+                self.store.insert_job(rec, texts, rec.unsaved_results)
+                rec.persisted = True
+                rec.unsaved_results = {}
+                rec.dirty_items.clear()
+                ready = self._ready_waiters(rec)
+        except BaseException:
+            self._discard(rec)
+            raise
+        _resolve(ready)
+        return rec
+
+    def _discard(self, rec: JobRecord) -> None:
+        """Undo an accepted-but-not-stored job (submit was interrupted)."""
+        with self._lock:
+            self._records.pop(rec.id, None)
+            self._dirty.pop(rec.id, None)
+            queue = self._queues[rec.target]
+            if rec in queue:
+                queue.remove(rec)
+            rec.cancel_requested = True
+            handle = rec.handle
+        if handle is not None:
+            target = self.targets.get(rec.target)
+            asyncio.run_coroutine_threadsafe(target.cancel(handle), self._loop)
+
+    def _enqueue(self, rec: JobRecord, *, front: bool) -> None:
+        queue = self._queues[rec.target]
+        if front:
+            self._seq_front -= 1
+            rec.queue_seq = self._seq_front
+            queue.insert(0, rec)
+        else:
+            self._seq_back += 1
+            rec.queue_seq = self._seq_back
+            queue.append(rec)
+        self._set_status(rec, JobStatus.QUEUED)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QnbError("this JobManager is closed")
+
+    # -- running (on the loop) --------------------------------------------------------------
+
+    def _schedule(self, target: Target) -> None:
+        with self._lock:
+            queue = self._queues[target.name]
+            while queue and self._running[target.name] < target.max_running_jobs:
+                rec = queue.pop(0)
+                self._running[target.name] += 1
+                rec.time_started = time.time()
+                self._set_status(rec, JobStatus.RUNNING)
+                self._loop.create_task(self._drive(rec, target))
+
+    async def _drive(self, rec: JobRecord, target: Target) -> None:
+        try:
+            job = TargetJob(rec.id, rec.shots, [it.label for it in rec.items], rec.circuits)
+            handle = await target.submit(job)
+            with self._lock:
+                rec.handle = handle
+                cancel_now = rec.cancel_requested
+            if cancel_now:
+                self._loop.create_task(self._cancel_on_target(rec, target))
+            while not rec.done:
+                statuses = await target.poll(handle)
+                finished = [
+                    i
+                    for i, status in enumerate(statuses)
+                    if status in TERMINAL and rec.items[i].status not in TERMINAL
+                ]
+                outcomes = await target.results(handle, finished) if finished else {}
+                with self._lock:
+                    self._apply_items(rec, statuses, outcomes)
+        except Exception as exc:  # a broken target fails its job, never the manager
+            with self._lock:
+                self._fail(rec, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._running[target.name] -= 1
+                rec.handle = None
+                rec.circuits = None  # the store has them; don't hold memory
+            self._schedule(target)
+
+    async def _cancel_on_target(self, rec: JobRecord, target: Target) -> None:
+        try:
+            await target.cancel(rec.handle)
+        except Exception as exc:
+            # Stays CANCELLING: the job goes on and ends as the target decides.
+            with self._lock:
+                rec.error = f"cancel failed: {type(exc).__name__}: {exc}"
+                self._touch(rec)
+
+    def _apply_items(
+        self, rec: JobRecord, statuses: Sequence[JobStatus], outcomes: dict[int, ItemOutcome]
+    ) -> None:
+        for i, status in enumerate(statuses):
+            item = rec.items[i]
+            if status is item.status or item.status in TERMINAL:
+                continue  # a final item never changes again (no CANCELLED -> COMPLETED)
+            outcome = outcomes.get(i)
+            for step in path_to(item.status, status):
+                check_transition(item.status, step)
+                item.status = step
+            if outcome is not None:
+                item.error = outcome.error
+                if outcome.result is not None:
+                    rec.unsaved_results[i] = outcome.result
+            rec.dirty_items.add(i)
+        self._update_job_status(rec)
+
+    def _fail(self, rec: JobRecord, reason: str) -> None:
+        for i, item in enumerate(rec.items):
+            if item.status not in TERMINAL:
+                item.status, item.error = JobStatus.FAILED, reason
+                rec.dirty_items.add(i)
+        rec.error = reason
+        self._update_job_status(rec)
+
+    def _update_job_status(self, rec: JobRecord) -> None:
+        new = derive_job_status(
+            (it.status for it in rec.items), cancelling=rec.cancel_requested
+        )
+        if new is rec.status:
+            self._touch(rec)
+            return
+        for step in path_to(rec.status, new):
+            self._set_status(rec, step)
+
+    def _set_status(self, rec: JobRecord, new: JobStatus) -> None:
+        """The one place a job's status changes."""
+        check_transition(rec.status, new)
+        rec.status = new
+        if new in TERMINAL:
+            rec.time_finished = time.time()
+            if new is JobStatus.FAILED and rec.error is None:
+                failed = [it for it in rec.items if it.status is JobStatus.FAILED]
+                first = failed[0]
+                rec.error = (
+                    f"{len(failed)} of {len(rec.items)} items failed; "
+                    f"{first.label!r}: {first.error}"
+                )
+        self._touch(rec)
+
+    # -- writes and notifications -------------------------------------------------------
+
+    def _touch(self, rec: JobRecord) -> None:
+        rec.dirty = True
+        self._dirty[rec.id] = rec
+        if not self._flush_scheduled and not self._closed:
+            self._flush_scheduled = True
+            self._loop.call_soon_threadsafe(self.flush)
+        for listener in self._listeners:
+            try:
+                listener(rec)
+            except Exception:  # a broken widget must not stop the jobs
+                pass
+
+    def flush(self) -> None:
+        """Write every pending change now (called on the loop, or before reads)."""
+        with self._lock:
+            self._flush_scheduled = False
+            records = [r for r in self._dirty.values() if r.persisted]
+            # Records not yet persisted are written whole by their submit.
+            self._dirty = {k: r for k, r in self._dirty.items() if not r.persisted}
+            if not records:
+                return
+            results = {(r.id, i): text for r in records for i, text in r.unsaved_results.items()}
+            self.store.save(records, results)
+            ready = []
+            for r in records:
+                r.unsaved_results = {}
+                r.dirty_items.clear()
+                r.dirty = False
+                ready += self._ready_waiters(r)
+        _resolve(ready)
+
+    @staticmethod
+    def _ready_waiters(rec: JobRecord) -> list[tuple[concurrent.futures.Future, JobStatus]]:
+        ready, waiting = [], []
+        for predicate, future in rec.waiters:
+            if predicate(rec):
+                ready.append((future, rec.status))
+            else:
+                waiting.append((predicate, future))
+        rec.waiters = waiting
+        return ready
+
+    def add_listener(self, listener: Callable[[JobRecord], None]) -> Callable[[], None]:
+        """Call ``listener(record)`` on every change (from any thread; keep it quick)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def when(self, job_id: str, predicate: Predicate) -> concurrent.futures.Future:
+        """A future that resolves (to the status) once ``predicate(record)`` holds and is stored."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            rec = self._records.get(job_id)
+            if rec is not None:
+                if predicate(rec) and rec.persisted and not rec.dirty:
+                    future.set_result(rec.status)
+                else:
+                    rec.waiters.append((predicate, future))
+                return future
+        stored = self.load(job_id)
+        if predicate(stored):
+            future.set_result(stored.status)
+        else:  # run by another live process: follow it through the shared store
+            asyncio.run_coroutine_threadsafe(
+                self._follow_stored(job_id, predicate, future), self._loop
+            )
+        return future
+
+    async def _follow_stored(
+        self, job_id: str, predicate: Predicate, future: concurrent.futures.Future
+    ) -> None:
+        while not future.done():
+            await asyncio.sleep(0.25)
+            rec = self.store.load_job(job_id)
+            if rec is not None and rec.owner and not rec.done:
+                if not _owner_alive(self.home / "owners", rec.owner):
+                    self._recover_interrupted()
+                    rec = self.store.load_job(job_id)
+            if rec is not None and predicate(rec):
+                future.set_result(rec.status)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def record(self, job_id: str) -> JobRecord | None:
+        """The live record if this process runs the job, else None."""
+        with self._lock:
+            return self._records.get(job_id)
+
+    def load(self, job_id: str) -> JobRecord:
+        rec = self.record(job_id)
+        if rec is not None:
+            return rec
+        stored = self.store.load_job(job_id)
+        if stored is None:
+            raise UnknownJobError(
+                f"no job with id {job_id!r} in the store at {self.store.path} "
+                "(qnb.jobs() lists the jobs there)"
+            )
+        return stored
+
+    def find(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        target: str | None = None,
+        user: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        self.flush()
+        found = self.store.find_jobs(status=status, target=target, user=user, limit=limit)
+        with self._lock:
+            return [self._records.get(r.id, r) for r in found]
+
+    def resolve_prefix(self, prefix: str) -> str:
+        """A full job id from a unique prefix of it."""
+        self.flush()
+        ids = self.store.ids_with_prefix(prefix.lower())
+        if not ids:
+            raise UnknownJobError(f"no job id starts with {prefix!r}")
+        if len(ids) > 1:
+            raise UnknownJobError(f"job id prefix {prefix!r} is ambiguous; give more characters")
+        return ids[0]
+
+    def results(self, job_id: str) -> dict[int, str]:
+        self.flush()
+        return self.store.load_results(job_id)
+
+    def circuits(self, job_id: str) -> list[str]:
+        self.flush()
+        return self.store.load_circuits(job_id)
+
+    # -- cancelling and the queue -----------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Ask to cancel; returns the status now. Never raises for a finished job."""
+        with self._lock:
+            rec = self._records.get(job_id)
+            if rec is None:
+                stored = self.load(job_id)
+                if stored.done:
+                    return stored.status
+                raise QnbError(
+                    f"job {job_id} is run by another process ({stored.owner}); "
+                    "cancel it from there"
+                )
+            if rec.done or rec.cancel_requested:
+                return rec.status
+            rec.cancel_requested = True
+            if rec.status in IN_QUEUE:
+                self._cancel_queued(rec)
+                return rec.status
+            self._update_job_status(rec)  # RUNNING -> CANCELLING
+            handle = rec.handle
+        if handle is not None:
+            target = self.targets.get(rec.target)
+            asyncio.run_coroutine_threadsafe(self._cancel_on_target(rec, target), self._loop)
+        # Without a handle yet, _drive cancels as soon as the target has accepted the job.
+        return rec.status
+
+    def _cancel_queued(self, rec: JobRecord) -> None:
+        # The queue is ours, so removing it from the queue is the confirmation.
+        self._queues[rec.target].remove(rec)
+        rec.cancel_requested = True
+        self._apply_items(rec, [JobStatus.CANCELLED] * len(rec.items), {})
+
+    def pending(self, target: str) -> list[JobRecord]:
+        """The target's queue, head first."""
+        with self._lock:
+            return list(self._queues[target])
+
+    def remove_queued(
+        self,
+        target: str,
+        *,
+        job_id: str | None = None,
+        position: int | None = None,
+        expected_id: str | None = None,
+    ) -> JobRecord:
+        """Take one job out of the queue (it ends ``cancelled``) by id or 1-based position."""
+        with self._lock:
+            queue = self._queues[target]
+            if position is not None:
+                rec = self._at_position(target, position)
+                if expected_id is not None and rec.id != expected_id:
+                    raise QueueConflictError(
+                        f"position {position} of the {target!r} queue now holds job "
+                        f"{rec.id[:8]} ({rec.name}), not {expected_id[:8]}; the queue moved. "
+                        "Nothing was removed; look at the queue again."
+                    )
+            else:
+                rec = next((r for r in queue if r.id == job_id), None)
+                if rec is None:
+                    status = self.load(job_id).status.value
+                    raise QueueError(
+                        f"job {job_id[:8]} is not in the {target!r} queue (it is {status}); "
+                        "use job.cancel() for a running job"
+                    )
+            self._cancel_queued(rec)
+            return rec
+
+    def move_to_front(self, job_id: str) -> JobRecord:
+        with self._lock:
+            rec = self.load(job_id)
+            queue = self._queues[rec.target]
+            if rec not in queue:
+                raise QueueError(
+                    f"job {job_id[:8]} is not waiting in a queue (it is {rec.status.value})"
+                )
+            queue.remove(rec)
+            self._seq_front -= 1
+            rec.queue_seq = self._seq_front
+            queue.insert(0, rec)
+            self._touch(rec)
+            return rec
+
+    def position(self, rec: JobRecord) -> int | None:
+        with self._lock:
+            if rec.status not in IN_QUEUE:
+                return None
+            queue = self._queues[rec.target]
+            return queue.index(rec) + 1 if rec in queue else None
+
+    def _at_position(self, target: str, position: int) -> JobRecord:
+        queue = self._queues[target]
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise QueueError(f"queue positions are whole numbers from 1, got {position!r}")
+        if not 1 <= position <= len(queue):
+            size = f"1 to {len(queue)}" if queue else "none: the queue is empty"
+            raise QueueError(
+                f"position {position} is out of range for the {target!r} queue "
+                f"(positions are 1-based; valid now: {size})"
+            )
+        return queue[position - 1]
+
+    def at_position(self, target: str, position: int) -> JobRecord:
+        with self._lock:
+            return self._at_position(target, position)
+
+    # -- resubmission -----------------------------------------------------------------------
+
+    def resubmit(self, job_id: str, *, only_failed: bool = False) -> JobRecord:
+        rec = self.load(job_id)
+        if not rec.done:
+            raise QnbError(
+                f"job {job_id[:8]} is still {rec.status.value}; resubmit a finished job "
+                "(cancel it first if you want to run it again)"
+            )
+        redo = [
+            i
+            for i, item in enumerate(rec.items)
+            if not only_failed or item.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        ]
+        if not redo:
+            raise QnbError(f"nothing to resubmit: every item of job {job_id[:8]} completed")
+        texts = self.circuits(job_id)
+        circuits = {rec.items[i].label: _circuits.from_json(texts[i]) for i in redo}
+        return self.submit(
+            self.targets.get(rec.target),
+            circuits,
+            shots=rec.shots,
+            name=rec.name,
+            user=rec.user,
+            parent_id=rec.id,
+            circuit_json=[texts[i] for i in redo],
+        )
+
+
+def _resolve(ready: list[tuple[concurrent.futures.Future, JobStatus]]) -> None:
+    # Outside the manager's lock: done-callbacks run user code.
+    for future, status in ready:
+        if not future.done():
+            future.set_result(status)
+
+
+def _claim_owner(directory: Path, owner: str):
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        return None
+    handle = open(directory / f"{owner}.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def _owner_alive(directory: Path, owner: str) -> bool:
+    if fcntl is None:  # pragma: no cover - no way to tell; never fail a live job
+        return True
+    try:
+        handle = open(directory / f"{owner}.lock", "a")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def default_home() -> Path:
+    home = os.environ.get("QNB_HOME")
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("qnb"))
+
+
+_manager: JobManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The process's JobManager, started on first use (store under ``$QNB_HOME``)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None or _manager._closed:
+            _manager = JobManager(default_home())
+        return _manager
+
+
+def set_manager(manager: JobManager | None) -> JobManager | None:
+    """Swap the process's manager (tests); returns the previous one."""
+    global _manager
+    with _manager_lock:
+        previous, _manager = _manager, manager
+        return previous
+
+
+__all__ = ["JobManager", "get_manager", "has_left_queue", "is_done", "InvalidTransitionError"]

@@ -1,0 +1,233 @@
+"""The simulation process pool and the dispatcher that feeds it in chunks.
+
+Why a forkserver: forking a kernel that already runs threads (ZMQ, the JobManager) is
+unsafe, and spawning pays ~3 s of ``import cirq, qsimcirq`` per worker. The forkserver
+imports them once (:mod:`qnb._worker`) and forks workers from that clean process.
+
+Why chunks: pickling a circuit and its result costs more than simulating a Bell
+circuit, so small circuits that are waiting together travel in one task. Only a few
+chunks are in flight at a time, so while the pool is busy later items pile up and
+leave in bigger chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import math
+import multiprocessing
+import multiprocessing.spawn as mp_spawn
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import cirq
+
+from . import _worker
+
+MAX_CHUNK_ITEMS = 64
+# Roughly (operations x amplitudes); a chunk stops growing past this much work.
+MAX_CHUNK_WEIGHT = 1 << 17
+
+
+def default_workers() -> int:
+    return int(os.environ.get("QNB_WORKERS", "0")) or os.cpu_count() or 1
+
+
+def _weight(circuit: cirq.Circuit, shots: int) -> int:
+    n_qubits = len(circuit.all_qubits())
+    n_ops = sum(len(moment) for moment in circuit.moments)
+    return (n_ops + 1) * (1 << min(n_qubits, 40)) + shots * n_qubits
+
+
+_spawn_patch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _workers_skip_main_module():
+    """Spawn workers that do not re-import ``__main__``.
+
+    multiprocessing re-imports the parent's main module in every spawned or
+    forkserver child: a user's unguarded script would run again in each worker, and in
+    a kernel each worker would import ipykernel's launcher. Our workers need only
+    :mod:`qnb._worker`, so while qnb spawns them the main-module entries are dropped
+    from the preparation data.
+    """
+    original = mp_spawn.get_preparation_data
+
+    def without_main(name):
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _spawn_patch_lock:
+        mp_spawn.get_preparation_data = without_main
+        try:
+            yield
+        finally:
+            mp_spawn.get_preparation_data = original
+
+
+class SimulationPool:
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or default_workers()
+        self._executor: ProcessPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._pending: deque[tuple[_worker.Task, int, asyncio.Future]] = deque()
+        self._in_flight = 0
+        self._pump_scheduled = False
+        # Spawning a worker blocks for seconds (the forkserver's imports), so workers are
+        # spawned on a helper thread and nothing is dispatched before they exist: the
+        # manager's loop must never block.
+        self._ready = threading.Event()
+        self._warming = False
+        self._on_ready: list = []
+
+    def _get_executor(self) -> ProcessPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(["qnb._worker"])
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            return self._executor
+
+    def start_warming(self, on_ready=None) -> None:
+        """Start the forkserver and every worker in the background; then call ``on_ready``."""
+        with self._executor_lock:
+            if on_ready is not None:
+                self._on_ready.append(on_ready)
+            if self._warming or self._ready.is_set():
+                ready_now = self._ready.is_set()
+            else:
+                self._warming, ready_now = True, False
+                threading.Thread(target=self._warm, name="qnb-pool-warm", daemon=True).start()
+        if ready_now and on_ready is not None:
+            self._run_on_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        self.start_warming()
+        return self._ready.wait(timeout)
+
+    def _warm(self) -> None:
+        try:
+            executor = self._get_executor()
+            with _workers_skip_main_module():
+                # Workers are spawned inside submit() for non-fork contexts.
+                tasks = [executor.submit(_worker.ping) for _ in range(self.workers)]
+            for task in tasks:
+                task.result()
+        except Exception:
+            pass  # the next dispatch reports the broken pool on the items themselves
+        finally:
+            with self._executor_lock:
+                self._warming = False
+                self._ready.set()
+            self._run_on_ready()
+
+    def _run_on_ready(self) -> None:
+        with self._executor_lock:
+            callbacks, self._on_ready = self._on_ready, []
+        for callback in callbacks:
+            callback()
+
+    def shutdown(self) -> None:
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run(
+        self, engine: str, noise: float, circuit: cirq.Circuit, shots: int
+    ) -> tuple[bool, str]:
+        """Simulate one circuit in the pool: ``(True, result json)`` or ``(False, error)``.
+
+        Must be called on the JobManager's loop. Cancelling the caller drops the circuit
+        if it has not left for a worker yet.
+        """
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._pending.append(((engine, noise, circuit, shots), _weight(circuit, shots), done))
+        if not self._pump_scheduled:
+            # Deferred to the end of this loop iteration so that items arriving together
+            # share a chunk.
+            self._pump_scheduled = True
+            loop.call_soon(self._pump)
+        return await done
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        loop = asyncio.get_running_loop()
+        if not self._ready.is_set():
+            self.start_warming(lambda: loop.call_soon_threadsafe(self._pump))
+            return
+        while self._pending and self._in_flight < 2 * self.workers:
+            chunk = self._take_chunk()
+            if not chunk:
+                break
+            try:
+                task = self._get_executor().submit(_worker.run_chunk, [t for t, _, _ in chunk])
+            except (BrokenProcessPool, RuntimeError) as exc:
+                self._reset_broken()
+                self._settle(chunk, [(False, f"simulation pool unavailable: {exc}")] * len(chunk))
+                continue
+            self._in_flight += 1
+            task.add_done_callback(
+                lambda fut, chunk=chunk: loop.call_soon_threadsafe(self._finish, fut, chunk)
+            )
+
+    def _take_chunk(self) -> list:
+        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers)))
+        chunk, total = [], 0
+        while self._pending and len(chunk) < limit:
+            _, weight, done = self._pending[0]
+            if done.cancelled():
+                self._pending.popleft()
+                continue
+            if chunk and total + weight > MAX_CHUNK_WEIGHT:
+                break
+            chunk.append(self._pending.popleft())
+            total += weight
+        return chunk
+
+    def _finish(self, task: Future, chunk: list) -> None:
+        self._in_flight -= 1
+        try:
+            outcomes = task.result()
+        except BrokenProcessPool:
+            self._reset_broken()
+            outcomes = [(False, "the simulation worker process died (out of memory?)")] * len(chunk)
+        except Exception as exc:  # e.g. a circuit that cannot be pickled
+            outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(chunk)
+        self._settle(chunk, outcomes)
+        self._pump()
+
+    @staticmethod
+    def _settle(chunk: list, outcomes: list[tuple[bool, str]]) -> None:
+        for (_, _, done), outcome in zip(chunk, outcomes):
+            if not done.done():
+                done.set_result(outcome)
+
+    def _reset_broken(self) -> None:
+        with self._executor_lock:
+            broken, self._executor = self._executor, None
+            self._ready.clear()
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
+
+
+_pool: SimulationPool | None = None
+_pool_lock = threading.Lock()
+
+
+def get_pool() -> SimulationPool:
+    """The process-wide pool (one per kernel: the workers are the expensive part)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = SimulationPool()
+            atexit.register(_pool.shutdown)
+        return _pool

@@ -1,0 +1,72 @@
+"""Plain data for what a job is. Handles (:class:`qnb.Job`) read these; only the
+JobManager changes them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ._status import TERMINAL, JobStatus
+
+
+@dataclasses.dataclass(slots=True)
+class ItemRecord:
+    label: str
+    status: JobStatus = JobStatus.PENDING
+    error: str | None = None
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class JobRecord:
+    id: str
+    name: str
+    target: str
+    user: str
+    shots: int
+    items: list[ItemRecord]
+    time_added: float
+    status: JobStatus = JobStatus.PENDING
+    time_started: float | None = None
+    time_finished: float | None = None
+    error: str | None = None
+    parent_id: str | None = None
+    queue_seq: float = 0.0
+    owner: str | None = None  # the process that runs it (local targets), see _manager
+    remote_id: str | None = None  # the job's id on a remote target, if any
+
+    # Runtime state of the manager that runs it; never stored.
+    persisted: bool = True
+    dirty: bool = False
+    dirty_items: set[int] = dataclasses.field(default_factory=set)
+    cancel_requested: bool = False
+    circuits: list[Any] | None = None  # cirq.Circuit objects until the run ends
+    unsaved_results: dict[int, str] = dataclasses.field(default_factory=dict)
+    waiters: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    handle: Any = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        return sum(1 for it in self.items if it.status in TERMINAL), len(self.items)
+
+    def public_dict(self) -> dict:
+        """The JSON-friendly view used by widgets and the server."""
+        done, total = self.progress
+        return {
+            "id": self.id,
+            "name": self.name,
+            "target": self.target,
+            "user": self.user,
+            "shots": self.shots,
+            "status": self.status.value,
+            "time_added": self.time_added,
+            "time_started": self.time_started,
+            "time_finished": self.time_finished,
+            "error": self.error,
+            "parent_id": self.parent_id,
+            "done": done,
+            "total": total,
+        }

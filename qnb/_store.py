@@ -1,0 +1,284 @@
+"""Persistence of jobs, items and results in SQLite (WAL). All of qnb's SQL is here.
+
+Circuits and results are stored as compact Cirq JSON text. One connection serves the
+process; a lock serialises it (SQLite releases the GIL while it works).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from ._records import ItemRecord, JobRecord
+from ._status import JobStatus
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    user          TEXT NOT NULL,
+    shots         INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    time_added    REAL NOT NULL,
+    time_started  REAL,
+    time_finished REAL,
+    error         TEXT,
+    parent_id     TEXT,
+    queue_seq     REAL NOT NULL,
+    owner         TEXT,
+    remote_id     TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
+CREATE TABLE IF NOT EXISTS items (
+    job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,
+    label   TEXT NOT NULL,
+    circuit TEXT NOT NULL,
+    status  TEXT NOT NULL,
+    error   TEXT,
+    result  TEXT,
+    PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
+"""
+
+_JOB_COLUMNS = (
+    "id, name, target, user, shots, status, time_added, time_started, time_finished, "
+    "error, parent_id, queue_seq, owner, remote_id"
+)
+_UNFINISHED = tuple(s.value for s in JobStatus if not s.is_terminal)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a process crash (SIGKILL); only an
+        # OS crash or power loss can lose the last transactions.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._db.executescript(_SCHEMA)  # idempotent, and commits by itself
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- writes ---------------------------------------------------------------------
+
+    def insert_job(
+        self, job: JobRecord, circuits: Sequence[str], results: dict[int, str]
+    ) -> None:
+        """Insert a job and all its items in one transaction (all or nothing)."""
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _job_row(job),
+            )
+            db.executemany(
+                "INSERT INTO items (job_id, idx, label, circuit, status, error, result) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [
+                    (job.id, i, it.label, circuits[i], it.status.value, it.error, results.get(i))
+                    for i, it in enumerate(job.items)
+                ],
+            )
+
+    def save(self, jobs: Iterable[JobRecord], results: dict[tuple[str, int], str]) -> None:
+        """Write ``jobs``' rows, their items listed in ``dirty_items``, and new results."""
+        with self._transaction() as db:
+            for job in jobs:
+                db.execute(
+                    "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
+                    "queue_seq=?, remote_id=? WHERE id=?",
+                    (
+                        job.status.value,
+                        job.time_started,
+                        job.time_finished,
+                        job.error,
+                        job.queue_seq,
+                        job.remote_id,
+                        job.id,
+                    ),
+                )
+                db.executemany(
+                    "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?",
+                    [
+                        (job.items[i].status.value, job.items[i].error, job.id, i)
+                        for i in job.dirty_items
+                    ],
+                )
+            db.executemany(
+                "UPDATE items SET result=? WHERE job_id=? AND idx=?",
+                [(text, job_id, idx) for (job_id, idx), text in results.items()],
+            )
+
+    def mark_interrupted(self, owner: str, reason: str, now: float) -> list[str]:
+        """Fail every unfinished job of a dead owner; returns their ids."""
+        marks = ",".join("?" * len(_UNFINISHED))
+        with self._transaction() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM jobs WHERE owner=? AND status IN ({marks})",
+                    (owner, *_UNFINISHED),
+                )
+            ]
+            for job_id in ids:
+                db.execute(
+                    "UPDATE jobs SET status='failed', error=?, "
+                    "time_finished=COALESCE(time_finished, ?) WHERE id=?",
+                    (reason, now, job_id),
+                )
+                db.execute(
+                    f"UPDATE items SET status='failed', error=? "
+                    f"WHERE job_id=? AND status IN ({marks})",
+                    (reason, job_id, *_UNFINISHED),
+                )
+        return ids
+
+    # -- reads ----------------------------------------------------------------------
+
+    def unfinished_owners(self) -> set[str]:
+        marks = ",".join("?" * len(_UNFINISHED))
+        rows = self._query(
+            f"SELECT DISTINCT owner FROM jobs WHERE owner IS NOT NULL AND status IN ({marks})",
+            _UNFINISHED,
+        )
+        return {r[0] for r in rows}
+
+    def load_job(self, job_id: str) -> JobRecord | None:
+        rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,))
+        if not rows:
+            return None
+        return self._with_items(rows)[0]
+
+    def find_jobs(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        target: str | None = None,
+        user: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Newest first."""
+        where, params = [], []
+        if status:
+            where.append(f"status IN ({','.join('?' * len(status))})")
+            params.extend(status)
+        if target is not None:
+            where.append("target=?")
+            params.append(target)
+        if user is not None:
+            where.append("user=?")
+            params.append(user)
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time_added DESC, rowid DESC LIMIT ?"
+        return self._with_items(self._query(sql, (*params, limit)))
+
+    def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        # Ids are lowercase hex, so LIKE's wildcards cannot appear in a valid prefix.
+        if not prefix or any(ch in prefix for ch in "%_"):
+            return []
+        rows = self._query("SELECT id FROM jobs WHERE id LIKE ? LIMIT ?", (prefix + "%", limit))
+        return [r[0] for r in rows]
+
+    def load_results(self, job_id: str) -> dict[int, str]:
+        rows = self._query(
+            "SELECT idx, result FROM items WHERE job_id=? AND result IS NOT NULL", (job_id,)
+        )
+        return dict(rows)
+
+    def load_circuits(self, job_id: str) -> list[str]:
+        rows = self._query("SELECT circuit FROM items WHERE job_id=? ORDER BY idx", (job_id,))
+        return [r[0] for r in rows]
+
+    def _with_items(self, job_rows: list[tuple]) -> list[JobRecord]:
+        if not job_rows:
+            return []
+        ids = [r[0] for r in job_rows]
+        items: dict[str, list[ItemRecord]] = {i: [] for i in ids}
+        # Chunked: SQLite limits the number of bound parameters.
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for job_id, label, status, error in self._query(
+                "SELECT job_id, label, status, error FROM items "
+                f"WHERE job_id IN ({','.join('?' * len(chunk))}) ORDER BY job_id, idx",
+                chunk,
+            ):
+                items[job_id].append(ItemRecord(label, JobStatus(status), error))
+        return [_record_from_row(row, items[row[0]]) for row in job_rows]
+
+
+def _job_row(job: JobRecord) -> tuple:
+    return (
+        job.id,
+        job.name,
+        job.target,
+        job.user,
+        job.shots,
+        job.status.value,
+        job.time_added,
+        job.time_started,
+        job.time_finished,
+        job.error,
+        job.parent_id,
+        job.queue_seq,
+        job.owner,
+        job.remote_id,
+    )
+
+
+def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
+    (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
+     seq, owner, remote_id) = row  # fmt: skip
+    return JobRecord(
+        id=job_id,
+        name=name,
+        target=target,
+        user=user,
+        shots=shots,
+        items=items,
+        time_added=t_add,
+        status=JobStatus(status),
+        time_started=t_start,
+        time_finished=t_end,
+        error=error,
+        parent_id=parent,
+        queue_seq=seq,
+        owner=owner,
+        remote_id=remote_id,
+    )

@@ -1,0 +1,54 @@
+"""Code that runs inside the simulation pool's worker processes.
+
+The forkserver preloads this module (and with it cirq and qsimcirq), so a new worker
+starts in milliseconds instead of paying ~3 s of imports.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cirq
+import qsimcirq
+
+_simulators: dict[tuple[str, float], cirq.Sampler] = {}
+
+
+def _simulator(engine: str, noise: float) -> cirq.Sampler:
+    key = (engine, noise)
+    sim = _simulators.get(key)
+    if sim is None:
+        model = cirq.depolarize(noise) if noise else None
+        if engine == "qsim":
+            sim = qsimcirq.QSimSimulator(noise=model)
+        elif engine == "cirq":
+            sim = cirq.Simulator(noise=model)
+        elif engine == "density":
+            sim = cirq.DensityMatrixSimulator(noise=model)
+        else:
+            raise ValueError(f"unknown simulation engine {engine!r}")
+        _simulators[key] = sim
+    return sim
+
+
+Task = tuple[str, float, cirq.Circuit, int]
+
+
+def run_chunk(tasks: list[Task]) -> list[tuple[bool, str]]:
+    """Run several small circuits in one round trip; each gets ``(ok, json or error)``.
+
+    The result is serialized here, in parallel across workers, so the kernel only
+    stores a string.
+    """
+    out = []
+    for engine, noise, circuit, shots in tasks:
+        try:
+            result = _simulator(engine, noise).run(circuit, repetitions=shots)
+            out.append((True, cirq.to_json(result, indent=None)))
+        except Exception as exc:  # reported per item; the other items still run
+            out.append((False, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def ping() -> int:
+    return os.getpid()
