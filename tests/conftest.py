@@ -1,0 +1,47 @@
+"""Shared fixtures: every test session gets its own QNB_HOME, every test that asks for
+``manager`` a fresh JobManager on its own SQLite file (the process pool is shared: its
+workers are the expensive part)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+os.environ.setdefault("QNB_USER", "tester")
+# The emulator's device time, shortened so that tests stay quick but jobs still queue.
+os.environ.setdefault("QNB_EMULATOR_SECONDS_PER_SHOT", "0.0005")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def qnb_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("qnb-home")
+    os.environ["QNB_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture
+def manager(tmp_path):
+    """A fresh JobManager with its own store, installed as the process's manager."""
+    from qnb import _manager
+
+    fresh = _manager.JobManager(tmp_path / "home")
+    previous = _manager.set_manager(fresh)
+    try:
+        yield fresh
+    finally:
+        _manager.set_manager(previous)
+        fresh.close()
+
+
+def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.01, what: str = "condition"):
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
