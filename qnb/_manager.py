@@ -60,11 +60,20 @@ def has_left_queue(rec: JobRecord) -> bool:
 
 
 class JobManager:
-    def __init__(self, home: str | Path, *, targets: TargetRegistry = registry):
+    def __init__(
+        self,
+        home: str | Path,
+        *,
+        targets: TargetRegistry = registry,
+        store_path: str | Path | None = None,
+        requeue_interrupted: bool = False,
+    ):
+        """``requeue_interrupted``: a queue server's manager runs again the jobs a
+        killed predecessor left unfinished, instead of marking them failed."""
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.targets = targets
-        self.store = Store(self.home / "qnb.sqlite3")
+        self.store = Store(store_path or self.home / "qnb.sqlite3")
         # Local jobs carry the id of the process that runs them. The process holds a
         # lock on a file of that name for its whole life, so a later process can tell
         # a dead owner from a live one, even across pid reuse.
@@ -87,7 +96,11 @@ class JobManager:
             target=self._loop.run_forever, name="qnb-job-manager", daemon=True
         )
         self._thread.start()
-        self.interrupted_jobs = self._recover_interrupted()
+        if requeue_interrupted:
+            self.interrupted_jobs: list[str] = []
+            self.requeued_jobs = self._requeue_interrupted()
+        else:
+            self.interrupted_jobs = self._recover_interrupted()
         get_pool().start_warming()
 
     # -- lifecycle of the manager -------------------------------------------------------
@@ -124,6 +137,32 @@ class JobManager:
             )
         return ids
 
+    def _requeue_interrupted(self) -> list[str]:
+        owners_dir = self.home / "owners"
+        dead = [
+            owner
+            for owner in self.store.unfinished_owners()
+            if owner != self.owner and not _owner_alive(owners_dir, owner)
+        ]
+        if not dead:
+            return []
+        records = self.store.requeue_interrupted(dead, self.owner, time.time())
+        for rec in records:
+            rec.circuits = [_circuits.from_json(t) for t in self.store.load_circuits(rec.id)]
+        with self._lock:
+            for rec in records:
+                self._records[rec.id] = rec
+                self._queues[rec.target].append(rec)
+            # New jobs go behind (or, at the front, ahead of) the ones taken over.
+            seqs = [rec.queue_seq for rec in records]
+            self._seq_back = max(seqs, default=0.0)
+            self._seq_front = min(seqs, default=0.0)
+            for name in {rec.target for rec in records}:
+                self._loop.call_soon_threadsafe(self._schedule, self.targets.get(name))
+        for owner in dead:
+            (owners_dir / f"{owner}.lock").unlink(missing_ok=True)
+        return [rec.id for rec in records]
+
     # -- submission -----------------------------------------------------------------------
 
     def submit(
@@ -137,6 +176,7 @@ class JobManager:
         front: bool = False,
         parent_id: str | None = None,
         circuit_json: Sequence[str] | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -145,7 +185,7 @@ class JobManager:
         that arrive meanwhile wait in memory and are written with the job.
         """
         rec = JobRecord(
-            id=uuid.uuid4().hex,
+            id=job_id or uuid.uuid4().hex,
             name=name,
             target=target.name,
             user=user,
@@ -160,10 +200,15 @@ class JobManager:
         with self._lock:
             self._check_open()
             self._records[rec.id] = rec
-            self._enqueue(rec, front=front)
-        self._loop.call_soon_threadsafe(self._schedule, target)
+            if target.owns_queue:
+                self._set_status(rec, JobStatus.QUEUED)  # in the target's queue, not ours
+            else:
+                self._enqueue(rec, front=front)
+        if not target.owns_queue:
+            self._loop.call_soon_threadsafe(self._schedule, target)
         try:
-            texts = circuit_json or [_circuits.to_json(c) for c in rec.circuits]
+            # Not rec.circuits: a quick job may have finished and dropped them already.
+            texts = circuit_json or [_circuits.to_json(c) for c in circuits.values()]
             with self._lock:
                 self.store.insert_job(rec, texts, rec.unsaved_results)
                 rec.persisted = True
@@ -173,8 +218,37 @@ class JobManager:
         except BaseException:
             self._discard(rec)
             raise
+        if target.owns_queue:
+            # Handed over only once stored here, so a restarted kernel can always find
+            # and follow (or submit again, under the same idempotency key) what it sent.
+            self._loop.call_soon_threadsafe(self._hand_over, rec, target, list(texts), front)
         _resolve(ready)
         return rec
+
+    def _hand_over(
+        self, rec: JobRecord, target: Target, texts: list[str] | None, front: bool = False
+    ) -> None:
+        self._loop.create_task(self._drive(rec, target, circuit_json=texts, front=front))
+
+    def follow_target_jobs(self, target: Target) -> list[str]:
+        """Follow again the unfinished jobs that ``target`` (which owns its queue) runs
+        for this store: after a kernel restart, once the target is connected again."""
+        self.flush()
+        unfinished = [s.value for s in JobStatus if not s.is_terminal]
+        found = self.store.find_jobs(status=unfinished, target=target.name, limit=1_000_000)
+        followed = []
+        with self._lock:
+            for rec in found:
+                if rec.id not in self._records and rec.owner is None:
+                    rec.cancel_requested = rec.status is JobStatus.CANCELLING
+                    self._records[rec.id] = rec
+                    followed.append(rec)
+        for rec in followed:
+            # Without a remote id the hand-over may not have reached the target: send
+            # it again; the target's idempotency key (the job id) prevents a second job.
+            texts = None if rec.remote_id else self.store.load_circuits(rec.id)
+            self._loop.call_soon_threadsafe(self._hand_over, rec, target, texts)
+        return [rec.id for rec in followed]
 
     def _discard(self, rec: JobRecord) -> None:
         """Undo an accepted-but-not-stored job (submit was interrupted)."""
@@ -218,12 +292,33 @@ class JobManager:
                 self._set_status(rec, JobStatus.RUNNING)
                 self._loop.create_task(self._drive(rec, target))
 
-    async def _drive(self, rec: JobRecord, target: Target) -> None:
+    async def _drive(
+        self,
+        rec: JobRecord,
+        target: Target,
+        *,
+        circuit_json: list[str] | None = None,
+        front: bool = False,
+    ) -> None:
         try:
-            job = TargetJob(rec.id, rec.shots, [it.label for it in rec.items], rec.circuits)
-            handle = await target.submit(job)
+            if rec.remote_id is not None:
+                handle = await target.reattach(rec.remote_id, len(rec.items))
+            else:
+                job = TargetJob(
+                    rec.id,
+                    rec.shots,
+                    [it.label for it in rec.items],
+                    rec.circuits,
+                    circuit_json=circuit_json,
+                    front=front,
+                )
+                handle = await target.submit(job)
             with self._lock:
                 rec.handle = handle
+                remote_id = target.handle_id(handle)
+                if remote_id is not None and rec.remote_id != remote_id:
+                    rec.remote_id = remote_id
+                    self._touch(rec)
                 cancel_now = rec.cancel_requested
             if cancel_now:
                 self._loop.create_task(self._cancel_on_target(rec, target))
@@ -242,10 +337,12 @@ class JobManager:
                 self._fail(rec, f"{type(exc).__name__}: {exc}")
         finally:
             with self._lock:
-                self._running[target.name] -= 1
+                if not target.owns_queue:
+                    self._running[target.name] -= 1
                 rec.handle = None
                 rec.circuits = None  # the store has them; don't hold memory
-            self._schedule(target)
+            if not target.owns_queue:
+                self._schedule(target)
 
     async def _cancel_on_target(self, rec: JobRecord, target: Target) -> None:
         try:
@@ -465,7 +562,7 @@ class JobManager:
             if rec.done or rec.cancel_requested:
                 return rec.status
             rec.cancel_requested = True
-            if rec.status in IN_QUEUE:
+            if rec.status in IN_QUEUE and rec in self._queues[rec.target]:
                 self._cancel_queued(rec)
                 return rec.status
             self._update_job_status(rec)  # RUNNING -> CANCELLING
@@ -537,7 +634,16 @@ class JobManager:
             if rec.status not in IN_QUEUE:
                 return None
             queue = self._queues[rec.target]
-            return queue.index(rec) + 1 if rec in queue else None
+            if rec in queue:
+                return queue.index(rec) + 1
+        # Outside the lock: a target that owns its queue may have to ask a server.
+        try:
+            target = self.targets.get(rec.target)
+        except QnbError:
+            return None
+        if not target.owns_queue or rec.remote_id is None:
+            return None
+        return target.queue_position(rec.remote_id)
 
     def _at_position(self, target: str, position: int) -> JobRecord:
         queue = self._queues[target]

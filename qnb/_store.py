@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS items (
     result  TEXT,
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
+-- A queue server's submissions by (user, Idempotency-Key): a retried submit finds its job.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user      TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    job_id    TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    PRIMARY KEY (user, key)
+) WITHOUT ROWID;
 """
 
 _JOB_COLUMNS = (
@@ -167,6 +175,71 @@ class Store:
                     (reason, job_id, *_UNFINISHED),
                 )
         return ids
+
+    def requeue_interrupted(
+        self, owners: Sequence[str], new_owner: str, now: float
+    ) -> list[JobRecord]:
+        """A queue server's restart: take over the unfinished jobs of dead ``owners``.
+
+        Their queue order is kept; jobs that were running go back to the head of the
+        queue and their unfinished items are pending again: that run was lost with the
+        process, so it is recovery, not a status transition. Jobs whose cancel was
+        requested end cancelled, as nothing runs them any more. Returns the jobs that
+        wait again, head first.
+        """
+        marks = ",".join("?" * len(owners))
+        unfinished = ",".join("?" * len(_UNFINISHED))
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT id, status, queue_seq FROM jobs WHERE owner IN ({marks}) "
+                f"AND status IN ({unfinished}) ORDER BY queue_seq",
+                (*owners, *_UNFINISHED),
+            ).fetchall()
+            head = min((seq for _, _, seq in rows), default=0.0)
+            running = [job_id for job_id, status, _ in rows if status == "running"]
+            for offset, job_id in enumerate(running):
+                db.execute(
+                    "UPDATE jobs SET status='queued', time_started=NULL, queue_seq=? WHERE id=?",
+                    (head - len(running) + offset, job_id),
+                )
+                db.execute(
+                    "UPDATE items SET status='pending' WHERE job_id=? "
+                    "AND status IN ('queued', 'running')",
+                    (job_id,),
+                )
+            for job_id, status, _ in rows:
+                if status == "cancelling":
+                    db.execute(
+                        "UPDATE jobs SET status='cancelled', time_finished=? WHERE id=?",
+                        (now, job_id),
+                    )
+                    db.execute(
+                        f"UPDATE items SET status='cancelled', error='cancelled' "
+                        f"WHERE job_id=? AND status IN ({unfinished})",
+                        (job_id, *_UNFINISHED),
+                    )
+            waiting = [job_id for job_id, status, _ in rows if status != "cancelling"]
+            db.executemany(
+                "UPDATE jobs SET owner=? WHERE id=?", [(new_owner, j) for j in waiting]
+            )
+        found = {rec.id: rec for rec in map(self.load_job, waiting) if rec is not None}
+        return sorted(found.values(), key=lambda rec: rec.queue_seq)
+
+    def claim_idempotency_key(
+        self, user: str, key: str, job_id: str, body_hash: str
+    ) -> tuple[str, str]:
+        """Bind ``key`` to ``job_id`` unless it is bound already; the binding that holds."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO idempotency_keys (user, key, job_id, body_hash) "
+                "VALUES (?,?,?,?)",
+                (user, key, job_id, body_hash),
+            )
+            row = db.execute(
+                "SELECT job_id, body_hash FROM idempotency_keys WHERE user=? AND key=?",
+                (user, key),
+            ).fetchone()
+        return row[0], row[1]
 
     # -- reads ----------------------------------------------------------------------
 

@@ -33,6 +33,10 @@ class TargetJob:
     shots: int
     labels: list[str]
     circuits: list[cirq.Circuit]
+    #: The circuits as compact Cirq JSON when already at hand (remote targets send it).
+    circuit_json: list[str] | None = None
+    #: Asked for the head of the queue (targets that own their queue place it there).
+    front: bool = False
 
 
 @dataclasses.dataclass
@@ -51,6 +55,9 @@ class Target(abc.ABC):
     max_running_jobs: int = 1
     #: Jobs run inside this process, so they die with it (see crash recovery).
     local: bool = True
+    #: The target keeps its own queue (a queue server): the manager hands jobs over at
+    #: once and their status and queue position follow the target, not a local queue.
+    owns_queue: bool = False
 
     def check(self, label: str, circuit: cirq.Circuit) -> None:
         self.device.validate(label, circuit)
@@ -73,6 +80,20 @@ class Target(abc.ABC):
     @abc.abstractmethod
     async def cancel(self, handle: Any) -> bool:
         """Stop the job's unfinished items. Idempotent; ``True`` once they are stopped."""
+
+    # -- for targets that own their queue (see ``owns_queue``) ---------------------------
+
+    def handle_id(self, handle: Any) -> str | None:
+        """The job's id on the target, kept in the store to follow it after a restart."""
+        return None
+
+    async def reattach(self, remote_id: str, n_items: int) -> Any:
+        """A handle for a job submitted earlier (by a previous kernel)."""
+        raise NotImplementedError(f"target {self.name!r} cannot follow jobs across restarts")
+
+    def queue_position(self, remote_id: str) -> int | None:
+        """The job's 1-based position in the target's own queue (blocking call)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
