@@ -1,0 +1,389 @@
+// The queue monitor: every job of the kernel in one table, live. The view asks for a
+// snapshot once, then applies numbered patches that hold only the jobs that changed.
+// Only the visible rows exist in the DOM, so 10,000 jobs scroll smoothly.
+
+const STATUS_COLOURS = {
+  pending: "#757575",
+  queued: "#8d6e00",
+  running: "#1565c0",
+  cancelling: "#ad1457",
+  completed: "#2e7d32",
+  failed: "#b00020",
+  cancelled: "#616161",
+};
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+export const STATUSES = Object.keys(STATUS_COLOURS);
+export const ROW_HEIGHT = 24;
+
+// Queue positions (1-based, per target) from the order of the waiting jobs, so a job
+// leaving the queue does not need a patch for every job behind it.
+export function computePositions(jobs) {
+  const byTarget = new Map();
+  for (const job of jobs) {
+    if (job.queue_seq === null || job.queue_seq === undefined) continue;
+    if (!byTarget.has(job.target)) byTarget.set(job.target, []);
+    byTarget.get(job.target).push(job);
+  }
+  const positions = new Map();
+  for (const waiting of byTarget.values()) {
+    waiting.sort((a, b) => a.queue_seq - b.queue_seq);
+    waiting.forEach((job, i) => positions.set(job.id, i + 1));
+  }
+  return positions;
+}
+
+const SORT_KEYS = {
+  position: (job, pos) => pos.get(job.id) ?? Infinity,
+  name: (job) => job.name,
+  id: (job) => job.id,
+  user: (job) => job.user,
+  target: (job) => job.target,
+  added: (job) => job.time_added,
+  status: (job) => STATUSES.indexOf(job.status),
+  progress: (job) => (job.total ? job.done / job.total : 0),
+  elapsed: (job, _pos, now) => (job.time_started ? (job.time_finished ?? now) - job.time_started : -1),
+};
+
+// The table's data: jobs by id, the snapshot/patch protocol, filters and sorting.
+export class JobTable {
+  constructor() {
+    this.jobs = new Map();
+    this.snapshotSeq = null; // null until the snapshot arrived
+    this.buffered = [];
+    this.filters = { status: "", target: "", user: "" };
+    this.sort = { key: "added", descending: true };
+    this._rows = null;
+    this._positions = null;
+  }
+
+  applySnapshot({ seq, jobs }) {
+    this.jobs = new Map(jobs.map((job) => [job.id, job]));
+    this.snapshotSeq = seq;
+    const later = this.buffered.filter((patch) => patch.seq > seq);
+    this.buffered = [];
+    for (const patch of later) this._apply(patch.jobs);
+    this._invalidate();
+  }
+
+  // Returns false when the patch was buffered (no snapshot yet) or is already included.
+  applyPatch({ seq, jobs }) {
+    if (this.snapshotSeq === null) {
+      this.buffered.push({ seq, jobs });
+      return false;
+    }
+    if (seq <= this.snapshotSeq) return false;
+    this._apply(jobs);
+    this._invalidate();
+    return true;
+  }
+
+  _apply(jobs) {
+    for (const job of jobs) this.jobs.set(job.id, job);
+  }
+
+  _invalidate() {
+    this._rows = null;
+    this._positions = null;
+  }
+
+  setFilters(filters) {
+    this.filters = { ...this.filters, ...filters };
+    this._rows = null;
+  }
+
+  setSort(key) {
+    this.sort =
+      this.sort.key === key ? { key, descending: !this.sort.descending } : { key, descending: key === "added" };
+    this._rows = null;
+  }
+
+  get positions() {
+    this._positions ??= computePositions(this.jobs.values());
+    return this._positions;
+  }
+
+  values(field) {
+    return [...new Set([...this.jobs.values()].map((job) => job[field]))].sort();
+  }
+
+  // The filtered, sorted jobs (cached until the data, filters or sort change).
+  rows(nowSeconds = Date.now() / 1000) {
+    if (this._rows) return this._rows;
+    const { status, target, user } = this.filters;
+    const positions = this.positions;
+    const keyOf = SORT_KEYS[this.sort.key] || SORT_KEYS.added;
+    const keyed = [];
+    for (const job of this.jobs.values()) {
+      if (status && job.status !== status) continue;
+      if (target && job.target !== target) continue;
+      if (user && job.user !== user) continue;
+      keyed.push([keyOf(job, positions, nowSeconds), job]);
+    }
+    const sign = this.sort.descending ? -1 : 1;
+    keyed.sort(([a], [b]) => (a < b ? -sign : a > b ? sign : 0));
+    this._rows = keyed.map(([, job]) => job);
+    return this._rows;
+  }
+}
+
+// Which rows the viewport shows (with a few spare rows above and below).
+export function visibleRange(scrollTop, viewportHeight, total, rowHeight = ROW_HEIGHT, spare = 5) {
+  const first = Math.max(0, Math.floor(scrollTop / rowHeight) - spare);
+  const last = Math.min(total, Math.ceil((scrollTop + viewportHeight) / rowHeight) + spare);
+  return [first, last];
+}
+
+function formatElapsed(seconds) {
+  if (seconds === null || !Number.isFinite(seconds)) return "";
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const s = Math.floor(seconds);
+  return s < 3600
+    ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`
+    : `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const COLUMNS = [
+  ["position", "#"],
+  ["name", "name"],
+  ["id", "id"],
+  ["user", "user"],
+  ["target", "target"],
+  ["added", "added"],
+  ["status", "status"],
+  ["progress", "progress"],
+  ["elapsed", "elapsed"],
+  [null, "actions"],
+];
+
+const ACTION_LABELS = { cancel: "Cancel", remove: "Remove", move_to_front: "To front", resubmit: "Resubmit" };
+
+function actionsFor(job) {
+  if (TERMINAL.has(job.status)) return ["resubmit"];
+  if (job.queue_seq !== null && job.queue_seq !== undefined) return ["cancel", "remove", "move_to_front"];
+  return ["cancel"];
+}
+
+// The view, independent of anywidget: `send(action, jobId)` returns a Promise of the ack.
+// Used by render() below and directly by the rendering benchmark.
+export function createMonitorView(el, { send = () => new Promise(() => {}), filters = {} } = {}) {
+  const table = new JobTable();
+  table.setFilters(filters);
+  const requested = new Map(); // job id -> "cancel requested…" until the job changes
+  const root = element("div", "qnb-monitor");
+  const toolbar = element("div", "qnb-toolbar");
+  const statusSelect = element("select", "qnb-filter-status");
+  const targetSelect = element("select", "qnb-filter-target");
+  const userSelect = element("select", "qnb-filter-user");
+  const count = element("span", "qnb-count");
+  toolbar.append("status", statusSelect, "target", targetSelect, "user", userSelect, count);
+  const header = element("div", "qnb-header");
+  for (const [key, title] of COLUMNS) {
+    const cell = element("span", null, title);
+    if (key) {
+      cell.dataset.sort = key;
+      cell.addEventListener("click", () => {
+        table.setSort(key);
+        draw();
+      });
+    }
+    header.append(cell);
+  }
+  const viewport = element("div", "qnb-viewport");
+  const spacer = element("div", "qnb-spacer");
+  viewport.append(spacer);
+  root.append(toolbar, header, viewport);
+  el.append(root);
+
+  function fillSelect(select, values, current) {
+    const wanted = ["", ...values];
+    if (select.options.length !== wanted.length || [...select.options].some((o, i) => o.value !== wanted[i])) {
+      select.replaceChildren(...wanted.map((v) => new Option(v || "all", v)));
+    }
+    select.value = current;
+  }
+
+  function drawToolbar() {
+    fillSelect(statusSelect, STATUSES, table.filters.status);
+    fillSelect(targetSelect, table.values("target"), table.filters.target);
+    fillSelect(userSelect, table.values("user"), table.filters.user);
+  }
+
+  function rowElement(job, position, now) {
+    const row = element("div", "qnb-row");
+    row.dataset.jobId = job.id;
+    row.dataset.status = job.status;
+    const status = element("span", "qnb-status");
+    const chip = element("span", "qnb-chip", requested.get(job.id) ?? job.status);
+    chip.style.background = STATUS_COLOURS[job.status] || "#757575";
+    status.append(chip);
+    const actions = element("span", "qnb-actions");
+    for (const action of actionsFor(job)) {
+      const button = element("button", `qnb-${action}`, ACTION_LABELS[action]);
+      button.addEventListener("click", () => act(action, job));
+      actions.append(button);
+    }
+    const elapsed = job.time_started ? (job.time_finished ?? now) - job.time_started : null;
+    row.append(
+      element("span", "qnb-position", position ? String(position) : ""),
+      element("span", "qnb-name", job.name),
+      element("span", "qnb-id", job.id.slice(0, 8)),
+      element("span", null, job.user),
+      element("span", null, job.target),
+      element("span", null, new Date(job.time_added * 1000).toLocaleTimeString()),
+      status,
+      element("span", null, `${job.done}/${job.total}`),
+      element("span", "qnb-elapsed", formatElapsed(elapsed)),
+      actions,
+    );
+    return row;
+  }
+
+  function drawRows() {
+    const rows = table.rows();
+    const positions = table.positions;
+    const now = Date.now() / 1000;
+    spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
+    const [first, last] = visibleRange(viewport.scrollTop, viewport.clientHeight || 320, rows.length);
+    const fresh = [];
+    for (let i = first; i < last; i++) {
+      const row = rowElement(rows[i], positions.get(rows[i].id), now);
+      row.style.top = `${i * ROW_HEIGHT}px`;
+      fresh.push(row);
+    }
+    viewport.replaceChildren(spacer, ...fresh);
+    count.textContent = `${rows.length} of ${table.jobs.size} jobs`;
+  }
+
+  function draw() {
+    drawToolbar();
+    drawRows();
+  }
+
+  async function act(action, job) {
+    // Shown at once: the kernel may be busy with a cell and handle it later.
+    requested.set(job.id, `${ACTION_LABELS[action].toLowerCase()} requested…`);
+    drawRows();
+    const ack = await send(action, job.id);
+    requested.delete(job.id);
+    if (!ack.ok) requested.set(job.id, ack.message);
+    root.dataset.lastAck = JSON.stringify({ action, ok: ack.ok, thread: ack.thread });
+    drawRows();
+  }
+
+  let frame = null;
+  viewport.addEventListener("scroll", () => {
+    frame ??= requestAnimationFrame(() => {
+      frame = null;
+      drawRows();
+    });
+  });
+  for (const [select, field] of [
+    [statusSelect, "status"],
+    [targetSelect, "target"],
+    [userSelect, "user"],
+  ]) {
+    select.addEventListener("change", () => {
+      table.setFilters({ [field]: select.value });
+      drawRows();
+    });
+  }
+  draw();
+
+  return {
+    root,
+    table,
+    applySnapshot(snapshot) {
+      table.applySnapshot(snapshot);
+      root.dataset.snapshot = "received";
+      draw();
+    },
+    applyPatch(patch) {
+      const applied = table.applyPatch(patch);
+      if (applied) {
+        for (const job of patch.jobs) requested.delete(job.id);
+        draw();
+      }
+      return applied;
+    },
+    setFilters(filters) {
+      table.setFilters(filters);
+      draw();
+    },
+    tick: drawRows,
+  };
+}
+
+function channelClient(model) {
+  // As in job_card.js (each anywidget module is loaded on its own, without imports).
+  const waiting = new Map();
+  const prefix = Math.random().toString(36).slice(2, 8);
+  const listeners = new Set();
+  let nextId = 0;
+  let channel = null;
+  function connect() {
+    channel ??= model.widget_manager.get_model(model.get("channel_id")).then((found) => {
+      found.on("msg:custom", (msg) => {
+        if (msg.type === "ack" && waiting.has(msg.request_id)) {
+          waiting.get(msg.request_id)(msg);
+          waiting.delete(msg.request_id);
+        }
+        for (const listener of listeners) listener(msg);
+      });
+      found.send({ type: "hello" });
+      return found;
+    });
+    return channel;
+  }
+  return {
+    connect,
+    onMessage: (listener) => listeners.add(listener),
+    async send(msg) {
+      (await connect()).send(msg);
+    },
+    request(action, jobId) {
+      const requestId = `${prefix}-${++nextId}`;
+      const reply = new Promise((resolve) => waiting.set(requestId, resolve));
+      connect().then((found) => found.send({ type: "action", action, job_id: jobId, request_id: requestId }));
+      return reply;
+    },
+  };
+}
+
+function currentFilters(model) {
+  return { status: model.get("status_filter"), target: model.get("target_filter"), user: model.get("user_filter") };
+}
+
+function render({ model, el }) {
+  const client = channelClient(model);
+  const view = createMonitorView(el, {
+    send: (action, jobId) => client.request(action, jobId),
+    filters: currentFilters(model),
+  });
+  const monitorId = model.get("monitor_id");
+  client.onMessage((msg) => {
+    if (msg.type === "snapshot" && msg.monitor === monitorId && view.table.snapshotSeq === null) {
+      view.applySnapshot(msg);
+    }
+  });
+  const onPatch = (msg) => {
+    if (msg.type === "patch") view.applyPatch(msg);
+  };
+  model.on("msg:custom", onPatch);
+  const onFilters = () => view.setFilters(currentFilters(model));
+  for (const name of ["status_filter", "target_filter", "user_filter"]) model.on(`change:${name}`, onFilters);
+  client.send({ type: "snapshot", monitor: monitorId });
+  const timer = setInterval(view.tick, 1000); // elapsed times tick in the page
+  return () => {
+    clearInterval(timer);
+    model.off("msg:custom", onPatch);
+  };
+}
+
+export default { render };

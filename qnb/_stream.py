@@ -1,0 +1,133 @@
+"""Coalesced job change streams for the widgets.
+
+The JobManager calls its listeners on every change, from whatever thread made it, while
+holding its lock. :class:`JobStream` only notes the id there; its own daemon thread turns
+the noted ids into one *patch* (the rows of the jobs that changed) at most every
+``interval`` seconds and hands it to its subscribers (the widgets), which send it to the
+page. So the kernel's main thread never does this work, and updates keep flowing while a
+cell sleeps or crunches numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+
+from ._status import IN_QUEUE
+
+#: At most this many patches per second reach the page (the design's ~10 Hz).
+DEFAULT_INTERVAL = 0.1
+
+
+def job_row(rec) -> dict:
+    """The JSON row of one job, as widgets show it.
+
+    ``queue_seq`` orders waiting jobs inside their target's queue: the page derives
+    positions from it, so a job leaving the queue does not force a patch of every job
+    behind it.
+    """
+    row = rec.public_dict()
+    row["queue_seq"] = rec.queue_seq if rec.status in IN_QUEUE else None
+    return row
+
+
+class JobStream:
+    """Coalesces a manager's change notifications into patches on a background thread.
+
+    ``source`` needs ``add_listener(fn)`` and ``record(job_id)`` (a JobManager, or a
+    test double). Subscribers are called as ``subscriber(rows)`` with the rows of the
+    jobs that changed since the last patch; they are held weakly, so a widget that is
+    garbage collected stops receiving patches without unsubscribing.
+    """
+
+    def __init__(self, source, *, interval: float = DEFAULT_INTERVAL):
+        self.source = source
+        self.interval = interval
+        self._changed: dict[str, None] = {}  # insertion-ordered set
+        self._changed_lock = threading.Lock()  # a leaf lock: taken inside the manager's
+        self._wake = threading.Event()
+        self._subscribers: weakref.WeakSet = weakref.WeakSet()
+        self._stopped = False
+        self.patches_sent = 0
+        self._remove_listener = source.add_listener(self._note_change)
+        self._thread = threading.Thread(target=self._run, name="qnb-widget-stream", daemon=True)
+        self._thread.start()
+
+    # Runs inside the manager's lock, on any thread: note the id and return.
+    def _note_change(self, rec) -> None:
+        with self._changed_lock:
+            self._changed[rec.id] = None
+        self._wake.set()
+
+    def subscribe(self, subscriber) -> None:
+        """``subscriber`` is an object with an ``on_patch(rows)`` method (held weakly)."""
+        self._subscribers.add(subscriber)
+
+    def unsubscribe(self, subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._remove_listener is not None:
+            self._remove_listener()
+        self._wake.set()
+        self._thread.join(timeout=2)
+
+    def _take_changed(self) -> list[str]:
+        with self._changed_lock:
+            ids, self._changed = list(self._changed), {}
+        return ids
+
+    def _run(self) -> None:
+        last_patch = 0.0
+        while not self._stopped:
+            self._wake.wait()
+            # Coalesce: the changes of the rest of this interval join the same patch.
+            # (A background thread waiting for its own timer, not a stand-in for a
+            # synchronisation.)
+            remaining = last_patch + self.interval - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+            self._wake.clear()
+            if self._stopped:
+                return
+            ids = self._take_changed()
+            if not ids:
+                continue
+            rows = self.rows(ids)
+            last_patch = time.monotonic()
+            if rows:
+                self.patches_sent += 1
+                self._publish(rows)
+
+    def rows(self, ids: Iterable[str]) -> list[dict]:
+        rows = []
+        for job_id in ids:
+            rec = self.source.record(job_id)
+            if rec is not None:
+                rows.append(job_row(rec))
+        return rows
+
+    def _publish(self, rows: list[dict]) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.on_patch(rows)
+            except Exception:  # a broken view must not stop the others
+                pass
+
+
+_streams: dict[int, JobStream] = {}
+_streams_lock = threading.Lock()
+
+
+def stream_for(manager) -> JobStream:
+    """The one stream of ``manager`` (created on first use)."""
+    with _streams_lock:
+        stream = _streams.get(id(manager))
+        if stream is None or stream.source is not manager:
+            stream = JobStream(manager)
+            _streams[id(manager)] = stream
+        return stream
+

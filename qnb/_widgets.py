@@ -1,0 +1,386 @@
+"""Live widgets: the job card, the queue monitor, and the channel for page actions.
+
+Each widget is a small anywidget class plus one ES module in ``js/``. Job state reaches
+the page from :class:`qnb._stream.JobStream`'s thread (trait changes for a card, custom
+``patch`` messages for the monitor), so it keeps flowing while a cell is busy.
+
+Page actions (cancel, remove, move to front, resubmit) travel on a comm of their own,
+:class:`ActionChannel`, on which Python only ever answers from the message handler.
+JupyterLab sends widget comm messages to a kernel subshell, and on a comm that Python
+never writes to from a cell or a background thread they stay there: so the actions are
+handled on a subshell thread even while the main shell runs a blocking cell. Elsewhere
+(no subshells) they run once the kernel is free; the page shows them as requested at once
+either way. Handlers only call the JobManager's thread-safe, quick methods.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import anywidget
+import traitlets
+
+from ._errors import QnbError
+from ._manager import JobManager, get_manager
+from ._status import IN_QUEUE, TERMINAL
+from ._stream import JobStream, job_row, stream_for
+
+
+def _static_dir() -> Path:
+    # The wheel ships js/ as qnb/_static; an editable install reads the repo's js/.
+    packaged = Path(__file__).parent / "_static"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "js"
+
+
+STATIC = _static_dir()
+
+#: Outcomes per circuit sent to a card's histogram (the most frequent ones).
+CARD_TOP_OUTCOMES = 32
+#: Circuits of a batch whose counts a card carries.
+CARD_MAX_LABELS = 64
+#: Jobs from the store (besides the live ones) in a monitor snapshot.
+SNAPSHOT_STORED_JOBS = 2000
+#: Rows of the HTML fallback of the monitor.
+FALLBACK_ROWS = 20
+
+
+# -- page actions ---------------------------------------------------------------------------
+
+
+def perform_action(manager: JobManager, action: str, job_id: str) -> dict:
+    """Hand one page action to the JobManager; return what the page should show."""
+    if action == "cancel":
+        return {"status": manager.cancel(job_id).value}
+    if action == "remove":
+        rec = manager.load(job_id)
+        return {"status": manager.remove_queued(rec.target, job_id=job_id).status.value}
+    if action == "move_to_front":
+        return {"status": manager.move_to_front(job_id).status.value}
+    if action in ("resubmit", "resubmit_failed"):
+        new = manager.resubmit(job_id, only_failed=action == "resubmit_failed")
+        return {"status": new.status.value, "new_job_id": new.id}
+    raise QnbError(f"unknown action {action!r}")
+
+
+class ActionChannel(anywidget.AnyWidget):
+    """Carries page actions to the kernel; one per JobManager, never displayed."""
+
+    _esm = STATIC / "action_channel.js"
+
+    def __init__(self, manager: JobManager, **kwargs):
+        super().__init__(**kwargs)
+        self._manager = manager
+        #: (action, job id, thread name, monotonic time) of every action handled: the
+        #: tests read it to tell where and when a click was handled.
+        self.handled: list[tuple[str, str, str, float]] = []
+        self.on_msg(self._on_page_message)
+
+    def _on_page_message(self, _widget, content, _buffers) -> None:
+        # May run on the main shell thread or a subshell thread: touch only the manager's
+        # thread-safe methods, and answer only from here (see the module docstring).
+        kind = content.get("type")
+        thread = threading.current_thread().name
+        if kind == "hello":
+            self.send({"type": "hello", "thread": thread})
+        elif kind == "snapshot":
+            monitor = _monitors_by_model.get(content.get("monitor", ""))
+            if monitor is not None:
+                self.send({"type": "snapshot", "monitor": monitor.model_id, **monitor.snapshot()})
+        elif kind == "action":
+            action, job_id = content.get("action", ""), content.get("job_id", "")
+            reply = {"type": "ack", "request_id": content.get("request_id"), "thread": thread}
+            try:
+                reply.update(ok=True, **perform_action(self._manager, action, job_id))
+            except QnbError as exc:
+                reply.update(ok=False, message=str(exc))
+            self.handled.append((action, job_id, thread, time.monotonic()))
+            self.send(reply)
+
+
+_channels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_channels_lock = threading.Lock()
+
+
+def channel_for(manager: JobManager) -> ActionChannel:
+    with _channels_lock:
+        channel = _channels.get(manager)
+        if channel is None:
+            channel = _channels[manager] = ActionChannel(manager)
+        return channel
+
+
+def _with_fallbacks(bundle, text: str, html_text: str):
+    """Add text/plain and text/html to a widget's mime bundle (anywidget returns
+    ``(data, metadata)``) for terminals, nbviewer and notebooks opened without a kernel."""
+    data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+    data = {**data, "text/plain": text, "text/html": html_text}
+    return data, metadata
+
+
+# -- the job card ---------------------------------------------------------------------------
+
+
+def _position(manager, rec) -> int | None:
+    position = getattr(manager, "position", None)
+    return position(rec) if position is not None and rec.status in IN_QUEUE else None
+
+
+def _card_counts(job) -> dict[str, dict[str, int]]:
+    """label -> the most frequent outcomes (bitstring -> count), bitstrings in order."""
+    from ._plot import _select
+
+    try:
+        result = job._collect()
+    except QnbError:  # failed or cancelled before any circuit completed
+        return {}
+    labels = [label for label in result.labels if label in set(result)][:CARD_MAX_LABELS]
+    return {label: _select(result.counts(label), CARD_TOP_OUTCOMES) for label in labels}
+
+
+class JobCard(anywidget.AnyWidget):
+    """One job, live: status, queue position, progress, elapsed time, actions, histogram."""
+
+    _esm = STATIC / "job_card.js"
+    _css = STATIC / "qnb.css"
+    job = traitlets.Dict().tag(sync=True)
+    position = traitlets.Int(None, allow_none=True).tag(sync=True)
+    counts = traitlets.Dict().tag(sync=True)
+    channel_id = traitlets.Unicode().tag(sync=True)
+
+    def __init__(self, job, *, stream: JobStream | None = None, **kwargs):
+        manager = job._manager
+        super().__init__(channel_id=channel_for(manager).model_id, **kwargs)
+        self._job = job
+        self._manager = manager
+        self._update_lock = threading.Lock()
+        self._refresh()
+        (stream or stream_for(manager)).subscribe(self)
+
+    def on_patch(self, rows: list[dict]) -> None:
+        """Called from the stream's thread with the rows of the jobs that changed."""
+        mine = next((row for row in rows if row["id"] == self._job.id), None)
+        if mine is not None:
+            self._refresh(mine)
+        elif self.job.get("status") in {s.value for s in IN_QUEUE} and any(
+            row["target"] == self.job.get("target") for row in rows
+        ):
+            self._refresh()  # a job ahead of it moved: its position may have changed
+
+    def _refresh(self, row: dict | None = None) -> None:
+        with self._update_lock:
+            rec = self._manager.load(self._job.id)
+            row = row or job_row(rec)
+            counts = self.counts
+            if not counts and row["status"] in {s.value for s in TERMINAL}:
+                counts = _card_counts(self._job)
+            with self.hold_sync():
+                self.job = row
+                self.position = _position(self._manager, rec)
+                self.counts = counts
+
+    def _text(self) -> str:
+        row = self.job
+        where = f", position {self.position}" if self.position else ""
+        return (
+            f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {row['status']} "
+            f"{row['done']}/{row['total']}{where}"
+        )
+
+    def _html(self) -> str:
+        row = self.job
+        error = (
+            f"<br><span style='color:#b00020'>{html.escape(row['error'])}</span>"
+            if row.get("error")
+            else ""
+        )
+        where = f", position {self.position}" if self.position else ""
+        return (
+            f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
+            f"<code>{row['id'][:8]}</code> on {html.escape(row['target'])}: "
+            f"<b>{row['status']}</b> ({row['done']}/{row['total']} circuits{where}){error}</div>"
+        )
+
+    def __repr__(self) -> str:
+        return f"<JobCard {self._text()}>"
+
+    def _repr_mimebundle_(self, **kwargs):
+        return _with_fallbacks(super()._repr_mimebundle_(**kwargs), self._text(), self._html())
+
+
+_cards: dict[tuple[int, str], JobCard] = {}
+_cards_lock = threading.Lock()
+
+
+def card_for(job) -> JobCard:
+    """The card of ``job``: one per job, so showing a job twice shows one live widget."""
+    key = (id(job._manager), job.id)
+    with _cards_lock:
+        card = _cards.get(key)
+        if card is None or card.comm is None:  # closed cards are replaced
+            card = _cards[key] = JobCard(job)
+        return card
+
+
+def in_kernel() -> bool:
+    """True when widgets can reach a front end (an IPython kernel is running)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def job_mimebundle(job) -> dict:
+    """A Job's display: its live card in a kernel, text and HTML everywhere."""
+    if in_kernel():
+        return card_for(job)._repr_mimebundle_()
+    return {"text/plain": repr(job), "text/html": job._repr_html_()}, {}
+
+
+# -- the queue monitor ----------------------------------------------------------------------
+
+_monitors_by_model: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class QueueMonitor(anywidget.AnyWidget):
+    """Every job this kernel knows, live, in one sortable, filterable table.
+
+    A view asks for a snapshot (through the action channel, so it arrives even while a
+    cell is busy) and then applies patches, numbered by ``seq``, that hold only the jobs
+    that changed. Patches that arrive before the snapshot are buffered by the page.
+    """
+
+    _esm = STATIC / "queue_monitor.js"
+    _css = STATIC / "qnb.css"
+    target_filter = traitlets.Unicode("").tag(sync=True)
+    user_filter = traitlets.Unicode("").tag(sync=True)
+    status_filter = traitlets.Unicode("").tag(sync=True)
+    channel_id = traitlets.Unicode().tag(sync=True)
+    monitor_id = traitlets.Unicode().tag(sync=True)  # how the page names it to the channel
+    job_count = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, *, manager=None, stream: JobStream | None = None, channel=None, **kwargs):
+        manager = manager or get_manager()
+        channel = channel or channel_for(manager)
+        super().__init__(channel_id=channel.model_id, **kwargs)
+        self._manager = manager
+        self._stream = stream or stream_for(manager)
+        self._seq = 0
+        self._send_lock = threading.Lock()  # one patch at a time, in seq order
+        self._known: set[str] = set()
+        self.bytes_sent = 0
+        self.patches_sent = 0
+        self.monitor_id = self.model_id
+        _monitors_by_model[self.model_id] = self
+        self._stream.subscribe(self)
+
+    def snapshot(self) -> dict:
+        """Every job to show, and the number of the last patch it includes."""
+        found = getattr(self._manager, "find", None)
+        records = found(limit=SNAPSHOT_STORED_JOBS) if found is not None else []
+        with self._send_lock:
+            # Rows read after the seq is fixed: a patch being sent meanwhile may be older
+            # than this snapshot for a few jobs, but those jobs are then in the next
+            # patch (within one interval), so the page converges.
+            seq = self._seq
+        rows = {rec.id: job_row(rec) for rec in records}
+        for rec in self._live_records():
+            rows[rec.id] = job_row(rec)
+        self._known.update(rows)
+        self.job_count = len(self._known)
+        return {"seq": seq, "jobs": list(rows.values())}
+
+    def _live_records(self):
+        live = getattr(self._manager, "live_records", None)
+        if live is not None:
+            return live()
+        with self._manager._lock:  # the manager has no public list of its live records
+            return list(self._manager._records.values())
+
+    def on_patch(self, rows: list[dict]) -> None:
+        import json
+
+        with self._send_lock:
+            self._seq += 1
+            message = {"type": "patch", "seq": self._seq, "jobs": rows}
+            self.bytes_sent += len(json.dumps(message))
+            self.patches_sent += 1
+            self.send(message)
+        new = [row["id"] for row in rows if row["id"] not in self._known]
+        if new:
+            self._known.update(new)
+            self.job_count = len(self._known)
+
+    def filter(self, *, target: str | None = None, user: str | None = None, status: str | None = None):
+        with self.hold_sync():
+            self.target_filter = target or ""
+            self.user_filter = user or ""
+            self.status_filter = status or ""
+        return self
+
+    def _rows_for_text(self) -> list[dict]:
+        found = getattr(self._manager, "find", None)
+        if found is None:
+            return []
+        records = found(
+            status=[self.status_filter] if self.status_filter else None,
+            target=self.target_filter or None,
+            user=self.user_filter or None,
+            limit=FALLBACK_ROWS,
+        )
+        return [job_row(r) for r in records]
+
+    def _text(self) -> str:
+        rows = self._rows_for_text()
+        lines = [f"Queue monitor: the {len(rows)} newest jobs"]
+        for r in rows[:FALLBACK_ROWS]:
+            lines.append(
+                f"  {r['id'][:8]}  {r['target']:<9} {r['status']:<10} "
+                f"{r['done']}/{r['total']}  {r['user']:<10} {r['name']}"
+            )
+        return "\n".join(lines)
+
+    def _html(self) -> str:
+        rows = self._rows_for_text()
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                r["id"][:8], r["name"], r["target"], r["user"], r["status"], f"{r['done']}/{r['total']}"
+            )) + "</tr>"
+            for r in rows[:FALLBACK_ROWS]
+        )
+        return (
+            f"<div class='qnb-monitor'><b>Queue monitor</b>: the {len(rows)} newest jobs"
+            "<table><tr><th>id</th><th>name</th><th>target</th><th>user</th><th>status</th>"
+            f"<th>progress</th></tr>{cells}</table></div>"
+        )
+
+    def __repr__(self) -> str:
+        return f"<QueueMonitor {self.job_count} jobs>"
+
+    def _repr_mimebundle_(self, **kwargs):
+        return _with_fallbacks(super()._repr_mimebundle_(**kwargs), self._text(), self._html())
+
+
+_monitors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_monitors_lock = threading.Lock()
+
+
+def monitor(*, target: str | None = None, user: str | None = None, status: str | None = None) -> QueueMonitor:
+    """The kernel's queue monitor (one instance, updated in place), filtered as asked."""
+    manager = get_manager()
+    if target is not None:
+        manager.targets.get(target)  # unknown targets fail here
+    if status is not None:
+        from ._api import _statuses
+
+        status = _statuses(status)[0]
+    with _monitors_lock:
+        found = _monitors.get(manager)
+        if found is None or found.comm is None:
+            found = _monitors[manager] = QueueMonitor(manager=manager)
+    return found.filter(target=target, user=user, status=status)
