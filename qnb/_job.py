@@ -192,6 +192,12 @@ class Job:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.summary()}>"
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """In a notebook kernel: the live job card widget; elsewhere text and HTML."""
+        from ._widgets import job_mimebundle
+
+        return job_mimebundle(self)
+
     def _repr_html_(self) -> str:
         rec = self._rec()
         done, total = rec.progress
