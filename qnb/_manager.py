@@ -311,6 +311,7 @@ class JobManager:
                     rec.circuits,
                     circuit_json=circuit_json,
                     front=front,
+                    name=rec.name,
                 )
                 handle = await target.submit(job)
             with self._lock:

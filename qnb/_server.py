@@ -280,7 +280,7 @@ def create_app(
 
     @app.get("/v1/health")
     def health() -> dict:
-        return {"status": "ok", "device": device, "epoch": feed.epoch}
+        return {"status": "ok", "device": device, "epoch": feed.epoch, "last": feed.seq}
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -555,8 +555,8 @@ def _as_problem(exc: QnbError) -> HTTPProblem:
     return HTTPProblem(409, str(exc))
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(BaseException):
+    """Not an Exception: FastAPI turns errors while reading a body into 400."""
 
 
 class _BodyLimit:

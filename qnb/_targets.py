@@ -37,6 +37,7 @@ class TargetJob:
     circuit_json: list[str] | None = None
     #: Asked for the head of the queue (targets that own their queue place it there).
     front: bool = False
+    name: str = ""
 
 
 @dataclasses.dataclass
