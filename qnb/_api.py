@@ -87,7 +87,8 @@ def submit(
         labelled,
         shots=shots,
         name=name if name is not None else _default_name(labelled),
-        user=user or default_user(),
+        # A queue server knows the user by their token; the local record says the same.
+        user=user or getattr(tgt, "remote_user", None) or default_user(),
         front=front,
     )
     return Job(rec.id, manager=manager)
@@ -133,7 +134,9 @@ def jobs(
 def queue(target: str = "sim") -> Queue:
     """The shared-lab queue of ``target``."""
     manager = get_manager()
-    manager.targets.get(target)  # unknown targets fail here
+    tgt = manager.targets.get(target)  # unknown targets fail here
+    if tgt.owns_queue:
+        return tgt.queue()  # a queue server's: everybody's entries, from the server
     return Queue(target, manager=manager, submit=submit)
 
 
