@@ -27,7 +27,6 @@ from ._errors import (
 from ._job import Job, JobItem
 from ._queue import PendingJob, Queue
 from ._remote import RemoteError, connect
-from ._remote import RemoteError, connect
 from ._results import JobResult
 from ._status import JobStatus
 from ._targets import ItemOutcome, Target, TargetJob, register_target
@@ -71,13 +70,11 @@ __all__ = [
     "QueueConflictError",
     "QueueError",
     "RemoteError",
-    "RemoteError",
     "Target",
     "TargetJob",
     "UnknownJobError",
     "UnknownTargetError",
     "compile",
-    "connect",
     "connect",
     "get_job",
     "jobs",
