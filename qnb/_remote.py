@@ -282,6 +282,9 @@ class RemoteTarget(Target):
         self._unclaimed: collections.OrderedDict[str, list[JobStatus]] = collections.OrderedDict()
         self._follower: asyncio.Task | None = None
         self._closed = False
+        # One submit in flight at a time, so jobs reach the server's queue in the order
+        # they were submitted here (asyncio.Lock serves waiters first come, first served).
+        self._submit_lock = asyncio.Lock()
 
     # -- connection state (widgets show "reconnecting") --------------------------------
 
@@ -306,9 +309,10 @@ class RemoteTarget(Target):
         }
         # The job id is also the idempotency key: a retry, or a restarted kernel
         # sending it again, finds the job the first attempt created.
-        view = await self.client.request(
-            "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": job.job_id}
-        )
+        async with self._submit_lock:
+            view = await self.client.request(
+                "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": job.job_id}
+            )
         return self._register(view)
 
     def handle_id(self, handle: _RemoteRun) -> str:
