@@ -176,6 +176,8 @@ class QnbMagics(Magics):
         circuits; otherwise every circuit the cell assigned to a name, labelled by name.
         """
         args = parse_argstring(self.qsubmit, line)
+        if args.name is not None and len(args.name) > 1 and args.name[0] == args.name[-1] in "'\"":
+            args.name = args.name[1:-1]  # magic_arguments keeps the quotes of --name "a b"
         if args.out is not None and not args.out.isidentifier():
             raise UsageError(f"--out needs a variable name, got {args.out!r}")
         if args.timeout is not None and args.timeout <= 0:

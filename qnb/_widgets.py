@@ -70,9 +70,16 @@ class ActionChannel(anywidget.AnyWidget):
     """Carries page actions to the kernel; one per JobManager, never displayed."""
 
     _esm = STATIC / "action_channel.js"
+    # The job card's code and style, held once here for every card (see job_card_loader.js).
+    card_module = traitlets.Unicode().tag(sync=True)
+    card_style = traitlets.Unicode().tag(sync=True)
 
     def __init__(self, manager: JobManager, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(
+            card_module=(STATIC / "job_card.js").read_text(encoding="utf-8"),
+            card_style=(STATIC / "qnb.css").read_text(encoding="utf-8"),
+            **kwargs,
+        )
         self._manager = manager
         #: (action, job id, thread name, monotonic time) of every action handled: the
         #: tests read it to tell where and when a click was handled.
@@ -144,8 +151,7 @@ def _card_counts(job) -> dict[str, dict[str, int]]:
 class JobCard(anywidget.AnyWidget):
     """One job, live: status, queue position, progress, elapsed time, actions, histogram."""
 
-    _esm = STATIC / "job_card.js"
-    _css = STATIC / "qnb.css"
+    _esm = STATIC / "job_card_loader.js"
     job = traitlets.Dict().tag(sync=True)
     position = traitlets.Int(None, allow_none=True).tag(sync=True)
     counts = traitlets.Dict().tag(sync=True)

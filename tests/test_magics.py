@@ -255,3 +255,8 @@ def test_qjobs_qtargets_and_qqueue(ip, manager):
     monitor = ip.run_line_magic("qqueue", "--target sim --user tester")
     assert monitor is ip.run_line_magic("qqueue", "")  # one instance, updated in place
     assert (monitor.target_filter, monitor.user_filter) == ("", "")
+
+
+def test_quoted_name(ip, manager):
+    job = ip.run_cell_magic("qsubmit", '--name "long run" --shots 10', BELL_CELL)
+    assert job.name == "long run"

@@ -1,0 +1,76 @@
+"""The notebooks in notebooks/, executed top to bottom in real kernels with nbclient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.fixture
+def execute(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNB_HOME", str(tmp_path / "qnb-home"))  # the kernel inherits it
+
+    def run(name: str) -> nbformat.NotebookNode:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        client = NotebookClient(
+            nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        )
+        client.execute()
+        return nb
+
+    return run
+
+
+def outputs(nb):
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            yield from cell.outputs
+
+
+def text_of(nb) -> str:
+    parts = []
+    for out in outputs(nb):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif "data" in out:
+            parts.append(str(out.data.get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def test_quickstart(execute):
+    nb = execute("quickstart.ipynb")
+    text = text_of(nb)
+    views = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 4  # three job cards and the queue monitor
+    assert all("text/html" in o.data and "text/plain" in o.data for o in views)
+    assert "cancelled" in text
+    bell_counts = next(o for o in outputs(nb) if o.get("data", {}).get("text/plain", "").startswith("{'00'"))
+    assert set(eval(bell_counts.data["text/plain"])) <= {"00", "11"}
+    assert sum("image/png" in o.get("data", {}) for o in outputs(nb)) == 2  # Bell and batch plots
+
+    # The saved widget state holds the front-end code once per kind, not once per card.
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    code = [v for m in state.values() for k, v in m["state"].items() if k in ("_esm", "card_module")]
+    assert len(code) == 6  # three card loaders, the monitor, the channel and the card code
+    assert sum("function histogramSvg" in c for c in code) == 1  # the card code, once
+    card_states = [m["state"] for m in state.values() if "job" in m["state"]]
+    assert len(card_states) == 3
+    assert all(len(s["_esm"]) < 1500 for s in card_states)
+    assert sum("card_module" in m["state"] for m in state.values()) == 1
+    finals = {s["job"]["name"]: s["job"]["status"] for s in card_states}
+    assert finals["long run"] == "cancelled"
+
+
+def test_async_jobs(execute):
+    text = text_of(execute("async_jobs.ipynb"))
+    assert "still going" in text and "completed" in text
+
+
+def test_queue(execute):
+    text = text_of(execute("queue.ipynb"))
+    assert "refused:" in text and "removed b cancelled" in text and "urgent running" in text
