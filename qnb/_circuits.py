@@ -62,12 +62,13 @@ def normalize(circuits: object) -> dict[str, cirq.Circuit]:
     if isinstance(circuits, (cirq.Circuit, cirq.FrozenCircuit, str)):
         pairs = [("0", circuits)]
     elif isinstance(circuits, Mapping):
-        pairs = list(circuits.items())
-        for label, _ in pairs:
-            if not isinstance(label, str) or not label:
+        pairs = []
+        for label, value in circuits.items():
+            if isinstance(label, bool) or not isinstance(label, (str, int)) or label == "":
                 raise InvalidCircuitError(
-                    f"circuit labels must be non-empty strings, got {label!r}"
+                    f"circuit labels must be non-empty strings (or integers), got {label!r}"
                 )
+            pairs.append((str(label), value))
     elif isinstance(circuits, Sequence):
         pairs = [(str(i), c) for i, c in enumerate(circuits)]
     else:

@@ -211,9 +211,13 @@ class JobManager:
             texts = circuit_json or [_circuits.to_json(c) for c in circuits.values()]
             with self._lock:
                 self.store.insert_job(rec, texts, rec.unsaved_results)
+                # The insert wrote the record as it is now, including anything that
+                # happened while it ran: nothing is left for a flush to write.
                 rec.persisted = True
                 rec.unsaved_results = {}
                 rec.dirty_items.clear()
+                rec.dirty = False
+                self._dirty.pop(rec.id, None)
                 ready = self._ready_waiters(rec)
         except BaseException:
             self._discard(rec)

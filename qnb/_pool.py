@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.spawn as mp_spawn
 import os
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -77,9 +78,8 @@ class SimulationPool:
         self.workers = workers or default_workers()
         self._executor: ProcessPoolExecutor | None = None
         self._executor_lock = threading.Lock()
-        self._pending: deque[tuple[_worker.Task, int, asyncio.Future]] = deque()
-        self._in_flight = 0
-        self._pump_scheduled = False
+        # Dispatch state is per event loop (one per JobManager; tests make several).
+        self._dispatchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Spawning a worker blocks for seconds (the forkserver's imports), so workers are
         # spawned on a helper thread and nothing is dispatched before they exist: the
         # manager's loop must never block.
@@ -145,73 +145,16 @@ class SimulationPool:
     ) -> tuple[bool, str]:
         """Simulate one circuit in the pool: ``(True, result json)`` or ``(False, error)``.
 
-        Must be called on the JobManager's loop. Cancelling the caller drops the circuit
-        if it has not left for a worker yet.
+        Cancelling the caller drops the circuit if it has not left for a worker yet.
         """
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self._pending.append(((engine, noise, circuit, shots), _weight(circuit, shots), done))
-        if not self._pump_scheduled:
-            # Deferred to the end of this loop iteration so that items arriving together
-            # share a chunk.
-            self._pump_scheduled = True
-            loop.call_soon(self._pump)
-        return await done
+        with self._executor_lock:
+            dispatcher = self._dispatchers.get(loop)
+            if dispatcher is None:
+                dispatcher = self._dispatchers[loop] = _Dispatcher(self, loop)
+        return await dispatcher.run((engine, noise, circuit, shots))
 
-    def _pump(self) -> None:
-        self._pump_scheduled = False
-        loop = asyncio.get_running_loop()
-        if not self._ready.is_set():
-            self.start_warming(lambda: loop.call_soon_threadsafe(self._pump))
-            return
-        while self._pending and self._in_flight < 2 * self.workers:
-            chunk = self._take_chunk()
-            if not chunk:
-                break
-            try:
-                task = self._get_executor().submit(_worker.run_chunk, [t for t, _, _ in chunk])
-            except (BrokenProcessPool, RuntimeError) as exc:
-                self._reset_broken()
-                self._settle(chunk, [(False, f"simulation pool unavailable: {exc}")] * len(chunk))
-                continue
-            self._in_flight += 1
-            task.add_done_callback(
-                lambda fut, chunk=chunk: loop.call_soon_threadsafe(self._finish, fut, chunk)
-            )
-
-    def _take_chunk(self) -> list:
-        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers)))
-        chunk, total = [], 0
-        while self._pending and len(chunk) < limit:
-            _, weight, done = self._pending[0]
-            if done.cancelled():
-                self._pending.popleft()
-                continue
-            if chunk and total + weight > MAX_CHUNK_WEIGHT:
-                break
-            chunk.append(self._pending.popleft())
-            total += weight
-        return chunk
-
-    def _finish(self, task: Future, chunk: list) -> None:
-        self._in_flight -= 1
-        try:
-            outcomes = task.result()
-        except BrokenProcessPool:
-            self._reset_broken()
-            outcomes = [(False, "the simulation worker process died (out of memory?)")] * len(chunk)
-        except Exception as exc:  # e.g. a circuit that cannot be pickled
-            outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(chunk)
-        self._settle(chunk, outcomes)
-        self._pump()
-
-    @staticmethod
-    def _settle(chunk: list, outcomes: list[tuple[bool, str]]) -> None:
-        for (_, _, done), outcome in zip(chunk, outcomes):
-            if not done.done():
-                done.set_result(outcome)
-
-    def _reset_broken(self) -> None:
+    def reset_broken(self) -> None:
         with self._executor_lock:
             broken, self._executor = self._executor, None
             self._ready.clear()
@@ -231,3 +174,77 @@ def get_pool() -> SimulationPool:
             _pool = SimulationPool()
             atexit.register(_pool.shutdown)
         return _pool
+
+
+class _Dispatcher:
+    """Feeds one event loop's circuits to the shared pool, in chunks."""
+
+    def __init__(self, pool: SimulationPool, loop: asyncio.AbstractEventLoop):
+        self.pool = pool
+        self.loop = loop
+        self.pending: deque[tuple[_worker.Task, int, asyncio.Future]] = deque()
+        self.in_flight = 0
+        self.pump_scheduled = False
+
+    async def run(self, task: _worker.Task) -> tuple[bool, str]:
+        done = self.loop.create_future()
+        self.pending.append((task, _weight(task[2], task[3]), done))
+        if not self.pump_scheduled:
+            # Deferred to the end of this loop iteration so that items arriving together
+            # share a chunk.
+            self.pump_scheduled = True
+            self.loop.call_soon(self.pump)
+        return await done
+
+    def pump(self) -> None:
+        self.pump_scheduled = False
+        pool = self.pool
+        if not pool._ready.is_set():
+            pool.start_warming(lambda: self.loop.call_soon_threadsafe(self.pump))
+            return
+        while self.pending and self.in_flight < 2 * pool.workers:
+            chunk = self._take_chunk()
+            if not chunk:
+                break
+            try:
+                task = pool._get_executor().submit(_worker.run_chunk, [t for t, _, _ in chunk])
+            except (BrokenProcessPool, RuntimeError) as exc:
+                pool.reset_broken()
+                _settle(chunk, [(False, f"simulation pool unavailable: {exc}")] * len(chunk))
+                continue
+            self.in_flight += 1
+            task.add_done_callback(
+                lambda fut, chunk=chunk: self.loop.call_soon_threadsafe(self._finish, fut, chunk)
+            )
+
+    def _take_chunk(self) -> list:
+        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self.pending) / self.pool.workers)))
+        chunk, total = [], 0
+        while self.pending and len(chunk) < limit:
+            _, weight, done = self.pending[0]
+            if done.cancelled():
+                self.pending.popleft()
+                continue
+            if chunk and total + weight > MAX_CHUNK_WEIGHT:
+                break
+            chunk.append(self.pending.popleft())
+            total += weight
+        return chunk
+
+    def _finish(self, task: Future, chunk: list) -> None:
+        self.in_flight -= 1
+        try:
+            outcomes = task.result()
+        except BrokenProcessPool:
+            self.pool.reset_broken()
+            outcomes = [(False, "the simulation worker process died (out of memory?)")] * len(chunk)
+        except Exception as exc:  # e.g. a circuit that cannot be pickled
+            outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(chunk)
+        _settle(chunk, outcomes)
+        self.pump()
+
+
+def _settle(chunk: list, outcomes: list[tuple[bool, str]]) -> None:
+    for (_, _, done), outcome in zip(chunk, outcomes):
+        if not done.done():
+            done.set_result(outcome)
