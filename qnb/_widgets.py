@@ -66,6 +66,22 @@ def perform_action(manager: JobManager, action: str, job_id: str) -> dict:
     raise QnbError(f"unknown action {action!r}")
 
 
+def _route_page_messages_where_the_page_sends_them(comm) -> None:
+    """Let page messages on ``comm`` reach the subshell the page addressed.
+
+    ipykernel (7.x) re-routes each incoming comm message to the subshell from which
+    Python last sent on that comm (``_reply_subshell_for``), so that a cell waiting for
+    a reply gets it. Our comm_open is sent from a cell, i.e. the main shell: without
+    this, every click would wait for the running cell (and, after "Run all", for every
+    queued cell). The action channel has no cell waiting on it, so the page's choice
+    (JupyterLab: a subshell per comm target) is the right one. Kernels without the hook
+    (older ipykernel, other front ends) keep their own routing: actions then run once
+    the kernel is free.
+    """
+    if comm is not None and hasattr(comm, "_reply_subshell_for"):
+        comm._reply_subshell_for = lambda _data, page_choice: page_choice
+
+
 class ActionChannel(anywidget.AnyWidget):
     """Carries page actions to the kernel; one per JobManager, never displayed."""
 
@@ -81,6 +97,7 @@ class ActionChannel(anywidget.AnyWidget):
             **kwargs,
         )
         self._manager = manager
+        _route_page_messages_where_the_page_sends_them(self.comm)
         #: (action, job id, thread name, monotonic time) of every action handled: the
         #: tests read it to tell where and when a click was handled.
         self.handled: list[tuple[str, str, str, float]] = []

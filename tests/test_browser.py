@@ -1,0 +1,296 @@
+"""End to end in a real browser: JupyterLab on 127.0.0.1 with a temporary root and token,
+Debian's Chromium driven by Playwright.
+
+1. ``quickstart.ipynb``, run all cells: job cards go to completed with histograms, the
+   long job ends cancelled, the queue monitor lists the jobs.
+2. Page actions during a busy cell: a long emulator job runs, two short ones wait behind
+   it, a cell sleeps; during the sleep we click Cancel on the long job's card and Remove
+   on a row of the queue monitor. The page shows both as requested at once; the kernel
+   handles them on a subshell thread while the main shell sleeps, so the long job ends
+   cancelled, the short one runs and completes, all before the sleeping cell ends.
+
+Screenshots go to ``test-artifacts/``. In CI (``CI`` set) a browser that cannot start
+fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SLEEP_SECONDS = 20
+
+
+def unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+BUSY_NOTEBOOK = [
+    "%load_ext qnb\nimport time, cirq\nq = cirq.LineQubit.range(2)\n"
+    "bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key='m'))",
+    "%%qsubmit --target emulator --compile --shots 40000 --name long --out long_job\nbell",
+    "%%qsubmit --target emulator --compile --shots 1000 --name short --out short_job\nbell",
+    "%%qsubmit --target emulator --compile --shots 1000 --name extra --out extra_job\nbell",
+    "%qqueue --target emulator",
+    f"print('sleeping', flush=True)\ntime.sleep({SLEEP_SECONDS})\nprint('woke', flush=True)",
+    "print('final:', long_job.status.value, short_job.status.value, extra_job.status.value)",
+]
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(s) for s in sources],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A fresh JupyterLab server with its own HOME, Jupyter dirs, root and token."""
+    if shutil.which("jupyter") is None:
+        unavailable("jupyter is not installed")
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "root"
+    root.mkdir()
+    shutil.copy(REPO / "notebooks" / "quickstart.ipynb", root)
+    write_notebook(root / "busy.ipynb", BUSY_NOTEBOOK)
+    env = {
+        **os.environ,
+        "HOME": str(base / "home"),
+        "JUPYTER_CONFIG_DIR": str(base / "config"),
+        "JUPYTER_DATA_DIR": str(base / "data"),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "IPYTHONDIR": str(base / "ipython"),
+        "QNB_HOME": str(base / "qnb-home"),
+        "QNB_EMULATOR_SECONDS_PER_SHOT": "0.001",  # the long job: 40 s unless cancelled
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "disable",
+         "@jupyterlab/apputils-extension:announcements"],
+        env=env, check=True, capture_output=True,
+    )
+    port, token = free_port(), secrets.token_hex(16)
+    log = open(base / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip", "127.0.0.1",
+         "--port", str(port), "--ServerApp.port_retries=0", "--allow-root",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(f"jupyter lab exited: {(base / 'lab.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, timeout=90, what="jupyter lab to answer")
+        yield {"url": url, "token": token, "root": root}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    if not Path(CHROMIUM).exists():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as p:
+        try:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        except Exception as exc:  # noqa: BLE001 - any launch failure means "no browser"
+            unavailable(f"chromium did not start: {exc}")
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_notebook(browser, lab, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("console", lambda msg: msg.type == "error" and print("console:", msg.text))
+    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}&reset")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_function(
+        """() => {
+            const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            const kernel = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+            return kernel && kernel.status === 'idle';
+        }""",
+        timeout=90_000,
+    )
+    # Every status each job card shows, in order, as the DOM changes.
+    page.evaluate(
+        """() => {
+            window.qnbStatuses = {};
+            const note = (card) => {
+                const name = card.querySelector('.qnb-name')?.textContent;
+                if (!name) return;
+                const seen = (window.qnbStatuses[name] ??= []);
+                if (seen[seen.length - 1] !== card.dataset.status) seen.push(card.dataset.status);
+            };
+            new MutationObserver(() => document.querySelectorAll('.qnb-card').forEach(note))
+                .observe(document.body, {subtree: true, childList: true, attributes: true,
+                                         attributeFilter: ['data-status']});
+        }"""
+    )
+    return page
+
+
+def run_all(page) -> None:
+    # Not awaited: the command resolves only when every cell has run.
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def card(page, name: str):
+    return page.locator(".qnb-card", has=page.locator(".qnb-name", has_text=re.compile(f"^{name}$")))
+
+
+def test_quickstart_in_jupyterlab(browser, lab):
+    page = open_notebook(browser, lab, "quickstart.ipynb")
+    try:
+        run_all(page)
+        page.get_by_text("job(s), newest first").wait_for(timeout=180_000)  # the last cell
+        bell = card(page, "bell")
+        bell.and_(page.locator("[data-status=completed]")).wait_for(timeout=60_000)
+        bars = bell.locator(".qnb-hist svg .qnb-bar-group")
+        assert set(bars.evaluate_all("gs => gs.map(g => g.dataset.bitstring)")) <= {"00", "11"}
+        assert bars.count() >= 1
+        batch = card(page, "batch")
+        batch.and_(page.locator("[data-status=completed]")).wait_for(timeout=60_000)
+        labels = batch.locator("select.qnb-label-picker option").all_text_contents()
+        assert labels == ["ghz", "plus", "tilted"]
+        batch.locator("select.qnb-label-picker").select_option("plus")
+        assert batch.locator(".qnb-hist svg .qnb-bar-group").count() == 8
+        card(page, "long run").and_(page.locator("[data-status=cancelled]")).wait_for(timeout=60_000)
+        monitor = page.locator(".qnb-monitor").first
+        monitor.locator(".qnb-row").first.wait_for(timeout=30_000)
+        assert monitor.locator(".qnb-row").count() == 3
+        monitor.locator(".qnb-row[data-status=cancelled] .qnb-name").get_by_text("long run").wait_for()
+        statuses = page.evaluate("() => window.qnbStatuses")
+        assert statuses["long run"][-1] == "cancelled"
+        assert statuses["long run"][0] in ("queued", "running"), statuses
+        page.locator(".qnb-card").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "quickstart.png"), full_page=False)
+        monitor.scroll_into_view_if_needed()
+        monitor.screenshot(path=str(ARTIFACTS / "queue-monitor.png"))
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "quickstart-end.png"))
+        page.close()
+
+
+def test_page_actions_during_a_sleeping_cell(browser, lab):
+    page = open_notebook(browser, lab, "busy.ipynb")
+    try:
+        run_all(page)
+        long, short = card(page, "long"), card(page, "short")
+        long.and_(page.locator("[data-status=running]")).wait_for(timeout=90_000)
+        monitor = page.locator(".qnb-monitor").first
+        extra_row = monitor.locator(".qnb-row", has=page.locator(".qnb-name", has_text="extra"))
+        extra_row.wait_for(timeout=30_000)
+        page.get_by_text("sleeping", exact=True).wait_for(timeout=60_000)
+        slept_at = time.monotonic()
+
+        long.locator("button.qnb-cancel").click()
+        clicked = time.monotonic()
+        long.and_(page.locator("[data-action^=cancel]")).wait_for(timeout=2_000)
+        requested_after = time.monotonic() - clicked
+        assert "cancel requested" in long.locator(".qnb-note").text_content() or long.get_attribute(
+            "data-action"
+        ) == "cancel:done"
+        extra_row.locator("button.qnb-remove").click()
+        assert "requested" in extra_row.locator(".qnb-chip").text_content() or (
+            extra_row.get_attribute("data-status") == "cancelled"
+        )
+        page.screenshot(path=str(ARTIFACTS / "busy-requested.png"))
+
+        long.and_(page.locator("[data-status=cancelled]")).wait_for(timeout=SLEEP_SECONDS * 1000)
+        cancelled_after = time.monotonic() - clicked
+        woke_early = page.get_by_text("woke", exact=True).count()
+        short.and_(page.locator("[data-status=completed]")).wait_for(timeout=SLEEP_SECONDS * 1000)
+        short.locator(".qnb-hist svg .qnb-bar-group").first.wait_for()
+        monitor.locator(".qnb-row[data-status=cancelled]", has=page.locator(".qnb-name", has_text="extra")).wait_for(
+            timeout=SLEEP_SECONDS * 1000
+        )
+        still_sleeping = page.get_by_text("woke", exact=True).count() == 0
+        page.screenshot(path=str(ARTIFACTS / "busy-during-sleep.png"))
+        thread = long.get_attribute("data-action-thread")
+        ack = json.loads(monitor.get_attribute("data-last-ack") or "{}")
+        figures = {
+            "requested_shown_s": round(requested_after, 3),
+            "cancelled_shown_s": round(cancelled_after, 3),
+            "sleep_elapsed_when_done_s": round(time.monotonic() - slept_at, 3),
+            "handled_on": thread,
+            "monitor_ack": ack,
+            "still_sleeping": still_sleeping,
+            "statuses": page.evaluate("() => window.qnbStatuses"),
+        }
+        (ARTIFACTS / "busy-figures.json").write_text(json.dumps(figures, indent=2))
+        print(figures)
+
+        assert requested_after < 1.0
+        assert woke_early == 0 and still_sleeping, "the actions should take effect during the sleep"
+        assert thread and thread != "MainThread", thread  # handled on a subshell thread
+        assert ack.get("ok") and ack.get("thread") != "MainThread"
+        short_seen = figures["statuses"]["short"]
+        assert short_seen[0] == "queued" and short_seen[-1] == "completed", short_seen
+
+        page.get_by_text(re.compile("^final: cancelled completed cancelled")).wait_for(
+            timeout=(SLEEP_SECONDS + 30) * 1000
+        )
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "busy-end.png"))
+        page.close()
