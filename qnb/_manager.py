@@ -208,7 +208,7 @@ class JobManager:
             self._loop.call_soon_threadsafe(self._schedule, target)
         try:
             # Not rec.circuits: a quick job may have finished and dropped them already.
-            texts = circuit_json or [_circuits.to_json(c) for c in circuits.values()]
+            texts = circuit_json or _circuits.to_json_many(circuits.values())
             with self._lock:
                 self.store.insert_job(rec, texts, rec.unsaved_results)
                 # The insert wrote the record as it is now, including anything that

@@ -6,10 +6,16 @@ starts in milliseconds instead of paying ~3 s of imports.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import cirq
 import qsimcirq
+
+# Everything imported so far (cirq, sympy, numpy: hundreds of thousands of objects)
+# lives as long as the worker. Freezing it keeps the cyclic collector from scanning
+# it again and again: unpickling a 350-gate circuit fell from ~10 ms to ~1 ms.
+gc.freeze()
 
 _simulators: dict[tuple[str, float], cirq.Sampler] = {}
 
