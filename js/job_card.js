@@ -208,10 +208,11 @@ function render({ model, el }) {
     const ack = await client.request(action, job.id);
     card.dataset.action = `${action}:${ack.ok ? "done" : "refused"}`;
     card.dataset.actionThread = ack.thread || "";
+    // After an accepted cancel the status chip tells the rest of the story.
     note.textContent = ack.ok
       ? ack.new_job_id
         ? `resubmitted as ${ack.new_job_id.slice(0, 8)}`
-        : `${ACTION_WORDS[action]}: ${ack.status}`
+        : ""
       : ack.message;
   }
 

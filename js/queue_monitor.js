@@ -54,10 +54,12 @@ export class JobTable {
     this.sort = { key: "added", descending: true };
     this._rows = null;
     this._positions = null;
+    this._seen = { target: new Set(), user: new Set() }; // for the filter menus
   }
 
   applySnapshot({ seq, jobs }) {
-    this.jobs = new Map(jobs.map((job) => [job.id, job]));
+    this.jobs = new Map();
+    this._apply(jobs);
     this.snapshotSeq = seq;
     const later = this.buffered.filter((patch) => patch.seq > seq);
     this.buffered = [];
@@ -78,7 +80,11 @@ export class JobTable {
   }
 
   _apply(jobs) {
-    for (const job of jobs) this.jobs.set(job.id, job);
+    for (const job of jobs) {
+      this.jobs.set(job.id, job);
+      this._seen.target.add(job.target);
+      this._seen.user.add(job.user);
+    }
   }
 
   _invalidate() {
@@ -102,8 +108,9 @@ export class JobTable {
     return this._positions;
   }
 
+  // Every target or user seen so far (menus keep an entry once seen; cheap per patch).
   values(field) {
-    return [...new Set([...this.jobs.values()].map((job) => job[field]))].sort();
+    return [...this._seen[field]].sort();
   }
 
   // The filtered, sorted jobs (cached until the data, filters or sort change).
@@ -147,6 +154,13 @@ function element(tag, className, text) {
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+// One formatter for all rows: toLocaleTimeString() builds a new one per call (slow).
+let timeFormat = null;
+function formatTime(seconds) {
+  timeFormat ??= new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return timeFormat.format(seconds * 1000);
 }
 
 const COLUMNS = [
@@ -215,34 +229,60 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     fillSelect(userSelect, table.values("user"), table.filters.user);
   }
 
-  function rowElement(job, position, now) {
+  // Row elements are reused: a patch or a scroll only rewrites the texts that changed.
+  const pool = [];
+  const CELLS = ["position", "name", "id", "user", "target", "added", "status", "progress", "elapsed", "actions"];
+
+  function newRow() {
     const row = element("div", "qnb-row");
+    const cells = {};
+    for (const name of CELLS) {
+      cells[name] = element("span", `qnb-${name}`);
+      row.append(cells[name]);
+    }
+    cells.chip = element("span", "qnb-chip");
+    cells.status.append(cells.chip);
+    row.cells = cells;
+    row.shown = {};
+    viewport.append(row);
+    return row;
+  }
+
+  function setText(row, name, text) {
+    if (row.shown[name] !== text) {
+      row.cells[name].textContent = text;
+      row.shown[name] = text;
+    }
+  }
+
+  function fillRow(row, job, position, now) {
     row.dataset.jobId = job.id;
     row.dataset.status = job.status;
-    const status = element("span", "qnb-status");
-    const chip = element("span", "qnb-chip", requested.get(job.id) ?? job.status);
-    chip.style.background = STATUS_COLOURS[job.status] || "#757575";
-    status.append(chip);
-    const actions = element("span", "qnb-actions");
-    for (const action of actionsFor(job)) {
-      const button = element("button", `qnb-${action}`, ACTION_LABELS[action]);
-      button.addEventListener("click", () => act(action, job));
-      actions.append(button);
-    }
     const elapsed = job.time_started ? (job.time_finished ?? now) - job.time_started : null;
-    row.append(
-      element("span", "qnb-position", position ? String(position) : ""),
-      element("span", "qnb-name", job.name),
-      element("span", "qnb-id", job.id.slice(0, 8)),
-      element("span", null, job.user),
-      element("span", null, job.target),
-      element("span", null, new Date(job.time_added * 1000).toLocaleTimeString()),
-      status,
-      element("span", null, `${job.done}/${job.total}`),
-      element("span", "qnb-elapsed", formatElapsed(elapsed)),
-      actions,
-    );
-    return row;
+    setText(row, "position", position ? String(position) : "");
+    setText(row, "name", job.name);
+    setText(row, "id", job.id.slice(0, 8));
+    setText(row, "user", job.user);
+    setText(row, "target", job.target);
+    setText(row, "added", formatTime(job.time_added));
+    setText(row, "chip", requested.get(job.id) ?? job.status);
+    setText(row, "progress", `${job.done}/${job.total}`);
+    setText(row, "elapsed", formatElapsed(elapsed));
+    if (row.shown.colour !== job.status) {
+      row.cells.chip.style.background = STATUS_COLOURS[job.status] || "#757575";
+      row.shown.colour = job.status;
+    }
+    const actions = actionsFor(job);
+    if (row.shown.actions !== actions.join()) {
+      row.cells.actions.replaceChildren(
+        ...actions.map((action) => {
+          const button = element("button", `qnb-${action}`, ACTION_LABELS[action]);
+          button.dataset.action = action;
+          return button;
+        }),
+      );
+      row.shown.actions = actions.join();
+    }
   }
 
   function drawRows() {
@@ -250,16 +290,28 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     const positions = table.positions;
     const now = Date.now() / 1000;
     spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
+    viewport.style.height = `${Math.min(320, Math.max(3, rows.length) * ROW_HEIGHT + 2)}px`;
     const [first, last] = visibleRange(viewport.scrollTop, viewport.clientHeight || 320, rows.length);
-    const fresh = [];
-    for (let i = first; i < last; i++) {
-      const row = rowElement(rows[i], positions.get(rows[i].id), now);
+    while (pool.length < last - first) pool.push(newRow());
+    pool.forEach((row, k) => {
+      const i = first + k;
+      if (i >= last) {
+        row.style.display = "none";
+        return;
+      }
+      row.style.display = "";
       row.style.top = `${i * ROW_HEIGHT}px`;
-      fresh.push(row);
-    }
-    viewport.replaceChildren(spacer, ...fresh);
+      fillRow(row, rows[i], positions.get(rows[i].id), now);
+    });
     count.textContent = `${rows.length} of ${table.jobs.size} jobs`;
   }
+
+  // One listener for every row's buttons (rows are reused, so no per-button closures).
+  viewport.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    const job = button && table.jobs.get(button.closest(".qnb-row").dataset.jobId);
+    if (job) act(button.dataset.action, job);
+  });
 
   function draw() {
     drawToolbar();
@@ -305,10 +357,12 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       draw();
     },
     applyPatch(patch) {
+      const menus = table.values("target").length + table.values("user").length;
       const applied = table.applyPatch(patch);
       if (applied) {
         for (const job of patch.jobs) requested.delete(job.id);
-        draw();
+        if (table.values("target").length + table.values("user").length !== menus) drawToolbar();
+        drawRows();
       }
       return applied;
     },

@@ -51,6 +51,9 @@ class JobStream:
         self._subscribers: weakref.WeakSet = weakref.WeakSet()
         self._stopped = False
         self.patches_sent = 0
+        #: CPU time this stream's thread spent building and handing out patches (it
+        #: competes with the main thread for the GIL: the benchmark reports it).
+        self.cpu_seconds = 0.0
         self._remove_listener = source.add_listener(self._note_change)
         self._thread = threading.Thread(target=self._run, name="qnb-widget-stream", daemon=True)
         self._thread.start()
@@ -93,6 +96,7 @@ class JobStream:
             self._wake.clear()
             if self._stopped:
                 return
+            started = time.thread_time()
             ids = self._take_changed()
             if not ids:
                 continue
@@ -101,6 +105,7 @@ class JobStream:
             if rows:
                 self.patches_sent += 1
                 self._publish(rows)
+            self.cpu_seconds += time.thread_time() - started
 
     def rows(self, ids: Iterable[str]) -> list[dict]:
         rows = []
@@ -131,3 +136,31 @@ def stream_for(manager) -> JobStream:
             _streams[id(manager)] = stream
         return stream
 
+
+
+class RecordSource:
+    """A job source over records you hold, for tests and benchmarks of the widgets: what
+    :class:`JobStream` and :class:`qnb._widgets.QueueMonitor` need from a JobManager.
+
+    Change a record, then call :meth:`changed` (as the JobManager's ``_touch`` does).
+    """
+
+    def __init__(self, records):
+        self._lock = threading.RLock()
+        self.records = {rec.id: rec for rec in records}
+        self._listeners: list = []
+
+    def add_listener(self, listener):
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def record(self, job_id: str):
+        return self.records.get(job_id)
+
+    def live_records(self) -> list:
+        return list(self.records.values())
+
+    def changed(self, rec) -> None:
+        with self._lock:
+            for listener in list(self._listeners):
+                listener(rec)

@@ -296,7 +296,6 @@ class QueueMonitor(anywidget.AnyWidget):
         self._seq = 0
         self._send_lock = threading.Lock()  # one patch at a time, in seq order
         self._known: set[str] = set()
-        self.bytes_sent = 0
         self.patches_sent = 0
         self.monitor_id = self.model_id
         _monitors_by_model[self.model_id] = self
@@ -326,14 +325,10 @@ class QueueMonitor(anywidget.AnyWidget):
             return list(self._manager._records.values())
 
     def on_patch(self, rows: list[dict]) -> None:
-        import json
-
         with self._send_lock:
             self._seq += 1
-            message = {"type": "patch", "seq": self._seq, "jobs": rows}
-            self.bytes_sent += len(json.dumps(message))
             self.patches_sent += 1
-            self.send(message)
+            self.send({"type": "patch", "seq": self._seq, "jobs": rows})
         new = [row["id"] for row in rows if row["id"] not in self._known]
         if new:
             self._known.update(new)

@@ -218,8 +218,17 @@ def test_quickstart_in_jupyterlab(browser, lab):
         card(page, "long run").and_(page.locator("[data-status=cancelled]")).wait_for(timeout=60_000)
         monitor = page.locator(".qnb-monitor").first
         monitor.locator(".qnb-row").first.wait_for(timeout=30_000)
-        assert monitor.locator(".qnb-row").count() == 3
+        assert monitor.locator(".qnb-row:visible").count() == 3
         monitor.locator(".qnb-row[data-status=cancelled] .qnb-name").get_by_text("long run").wait_for()
+        # Filter and sort in the page.
+        monitor.locator("select.qnb-filter-status").select_option("completed")
+        assert monitor.locator(".qnb-row:visible .qnb-name").all_text_contents() == ["batch", "bell"]
+        monitor.locator(".qnb-header [data-sort=name]").click()
+        assert monitor.locator(".qnb-row:visible .qnb-name").all_text_contents() == ["batch", "bell"]
+        monitor.locator(".qnb-header [data-sort=name]").click()
+        assert monitor.locator(".qnb-row:visible .qnb-name").all_text_contents() == ["bell", "batch"]
+        monitor.locator("select.qnb-filter-status").select_option("")
+        assert monitor.locator(".qnb-row:visible").count() == 3
         statuses = page.evaluate("() => window.qnbStatuses")
         assert statuses["long run"][-1] == "cancelled"
         assert statuses["long run"][0] in ("queued", "running"), statuses
@@ -267,6 +276,7 @@ def test_page_actions_during_a_sleeping_cell(browser, lab):
         )
         still_sleeping = page.get_by_text("woke", exact=True).count() == 0
         page.screenshot(path=str(ARTIFACTS / "busy-during-sleep.png"))
+        page.locator(".jp-NotebookPanel").screenshot(path=str(ARTIFACTS / "notebook-tour.png"))
         thread = long.get_attribute("data-action-thread")
         ack = json.loads(monitor.get_attribute("data-last-ack") or "{}")
         figures = {

@@ -11,7 +11,7 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb._records import ItemRecord, JobRecord
-from qnb._stream import JobStream
+from qnb._stream import JobStream, RecordSource
 from qnb._widgets import QueueMonitor, card_for, channel_for, JobCard
 from conftest import wait_until
 
@@ -25,29 +25,12 @@ def long_emulator_job(**options) -> qnb.Job:
     return qnb.submit(BELL, target="emulator", compile=True, shots=20_000, **options)
 
 
-class FakeSource:
-    """What a JobStream needs from a JobManager: listeners and records."""
-
-    def __init__(self, n: int):
-        self.records = {
-            f"job{i:05d}": JobRecord(
-                id=f"job{i:05d}", name=f"job {i}", target="sim", user="u", shots=1,
-                items=[ItemRecord("0")], time_added=float(i),
-            )
-            for i in range(n)
-        }
-        self.listeners = []
-
-    def add_listener(self, fn):
-        self.listeners.append(fn)
-        return lambda: self.listeners.remove(fn)
-
-    def record(self, job_id):
-        return self.records.get(job_id)
-
-    def change(self, job_id):
-        for fn in self.listeners:
-            fn(self.records[job_id])
+def record_source(n: int) -> RecordSource:
+    return RecordSource(
+        JobRecord(id=f"job{i:05d}", name=f"job {i}", target="sim", user="u", shots=1,
+                  items=[ItemRecord("0")], time_added=float(i))
+        for i in range(n)
+    )
 
 
 class Recorder:
@@ -74,14 +57,14 @@ def page_message(widget, content):
 
 
 def test_stream_coalesces_changes_into_patches_of_changed_jobs_only():
-    source = FakeSource(1000)
+    source = record_source(1000)
     stream = JobStream(source, interval=0.1)
     recorder = Recorder()
     stream.subscribe(recorder)
     try:
         start = time.monotonic()
         for i in range(400):  # 400 changes in ~0.8 s, to 200 distinct jobs
-            source.change(f"job{i % 200:05d}")
+            source.changed(source.records[f"job{i % 200:05d}"])
             if i % 50 == 0:
                 time.sleep(0.1)  # pacing the producer, not synchronisation
         wait_until(
@@ -98,12 +81,12 @@ def test_stream_coalesces_changes_into_patches_of_changed_jobs_only():
 
 
 def test_stream_holds_subscribers_weakly():
-    source = FakeSource(3)
+    source = record_source(3)
     stream = JobStream(source, interval=0.01)
     recorder = Recorder()
     stream.subscribe(recorder)
     del recorder
-    source.change("job00001")
+    source.changed(source.records["job00001"])
     wait_until(lambda: stream.patches_sent == 1, what="a patch with no one listening")
     assert len(stream._subscribers) == 0
     stream.stop()
