@@ -16,6 +16,7 @@ import cirq
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
 
 from . import _api
 from ._errors import QnbError
@@ -163,7 +164,7 @@ class QnbMagics(Magics):
     @argument("--shots", "-s", type=int, default=1000, help="repetitions per circuit")
     @argument("--name", "-n", default=None, help="the job's name")
     @argument("--out", "-o", default=None, help="bind the Job to this variable")
-    @argument("--wait", "-w", action="store_true", help="block until the job ends")
+    @argument("--wait", "-w", action="store_true", help="show the job, then block until it ends")
     @argument("--timeout", type=float, default=None, help="with --wait: stop waiting after S s")
     @argument("--front", action="store_true", help="put the job at the head of the queue")
     @argument("--compile", action="store_true", help="map the circuits onto the target device")
@@ -199,7 +200,11 @@ class QnbMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = job
         if args.wait or args.timeout is not None:
+            # Shown before waiting, so its Cancel button works during the wait (page
+            # actions reach the kernel on a subshell while this cell blocks).
+            display(job)
             _wait(job, args.timeout)
+            return None
         return job
 
     # -- line magics ---------------------------------------------------------------------------

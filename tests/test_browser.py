@@ -7,7 +7,8 @@ Debian's Chromium driven by Playwright.
    it, a cell sleeps; during the sleep we click Cancel on the long job's card and Remove
    on a row of the queue monitor. The page shows both as requested at once; the kernel
    handles them on a subshell thread while the main shell sleeps, so the long job ends
-   cancelled, the short one runs and completes, all before the sleeping cell ends.
+   cancelled, the short one runs and completes, all before the sleeping cell ends. Then
+   ``%%qsubmit --wait`` blocks on a long job, and its card's Cancel ends the wait.
 
 Screenshots go to ``test-artifacts/``. In CI (``CI`` set) a browser that cannot start
 fails the test instead of skipping it.
@@ -68,7 +69,9 @@ BUSY_NOTEBOOK = [
     "%%qsubmit --target emulator --compile --shots 1000 --name extra --out extra_job\nbell",
     "%qqueue --target emulator",
     f"print('sleeping', flush=True)\ntime.sleep({SLEEP_SECONDS})\nprint('woke', flush=True)",
-    "print('final:', long_job.status.value, short_job.status.value, extra_job.status.value)",
+    "%%qsubmit --target emulator --compile --shots 40000 --name waited --wait --out waited_job\nbell",
+    "print('final:', long_job.status.value, short_job.status.value, extra_job.status.value,\n"
+    "      waited_job.status.value)",
 ]
 
 
@@ -298,9 +301,17 @@ def test_page_actions_during_a_sleeping_cell(browser, lab):
         short_seen = figures["statuses"]["short"]
         assert short_seen[0] == "queued" and short_seen[-1] == "completed", short_seen
 
-        page.get_by_text(re.compile("^final: cancelled completed cancelled")).wait_for(
-            timeout=(SLEEP_SECONDS + 30) * 1000
-        )
+        # --wait shows the card first; its Cancel ends the wait (the job runs 40 s otherwise).
+        waited = card(page, "waited")
+        waited.and_(page.locator("[data-status=running]")).wait_for(timeout=(SLEEP_SECONDS + 30) * 1000)
+        waited.locator("button.qnb-cancel").click()
+        clicked = time.monotonic()
+        page.get_by_text(re.compile("^final: cancelled completed cancelled cancelled")).wait_for(timeout=30_000)
+        wait_ended_after = time.monotonic() - clicked
+        figures["wait_ended_after_cancel_s"] = round(wait_ended_after, 3)
+        (ARTIFACTS / "busy-figures.json").write_text(json.dumps(figures, indent=2))
+        print(figures)
+        assert wait_ended_after < 10
     finally:
         page.screenshot(path=str(ARTIFACTS / "busy-end.png"))
         page.close()

@@ -84,14 +84,16 @@ def test_qsubmit_prefers_the_last_expression(ip, manager):
 
 
 def test_qsubmit_qasm_cell(ip, manager):
-    job = ip.run_cell_magic("qsubmit", "--qasm --shots 100 --wait", BELL_QASM)
+    assert ip.run_cell_magic("qsubmit", "--qasm --shots 100 --wait", BELL_QASM) is None
+    job = ip.user_ns["_qjob"]
     assert job.status is JobStatus.COMPLETED
     assert set(job.result().counts()) <= {"00", "11"}
 
 
 def test_qsubmit_wait_blocks_until_the_end(ip, manager):
-    job = ip.run_cell_magic("qsubmit", "--shots 100 --wait", BELL_CELL)
-    assert job.status is JobStatus.COMPLETED
+    # The job is shown (displayed) before the wait, so the cell returns nothing.
+    assert ip.run_cell_magic("qsubmit", "--shots 100 --wait --out waited", BELL_CELL) is None
+    assert ip.user_ns["waited"].status is JobStatus.COMPLETED
 
 
 def test_qsubmit_front_puts_the_job_at_the_head_of_the_queue(ip, manager):
@@ -118,9 +120,8 @@ def test_ctrl_c_during_wait_stops_waiting_but_does_not_cancel(ip, manager, capsy
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt_once_running, daemon=True).start()
-    job = ip.run_cell_magic(
-        "qsubmit", "--target emulator --compile --shots 20000 --wait", BELL_CELL + "bell\n"
-    )
+    ip.run_cell_magic("qsubmit", "--target emulator --compile --shots 20000 --wait", BELL_CELL + "bell\n")
+    job = ip.user_ns["_qjob"]
     out = capsys.readouterr().out
     assert "stopped waiting" in out and f"%qcancel {job.id[:8]}" in out
     assert job.status is JobStatus.RUNNING  # still going: Ctrl-C is not a cancel
@@ -129,9 +130,8 @@ def test_ctrl_c_during_wait_stops_waiting_but_does_not_cancel(ip, manager, capsy
 
 
 def test_timeout_stops_waiting_and_says_so(ip, manager, capsys):
-    job = ip.run_cell_magic(
-        "qsubmit", "--target emulator --compile --shots 20000 --timeout 0.3", BELL_CELL + "bell\n"
-    )
+    ip.run_cell_magic("qsubmit", "--target emulator --compile --shots 20000 --timeout 0.3", BELL_CELL + "bell\n")
+    job = ip.user_ns["_qjob"]
     assert "still" in capsys.readouterr().out
     assert not job.done()
     job.cancel()
@@ -187,7 +187,8 @@ def test_line_magic_mistakes(ip, manager):
 
 
 def test_job_references_id_prefix_and_variable(ip, manager):
-    job = ip.run_cell_magic("qsubmit", "--shots 50 --wait --out mine", BELL_CELL)
+    ip.run_cell_magic("qsubmit", "--shots 50 --wait --out mine", BELL_CELL)
+    job = ip.user_ns["mine"]
     assert ip.run_line_magic("qstatus", job.id) == job
     assert ip.run_line_magic("qstatus", job.id[:10]) == job
     assert ip.run_line_magic("qstatus", "mine") == job
@@ -213,7 +214,8 @@ def test_qresult_values_labels_and_plots(ip, manager):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    job = ip.run_cell_magic("qsubmit", "--shots 100 --wait", BELL_CELL)
+    ip.run_cell_magic("qsubmit", "--shots 100 --wait", BELL_CELL)
+    job = ip.user_ns["_qjob"]
     result = ip.run_line_magic("qresult", job.id[:12])
     assert list(result) == ["bell", "flip"]
     assert isinstance(ip.run_line_magic("qresult", f"{job.id} --label flip"), cirq.Result)
@@ -238,7 +240,8 @@ def test_qresult_of_an_unfinished_job(ip, manager):
 
 
 def test_qresubmit(ip, manager):
-    job = ip.run_cell_magic("qsubmit", "--shots 50 --wait", BELL_CELL)
+    ip.run_cell_magic("qsubmit", "--shots 50 --wait", BELL_CELL)
+    job = ip.user_ns["_qjob"]
     again = ip.run_line_magic("qresubmit", job.id)
     assert again.parent_id == job.id and ip.user_ns["_qjob"] == again
     with pytest.raises(UsageError, match="nothing to resubmit"):
@@ -247,7 +250,8 @@ def test_qresubmit(ip, manager):
 
 
 def test_qjobs_qtargets_and_qqueue(ip, manager):
-    job = ip.run_cell_magic("qsubmit", "--shots 50 --wait --name listed", BELL_CELL)
+    ip.run_cell_magic("qsubmit", "--shots 50 --wait --name listed", BELL_CELL)
+    job = ip.user_ns["_qjob"]
     table = ip.run_line_magic("qjobs", "--status completed")
     assert job.id[:8] in repr(table) and "listed" in table._repr_html_()
     targets = repr(ip.run_line_magic("qtargets", ""))
