@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from collections.abc import Iterable
@@ -20,7 +21,12 @@ from ._targets import Target, registry
 
 
 def default_user() -> str:
-    return os.environ.get("QNB_USER") or getpass.getuser()
+    return os.environ.get("QNB_USER") or _login_name()
+
+
+@functools.lru_cache(maxsize=1)
+def _login_name() -> str:
+    return getpass.getuser()  # a passwd lookup: ~1 ms, once per process is enough
 
 
 def _check_shots(shots: object, target: Target) -> int:

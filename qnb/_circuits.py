@@ -6,7 +6,6 @@ faster than the default). OpenQASM is parsed once, here, and never stored.
 
 from __future__ import annotations
 
-import functools
 import gc
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -111,10 +110,13 @@ def check_measured(label: str, circuit: cirq.Circuit) -> None:
         )
 
 
-@functools.lru_cache(maxsize=512)
-def _type_round_trips(example_json: str) -> bool:
+# Operation types already seen to write and read back as Cirq JSON.
+_storable_types: set[type] = set()
+
+
+def _round_trips(op: cirq.Operation) -> bool:
     try:
-        cirq.read_json(json_text=example_json)
+        cirq.read_json(json_text=cirq.to_json(op, indent=None))
         return True
     except Exception:
         return False
@@ -123,22 +125,17 @@ def _type_round_trips(example_json: str) -> bool:
 def check_serializable(label: str, circuit: cirq.Circuit) -> None:
     """Refuse operations that Cirq's JSON cannot write and read back.
 
-    Checked once per operation type (cached), so the store write that follows cannot
-    fail half way through a batch.
+    Checked once per operation type in a process, so the store write that follows
+    cannot fail half way through a batch.
     """
-    seen: set[type] = set()
     for op in circuit.all_operations():
         kind = type(op.gate) if op.gate is not None else type(op)
-        if kind in seen:
+        if kind in _storable_types:
             continue
-        seen.add(kind)
-        try:
-            text = cirq.to_json(op, indent=None)
-        except Exception:
-            text = None
-        if text is None or not _type_round_trips(text):
+        if not _round_trips(op):
             raise InvalidCircuitError(
                 f"circuit {label!r}: operation {op} ({kind.__name__}) cannot be stored as "
                 "Cirq JSON; use Cirq's built-in gates (cirq.decompose(circuit) often helps) "
                 "or give the gate _json_dict_ and register its resolver"
             )
+        _storable_types.add(kind)

@@ -38,13 +38,16 @@ from ._status import (
     derive_job_status,
     path_to,
 )
-from ._store import Store
+from ._store import Store, changes_of
 from ._targets import ItemOutcome, Target, TargetJob, TargetRegistry, registry
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no flock; see _owner_alive
     fcntl = None
+
+# How long changes may wait to be written together (job.result() waits this much more).
+FLUSH_DELAY = 0.005
 
 INTERRUPTED = "interrupted: the process running this job ended before it finished"
 
@@ -88,6 +91,7 @@ class JobManager:
         self._seq_front = 0.0
         self._dirty: dict[str, JobRecord] = {}
         self._flush_scheduled = False
+        self._flush_lock = threading.Lock()
         self._listeners: list[Callable[[JobRecord], None]] = []
         self._closed = False
 
@@ -413,10 +417,12 @@ class JobManager:
 
     def _touch(self, rec: JobRecord) -> None:
         rec.dirty = True
+        rec.version += 1
         self._dirty[rec.id] = rec
         if not self._flush_scheduled and not self._closed:
             self._flush_scheduled = True
-            self._loop.call_soon_threadsafe(self.flush)
+            # A short delay turns a burst of changes into one transaction.
+            self._loop.call_soon_threadsafe(self._loop.call_later, FLUSH_DELAY, self.flush)
         for listener in self._listeners:
             try:
                 listener(rec)
@@ -424,22 +430,31 @@ class JobManager:
                 pass
 
     def flush(self) -> None:
-        """Write every pending change now (called on the loop, or before reads)."""
-        with self._lock:
-            self._flush_scheduled = False
-            records = [r for r in self._dirty.values() if r.persisted]
-            # Records not yet persisted are written whole by their submit.
-            self._dirty = {k: r for k, r in self._dirty.items() if not r.persisted}
-            if not records:
-                return
-            results = {(r.id, i): text for r in records for i, text in r.unsaved_results.items()}
-            self.store.save(records, results)
-            ready = []
-            for r in records:
-                r.unsaved_results = {}
-                r.dirty_items.clear()
-                r.dirty = False
-                ready += self._ready_waiters(r)
+        """Write every pending change now (called on the loop, or before reads).
+
+        Rows are taken under the manager's lock and written outside it, so submits
+        and cancels never wait for SQLite; the flush lock keeps writes in order.
+        """
+        with self._flush_lock:
+            with self._lock:
+                self._flush_scheduled = False
+                # Records not yet persisted are written whole by their submit.
+                records = [r for r in self._dirty.values() if r.persisted]
+                self._dirty = {k: r for k, r in self._dirty.items() if not r.persisted}
+                if not records:
+                    return
+                changes = changes_of(records)
+                written = [(r, r.version) for r in records]
+                for r in records:
+                    r.unsaved_results = {}
+                    r.dirty_items.clear()
+            self.store.save(changes)
+            with self._lock:
+                ready = []
+                for r, version in written:
+                    if r.version == version:  # nothing changed while it was written
+                        r.dirty = False
+                        ready += self._ready_waiters(r)
         _resolve(ready)
 
     @staticmethod

@@ -37,6 +37,7 @@ class JobRecord:
     # Runtime state of the manager that runs it; never stored.
     persisted: bool = True
     dirty: bool = False
+    version: int = 0  # bumped on every change, so a flush knows what it wrote
     dirty_items: set[int] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
     circuits: list[Any] | None = None  # cirq.Circuit objects until the run ends

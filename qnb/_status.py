@@ -68,6 +68,9 @@ def check_transition(old: JobStatus, new: JobStatus) -> None:
         raise InvalidTransitionError(f"job status cannot go from {old.value} to {new.value}")
 
 
+_ORDER = {status: i for i, status in enumerate(JobStatus)}
+
+
 def path_to(old: JobStatus, new: JobStatus) -> list[JobStatus]:
     """The shortest chain of allowed transitions from ``old`` to ``new`` (without ``old``).
 
@@ -80,7 +83,9 @@ def path_to(old: JobStatus, new: JobStatus) -> list[JobStatus]:
     while frontier:
         nxt = []
         for status in frontier:
-            for step in TRANSITIONS[status]:
+            # In declaration order, so that of two equally short paths the lifecycle's
+            # own wins (PENDING -> RUNNING -> COMPLETED, not through CANCELLING).
+            for step in sorted(TRANSITIONS[status], key=_ORDER.__getitem__):
                 if step not in came_from:
                     came_from[step] = status
                     nxt.append(step)

@@ -7,6 +7,7 @@ process; a lock serialises it (SQLite releases the GIL while it works).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -123,34 +124,18 @@ class Store:
                 ],
             )
 
-    def save(self, jobs: Iterable[JobRecord], results: dict[tuple[str, int], str]) -> None:
-        """Write ``jobs``' rows, their items listed in ``dirty_items``, and new results."""
+    def save(self, changes: Changes) -> None:
+        """Write changes taken by :func:`changes_of` (one transaction)."""
         with self._transaction() as db:
-            for job in jobs:
-                db.execute(
-                    "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
-                    "queue_seq=?, remote_id=? WHERE id=?",
-                    (
-                        job.status.value,
-                        job.time_started,
-                        job.time_finished,
-                        job.error,
-                        job.queue_seq,
-                        job.remote_id,
-                        job.id,
-                    ),
-                )
-                db.executemany(
-                    "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?",
-                    [
-                        (job.items[i].status.value, job.items[i].error, job.id, i)
-                        for i in job.dirty_items
-                    ],
-                )
             db.executemany(
-                "UPDATE items SET result=? WHERE job_id=? AND idx=?",
-                [(text, job_id, idx) for (job_id, idx), text in results.items()],
+                "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
+                "queue_seq=?, remote_id=? WHERE id=?",
+                changes.jobs,
             )
+            db.executemany(
+                "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?", changes.items
+            )
+            db.executemany("UPDATE items SET result=? WHERE job_id=? AND idx=?", changes.results)
 
     def mark_interrupted(self, owner: str, reason: str, now: float) -> list[str]:
         """Fail every unfinished job of a dead owner; returns their ids."""
@@ -314,6 +299,33 @@ class Store:
             ):
                 items[job_id].append(ItemRecord(label, JobStatus(status), error))
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
+
+
+@dataclasses.dataclass
+class Changes:
+    """Rows to write, taken from records at one moment (see :func:`changes_of`)."""
+
+    jobs: list[tuple]
+    items: list[tuple]
+    results: list[tuple]
+
+
+def changes_of(jobs: Iterable[JobRecord]) -> Changes:
+    """The rows for ``jobs``' current state, their ``dirty_items`` and unsaved results.
+
+    Taken under the JobManager's lock; written later, outside it, by :meth:`Store.save`.
+    """
+    changes = Changes([], [], [])
+    for job in jobs:
+        changes.jobs.append(
+            (job.status.value, job.time_started, job.time_finished, job.error,
+             job.queue_seq, job.remote_id, job.id)
+        )  # fmt: skip
+        changes.items.extend(
+            (job.items[i].status.value, job.items[i].error, job.id, i) for i in job.dirty_items
+        )
+        changes.results.extend((text, job.id, i) for i, text in job.unsaved_results.items())
+    return changes
 
 
 def _job_row(job: JobRecord) -> tuple:

@@ -40,6 +40,7 @@ SUBMITTER = textwrap.dedent(
     deadline = time.monotonic() + 120
     while half.progress[0] < 2 and time.monotonic() < deadline:
         time.sleep(0.005)
+    qnb.jobs()  # reads write pending changes first: what it saw is now on disk
     print("READY", half.progress, half.status, flush=True)
     time.sleep(600)  # killed long before this ends
     """
