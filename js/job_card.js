@@ -85,8 +85,8 @@ export function channelClient(model) {
         }
         for (const listener of listeners) listener(msg);
       });
-      // The first message on the comm: the kernel answers it from its handler, which
-      // keeps this comm routed to a subshell in JupyterLab.
+      // The kernel answers from its handler and names the thread that handled it: a
+      // subshell thread in JupyterLab, where clicks work while a cell is busy.
       found.send({ type: "hello" });
       return found;
     });

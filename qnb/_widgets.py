@@ -6,11 +6,12 @@ the page from :class:`qnb._stream.JobStream`'s thread (trait changes for a card,
 
 Page actions (cancel, remove, move to front, resubmit) travel on a comm of their own,
 :class:`ActionChannel`, on which Python only ever answers from the message handler.
-JupyterLab sends widget comm messages to a kernel subshell, and on a comm that Python
-never writes to from a cell or a background thread they stay there: so the actions are
-handled on a subshell thread even while the main shell runs a blocking cell. Elsewhere
-(no subshells) they run once the kernel is free; the page shows them as requested at once
-either way. Handlers only call the JobManager's thread-safe, quick methods.
+JupyterLab (>= 4.4) sends widget comm messages to a kernel subshell; the channel makes
+the kernel keep them there (see :func:`_route_page_messages_where_the_page_sends_them`),
+so actions are handled on a subshell thread even while the main shell runs a blocking
+cell. Elsewhere (no subshells) they run once the kernel is free; the page shows them as
+requested at once either way. Handlers only call the JobManager's thread-safe, quick
+methods.
 """
 
 from __future__ import annotations
