@@ -303,7 +303,10 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       row.style.top = `${i * ROW_HEIGHT}px`;
       fillRow(row, rows[i], positions.get(rows[i].id), now);
     });
-    count.textContent = `${rows.length} of ${table.jobs.size} jobs`;
+    // Without a snapshot (no kernel yet, or a saved notebook opened without one) say so
+    // rather than show an empty queue.
+    count.textContent =
+      table.snapshotSeq === null ? "waiting for the kernel…" : `${rows.length} of ${table.jobs.size} jobs`;
   }
 
   // One listener for every row's buttons (rows are reused, so no per-button closures).
