@@ -122,6 +122,8 @@ class ActionChannel(anywidget.AnyWidget):
                 reply.update(ok=True, **perform_action(self._manager, action, job_id))
             except QnbError as exc:
                 reply.update(ok=False, message=str(exc))
+            except Exception as exc:  # the page waits for an answer: always give one
+                reply.update(ok=False, message=f"{type(exc).__name__}: {exc}")
             self.handled.append((action, job_id, thread, time.monotonic()))
             self.send(reply)
 
@@ -133,7 +135,7 @@ _channels_lock = threading.Lock()
 def channel_for(manager: JobManager) -> ActionChannel:
     with _channels_lock:
         channel = _channels.get(manager)
-        if channel is None:
+        if channel is None or channel.comm is None:  # closed channels are replaced
             channel = _channels[manager] = ActionChannel(manager)
         return channel
 

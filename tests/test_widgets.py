@@ -217,11 +217,13 @@ def test_page_actions_go_to_the_manager_and_are_acknowledged(manager):
     assert act("cancel", later, "5")["status"] in ("cancelling", "cancelled")
     wait_until(lambda: running.done() and later.done(), what="both jobs cancelled")
     assert act("cancel", running, "6") == {**replies[-1], "ok": True, "status": "cancelled"}
+    unknown = act("explode", queued, "8")
+    assert not unknown["ok"] and "unknown action" in unknown["message"]
     resubmitted = act("resubmit", queued, "7")
     assert resubmitted["ok"] and qnb.get_job(resubmitted["new_job_id"]).parent_id == queued.id
     qnb.get_job(resubmitted["new_job_id"]).cancel()
     assert [h[0] for h in channel.handled] == [
-        "move_to_front", "remove", "remove", "cancel", "cancel", "cancel", "resubmit",
+        "move_to_front", "remove", "remove", "cancel", "cancel", "cancel", "explode", "resubmit",
     ]
 
 
