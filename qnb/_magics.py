@@ -267,7 +267,12 @@ class QnbMagics(Magics):
         if bool(args.jobs) == args.all:
             raise UsageError("give job ids to %qcancel, or --all (not both)")
         if args.all:
-            jobs = [Job(r.id) for r in get_manager().find(limit=10_000) if r.status not in TERMINAL]
+            manager = get_manager()
+            jobs = [
+                Job(r.id, manager=manager)
+                for r in manager.find(limit=10_000)
+                if r.status not in TERMINAL and manager.record(r.id) is not None  # this kernel's
+            ]
         else:
             jobs = [self._job(ref) for ref in args.jobs]  # all resolved before any is cancelled
         if not jobs:
