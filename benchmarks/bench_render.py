@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--patch", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args()
     source = (JS / "queue_monitor.js").read_text(encoding="utf-8")
     style = (JS / "qnb.css").read_text(encoding="utf-8")
