@@ -56,7 +56,16 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+        # A short graceful shutdown: clients hold long-polls of up to a minute open, and
+        # they reconnect by themselves to the next server.
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
     finally:
         app.state.feed.close()
         manager.close()
@@ -66,15 +75,16 @@ def _serve(args: argparse.Namespace) -> int:
 def _add_user(args: argparse.Namespace) -> int:
     from ._auth import UsersFileError, add_user
 
-    try:
-        token = add_user(args.users, args.name, role="admin" if args.admin else "user")
-    except UsersFileError as exc:
-        print(f"qnb add-user: {exc}", file=sys.stderr)
-        return 2
-    print(token)
+    for name in args.names:
+        try:
+            token = add_user(args.users, name, role="admin" if args.admin else "user")
+        except UsersFileError as exc:
+            print(f"qnb add-user: {exc}", file=sys.stderr)
+            return 2
+        print(token)
     print(
-        f"(added {args.name} to {args.users}; the file keeps only a hash: give this token "
-        "to the user now, it is not shown again)",
+        f"(added {', '.join(args.names)} to {args.users}, one token per line; the file keeps "
+        "only hashes: give the tokens to the users now, they are not shown again)",
         file=sys.stderr,
     )
     return 0
@@ -95,8 +105,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(run=_serve)
 
-    add = commands.add_parser("add-user", help="add a user to a users file; prints the token")
-    add.add_argument("name")
+    add = commands.add_parser("add-user", help="add users to a users file; prints their tokens")
+    add.add_argument("names", nargs="+", metavar="NAME")
     add.add_argument("--users", required=True, help="users file (created if missing)")
     add.add_argument("--admin", action="store_true", help="may act on every user's jobs")
     add.set_defaults(run=_add_user)
