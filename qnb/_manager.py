@@ -116,8 +116,16 @@ class JobManager:
                 return
             self._closed = True
         self.flush()
+        # Unfinished jobs stay unfinished in the store: like a kernel that exits, the
+        # next manager on this store marks them interrupted (they keep their circuits).
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), self._loop).result(timeout=5)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
         self.store.close()
         if self._owner_file is not None:
             self._owner_file.close()
@@ -292,6 +300,8 @@ class JobManager:
 
     def _schedule(self, target: Target) -> None:
         with self._lock:
+            if self._closed:
+                return
             queue = self._queues[target.name]
             while queue and self._running[target.name] < target.max_running_jobs:
                 rec = queue.pop(0)
@@ -708,6 +718,13 @@ class JobManager:
             parent_id=rec.id,
             circuit_json=[texts[i] for i in redo],
         )
+
+
+async def _cancel_all_tasks() -> None:
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def _resolve(ready: list[tuple[concurrent.futures.Future, JobStatus]]) -> None:
