@@ -275,3 +275,40 @@ def test_compile_maps_onto_the_emulator_and_keeps_the_distribution(manager):
     registry.get("emulator").check("ghz", compiled)
     counts = qnb.run({"ghz": ghz}, target="emulator", compile=True, shots=400, timeout=60).counts()
     assert counts.get("000", 0) + counts.get("111", 0) > 350  # noisy, but a GHZ state
+
+
+def test_counts_are_big_endian_over_keys_in_order():
+    from qnb._results import counts_of
+
+    a, b, c = cirq.LineQubit.range(3)
+    circuit = cirq.Circuit(
+        cirq.Moment(cirq.X(a)),
+        cirq.Moment(cirq.measure(a, key="first")),
+        cirq.Moment(cirq.measure(b, c, key="second")),
+    )
+    result = cirq.Simulator().run(circuit, repetitions=5)
+    assert list(result.data.columns) == ["first", "second"]  # Cirq's order: the circuit's
+    assert counts_of(result) == {"100": 5}
+    wide = cirq.LineQubit.range(70)  # wider than an int64: still exact
+    many = cirq.Circuit(cirq.X(wide[0]), cirq.measure(*wide, key="w"))
+    assert counts_of(cirq.Simulator().run(many, repetitions=2)) == {"1" + "0" * 69: 2}
+
+
+def test_plots_are_histograms_in_bitstring_order(manager):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    qs = cirq.LineQubit.range(4)
+    spread = cirq.Circuit(cirq.H.on_each(*qs), cirq.measure(*qs, key="m"))
+    result = qnb.run({"spread": spread, "ones": X_ALL}, shots=2000, timeout=60)
+    ax = result.plot("spread")
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == sorted(labels) and len(labels) == 16
+    assert sum(p.get_height() for p in ax.patches) == 2000
+    assert ax.get_xticklabels()[0].get_rotation() == 90  # many outcomes: readable labels
+    top = result.plot("spread", top=3, probabilities=True)
+    assert len(top.patches) == 3 and all(p.get_height() < 1 for p in top.patches)
+    assert "top 3 of 16" in top.get_title()
+    grid = result.plot()  # a batch: one histogram per label
+    visible = [a for a in grid.flat if a.get_visible()]
+    assert [a.get_title() for a in visible] == ["spread", "ones"]
