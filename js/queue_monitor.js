@@ -14,6 +14,7 @@ const STATUS_COLOURS = {
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 export const STATUSES = Object.keys(STATUS_COLOURS);
 export const ROW_HEIGHT = 24;
+const VIEWPORT_HEIGHT = 320;
 
 // Queue positions (1-based, per target) from the order of the waiting jobs, so a job
 // leaving the queue does not need a patch for every job behind it.
@@ -119,16 +120,26 @@ export class JobTable {
     const { status, target, user } = this.filters;
     const positions = this.positions;
     const keyOf = SORT_KEYS[this.sort.key] || SORT_KEYS.added;
-    const keyed = [];
+    const shown = [];
+    const keys = [];
     for (const job of this.jobs.values()) {
       if (status && job.status !== status) continue;
       if (target && job.target !== target) continue;
       if (user && job.user !== user) continue;
-      keyed.push([keyOf(job, positions, nowSeconds), job]);
+      shown.push(job);
+      keys.push(keyOf(job, positions, nowSeconds));
     }
+    // Sort indices by the key array: nothing to allocate per job, and a numeric key (the
+    // common case) compares without type checks.
     const sign = this.sort.descending ? -1 : 1;
-    keyed.sort(([a], [b]) => (a < b ? -sign : a > b ? sign : 0));
-    this._rows = keyed.map(([, job]) => job);
+    const numeric = keys.every((key) => typeof key === "number");
+    const order = Array.from(shown, (_, i) => i);
+    order.sort(
+      numeric
+        ? (i, j) => sign * (keys[i] - keys[j]) || 0
+        : (i, j) => (keys[i] < keys[j] ? -sign : keys[i] > keys[j] ? sign : 0),
+    );
+    this._rows = order.map((i) => shown[i]);
     return this._rows;
   }
 }
@@ -156,11 +167,11 @@ function element(tag, className, text) {
   return node;
 }
 
-// One formatter for all rows: toLocaleTimeString() builds a new one per call (slow).
-let timeFormat = null;
+// hh:mm:ss by hand: Intl/toLocaleTimeString cost tens of ms the first time (ICU data).
+const two = (n) => String(n).padStart(2, "0");
 function formatTime(seconds) {
-  timeFormat ??= new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  return timeFormat.format(seconds * 1000);
+  const t = new Date(seconds * 1000);
+  return `${two(t.getHours())}:${two(t.getMinutes())}:${two(t.getSeconds())}`;
 }
 
 const COLUMNS = [
@@ -190,6 +201,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
   const table = new JobTable();
   table.setFilters(filters);
   const requested = new Map(); // job id -> "cancel requested…" until the job changes
+  let scrollTop = 0; // kept from scroll events: reading it while drawing forces a layout
   const root = element("div", "qnb-monitor");
   const toolbar = element("div", "qnb-toolbar");
   const statusSelect = element("select", "qnb-filter-status");
@@ -290,8 +302,10 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     const positions = table.positions;
     const now = Date.now() / 1000;
     spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
-    viewport.style.height = `${Math.min(320, Math.max(3, rows.length) * ROW_HEIGHT + 2)}px`;
-    const [first, last] = visibleRange(viewport.scrollTop, viewport.clientHeight || 320, rows.length);
+    // The viewport's height is set here, not read back: reading it would force a layout.
+    const height = Math.min(VIEWPORT_HEIGHT, Math.max(3, rows.length) * ROW_HEIGHT + 2);
+    viewport.style.height = `${height}px`;
+    const [first, last] = visibleRange(scrollTop, height, rows.length);
     while (pool.length < last - first) pool.push(newRow());
     pool.forEach((row, k) => {
       const i = first + k;
@@ -334,6 +348,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
 
   let frame = null;
   viewport.addEventListener("scroll", () => {
+    scrollTop = viewport.scrollTop;
     frame ??= requestAnimationFrame(() => {
       frame = null;
       drawRows();
