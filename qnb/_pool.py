@@ -92,7 +92,9 @@ class SimulationPool:
             if self._executor is None:
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["qnb._worker"])
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx)
+                self._executor = ProcessPoolExecutor(
+                    self.workers, mp_context=ctx, initializer=_worker.init_worker
+                )
             return self._executor
 
     def start_warming(self, on_ready=None) -> None:
@@ -237,7 +239,7 @@ class _Dispatcher:
             outcomes = task.result()
         except BrokenProcessPool:
             self.pool.reset_broken()
-            outcomes = [(False, "the simulation worker process died (out of memory?)")] * len(chunk)
+            outcomes = [(False, "the simulation worker process died (killed, or out of memory)")] * len(chunk)
         except Exception as exc:  # e.g. a circuit that cannot be pickled
             outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(chunk)
         _settle(chunk, outcomes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 
 import cirq
 import qsimcirq
@@ -54,6 +55,16 @@ def run_chunk(tasks: list[Task]) -> list[tuple[bool, str]]:
         except Exception as exc:  # reported per item; the other items still run
             out.append((False, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+def init_worker() -> None:
+    """Run in each new worker process.
+
+    Jupyter interrupts a kernel by signalling its whole process group, workers
+    included: a worker must not die when the user interrupts a cell (their jobs go
+    on). Shutdown still ends workers, by SIGTERM or by their parent's pipe closing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def ping() -> int:

@@ -312,3 +312,22 @@ def test_plots_are_histograms_in_bitstring_order(manager):
     grid = result.plot()  # a batch: one histogram per label
     visible = [a for a in grid.flat if a.get_visible()]
     assert [a.get_title() for a in visible] == ["spread", "ones"]
+
+
+def test_an_interrupt_of_the_kernel_does_not_kill_the_workers(manager):
+    """Jupyter sends SIGINT to the kernel's whole process group on "interrupt"."""
+    import os
+    import signal
+
+    from qnb import _worker
+    from qnb._pool import get_pool
+
+    pool = get_pool()
+    assert pool.wait_ready(60)
+    executor = pool._get_executor()
+    pids = {executor.submit(_worker.ping).result(timeout=30) for _ in range(8)}
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)
+    assert qnb.run(X_ALL, shots=10, timeout=60).counts() == {"111": 10}
+    for pid in pids:
+        os.kill(pid, 0)  # still alive: raises ProcessLookupError otherwise
