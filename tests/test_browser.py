@@ -9,6 +9,8 @@ Debian's Chromium driven by Playwright.
    handles them on a subshell thread while the main shell sleeps, so the long job ends
    cancelled, the short one runs and completes, all before the sleeping cell ends. Then
    ``%%qsubmit --wait`` blocks on a long job, and its card's Cancel ends the wait.
+3. Without subshells (JupyterLab's ``commsOverSubshells`` turned off) the page still
+   shows a click as requested at once, and it takes effect once the kernel is free.
 
 Screenshots go to ``test-artifacts/``. In CI (``CI`` set) a browser that cannot start
 fails the test instead of skipping it.
@@ -75,6 +77,14 @@ BUSY_NOTEBOOK = [
 ]
 
 
+FALLBACK_SLEEP_SECONDS = 8
+FALLBACK_NOTEBOOK = [
+    BUSY_NOTEBOOK[0],
+    "%%qsubmit --target emulator --compile --shots 40000 --name slow --out slow_job\nbell",
+    f"print('sleeping', flush=True)\ntime.sleep({FALLBACK_SLEEP_SECONDS})\nprint('woke', flush=True)",
+]
+
+
 def write_notebook(path: Path, sources: list[str]) -> None:
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(s) for s in sources],
@@ -93,6 +103,7 @@ def lab(tmp_path_factory):
     root.mkdir()
     shutil.copy(REPO / "notebooks" / "quickstart.ipynb", root)
     write_notebook(root / "busy.ipynb", BUSY_NOTEBOOK)
+    write_notebook(root / "fallback.ipynb", FALLBACK_NOTEBOOK)
     env = {
         **os.environ,
         "HOME": str(base / "home"),
@@ -314,4 +325,42 @@ def test_page_actions_during_a_sleeping_cell(browser, lab):
         assert wait_ended_after < 10
     finally:
         page.screenshot(path=str(ARTIFACTS / "busy-end.png"))
+        page.close()
+
+
+def test_without_subshells_a_click_is_requested_at_once_and_done_when_the_kernel_is_free(browser, lab):
+    page = open_notebook(browser, lab, "fallback.ipynb")
+    try:
+        # As in front ends without kernel subshells: every comm message goes to the main shell.
+        page.evaluate("() => { window.jupyterapp.serviceManager.kernels.commsOverSubshells = 'disabled'; }")
+        page.evaluate(
+            """() => {
+                window.qnbEvents = {};
+                const stamp = (name) => { window.qnbEvents[name] ??= performance.now(); };
+                new MutationObserver(() => {
+                    const action = document.querySelector('.qnb-card')?.dataset.action;
+                    if (action) stamp(action);
+                    for (const out of document.querySelectorAll('.jp-OutputArea-output')) {
+                        if (out.textContent.includes('woke')) stamp('woke');
+                    }
+                }).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                           attributes: true, attributeFilter: ['data-action']});
+            }"""
+        )
+        run_all(page)
+        slow = card(page, "slow")
+        slow.and_(page.locator("[data-status=running]")).wait_for(timeout=90_000)
+        page.get_by_text("sleeping", exact=True).wait_for(timeout=60_000)
+        slow.locator("button.qnb-cancel").click()
+        slow.and_(page.locator("[data-action='cancel:requested']")).wait_for(timeout=2_000)
+        assert "cancel requested" in slow.locator(".qnb-note").text_content()
+        page.screenshot(path=str(ARTIFACTS / "fallback-requested.png"))
+        slow.and_(page.locator("[data-status=cancelled]")).wait_for(timeout=(FALLBACK_SLEEP_SECONDS + 30) * 1000)
+        events = page.evaluate("() => window.qnbEvents")
+        (ARTIFACTS / "fallback-figures.json").write_text(json.dumps(events, indent=2))
+        print(events)
+        assert events["cancel:requested"] < events["woke"] <= events["cancel:done"], events
+        assert slow.get_attribute("data-action-thread") == "MainThread"
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "fallback-end.png"))
         page.close()
