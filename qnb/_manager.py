@@ -20,8 +20,9 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import cirq
 
@@ -52,6 +53,7 @@ FLUSH_DELAY = 0.005
 INTERRUPTED = "interrupted: the process running this job ended before it finished"
 
 Predicate = Callable[[JobRecord], bool]
+T = TypeVar("T")
 
 
 def is_done(rec: JobRecord) -> bool:
@@ -526,6 +528,21 @@ class JobManager:
                 future.set_result(rec.status)
 
     # -- reads -----------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The manager's event loop (its own thread): layers above schedule work on it."""
+        return self._loop
+
+    def live_records(self) -> list[JobRecord]:
+        """The records this manager holds (jobs of this process and those it follows)."""
+        with self._lock:
+            return list(self._records.values())
+
+    def snapshot(self, records: Iterable[JobRecord], view: Callable[[JobRecord], T]) -> list[T]:
+        """``view(record)`` for each record, all taken at one consistent moment."""
+        with self._lock:
+            return [view(rec) for rec in records]
 
     def record(self, job_id: str) -> JobRecord | None:
         """The live record if this process runs the job, else None."""
