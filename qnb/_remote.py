@@ -372,7 +372,7 @@ class RemoteTarget(Target):
                 page = await self.client.request(
                     "GET",
                     "/v1/events",
-                    params={"after": self._after, "timeout": EVENT_WAIT_SECONDS},
+                    params={"after": self._after, "timeout": EVENT_WAIT_SECONDS, "only_mine": True},
                     retry_for=0,
                 )
             except (RemoteError, httpx.HTTPError):

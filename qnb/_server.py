@@ -10,7 +10,6 @@ loop, as their store work is one short transaction.
 # No "from __future__ import annotations": FastAPI reads the handlers' annotations,
 # and some name types local to create_app.
 import asyncio
-import collections
 import hashlib
 import json
 import threading
@@ -43,6 +42,7 @@ from ._status import JobStatus
 API_VERSION = "v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 EVENTS_KEPT = 20_000
+EVENTS_PER_ANSWER = 1000
 MAX_EVENT_WAIT_SECONDS = 60.0
 OPEN_MODE_USER = "local"
 
@@ -109,7 +109,9 @@ class EventFeed:
         self.manager = manager
         self.epoch = uuid.uuid4().hex  # a restarted server numbers its events afresh
         self.seq = 0
-        self._events: collections.deque[tuple[int, dict]] = collections.deque(maxlen=EVENTS_KEPT)
+        # Event seq numbers are contiguous, so a list slices by seq in O(answer);
+        # trimmed to the newest EVENTS_KEPT whenever it holds twice as many.
+        self._events: list[tuple[int, dict]] = []
         self._lock = threading.Lock()
         self._noted: dict[str, JobRecord] = {}
         self._publish_scheduled = False
@@ -138,17 +140,26 @@ class EventFeed:
             for snapshot in snapshots:
                 self.seq += 1
                 self._events.append((self.seq, snapshot))
+            if len(self._events) > 2 * EVENTS_KEPT:
+                del self._events[:-EVENTS_KEPT]
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
             loop.call_soon_threadsafe(_wake, future)
 
-    def since(self, after: int, user: User) -> tuple[list[dict], bool]:
-        """Events after ``after`` as ``user`` may see them, and whether some are lost."""
+    def since(
+        self, after: int, user: User, *, only_mine: bool = False
+    ) -> tuple[list[dict], int, bool]:
+        """Events after ``after`` as ``user`` may see them (at most EVENTS_PER_ANSWER),
+        the seq to ask after next, and whether some events after ``after`` are lost."""
         with self._lock:
             oldest = self._events[0][0] if self._events else self.seq + 1
             lost = after > self.seq or after < oldest - 1
-            found = [(seq, ev) for seq, ev in self._events if seq > after]
-        return [_event_for(seq, ev, user) for seq, ev in found], lost
+            start = max(0, after - oldest + 1)
+            found = self._events[start : start + EVENTS_PER_ANSWER]
+            last = found[-1][0] if found else self.seq
+        if only_mine:
+            found = [(seq, ev) for seq, ev in found if user.may_act_on(ev["user"])]
+        return [_event_for(seq, ev, user) for seq, ev in found], last, lost
 
     async def wait(self, after: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -482,17 +493,20 @@ def create_app(
         user: Caller,
         after: Annotated[int, Query(ge=0)] = 0,
         timeout: Annotated[float, Query(ge=0, le=MAX_EVENT_WAIT_SECONDS)] = 20.0,
+        only_mine: bool = False,
     ) -> dict:
         """Job changes after ``after``; waits up to ``timeout`` s when there are none.
 
-        ``reset`` is true when events after ``after`` are no longer known (the server
-        restarted, see ``epoch``, or the client fell far behind): re-read your jobs.
+        Ask again with ``after=last``. ``reset`` is true when events after ``after`` are
+        no longer known (the server restarted, see ``epoch``, or the client fell far
+        behind): re-read your jobs. ``only_mine``: your jobs' events only (an admin's:
+        all). Other users' jobs show only id, user, name, status and time added.
         """
-        found, lost = feed.since(after, user)
-        if not found and not lost and timeout > 0:
+        found, last, lost = feed.since(after, user, only_mine=only_mine)
+        if last == after and not lost and timeout > 0:
             await feed.wait(after, timeout)
-            found, lost = feed.since(after, user)
-        return {"epoch": feed.epoch, "last": feed.seq, "reset": lost, "events": found}
+            found, last, lost = feed.since(after, user, only_mine=only_mine)
+        return {"epoch": feed.epoch, "last": last, "reset": lost, "events": found}
 
     return app
 

@@ -270,6 +270,9 @@ async def test_events_return_at_once_after_a_change_and_wait_otherwise(lab):
         assert seen and all(set(e) == {"seq", "id", "user", "name", "status", "time_added"} for e in seen)
         mine = (await http.get("/v1/events", params={"after": start, "timeout": 0}, headers=alice)).json()
         assert any("items" in e for e in mine["events"] if e["id"] == job["id"])
+        only_bobs = (await http.get("/v1/events", params={"after": start, "timeout": 0, "only_mine": True},
+                                    headers=bob)).json()
+        assert only_bobs["events"] == [] and only_bobs["last"] > start
         ahead = (await http.get("/v1/events", params={"after": 10**9, "timeout": 5}, headers=alice)).json()
         assert ahead["reset"] is True
 
