@@ -64,6 +64,13 @@ class JobStream:
             self._changed[rec.id] = None
         self._wake.set()
 
+    def nudge(self, job_id: str) -> None:
+        """Send ``job_id``'s row in the next patch even if it did not change (e.g. once
+        its results are stored, which happens after its last status change)."""
+        with self._changed_lock:
+            self._changed[job_id] = None
+        self._wake.set()
+
     def subscribe(self, subscriber) -> None:
         """``subscriber`` is an object with an ``on_patch(rows)`` method (held weakly)."""
         self._subscribers.add(subscriber)

@@ -183,8 +183,12 @@ class JobCard(anywidget.AnyWidget):
         self._job = job
         self._manager = manager
         self._update_lock = threading.Lock()
+        stream = stream or stream_for(manager)
+        stream.subscribe(self)
         self._refresh()
-        (stream or stream_for(manager)).subscribe(self)
+        # A job can end before its submission is stored (fast jobs overlap the write):
+        # its results are readable only once "done" is durable, which is when this fires.
+        job.add_done_callback(lambda done: stream.nudge(done.id))
 
     def on_patch(self, rows: list[dict]) -> None:
         """Called from the stream's thread with the rows of the jobs that changed."""
