@@ -693,16 +693,7 @@ class JobManager:
         return target.queue_position(rec.remote_id)
 
     def _at_position(self, target: str, position: int) -> JobRecord:
-        queue = self._queues[target]
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise QueueError(f"queue positions are whole numbers from 1, got {position!r}")
-        if not 1 <= position <= len(queue):
-            size = f"1 to {len(queue)}" if queue else "none: the queue is empty"
-            raise QueueError(
-                f"position {position} is out of range for the {target!r} queue "
-                f"(positions are 1-based; valid now: {size})"
-            )
-        return queue[position - 1]
+        return entry_at(self._queues[target], position, target)
 
     def at_position(self, target: str, position: int) -> JobRecord:
         with self._lock:
@@ -742,6 +733,19 @@ async def _cancel_all_tasks() -> None:
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
+
+
+def entry_at(entries: Sequence, position: object, target: str):
+    """The entry at a 1-based queue position, or a QueueError saying what is valid."""
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise QueueError(f"queue positions are whole numbers from 1, got {position!r}")
+    if not 1 <= position <= len(entries):
+        size = f"1 to {len(entries)}" if entries else "none: the queue is empty"
+        raise QueueError(
+            f"position {position} is out of range for the {target!r} queue "
+            f"(positions are 1-based; valid now: {size})"
+        )
+    return entries[position - 1]
 
 
 def _resolve(ready: list[tuple[concurrent.futures.Future, JobStatus]]) -> None:

@@ -35,7 +35,7 @@ from ._errors import (
     QueueError,
     UnknownJobError,
 )
-from ._manager import JobManager, get_manager
+from ._manager import JobManager, entry_at, get_manager
 from ._status import TERMINAL, JobStatus
 from ._targets import ItemOutcome, Target, TargetJob
 
@@ -511,16 +511,7 @@ class RemoteQueue:
         return iter(self._entries())
 
     def get_at(self, position: int) -> RemoteQueueEntry:
-        entries = self._entries()
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise QueueError(f"queue positions are whole numbers from 1, got {position!r}")
-        if not 1 <= position <= len(entries):
-            size = f"1 to {len(entries)}" if entries else "none: the queue is empty"
-            raise QueueError(
-                f"position {position} is out of range for the {self.target!r} queue "
-                f"(positions are 1-based; valid now: {size})"
-            )
-        return entries[position - 1]
+        return entry_at(self._entries(), position, self.target)
 
     def __getitem__(self, position: int) -> RemoteQueueEntry:
         return self.get_at(position)
