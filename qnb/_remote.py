@@ -42,6 +42,9 @@ from ._targets import ItemOutcome, Target, TargetJob
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 EVENT_WAIT_SECONDS = 20.0
 MAX_BACKOFF_SECONDS = 2.0
+# A job submitted while the server is away waits (queued here, "reconnecting") this long
+# for it to come back before it fails; its idempotency key makes the retries safe.
+SUBMIT_RETRY_SECONDS = 600.0
 KEEP_UNCLAIMED_EVENTS = 10_000
 BEHIND_A_RESTART = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
 STARTED = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
@@ -311,7 +314,11 @@ class RemoteTarget(Target):
         # sending it again, finds the job the first attempt created.
         async with self._submit_lock:
             view = await self.client.request(
-                "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": job.job_id}
+                "POST",
+                "/v1/jobs",
+                json=body,
+                headers={"Idempotency-Key": job.job_id},
+                retry_for=max(self.client.retry_for, SUBMIT_RETRY_SECONDS),
             )
         return self._register(view)
 

@@ -181,3 +181,20 @@ def test_jobs_are_followed_again_after_a_kernel_restart(manager, lab, tmp_path):
     finally:
         set_manager(manager)
         kernel2.close()
+
+
+def test_connect_reads_url_and_token_from_the_targets_file(manager, lab, tmp_path, monkeypatch):
+    app, _, tokens = lab
+    targets_file = tmp_path / "targets.toml"
+    targets_file.write_text('[targets.lab]\nurl = "http://lab"\ntoken_env = "LAB_TOKEN"\n')
+    monkeypatch.setenv("QNB_TARGETS", str(targets_file))
+    monkeypatch.delenv("LAB_TOKEN", raising=False)
+    with pytest.raises(qnb.QnbError, match="LAB_TOKEN"):
+        qnb.connect("lab", transport=SwitchableTransport(app))
+    with pytest.raises(qnb.QnbError, match=r"no \[targets.other\]"):
+        qnb.connect("other", transport=SwitchableTransport(app))
+    monkeypatch.setenv("LAB_TOKEN", tokens["bob"])
+    target = qnb.connect("lab", transport=SwitchableTransport(app))
+    assert target.remote_user == "bob" and target.url == "http://lab"
+    with pytest.raises(RemoteAuthError, match="401"):
+        qnb.connect("lab", "http://lab", token="qnb_wrong", transport=SwitchableTransport(app))
