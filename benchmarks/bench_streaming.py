@@ -72,19 +72,23 @@ stop = threading.Event()
 producer = threading.Thread(target=produce, args=(stop,), daemon=True)
 producer.start()
 loops = {"off": 0.0, "on": 0.0}
+ratios = []
 changes_on = 0
 stream_cpu = 0.0
 for _ in range(ROUNDS):
-    loops["off"] += busy_loop(SECONDS / ROUNDS)
+    off = busy_loop(SECONDS / ROUNDS)
+    loops["off"] += off
     stream = JobStream(source)
     stream.subscribe(monitor)
     before = changes
-    loops["on"] += busy_loop(SECONDS / ROUNDS)
+    on = busy_loop(SECONDS / ROUNDS)
+    loops["on"] += on
+    ratios.append(on / off)
     changes_on += changes - before
     stream.stop()
     stream_cpu += stream.cpu_seconds
 stop.set(); producer.join()
-print("RESULT " + json.dumps({"off": loops["off"] / ROUNDS, "on": loops["on"] / ROUNDS, "changes": changes_on, "stream_cpu": stream_cpu}))
+print("RESULT " + json.dumps({"off": loops["off"] / ROUNDS, "on": loops["on"] / ROUNDS, "changes": changes_on, "stream_cpu": stream_cpu, "ratios": ratios}))
 """
 
 
@@ -119,7 +123,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=4, help="alternations of off/on")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations of off/on")
     args = parser.parse_args()
     km, kc = start_new_kernel(kernel_name="python3")
     try:
@@ -151,7 +155,9 @@ def main() -> None:
           f"max {max(per_job):.1f}  (constant => bytes proportional to changed jobs, not to {args.jobs})")
     print(f"main-thread busy loop: {measured['off']:.0f}/s without the stream, "
           f"{measured['on']:.0f}/s with it -> slowed {stall * 100:.1f}% (goal < 5%; "
-          f"{args.rounds} alternating rounds on a shared machine, so a few % of noise)")
+          f"{args.rounds} alternating rounds; per-round slowdown from "
+          f"{(1 - max(measured['ratios'])) * 100:.1f}% to {(1 - min(measured['ratios'])) * 100:.1f}%: "
+          "the spread is the machine's noise)")
     cpu = measured["stream_cpu"] / args.seconds
     print(f"stream thread CPU (patches built and sent): {cpu * 1000:.1f} ms per second = "
           f"{cpu * 100:.2f}% of one core, the most it can take from the main thread")
