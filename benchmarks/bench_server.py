@@ -61,15 +61,27 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
     raise SystemExit(f"{url} not ready after {timeout} s")
 
 
-def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, *, seconds: int, connections: int, server_pid: int,
+        script: Path | None = None) -> tuple[float, float]:
+    """Requests/s, and the server process's CPU milliseconds per request."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script is not None:
         cmd[1:1] = ["-s", str(script)]
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
+    cpu = cpu_seconds(server_pid) - cpu_before
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise SystemExit(f"wrk saw {errors.group(1)} error answers from {url}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return rate, cpu * 1000 / max(total, 1)
 
 
 def lua(path: Path, *, method: str, token: str, body: str | None = None) -> Path:
@@ -141,10 +153,10 @@ def main() -> None:
 
         run = dict(seconds=args.seconds, connections=args.connections)
         print("measuring throughput ...", flush=True)
-        bare = wrk(f"{ping_url}/ping", **run)
-        submits = wrk(f"{url}/v1/jobs", script=post, **run)
-        reads = wrk(f"{url}/v1/jobs/{first['id']}", script=get, **run)
-        bare_after = wrk(f"{ping_url}/ping", **run)
+        (bare, bare_cpu) = wrk(f"{ping_url}/ping", server_pid=ping.pid, **run)
+        (submits, submit_cpu) = wrk(f"{url}/v1/jobs", script=post, server_pid=server.pid, **run)
+        (reads, read_cpu) = wrk(f"{url}/v1/jobs/{first['id']}", script=get, server_pid=server.pid, **run)
+        (bare_after, _) = wrk(f"{ping_url}/ping", server_pid=ping.pid, **run)
         bare_mean = (bare + bare_after) / 2
 
         # Event latency: let the submissions drain first (cancel what wrk queued).
@@ -171,6 +183,11 @@ def main() -> None:
           f"   (goal >= 500/s)")
     print(f"  GET /v1/jobs/{{id}} (status)     {reads:9.0f} req/s  = {reads / bare_mean:.2f} x bare"
           f"   (goal >= 0.30 x)")
+    print("  server CPU per request (what one idle core would allow):")
+    for name, ms in (("bare /ping", bare_cpu), ("submit", submit_cpu), ("status read", read_cpu)):
+        print(f"    {name:<12} {ms:6.2f} ms  -> {1000 / ms:7.0f} req/s per core")
+    load = os.getloadavg()[0]
+    print(f"  (load average {load:.1f} on {os.cpu_count()} cores while measuring: other work shares them)")
     print(f"  (cancelled {len(removed)} jobs queued by the submit run before measuring latency)")
     print(f"  event latency, completion on the server -> kernel knows it, {args.jobs} jobs:")
     for name, values in latency.items():
