@@ -317,8 +317,10 @@ class QueueMonitor(anywidget.AnyWidget):
             # than this snapshot for a few jobs, but those jobs are then in the next
             # patch (within one interval), so the page converges.
             seq = self._seq
-        rows = {rec.id: job_row(rec) for rec in records}
-        for rec in self._live_records():
+        rows = {}
+        for rec in records:  # from the store: maybe another process's, in its own queue
+            rows[rec.id] = {**job_row(rec), "queue_seq": None}
+        for rec in self._live_records():  # this process's jobs: live, with queue order
             rows[rec.id] = job_row(rec)
         self._known.update(rows)
         self.job_count = len(self._known)
