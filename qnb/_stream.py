@@ -36,8 +36,8 @@ def job_row(rec) -> dict:
 class JobStream:
     """Coalesces a manager's change notifications into patches on a background thread.
 
-    ``source`` needs ``add_listener(fn)`` and ``record(job_id)`` (a JobManager, or a
-    test double). Subscribers are called as ``subscriber(rows)`` with the rows of the
+    ``source`` needs ``add_listener(fn)``, ``record(job_id)`` and ``snapshot(records,
+    view)`` (a JobManager, or :class:`RecordSource`). Subscribers are called as ``subscriber(rows)`` with the rows of the
     jobs that changed since the last patch; they are held weakly, so a widget that is
     garbage collected stops receiving patches without unsubscribing.
     """
@@ -115,12 +115,9 @@ class JobStream:
             self.cpu_seconds += time.thread_time() - started
 
     def rows(self, ids: Iterable[str]) -> list[dict]:
-        rows = []
-        for job_id in ids:
-            rec = self.source.record(job_id)
-            if rec is not None:
-                rows.append(job_row(rec))
-        return rows
+        records = [rec for rec in map(self.source.record, ids) if rec is not None]
+        # Read under the source's lock: a row never mixes two states of a job.
+        return self.source.snapshot(records, job_row)
 
     def _publish(self, rows: list[dict]) -> None:
         for subscriber in list(self._subscribers):
@@ -166,6 +163,10 @@ class RecordSource:
 
     def live_records(self) -> list:
         return list(self.records.values())
+
+    def snapshot(self, records, view) -> list:
+        with self._lock:
+            return [view(rec) for rec in records]
 
     def changed(self, rec) -> None:
         with self._lock:

@@ -203,7 +203,7 @@ class JobCard(anywidget.AnyWidget):
     def _refresh(self, row: dict | None = None) -> None:
         with self._update_lock:
             rec = self._manager.load(self._job.id)
-            row = row or job_row(rec)
+            row = row or self._manager.snapshot([rec], job_row)[0]
             counts = self.counts
             if not counts and row["status"] in {s.value for s in TERMINAL}:
                 counts = _card_counts(self._job)
@@ -320,18 +320,12 @@ class QueueMonitor(anywidget.AnyWidget):
         rows = {}
         for rec in records:  # from the store: maybe another process's, in its own queue
             rows[rec.id] = {**job_row(rec), "queue_seq": None}
-        for rec in self._live_records():  # this process's jobs: live, with queue order
-            rows[rec.id] = job_row(rec)
+        live = self._manager.live_records()  # this process's jobs, with their queue order
+        for row in self._manager.snapshot(live, job_row):
+            rows[row["id"]] = row
         self._known.update(rows)
         self.job_count = len(self._known)
         return {"seq": seq, "jobs": list(rows.values())}
-
-    def _live_records(self):
-        live = getattr(self._manager, "live_records", None)
-        if live is not None:
-            return live()
-        with self._manager._lock:  # the manager has no public list of its live records
-            return list(self._manager._records.values())
 
     def on_patch(self, rows: list[dict]) -> None:
         with self._send_lock:
