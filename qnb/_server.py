@@ -317,13 +317,10 @@ def create_app(
     def full_view(rec: JobRecord) -> dict:
         return job_view(rec, items=True, position=manager.position(rec))
 
-    def status_read(authorization: bytes | None, job_id: str) -> bytes | None:
+    def status_read(headers: dict[bytes, bytes], job_id: str) -> bytes | None:
         """GET /v1/jobs/{id} in the common case (a known token reading its own job), or
         None to let the FastAPI route answer (and document) everything else."""
-        if users is None or authorization is None:
-            return None
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        user = users.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        user = _bearer_user(users, headers.get(b"authorization"))
         if user is None:
             return None
         rec = manager.record(job_id)
@@ -331,9 +328,6 @@ def create_app(
             return None  # finished jobs come from the store: rarely polled, route does it
         return json.dumps(full_view(rec)).encode()
 
-    # Outermost: the hottest request skips FastAPI's routing and dependency solving,
-    # which cost several times the read itself.
-    app.add_middleware(_FastStatusReads, answer=status_read)
 
     # -- open ------------------------------------------------------------------------------
 
@@ -343,17 +337,11 @@ def create_app(
 
     # -- jobs ------------------------------------------------------------------------------
 
-    @app.post("/v1/jobs", status_code=201, response_class=JSONResponse)
-    async def submit_job(
-        body: SubmitBody,
-        user: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> JSONResponse:
-        """Queue a job; it is in the database before this answers.
-
-        A retry with the same ``Idempotency-Key`` returns the job the first try created.
-        """
+    def accept(body: SubmitBody, user: User, idempotency_key: str | None) -> dict:
+        """Queue a job (or find the one a retried key made); its view once it is stored."""
         feed.bind(asyncio.get_running_loop())
+        if idempotency_key is not None and len(idempotency_key) > 200:
+            raise HTTPProblem(422, "at most 200 characters", loc=["header", "idempotency-key"])
         if body.position == "start" and not user.is_admin:
             raise HTTPProblem(403, "only an admin may put a job at the head of the queue")
         labelled, texts = _parse_circuits(body.circuits)
@@ -384,8 +372,7 @@ def create_app(
             if existing:
                 if idempotency_key is None or existing.user != user.name:
                     raise HTTPProblem(409, f"a job with id {job_id} exists already")
-                # The retry of a submit that got through.
-                return JSONResponse(full_view(existing), status_code=201)
+                return full_view(existing)  # the retry of a submit that got through
             rec = manager.submit(
                 target,
                 labelled,
@@ -396,7 +383,31 @@ def create_app(
                 circuit_json=None if body.compile else texts,
                 job_id=job_id,
             )
-        return JSONResponse(full_view(rec), status_code=201)
+        return full_view(rec)
+
+    @app.post("/v1/jobs", status_code=201, response_class=JSONResponse)
+    async def submit_job(
+        body: SubmitBody,
+        user: Caller,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> JSONResponse:
+        """Queue a job; it is in the database before this answers.
+
+        A retry with the same ``Idempotency-Key`` returns the job the first try created.
+        """
+        return JSONResponse(accept(body, user, idempotency_key), status_code=201)
+
+    def fast_submit(headers: dict[bytes, bytes], raw: bytes) -> bytes | None:
+        """POST /v1/jobs when all is well; None lets the route answer (every error)."""
+        user = _bearer_user(users, headers.get(b"authorization"))
+        if user is None:
+            return None
+        try:
+            body = SubmitBody.model_validate_json(raw)
+            key = headers.get(b"idempotency-key")
+            return json.dumps(accept(body, user, None if key is None else key.decode("latin-1"))).encode()
+        except (ValueError, QnbError):  # pydantic's ValidationError is a ValueError
+            return None
 
     @app.get("/v1/jobs")
     def list_jobs(
@@ -554,7 +565,19 @@ def create_app(
             found, last, lost = feed.since(after, user, only_mine=only_mine)
         return {"epoch": feed.epoch, "last": last, "reset": lost, "events": found}
 
+    # Outermost: the two hot requests skip FastAPI's routing and dependency solving,
+    # which cost several times a status read and a third of a submit.
+    app.add_middleware(
+        _FastPaths, status_read=status_read, submit=fast_submit, max_body_bytes=max_body_bytes
+    )
     return app
+
+
+def _bearer_user(users: Users | None, authorization: bytes | None) -> User | None:
+    if users is None or authorization is None:
+        return None
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    return users.authenticate(token.strip()) if scheme.lower() == "bearer" else None
 
 
 def _default_name(labelled: dict[str, cirq.Circuit]) -> str:
@@ -625,30 +648,70 @@ def _as_problem(exc: QnbError) -> HTTPProblem:
     return HTTPProblem(409, str(exc))
 
 
-class _FastStatusReads:
-    """Answers ``GET /v1/jobs/{id}`` through ``answer(authorization, job_id)`` when that
-    gives a body; passes every other request on."""
+class _FastPaths:
+    """``GET /v1/jobs/{id}`` and ``POST /v1/jobs`` answered by ``status_read(headers,
+    job_id)`` and ``submit(headers, body)`` when these give a body. Anything else, and
+    every error (which the FastAPI routes answer and document), passes on; a submit's
+    body, already read, is handed on as it came."""
 
-    PREFIX = "/v1/jobs/"
+    JOBS = "/v1/jobs"
 
-    def __init__(self, app, *, answer):
+    def __init__(self, app, *, status_read, submit, max_body_bytes: int):
         self.app = app
-        self.answer = answer
+        self.status_read = status_read
+        self.submit = submit
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            job_id = path[len(self.PREFIX) :]
-            if path.startswith(self.PREFIX) and job_id and "/" not in job_id:
-                authorization = dict(scope["headers"]).get(b"authorization")
-                body = self.answer(authorization, job_id)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "GET" and path.startswith(self.JOBS + "/"):
+            job_id = path[len(self.JOBS) + 1 :]
+            if job_id and "/" not in job_id:
+                body = self.status_read(dict(scope["headers"]), job_id)
                 if body is not None:
-                    headers = [(b"content-type", b"application/json"),
-                               (b"content-length", str(len(body)).encode())]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
-                    return
+                    return await _send_json(send, 200, body)
+        elif method == "POST" and path == self.JOBS:
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length", b"")
+            if length.isdigit() and int(length) <= self.max_body_bytes:
+                raw = await _read_body(receive)
+                answer = self.submit(headers, raw)
+                if answer is not None:
+                    return await _send_json(send, 201, answer)
+                receive = _replay(raw, receive)
         await self.app(scope, receive, send)
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(raw: bytes, receive):
+    """A ``receive`` that gives the body read already, then listens to the client."""
+    sent = False
+
+    async def replaying_receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replaying_receive
+
+
+async def _send_json(send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _BodyTooLarge(BaseException):
