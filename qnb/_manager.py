@@ -435,11 +435,22 @@ class JobManager:
             self._flush_scheduled = True
             # A short delay turns a burst of changes into one transaction.
             self._loop.call_soon_threadsafe(self._loop.call_later, FLUSH_DELAY, self.flush)
+        self._notify(rec)
+
+    def _notify(self, rec: JobRecord) -> None:
         for listener in self._listeners:
             try:
                 listener(rec)
             except Exception:  # a broken widget must not stop the jobs
                 pass
+
+    def renotify(self, target: str) -> None:
+        """Call the listeners again for the target's unfinished live jobs: how they look
+        changed outside their records (their queue server went away or came back)."""
+        with self._lock:
+            for rec in self._records.values():
+                if rec.target == target and not rec.done:
+                    self._notify(rec)
 
     def flush(self) -> None:
         """Write every pending change now (called on the loop, or before reads).

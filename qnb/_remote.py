@@ -285,6 +285,8 @@ class RemoteTarget(Target):
         self._unclaimed: collections.OrderedDict[str, list[JobStatus]] = collections.OrderedDict()
         self._follower: asyncio.Task | None = None
         self._closed = False
+        # Widgets redraw this target's jobs when the server goes away or comes back.
+        self.client.on_connection_change(lambda connected: manager.renotify(name))
         # One submit in flight at a time, so jobs reach the server's queue in the order
         # they were submitted here (asyncio.Lock serves waiters first come, first served).
         self._submit_lock = asyncio.Lock()
@@ -562,6 +564,18 @@ class RemoteQueue:
 
 
 # -- connecting ------------------------------------------------------------------------------
+
+
+def connection_state(target: str, *, manager: JobManager | None = None) -> str | None:
+    """``"connected"`` or ``"reconnecting"`` for a queue server's target, None for
+    others (widgets show it on the jobs of that target)."""
+    try:
+        found = (manager or get_manager()).targets.get(target)
+    except QnbError:
+        return None
+    if not isinstance(found, RemoteTarget):
+        return None
+    return "connected" if found.connected else "reconnecting"
 
 
 def _configured(name: str) -> tuple[str, str | None]:

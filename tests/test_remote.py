@@ -9,7 +9,7 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb._manager import JobManager, set_manager
-from qnb._remote import RemoteAuthError, RemoteTarget
+from qnb._remote import RemoteAuthError, RemoteTarget, connection_state
 from conftest import wait_until
 from test_server_support import BELL, FLIP, lab  # noqa: F401
 
@@ -137,6 +137,8 @@ def test_retries_on_503_and_shows_reconnecting_while_the_server_is_away(manager,
     target, transport = connect(app, tokens["alice"])
     changes = []
     target.on_connection_change(changes.append)
+    redrawn = []
+    manager.add_listener(lambda rec: redrawn.append((rec.id, connection_state("lab"))))
     transport.fail_next = 2
     first = qnb.submit(BELL, target="lab", shots=20)
     first.result(timeout=60)
@@ -149,10 +151,12 @@ def test_retries_on_503_and_shows_reconnecting_while_the_server_is_away(manager,
     # The follower's next long-poll fails: wake it by an event on the server.
     server.cancel(blocker.id)
     wait_until(lambda: not target.connected, timeout=30, what="the target to show reconnecting")
-    assert not job.done()
+    assert not job.done() and connection_state("lab") == "reconnecting"
+    assert (job.id, "reconnecting") in redrawn  # widgets were told to redraw the job
     transport.down = False
     assert mostly_ones(job.result(timeout=60).counts(), 20)  # resumed without user action
     assert target.connected and changes[-2:] == [False, True]
+    assert connection_state("lab") == "connected" and connection_state("sim") is None
 
 
 def test_jobs_are_followed_again_after_a_kernel_restart(manager, lab, tmp_path):
