@@ -132,6 +132,10 @@ class Job:
         if self._result_cache is not None:
             return self._result_cache
         rec = self._rec()
+        if rec.done:
+            # Read results only once the end is stored: a job can finish in memory a
+            # moment before its results (or, for a quick job, its whole row) land.
+            self._manager.when(self._id, is_done).result(timeout=60)
         labels = [it.label for it in rec.items]
         texts = {labels[i]: text for i, text in self._manager.results(self._id).items()}
         missing = {

@@ -202,7 +202,7 @@ class _Dispatcher:
         self.pump_scheduled = False
         pool = self.pool
         if not pool._ready.is_set():
-            pool.start_warming(lambda: self.loop.call_soon_threadsafe(self.pump))
+            pool.start_warming(lambda: self._call_soon(self.pump))
             return
         while self.pending and self.in_flight < 2 * pool.workers:
             chunk = self._take_chunk()
@@ -216,8 +216,16 @@ class _Dispatcher:
                 continue
             self.in_flight += 1
             task.add_done_callback(
-                lambda fut, chunk=chunk: self.loop.call_soon_threadsafe(self._finish, fut, chunk)
+                lambda fut, chunk=chunk: self._call_soon(self._finish, fut, chunk)
             )
+
+    def _call_soon(self, callback, *args) -> None:
+        # From pool threads; the loop may be closed by then (its JobManager was closed
+        # with work in flight): that work has nobody left to report to.
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass
 
     def _take_chunk(self) -> list:
         limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self.pending) / self.pool.workers)))
