@@ -63,7 +63,13 @@ def test_sigkill_while_running_loses_nothing_and_the_client_resumes(manager, tmp
         wait_until(lambda: all(manager.store.load_job(j.id).remote_id for j in jobs), timeout=60,
                    what="all 50 jobs handed to the server")
         wait_until(lambda: sum(j.done() for j in jobs) >= 5, timeout=60, what="some jobs done")
-        server.kill()
+        watcher = Store(server.db)
+        try:  # kill the moment the database shows a job running (each runs ~0.12 s)
+            wait_until(lambda: watcher.find_jobs(status=["running"], limit=1), timeout=30,
+                       interval=0.001, what="a running job in the server's database")
+            server.kill()
+        finally:
+            watcher.close()
         kill_time = time.time()
 
         before = Store(server.db)
