@@ -17,6 +17,7 @@ import qnb
 from qnb import JobStatus
 from qnb import _manager
 from qnb._manager import INTERRUPTED, JobManager
+from conftest import wait_until
 
 SUBMITTER = textwrap.dedent(
     """
@@ -120,3 +121,44 @@ def test_a_live_owner_is_not_marked_interrupted(manager):
     finally:
         other.close()
         job.cancel()
+
+
+ORPHAN_MAKER = textwrap.dedent(
+    """
+    import cirq, qnb
+    from qnb import _worker
+    from qnb._pool import get_pool
+
+    qnb.run(cirq.Circuit(cirq.measure(cirq.LineQubit(0))), shots=5, timeout=120)
+    executor = get_pool()._get_executor()
+    print(sorted({executor.submit(_worker.ping).result() for _ in range(8)}), flush=True)
+    import time
+    time.sleep(600)  # killed long before this ends
+    """
+)
+
+
+def test_workers_exit_when_their_kernel_is_killed(tmp_path):
+    """Only the kernel's pid is killed (as the OOM killer would), not its group."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_MAKER],
+        env={**os.environ, "QNB_HOME": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        workers = json.loads(read_line(proc))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert workers
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie waiting for its reaper counts as ended.
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[1].split()[0] != "Z"
+
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=20, what="workers to exit")
