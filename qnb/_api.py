@@ -40,6 +40,12 @@ def _check_shots(shots: object, target: Target) -> int:
     return shots
 
 
+def _check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
+        raise InvalidOptionError(f"priority must be a whole number from -100 to 100, got {priority!r}")
+    return priority
+
+
 def prepare(
     circuits: object, target: Target, *, shots: object, compile: bool = False
 ) -> dict[str, cirq.Circuit]:
@@ -78,12 +84,14 @@ def submit(
     user: str | None = None,
     front: bool = False,
     compile: bool = False,
+    priority: int = 0,
 ) -> Job:
     """Submit circuits as one job and return at once.
 
     ``circuits``: a ``cirq.Circuit``, an OpenQASM 2.0 string, a list of them (labels
     "0", "1", ...) or a dict label -> circuit. ``front`` puts the job at the head of
     the target's queue; ``compile`` maps circuits onto the target's device first.
+    ``priority``: jobs of higher priority run first; equal ones in queue order.
     """
     manager = get_manager()
     tgt = manager.targets.get(target)
@@ -96,6 +104,7 @@ def submit(
         # A queue server knows the user by their token; the local record says the same.
         user=user or getattr(tgt, "remote_user", None) or default_user(),
         front=front,
+        priority=_check_priority(priority),
     )
     return Job(rec.id, manager=manager)
 

@@ -13,6 +13,7 @@ after the state they wait for is in the store, so "done" always means "durable".
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import os
 import threading
@@ -39,7 +40,7 @@ from ._status import (
     derive_job_status,
     path_to,
 )
-from ._store import Store, changes_of
+from ._store import Store, changes_of, queue_order
 from ._targets import ItemOutcome, Target, TargetJob, TargetRegistry, registry
 
 try:
@@ -191,6 +192,7 @@ class JobManager:
         parent_id: str | None = None,
         circuit_json: Sequence[str] | None = None,
         job_id: str | None = None,
+        priority: int = 0,
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -209,6 +211,7 @@ class JobManager:
             parent_id=parent_id,
             owner=self.owner if target.local else None,
             persisted=False,
+            priority=priority,
         )
         rec.circuits = list(circuits.values())
         with self._lock:
@@ -283,15 +286,15 @@ class JobManager:
             asyncio.run_coroutine_threadsafe(target.cancel(handle), self._loop)
 
     def _enqueue(self, rec: JobRecord, *, front: bool) -> None:
-        queue = self._queues[rec.target]
+        """Into its target's queue: by priority, then at the end (or the head) of its
+        priority's jobs."""
         if front:
             self._seq_front -= 1
             rec.queue_seq = self._seq_front
-            queue.insert(0, rec)
         else:
             self._seq_back += 1
             rec.queue_seq = self._seq_back
-            queue.append(rec)
+        bisect.insort(self._queues[rec.target], rec, key=queue_order)
         self._set_status(rec, JobStatus.QUEUED)
 
     def _check_open(self) -> None:
@@ -332,6 +335,7 @@ class JobManager:
                     circuit_json=circuit_json,
                     front=front,
                     name=rec.name,
+                    priority=rec.priority,
                 )
                 handle = await target.submit(job)
             with self._lock:
@@ -681,6 +685,8 @@ class JobManager:
                     f"job {job_id[:8]} is not waiting in a queue (it is {rec.status.value})"
                 )
             queue.remove(rec)
+            # The very head: ahead of every priority too.
+            rec.priority = max([rec.priority, *(r.priority for r in queue)])
             self._seq_front -= 1
             rec.queue_seq = self._seq_front
             queue.insert(0, rec)
@@ -736,6 +742,7 @@ class JobManager:
             user=rec.user,
             parent_id=rec.id,
             circuit_json=[texts[i] for i in redo],
+            priority=rec.priority,
         )
 
 

@@ -31,6 +31,7 @@ class JobRecord:
     error: str | None = None
     parent_id: str | None = None
     queue_seq: float = 0.0
+    priority: int = 0  # higher runs first; queue order within a priority
     owner: str | None = None  # the process that runs it (local targets), see _manager
     remote_id: str | None = None  # the job's id on a remote target, if any
 
@@ -68,6 +69,7 @@ class JobRecord:
             "time_finished": self.time_finished,
             "error": self.error,
             "parent_id": self.parent_id,
+            "priority": self.priority,
             "done": done,
             "total": total,
         }

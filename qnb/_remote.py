@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,11 @@ SUBMIT_RETRY_SECONDS = 600.0
 KEEP_UNCLAIMED_EVENTS = 10_000
 BEHIND_A_RESTART = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
 STARTED = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
+# Queue positions for the widgets: read again when the feed shows a change, at most this
+# often, and at least this often while jobs of ours wait (other users' changes reach us
+# only once the feed is asked for everyone's, see _follow).
+POSITIONS_MIN_INTERVAL = 0.2
+POSITIONS_REFRESH_SECONDS = 2.0
 
 
 class RemoteError(QnbError):
@@ -285,8 +290,15 @@ class RemoteTarget(Target):
         self._unclaimed: collections.OrderedDict[str, list[JobStatus]] = collections.OrderedDict()
         self._follower: asyncio.Task | None = None
         self._closed = False
+        # The server's queue positions (job id -> 1-based), as last read, for widgets:
+        # read by one watcher task while widgets ask for them and jobs of ours wait,
+        # never by a request per job. Replaced whole, never changed in place.
+        self._positions: Mapping[str, int] = {}
+        self._positions_wanted = False
+        self._position_watcher: asyncio.Task | None = None
+        self._queue_moved = asyncio.Event()
         # Widgets redraw this target's jobs when the server goes away or comes back.
-        self.client.on_connection_change(lambda connected: manager.renotify(name))
+        self.client.on_connection_change(self._connection_changed)
         # One submit in flight at a time, so jobs reach the server's queue in the order
         # they were submitted here (asyncio.Lock serves waiters first come, first served).
         self._submit_lock = asyncio.Lock()
@@ -301,6 +313,54 @@ class RemoteTarget(Target):
         """Call ``listener(connected)`` when the server goes away or comes back."""
         self.client.on_connection_change(listener)
 
+    def _connection_changed(self, connected: bool) -> None:
+        self._queue_moved.set()
+        self.manager.renotify(self.name)
+
+    # -- queue positions (widgets show them) -------------------------------------------
+
+    def known_positions(self) -> Mapping[str, int]:
+        """The server's queue positions (job id -> 1-based) as last read; empty while the
+        server is away. Thread-safe and without I/O: the first call starts a watcher on
+        the manager's loop that keeps them current while jobs of ours wait, and calls
+        ``manager.renotify`` when they change."""
+        watcher = self._position_watcher
+        if not self._closed and (watcher is None or watcher.done()):
+            self._positions_wanted = True
+            self.manager._loop.call_soon_threadsafe(self._watch_positions)
+        return self._positions if self.client.connected else {}
+
+    def _watch_positions(self) -> None:
+        if self._closed or not self._waiting():
+            return
+        if self._position_watcher is None or self._position_watcher.done():
+            self._position_watcher = asyncio.get_running_loop().create_task(self._read_positions())
+
+    def _waiting(self) -> bool:
+        """Whether a job of ours is (as far as the feed told) still in the server's queue."""
+        return any(all(s in BEHIND_A_RESTART for s in run.statuses) for run in self._runs.values())
+
+    def _watching_positions(self) -> bool:
+        return self._position_watcher is not None and not self._position_watcher.done()
+
+    async def _read_positions(self) -> None:
+        while not self._closed and self._waiting():
+            self._queue_moved.clear()
+            try:
+                answer = await self.client.request("GET", "/v1/queue", retry_for=0)
+                positions = {e["id"]: e["position"] for e in answer["entries"]}
+            except (RemoteError, httpx.HTTPError):
+                positions = {}  # none rather than stale ones; the follower reconnects
+            if positions != self._positions:
+                self._positions = positions
+                self.manager.renotify(self.name)
+            try:
+                await asyncio.wait_for(self._queue_moved.wait(), POSITIONS_REFRESH_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(POSITIONS_MIN_INTERVAL)  # a burst of events, one read
+        self._positions = {}
+
     # -- the Target protocol ------------------------------------------------------------
 
     async def submit(self, job: TargetJob) -> _RemoteRun:
@@ -311,6 +371,7 @@ class RemoteTarget(Target):
             "circuits": dict(zip(job.labels, texts)),
             "shots": job.shots,
             "position": "start" if job.front else "end",
+            "priority": job.priority,
         }
         # The job id is also the idempotency key: a retry, or a restarted kernel
         # sending it again, finds the job the first attempt created.
@@ -371,17 +432,22 @@ class RemoteTarget(Target):
         self._runs[run.remote_id] = run
         if self._follower is None or self._follower.done():
             self._follower = asyncio.get_running_loop().create_task(self._follow())
+        if self._positions_wanted:
+            self._watch_positions()
         return run
 
     async def _follow(self) -> None:
         """Long-poll the feed while jobs are followed; through outages, with backoff."""
         delay = 0.05
         while self._runs and not self._closed:
+            # While widgets show positions, everyone's events: another user's job
+            # leaving the queue moves ours up.
+            only_mine = not self._watching_positions()
             try:
                 page = await self.client.request(
                     "GET",
                     "/v1/events",
-                    params={"after": self._after, "timeout": EVENT_WAIT_SECONDS, "only_mine": True},
+                    params={"after": self._after, "timeout": EVENT_WAIT_SECONDS, "only_mine": only_mine},
                     retry_for=0,
                 )
             except (RemoteError, httpx.HTTPError):
@@ -397,6 +463,8 @@ class RemoteTarget(Target):
                 await self._resync()
                 continue
             self._after = page["last"]
+            if page["events"]:
+                self._queue_moved.set()
             for event in page["events"]:
                 if "items" not in event:
                     continue  # another user's job
@@ -416,6 +484,7 @@ class RemoteTarget(Target):
             except RemoteError:
                 return  # gone again: the follower retries and resyncs once back
             run.apply(_statuses(view))
+        self._queue_moved.set()
 
     def close(self) -> None:
         self._closed = True
@@ -576,6 +645,28 @@ def connection_state(target: str, *, manager: JobManager | None = None) -> str |
     if not isinstance(found, RemoteTarget):
         return None
     return "connected" if found.connected else "reconnecting"
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteState:
+    """What widgets show of a queue server's target besides its jobs' records."""
+
+    connected: bool
+    positions: Mapping[str, int]  # job id on the server -> 1-based position
+
+
+def remote_state(
+    target: str, *, manager: JobManager | None = None, positions: bool = True
+) -> RemoteState | None:
+    """The state of a queue server's target (None for other targets), without I/O.
+    ``positions=False`` when no job of it waits: no watcher is started then."""
+    try:
+        found = (manager or get_manager()).targets.get(target)
+    except QnbError:
+        return None
+    if not isinstance(found, RemoteTarget):
+        return None
+    return RemoteState(found.connected, found.known_positions() if positions else {})
 
 
 def _configured(name: str) -> tuple[str, str | None]:

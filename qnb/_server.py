@@ -71,6 +71,10 @@ class SubmitBody(BaseModel):
     shots: int = Field(1000, ge=1)
     name: str | None = Field(None, max_length=200)
     position: Literal["end", "start"] = "end"
+    priority: int = Field(
+        0, ge=-100, le=100,
+        description="higher runs first; above 0 only for admins",
+    )
     compile: bool = False
     id: str | None = Field(
         None,
@@ -344,6 +348,8 @@ def create_app(
             raise HTTPProblem(422, "at most 200 characters", loc=["header", "idempotency-key"])
         if body.position == "start" and not user.is_admin:
             raise HTTPProblem(403, "only an admin may put a job at the head of the queue")
+        if body.priority > 0 and not user.is_admin:
+            raise HTTPProblem(403, "only an admin may give a job a priority above 0")
         labelled, texts = _parse_circuits(body.circuits)
         try:
             labelled = prepare(labelled, target, shots=body.shots, compile=body.compile)
@@ -380,6 +386,7 @@ def create_app(
                 name=body.name or _default_name(labelled),
                 user=user.name,
                 front=body.position == "start",
+                priority=body.priority,
                 circuit_json=None if body.compile else texts,
                 job_id=job_id,
             )

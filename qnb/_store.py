@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     parent_id     TEXT,
     queue_seq     REAL NOT NULL,
     owner         TEXT,
-    remote_id     TEXT
+    remote_id     TEXT,
+    priority      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
@@ -60,7 +61,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
-    "error, parent_id, queue_seq, owner, remote_id"
+    "error, parent_id, queue_seq, owner, remote_id, priority"
 )
 _UNFINISHED = tuple(s.value for s in JobStatus if not s.is_terminal)
 
@@ -79,6 +80,11 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             self._db.executescript(_SCHEMA)  # idempotent, and commits by itself
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "priority" not in columns:  # a store written before priorities existed
+                self._db.execute(
+                    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
+                )
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -112,7 +118,7 @@ class Store:
         """Insert a job and all its items in one transaction (all or nothing)."""
         with self._transaction() as db:
             db.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 _job_row(job),
             )
             db.executemany(
@@ -129,7 +135,7 @@ class Store:
         with self._transaction() as db:
             db.executemany(
                 "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
-                "queue_seq=?, remote_id=? WHERE id=?",
+                "queue_seq=?, priority=?, remote_id=? WHERE id=?",
                 changes.jobs,
             )
             db.executemany(
@@ -175,17 +181,21 @@ class Store:
         marks = ",".join("?" * len(owners))
         unfinished = ",".join("?" * len(_UNFINISHED))
         with self._transaction() as db:
-            rows = db.execute(
-                f"SELECT id, status, queue_seq FROM jobs WHERE owner IN ({marks}) "
-                f"AND status IN ({unfinished}) ORDER BY queue_seq",
+            found_rows = db.execute(
+                f"SELECT id, status, queue_seq, priority FROM jobs WHERE owner IN ({marks}) "
+                f"AND status IN ({unfinished}) ORDER BY priority DESC, queue_seq",
                 (*owners, *_UNFINISHED),
             ).fetchall()
+            rows = [(job_id, status, seq) for job_id, status, seq, _ in found_rows]
             head = min((seq for _, _, seq in rows), default=0.0)
+            top = max((priority for *_, priority in found_rows), default=0)
             running = [job_id for job_id, status, _ in rows if status == "running"]
             for offset, job_id in enumerate(running):
+                # Back to the very head, ahead of any priority: their run was cut short.
                 db.execute(
-                    "UPDATE jobs SET status='queued', time_started=NULL, queue_seq=? WHERE id=?",
-                    (head - len(running) + offset, job_id),
+                    "UPDATE jobs SET status='queued', time_started=NULL, queue_seq=?, "
+                    "priority=? WHERE id=?",
+                    (head - len(running) + offset, top, job_id),
                 )
                 db.execute(
                     "UPDATE items SET status='pending' WHERE job_id=? "
@@ -208,7 +218,7 @@ class Store:
                 "UPDATE jobs SET owner=? WHERE id=?", [(new_owner, j) for j in waiting]
             )
         found = {rec.id: rec for rec in map(self.load_job, waiting) if rec is not None}
-        return sorted(found.values(), key=lambda rec: rec.queue_seq)
+        return sorted(found.values(), key=queue_order)
 
     def claim_idempotency_key(
         self, user: str, key: str, job_id: str, body_hash: str
@@ -310,6 +320,11 @@ class Changes:
     results: list[tuple]
 
 
+def queue_order(job: JobRecord) -> tuple[int, float]:
+    """The sort key of a queue: higher priority first, then queue order."""
+    return (-job.priority, job.queue_seq)
+
+
 def changes_of(jobs: Iterable[JobRecord]) -> Changes:
     """The rows for ``jobs``' current state, their ``dirty_items`` and unsaved results.
 
@@ -319,7 +334,7 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
     for job in jobs:
         changes.jobs.append(
             (job.status.value, job.time_started, job.time_finished, job.error,
-             job.queue_seq, job.remote_id, job.id)
+             job.queue_seq, job.priority, job.remote_id, job.id)
         )  # fmt: skip
         changes.items.extend(
             (job.items[i].status.value, job.items[i].error, job.id, i) for i in job.dirty_items
@@ -344,12 +359,13 @@ def _job_row(job: JobRecord) -> tuple:
         job.queue_seq,
         job.owner,
         job.remote_id,
+        job.priority,
     )
 
 
 def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
     (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
-     seq, owner, remote_id) = row  # fmt: skip
+     seq, owner, remote_id, priority) = row  # fmt: skip
     return JobRecord(
         id=job_id,
         name=name,
@@ -366,4 +382,5 @@ def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
         queue_seq=seq,
         owner=owner,
         remote_id=remote_id,
+        priority=priority,
     )

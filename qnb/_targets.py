@@ -38,6 +38,8 @@ class TargetJob:
     #: Asked for the head of the queue (targets that own their queue place it there).
     front: bool = False
     name: str = ""
+    #: Higher runs first (targets that own their queue order it so).
+    priority: int = 0
 
 
 @dataclasses.dataclass

@@ -128,3 +128,40 @@ def test_queue_runs_jobs_in_order(queue):
     by_start = sorted([*jobs, front], key=lambda j: j.time_started)
     assert [j.name for j in by_start] == ["front", "j0", "j1", "j2"]
     assert blocker.time_finished <= front.time_started
+
+
+def test_priority_then_order(queue):
+    low = add(queue, "low", priority=-1)
+    normal = [add(queue, f"n{i}") for i in range(2)]
+    high = add(queue, "high", priority=5)
+    high_front = queue.add_to_start(BELL, compile=True, shots=50, name="high front", priority=5)
+    normal_front = queue.add_to_start(BELL, compile=True, shots=50, name="n front")
+    assert [e.name for e in queue.pending_jobs] == [
+        "high front", "high", "n front", "n0", "n1", "low"
+    ]
+    assert high.position_in_queue() == 2 and low.position_in_queue() == 6
+    # To front means the very head, ahead of every priority.
+    queue.move_to_front(low.id)
+    assert queue[1] == low and low.position_in_queue() == 1
+    assert [normal_front.position_in_queue(), high_front.position_in_queue()] == [4, 2]
+    assert all(j.status is JobStatus.QUEUED for j in [*normal, high])
+
+
+def test_priority_runs_first_and_is_kept_by_resubmit_and_the_store(queue):
+    jobs = [add(queue, "later"), add(queue, "sooner", priority=3)]
+    qnb.jobs(status="running")[0].cancel()  # free the device
+    for job in jobs:
+        job.result(timeout=60)
+    assert jobs[1].time_started < jobs[0].time_started
+    again = jobs[1].resubmit()
+    assert again.result(timeout=60) and qnb.get_job(again.id).items
+    from qnb._manager import get_manager
+
+    assert get_manager().store.load_job(again.id).priority == 3
+
+
+@pytest.mark.parametrize("priority", [101, -101, 1.5, "high", True])
+def test_bad_priority(manager, priority):
+    with pytest.raises(qnb.InvalidOptionError, match="priority must be a whole number from -100 to 100"):
+        qnb.submit(BELL, priority=priority)
+    assert qnb.jobs() == []
