@@ -221,7 +221,9 @@ class JobManager:
                 self._set_status(rec, JobStatus.QUEUED)  # in the target's queue, not ours
             else:
                 self._enqueue(rec, front=front)
-        if not target.owns_queue:
+            # A busy target starts its next job when one ends: no need to wake the loop.
+            wake = not target.owns_queue and self._running[target.name] < target.max_running_jobs
+        if wake:
             self._loop.call_soon_threadsafe(self._schedule, target)
         try:
             # Not rec.circuits: a quick job may have finished and dropped them already.
@@ -698,8 +700,10 @@ class JobManager:
             if rec.status not in IN_QUEUE:
                 return None
             queue = self._queues[rec.target]
-            if rec in queue:
-                return queue.index(rec) + 1
+            # The queue is sorted by queue_order: found in O(log n), not a scan.
+            index = bisect.bisect_left(queue, queue_order(rec), key=queue_order)
+            if index < len(queue) and queue[index] is rec:
+                return index + 1
         # Outside the lock: a target that owns its queue may have to ask a server.
         try:
             target = self.targets.get(rec.target)
