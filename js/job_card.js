@@ -13,6 +13,11 @@ export const STATUS_COLOURS = {
 };
 export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
+// True while the job's queue server is away (the kernel reconnects by itself).
+export function isReconnecting(job) {
+  return Boolean(job) && job.connection === "reconnecting";
+}
+
 export function formatElapsed(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
@@ -134,7 +139,9 @@ function render({ model, el }) {
   const id = element("span", "qnb-id");
   const target = element("span", "qnb-target");
   const chip = element("span", "qnb-chip");
-  head.append(name, id, target, chip);
+  const connection = element("span", "qnb-reconnecting", "reconnecting");
+  connection.title = "the queue server is away; updates resume when it is back";
+  head.append(name, id, target, chip, connection);
   const line = element("div", "qnb-line");
   const position = element("span", "qnb-position");
   const bar = element("div", "qnb-bar");
@@ -185,6 +192,9 @@ function render({ model, el }) {
     chip.textContent = status;
     chip.style.background = STATUS_COLOURS[status] || "#757575";
     card.dataset.status = status;
+    const reconnecting = isReconnecting(job);
+    connection.style.display = reconnecting ? "" : "none";
+    card.dataset.connection = reconnecting ? "reconnecting" : "connected";
     card.dataset.jobId = job.id || "";
     const pos = model.get("position");
     position.textContent = pos ? `position ${pos}` : "";

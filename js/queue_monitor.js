@@ -17,10 +17,13 @@ export const ROW_HEIGHT = 24;
 const VIEWPORT_HEIGHT = 320;
 
 // Queue positions (1-based, per target) from the order of the waiting jobs, so a job
-// leaving the queue does not need a patch for every job behind it.
+// leaving the queue does not need a patch for every job behind it. A queue server's jobs
+// have no queue_seq: the kernel sends the position the server gave (or none).
 export function computePositions(jobs) {
   const byTarget = new Map();
+  const given = [];
   for (const job of jobs) {
+    if (Number.isInteger(job.position)) given.push(job);
     if (job.queue_seq === null || job.queue_seq === undefined) continue;
     if (!byTarget.has(job.target)) byTarget.set(job.target, []);
     byTarget.get(job.target).push(job);
@@ -30,6 +33,7 @@ export function computePositions(jobs) {
     waiting.sort((a, b) => a.queue_seq - b.queue_seq);
     waiting.forEach((job, i) => positions.set(job.id, i + 1));
   }
+  for (const job of given) positions.set(job.id, job.position);
   return positions;
 }
 
@@ -189,6 +193,11 @@ const COLUMNS = [
 
 const ACTION_LABELS = { cancel: "Cancel", remove: "Remove", move_to_front: "To front", resubmit: "Resubmit" };
 
+// True while the job's queue server is away (the kernel reconnects by itself).
+export function isReconnecting(job) {
+  return job.connection === "reconnecting";
+}
+
 function actionsFor(job) {
   if (TERMINAL.has(job.status)) return ["resubmit"];
   if (job.queue_seq !== null && job.queue_seq !== undefined) return ["cancel", "remove", "move_to_front"];
@@ -253,7 +262,9 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       row.append(cells[name]);
     }
     cells.chip = element("span", "qnb-chip");
-    cells.status.append(cells.chip);
+    cells.connection = element("span", "qnb-reconnecting", "reconnecting");
+    cells.connection.style.display = "none";
+    cells.status.append(cells.chip, cells.connection);
     row.cells = cells;
     row.shown = {};
     viewport.append(row);
@@ -280,6 +291,12 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     setText(row, "chip", requested.get(job.id) ?? job.status);
     setText(row, "progress", `${job.done}/${job.total}`);
     setText(row, "elapsed", formatElapsed(elapsed));
+    const reconnecting = isReconnecting(job);
+    if (row.shown.reconnecting !== reconnecting) {
+      row.cells.connection.style.display = reconnecting ? "" : "none";
+      row.dataset.connection = reconnecting ? "reconnecting" : "connected";
+      row.shown.reconnecting = reconnecting;
+    }
     if (row.shown.colour !== job.status) {
       row.cells.chip.style.background = STATUS_COLOURS[job.status] || "#757575";
       row.shown.colour = job.status;

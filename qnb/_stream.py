@@ -10,10 +10,11 @@ cell sleeps or crunches numbers.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ._status import IN_QUEUE
 
@@ -21,16 +22,50 @@ from ._status import IN_QUEUE
 DEFAULT_INTERVAL = 0.1
 
 
-def job_row(rec) -> dict:
+def job_row(rec, remote: Mapping | None = None) -> dict:
     """The JSON row of one job, as widgets show it.
 
     ``queue_seq`` orders waiting jobs inside their target's queue: the page derives
     positions from it, so a job leaving the queue does not force a patch of every job
-    behind it.
+    behind it. A queue server orders its own queue, so its jobs have no ``queue_seq``
+    but the ``position`` last read from the server (None when unknown), and
+    ``connection`` is ``"reconnecting"`` on the unfinished ones while it is away.
+    ``remote``: target name -> :class:`qnb._remote.RemoteState` (see :func:`row_view`).
     """
     row = rec.public_dict()
-    row["queue_seq"] = rec.queue_seq if rec.status in IN_QUEUE else None
+    state = remote.get(rec.target) if remote else None
+    waiting = rec.status in IN_QUEUE
+    if state is None:
+        row["queue_seq"] = rec.queue_seq if waiting else None
+        row["position"] = None
+        row["connection"] = None
+    else:
+        row["queue_seq"] = None
+        known = waiting and state.connected and rec.remote_id is not None
+        row["position"] = state.positions.get(rec.remote_id) if known else None
+        row["connection"] = None if state.connected or rec.done else "reconnecting"
     return row
+
+
+def row_view(source, records: Iterable) -> Callable:
+    """:func:`job_row` for ``records``, knowing the state of their queue servers.
+
+    Called outside the source's lock: the states are read first (without I/O), then
+    the rows under the lock.
+    """
+    if getattr(source, "targets", None) is None:  # a RecordSource: local jobs only
+        return job_row
+    from ._remote import remote_state
+
+    waiting: dict[str, bool] = {}
+    for rec in records:
+        waiting[rec.target] = waiting.get(rec.target, False) or rec.status in IN_QUEUE
+    states = {}
+    for name, any_waiting in waiting.items():
+        state = remote_state(name, manager=source, positions=any_waiting)
+        if state is not None:
+            states[name] = state
+    return functools.partial(job_row, remote=states) if states else job_row
 
 
 class JobStream:
@@ -117,7 +152,7 @@ class JobStream:
     def rows(self, ids: Iterable[str]) -> list[dict]:
         records = [rec for rec in map(self.source.record, ids) if rec is not None]
         # Read under the source's lock: a row never mixes two states of a job.
-        return self.source.snapshot(records, job_row)
+        return self.source.snapshot(records, row_view(self.source, records))
 
     def _publish(self, rows: list[dict]) -> None:
         for subscriber in list(self._subscribers):

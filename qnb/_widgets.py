@@ -28,7 +28,7 @@ import traitlets
 from ._errors import QnbError
 from ._manager import JobManager, get_manager
 from ._status import IN_QUEUE, TERMINAL
-from ._stream import JobStream, job_row, stream_for
+from ._stream import JobStream, row_view, stream_for
 
 
 def _static_dir() -> Path:
@@ -151,9 +151,22 @@ def _with_fallbacks(bundle, text: str, html_text: str):
 # -- the job card ---------------------------------------------------------------------------
 
 
-def _position(manager, rec) -> int | None:
+def _rows(manager, records) -> list[dict]:
+    return manager.snapshot(records, row_view(manager, records))
+
+
+def _position(manager, rec, row: dict) -> int | None:
+    if row["queue_seq"] is None:
+        # Not in a queue of this kernel: a queue server's position as last read (the
+        # row has it), never a request to the server per refresh.
+        return row["position"]
     position = getattr(manager, "position", None)
     return position(rec) if position is not None and rec.status in IN_QUEUE else None
+
+
+def _status_text(row: dict) -> str:
+    reconnecting = " (reconnecting)" if row.get("connection") == "reconnecting" else ""
+    return f"{row['status']}{reconnecting}"
 
 
 def _card_counts(job) -> dict[str, dict[str, int]]:
@@ -203,20 +216,20 @@ class JobCard(anywidget.AnyWidget):
     def _refresh(self, row: dict | None = None) -> None:
         with self._update_lock:
             rec = self._manager.load(self._job.id)
-            row = row or self._manager.snapshot([rec], job_row)[0]
+            row = row or _rows(self._manager, [rec])[0]
             counts = self.counts
             if not counts and row["status"] in {s.value for s in TERMINAL}:
                 counts = _card_counts(self._job)
             with self.hold_sync():
                 self.job = row
-                self.position = _position(self._manager, rec)
+                self.position = _position(self._manager, rec, row)
                 self.counts = counts
 
     def _text(self) -> str:
         row = self.job
         where = f", position {self.position}" if self.position else ""
         return (
-            f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {row['status']} "
+            f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {_status_text(row)} "
             f"{row['done']}/{row['total']}{where}"
         )
 
@@ -231,7 +244,7 @@ class JobCard(anywidget.AnyWidget):
         return (
             f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
             f"<code>{row['id'][:8]}</code> on {html.escape(row['target'])}: "
-            f"<b>{row['status']}</b> ({row['done']}/{row['total']} circuits{where}){error}</div>"
+            f"<b>{_status_text(row)}</b> ({row['done']}/{row['total']} circuits{where}){error}</div>"
         )
 
     def __repr__(self) -> str:
@@ -318,10 +331,11 @@ class QueueMonitor(anywidget.AnyWidget):
             # patch (within one interval), so the page converges.
             seq = self._seq
         rows = {}
+        view = row_view(self._manager, records)
         for rec in records:  # from the store: maybe another process's, in its own queue
-            rows[rec.id] = {**job_row(rec), "queue_seq": None}
+            rows[rec.id] = {**view(rec), "queue_seq": None}
         live = self._manager.live_records()  # this process's jobs, with their queue order
-        for row in self._manager.snapshot(live, job_row):
+        for row in _rows(self._manager, live):
             rows[row["id"]] = row
         self._known.update(rows)
         self.job_count = len(self._known)
@@ -354,14 +368,15 @@ class QueueMonitor(anywidget.AnyWidget):
             user=self.user_filter or None,
             limit=FALLBACK_ROWS,
         )
-        return [job_row(r) for r in records]
+        view = row_view(self._manager, records)
+        return [view(r) for r in records]
 
     def _text(self) -> str:
         rows = self._rows_for_text()
         lines = [f"Queue monitor: the {len(rows)} newest jobs"]
         for r in rows[:FALLBACK_ROWS]:
             lines.append(
-                f"  {r['id'][:8]}  {r['target']:<9} {r['status']:<10} "
+                f"  {r['id'][:8]}  {r['target']:<9} {_status_text(r):<10} "
                 f"{r['done']}/{r['total']}  {r['user']:<10} {r['name']}"
             )
         return "\n".join(lines)
@@ -370,7 +385,7 @@ class QueueMonitor(anywidget.AnyWidget):
         rows = self._rows_for_text()
         cells = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                r["id"][:8], r["name"], r["target"], r["user"], r["status"], f"{r['done']}/{r['total']}"
+                r["id"][:8], r["name"], r["target"], r["user"], _status_text(r), f"{r['done']}/{r['total']}"
             )) + "</tr>"
             for r in rows[:FALLBACK_ROWS]
         )
