@@ -200,8 +200,12 @@ export function isReconnecting(job) {
 
 function actionsFor(job) {
   if (TERMINAL.has(job.status)) return ["resubmit"];
-  if (job.queue_seq !== null && job.queue_seq !== undefined) return ["cancel", "remove", "move_to_front"];
-  return ["cancel"];
+  // Waiting in a queue: this kernel's (it has a queue_seq) or a server's (the position
+  // the server gave; remove and to-front then go to the server).
+  const inLocalQueue = job.queue_seq !== null && job.queue_seq !== undefined;
+  const inServerQueue =
+    (job.status === "queued" || job.status === "pending") && job.position !== null && job.position !== undefined;
+  return inLocalQueue || inServerQueue ? ["cancel", "remove", "move_to_front"] : ["cancel"];
 }
 
 // The view, independent of anywidget: `send(action, jobId)` returns a Promise of the ack.

@@ -25,6 +25,7 @@ from pathlib import Path
 import anywidget
 import traitlets
 
+from . import _api as qnb_api
 from ._errors import QnbError
 from ._manager import JobManager, get_manager
 from ._status import IN_QUEUE, TERMINAL
@@ -56,10 +57,15 @@ def perform_action(manager: JobManager, action: str, job_id: str) -> dict:
     """Hand one page action to the JobManager; return what the page should show."""
     if action == "cancel":
         return {"status": manager.cancel(job_id).value}
-    if action == "remove":
+    if action in ("remove", "move_to_front"):
         rec = manager.load(job_id)
-        return {"status": manager.remove_queued(rec.target, job_id=job_id).status.value}
-    if action == "move_to_front":
+        if manager.targets.get(rec.target).owns_queue:
+            # A server's queue: its own API decides (and answers with the job's view).
+            queue = qnb_api.queue(rec.target)
+            view = queue.remove_by_id(job_id) if action == "remove" else queue.move_to_front(job_id)
+            return {"status": view["status"]}
+        if action == "remove":
+            return {"status": manager.remove_queued(rec.target, job_id=job_id).status.value}
         return {"status": manager.move_to_front(job_id).status.value}
     if action in ("resubmit", "resubmit_failed"):
         new = manager.resubmit(job_id, only_failed=action == "resubmit_failed")

@@ -120,3 +120,24 @@ def test_rows_show_reconnecting_while_the_server_is_away_and_resume_when_it_is_b
         assert "reconnecting" not in card._text()
     finally:
         server.stop()
+
+
+def test_page_actions_on_remote_queued_jobs_go_to_the_server(manager, lab):
+    import pytest
+
+    from qnb._widgets import perform_action
+
+    app, server, tokens = lab
+    blocker = block_device(server)
+    target, _ = connect(app, tokens["alice"])
+    first, second = (qnb.submit(FLIP, target="lab", shots=20, name=n) for n in ("first", "second"))
+    wait_until(lambda: second.position_in_queue() == 2, timeout=20, what="both queued on the server")
+
+    assert perform_action(manager, "remove", first.id) == {"status": "cancelled"}
+    assert [r.id for r in server.pending("emulator")] == [second.id]  # gone from the server's queue
+    wait_until(lambda: first.status == "cancelled", timeout=20, what="the kernel to learn it")
+    with pytest.raises(qnb.QnbError, match="admin"):
+        perform_action(manager, "move_to_front", second.id)  # alice is no admin
+    assert second.status == "queued"
+    server.cancel(blocker.id)
+    assert second.result(timeout=60)
