@@ -158,6 +158,9 @@ def main() -> None:
           f"{args.rounds} alternating rounds; per-round slowdown from "
           f"{(1 - max(measured['ratios'])) * 100:.1f}% to {(1 - min(measured['ratios'])) * 100:.1f}%: "
           "the spread is the machine's noise)")
+    median = 1 - statistics.median(measured["ratios"])
+    print(f"median of the per-round slowdowns: {median * 100:.1f}% (goal < 5%; robust to a few "
+          "noisy rounds, unlike the mean above)")
     cpu = measured["stream_cpu"] / args.seconds
     print(f"stream thread CPU (patches built and sent): {cpu * 1000:.1f} ms per second = "
           f"{cpu * 100:.2f}% of one core, the most it can take from the main thread")
