@@ -141,3 +141,22 @@ def test_page_actions_on_remote_queued_jobs_go_to_the_server(manager, lab):
     assert second.status == "queued"
     server.cancel(blocker.id)
     assert second.result(timeout=60)
+
+
+def test_qsubmit_magic_sends_to_a_queue_server(manager, lab):
+    from IPython.testing.globalipapp import start_ipython
+
+    app, server, tokens = lab
+    connect(app, tokens["alice"])
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "qnb")
+    ip.user_ns["cirq"] = __import__("cirq")
+    job = ip.run_cell_magic(
+        "qsubmit", "--target lab --shots 30 --name flip-remote",
+        "q = cirq.LineQubit(0)\ncirq.Circuit(cirq.X(q), cirq.measure(q, key='m'))",
+    )
+    assert isinstance(job, qnb.Job) and job.target == "lab" and job.user == "alice"
+    assert job.result(timeout=60).counts()["1"] > 20  # the emulator is noisy
+    assert server.load(job.id).name == "flip-remote"  # the same job, on the server
+    ip.run_line_magic("qcancel", job.id)  # idempotent on a finished remote job
+    assert job.status == "completed"
