@@ -45,3 +45,13 @@ def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.01, what
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def ipython_shell():
+    """IPython's one test shell, with qnb's extension loaded."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or get_ipython()  # start_ipython answers only its first call
+    shell.run_line_magic("load_ext", "qnb")
+    return shell

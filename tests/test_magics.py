@@ -8,11 +8,10 @@ import threading
 import cirq
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 
 import qnb
 from qnb import JobStatus
-from conftest import wait_until
+from conftest import ipython_shell, wait_until
 
 BELL_CELL = """
 import cirq
@@ -35,9 +34,7 @@ BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(*Q), cirq.measure(*Q, key="m"))
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "qnb")
-    return ip
+    return ipython_shell()
 
 
 @pytest.fixture

@@ -144,12 +144,11 @@ def test_page_actions_on_remote_queued_jobs_go_to_the_server(manager, lab):
 
 
 def test_qsubmit_magic_sends_to_a_queue_server(manager, lab):
-    from IPython.testing.globalipapp import start_ipython
+    from conftest import ipython_shell
 
     app, server, tokens = lab
     connect(app, tokens["alice"])
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "qnb")
+    ip = ipython_shell()
     ip.user_ns["cirq"] = __import__("cirq")
     job = ip.run_cell_magic(
         "qsubmit", "--target lab --shots 30 --name flip-remote",
