@@ -638,13 +638,10 @@ class RemoteQueue:
 def connection_state(target: str, *, manager: JobManager | None = None) -> str | None:
     """``"connected"`` or ``"reconnecting"`` for a queue server's target, None for
     others (widgets show it on the jobs of that target)."""
-    try:
-        found = (manager or get_manager()).targets.get(target)
-    except QnbError:
+    state = remote_state(target, manager=manager, positions=False)
+    if state is None:
         return None
-    if not isinstance(found, RemoteTarget):
-        return None
-    return "connected" if found.connected else "reconnecting"
+    return "connected" if state.connected else "reconnecting"
 
 
 @dataclasses.dataclass(frozen=True)
