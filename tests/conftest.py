@@ -10,6 +10,16 @@ import time
 import pytest
 
 os.environ.setdefault("QNB_USER", "tester")
+
+# The circuit most tests run: a Bell pair, as OpenQASM 2.0 (measured into c[0], c[1]).
+BELL_QASM = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0],q[1];
+measure q -> c;
+"""
 # The emulator's device time, shortened so that tests stay quick but jobs still queue.
 os.environ.setdefault("QNB_EMULATOR_SECONDS_PER_SHOT", "0.0005")
 

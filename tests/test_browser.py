@@ -33,6 +33,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -53,14 +55,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 BUSY_NOTEBOOK = [
@@ -142,7 +136,7 @@ def lab(tmp_path_factory):
             return False
 
     try:
-        wait_for(ready, timeout=90, what="jupyter lab to answer")
+        wait_until(ready, timeout=90, interval=0.2, what="jupyter lab to answer")
         yield {"url": url, "token": token, "root": root}
     finally:
         server.terminate()

@@ -8,15 +8,8 @@ import pytest
 
 import qnb
 from qnb import JobStatus
+from conftest import BELL_QASM
 
-BELL_QASM = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
 ONES_QASM = BELL_QASM.replace("h q[0];\ncx q[0],q[1];", "x q[0];\nx q[1];")
 
 

@@ -15,18 +15,10 @@ from qnb import JobStatus
 from qnb._device import DeviceSpec
 from qnb._manager import JobManager
 from qnb._targets import SimulatorTarget
-from conftest import wait_until
+from conftest import BELL_QASM, wait_until
 
 Q = cirq.LineQubit.range(3)
 BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(Q[0], Q[1]), cirq.measure(Q[0], Q[1], key="m"))
-BELL_QASM = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
 X_ALL = cirq.Circuit(cirq.X.on_each(*Q), cirq.measure(*Q, key="m"))
 BOOM = cirq.NamedQubit("boom")
 

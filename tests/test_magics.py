@@ -11,7 +11,7 @@ from IPython.core.error import UsageError
 
 import qnb
 from qnb import JobStatus
-from conftest import ipython_shell, wait_until
+from conftest import BELL_QASM, ipython_shell, wait_until
 
 BELL_CELL = """
 import cirq
@@ -19,14 +19,6 @@ q = cirq.LineQubit.range(2)
 bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
 flip = cirq.Circuit(cirq.X(q[0]), cirq.measure(*q, key="m"))
 not_a_circuit = 42
-"""
-BELL_QASM = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
 """
 Q = cirq.LineQubit.range(2)
 BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(*Q), cirq.measure(*Q, key="m"))
