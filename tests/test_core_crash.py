@@ -21,8 +21,9 @@ from conftest import wait_until
 
 SUBMITTER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, threading
     import cirq, qnb
+    from qnb._manager import get_manager
 
     a, b = cirq.LineQubit.range(2)
     bell = cirq.Circuit(cirq.H(a), cirq.CNOT(a, b), cirq.measure(a, b, key="m"))
@@ -38,12 +39,10 @@ SUBMITTER = textwrap.dedent(
     queued = qnb.submit(ones, target="emulator", compile=True, shots=100, name="queued")
     print(json.dumps({"done": [j.id for j in done], "half": half.id, "queued": queued.id}),
           flush=True)
-    deadline = time.monotonic() + 120
-    while half.progress[0] < 2 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    qnb.jobs()  # reads write pending changes first: what it saw is now on disk
+    # Resolves once two items are done and that state is on disk.
+    get_manager().when(half.id, lambda rec: rec.progress[0] >= 2).result(timeout=120)
     print("READY", half.progress, half.status, flush=True)
-    time.sleep(600)  # killed long before this ends
+    threading.Event().wait(600)  # killed long before this ends
     """
 )
 
@@ -132,8 +131,8 @@ ORPHAN_MAKER = textwrap.dedent(
     qnb.run(cirq.Circuit(cirq.measure(cirq.LineQubit(0))), shots=5, timeout=120)
     executor = get_pool()._get_executor()
     print(sorted({executor.submit(_worker.ping).result() for _ in range(8)}), flush=True)
-    import time
-    time.sleep(600)  # killed long before this ends
+    import threading
+    threading.Event().wait(600)  # killed long before this ends
     """
 )
 
