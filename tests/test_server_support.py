@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cirq
@@ -18,6 +17,7 @@ import pytest
 
 from qnb import _circuits
 from qnb._auth import Users, add_user
+from conftest import wait_until
 
 Q = cirq.LineQubit.range(2)
 # Native to the emulator (no compile needed): a Bell pair.
@@ -94,18 +94,20 @@ class ServeProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=log,
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"qnb serve exited {self.proc.returncode}:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"qnb serve did not answer within {timeout} s:\n{self.log.read_text()}")
+                return False
+
+        try:
+            wait_until(answers, timeout=timeout, interval=0.05, what="qnb serve to answer")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"qnb serve did not start:\n{self.log.read_text()}") from None
+        return self
 
     def kill(self) -> None:
         """SIGKILL the whole process group (server and its simulation workers)."""
