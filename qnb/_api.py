@@ -11,7 +11,7 @@ import cirq
 
 from . import _circuits
 from ._device import DeviceSpec
-from ._errors import InvalidOptionError
+from ._errors import InvalidOptionError, UnknownJobError
 from ._job import Job
 from ._manager import get_manager
 from ._queue import Queue
@@ -117,9 +117,10 @@ def run(circuits, *, timeout: float | None = None, **options) -> JobResult:
 def get_job(job_id: str) -> Job:
     """A job by id (or a unique prefix of it), from this process or the store."""
     manager = get_manager()
-    if manager.record(job_id) is None and manager.store.load_job(job_id) is None:
-        job_id = manager.resolve_prefix(job_id)
-    return Job(job_id, manager=manager)
+    try:
+        return Job(job_id, manager=manager)
+    except UnknownJobError:
+        return Job(manager.resolve_prefix(job_id), manager=manager)
 
 
 def _statuses(status) -> list[str] | None:

@@ -7,6 +7,7 @@ Compilation is Cirq's own: ``cirq.RouteCQC`` for connectivity and
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import cirq
@@ -35,6 +36,12 @@ class DeviceSpec:
     max_batch: int = DEFAULT_MAX_BATCH
     max_shots: int = 1_000_000
     description: str = ""
+
+    @functools.cached_property
+    def _edges(self) -> set[frozenset] | None:
+        if self.connectivity is None:
+            return None
+        return {frozenset(edge) for edge in self.connectivity}
 
     @property
     def graph(self) -> nx.Graph | None:
@@ -78,9 +85,9 @@ class DeviceSpec:
                     f"circuit {label!r} uses qubits {', '.join(map(str, stray))} that "
                     f"{self.name!r} does not have (it has {_qubit_range(self.qubits)}){hint}"
                 )
-        edges = None
-        if self.connectivity is not None:
-            edges = {frozenset(e) for e in self.connectivity}
+        edges = self._edges
+        if self.gateset is None and edges is None:
+            return  # a simulator: any gate between any qubits
         for op in circuit.all_operations():
             if self.gateset is not None and not cirq.is_measurement(op) and op not in self.gateset:
                 raise DeviceValidationError(
