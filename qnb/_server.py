@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _circuits
-from ._api import prepare
+from ._api import _default_name, prepare
 from ._auth import User, Users
 from ._errors import (
     DeviceValidationError,
@@ -585,12 +585,6 @@ def _bearer_user(users: Users | None, authorization: bytes | None) -> User | Non
         return None
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     return users.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-
-
-def _default_name(labelled: dict[str, cirq.Circuit]) -> str:
-    from ._api import _default_name as name_of
-
-    return name_of(labelled)
 
 
 def _parse_circuits(circuits: dict[str, str]) -> tuple[dict[str, cirq.Circuit], list[str] | None]:
