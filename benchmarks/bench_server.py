@@ -124,7 +124,7 @@ def main() -> None:
     import cirq
 
     from qnb import _circuits
-    from qnb._auth import add_user
+    from qnb.server._auth import add_user
 
     token = add_user(work / "users.toml", "bench")
     env = {**os.environ, "QNB_HOME": str(work / "home"), "QNB_EMULATOR_SECONDS_PER_SHOT": "0.001"}

@@ -22,7 +22,7 @@ SETUP = r"""
 import json, random, threading, time
 from qnb._records import ItemRecord, JobRecord
 from qnb._status import JobStatus
-from qnb._stream import RecordSource
+from qnb.notebook._stream import RecordSource
 
 source = RecordSource(
     JobRecord(id=f"{i:032x}", name=f"sweep point {i}", target="emulator", user=f"user{i % 7}",
@@ -62,8 +62,8 @@ def busy_loop(seconds):
 # Rounds alternate between "no stream" and "stream on" so that the load of a shared
 # machine hits both alike; the producer runs in both.
 PHASES = r"""
-from qnb._stream import JobStream
-from qnb._widgets import ActionChannel, QueueMonitor
+from qnb.notebook._stream import JobStream
+from qnb.notebook._widgets import ActionChannel, QueueMonitor
 monitor = QueueMonitor(manager=source, stream=JobStream(source), channel=ActionChannel(source))
 monitor._stream.stop()
 snapshot_rows = len(monitor.snapshot()["jobs"])

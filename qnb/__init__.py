@@ -4,84 +4,80 @@
     job = qnb.submit(circuit, target="sim", shots=1000)   # returns at once
     ...                                                   # keep working
     job.result().counts()                                 # or: await job
+
+Names load on first use (PEP 562), so ``import qnb`` and the ``qnb`` command stay
+quick; ``qnb.submit`` brings in Cirq.
 """
 
-from ._api import compile, get_job, jobs, queue, run, submit, targets
-from ._backend import AsyncJobBackend, ExecutionResult
-from ._device import DeviceSpec
-from ._errors import (
-    DeviceValidationError,
-    ExecutionCancelledError,
-    InvalidCircuitError,
-    InvalidOptionError,
-    JobCancelledError,
-    JobFailedError,
-    JobNotFinishedError,
-    QnbError,
-    QnbWarning,
-    QueueConflictError,
-    QueueError,
-    UnknownJobError,
-    UnknownTargetError,
-)
-from ._job import Job, JobItem
-from ._queue import PendingJob, Queue
-from ._remote import RemoteError, connect
-from ._results import JobResult
-from ._status import JobStatus
-from ._targets import ItemOutcome, Target, TargetJob, register_target
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Public name -> the private module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        ["compile", "connect", "get_job", "jobs", "queue", "register_target", "run",
+         "submit", "targets"],
+        "._api",
+    ),
+    **dict.fromkeys(["AsyncJobBackend", "ExecutionResult"], "._backend"),
+    "DeviceSpec": "._device",
+    **dict.fromkeys(
+        ["DeviceValidationError", "DuplicateJobError", "ExecutionCancelledError",
+         "InvalidCircuitError", "InvalidOptionError", "JobCancelledError", "JobFailedError",
+         "JobNotFinishedError", "JobStateError", "LimitExceededError", "NotAuthenticatedError",
+         "PayloadTooLargeError", "QnbError", "QnbWarning", "QueueConflictError", "QueueError",
+         "RemoteAuthError", "RemoteError", "ServerUnreachableError", "StoreError",
+         "UnknownJobError", "UnknownTargetError"],
+        "._errors",
+    ),
+    **dict.fromkeys(["Job", "JobItem"], "._job"),
+    **dict.fromkeys(["PendingJob", "Queue"], "._queue"),
+    "JobResult": "._results",
+    "JobStatus": "._status",
+    **dict.fromkeys(["ItemOutcome", "Target", "TargetJob"], ".targets"),
+}
+
+__all__ = sorted([*_EXPORTS, "load_ipython_extension", "monitor"])
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qnb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def monitor(*, target: str | None = None, user: str | None = None, status: str | None = None):
     """The live queue monitor widget (one per kernel, updated in place), filtered as asked."""
-    from ._widgets import monitor as _monitor  # widgets load only when a notebook asks
+    from .notebook._widgets import monitor as _monitor  # widgets load only in a notebook
 
     return _monitor(target=target, user=user, status=status)
 
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext qnb``: the ``%%qsubmit`` and ``%q...`` magics."""
-    from ._magics import load_ipython_extension as _load
+    from .notebook._magics import load_ipython_extension as _load
 
     _load(ipython)
 
-__all__ = [
-    "AsyncJobBackend",
-    "DeviceSpec",
-    "DeviceValidationError",
-    "ExecutionCancelledError",
-    "ExecutionResult",
-    "InvalidCircuitError",
-    "InvalidOptionError",
-    "ItemOutcome",
-    "Job",
-    "JobCancelledError",
-    "JobFailedError",
-    "JobItem",
-    "JobNotFinishedError",
-    "JobResult",
-    "JobStatus",
-    "PendingJob",
-    "QnbError",
-    "QnbWarning",
-    "Queue",
-    "QueueConflictError",
-    "QueueError",
-    "RemoteError",
-    "Target",
-    "TargetJob",
-    "UnknownJobError",
-    "UnknownTargetError",
-    "compile",
-    "connect",
-    "get_job",
-    "jobs",
-    "monitor",
-    "queue",
-    "register_target",
-    "run",
-    "submit",
-    "targets",
-]
+
+if TYPE_CHECKING:  # for editors and type checkers: the names as they are
+    from ._api import compile, connect, get_job, jobs, queue, register_target, run, submit, targets
+    from ._backend import AsyncJobBackend, ExecutionResult
+    from ._device import DeviceSpec
+    from ._errors import *  # noqa: F403
+    from ._job import Job, JobItem
+    from ._queue import PendingJob, Queue
+    from ._results import JobResult
+    from ._status import JobStatus
+    from .targets import ItemOutcome, Target, TargetJob

@@ -35,13 +35,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ._server import create_app
+        from .server._app import create_app
     except ImportError as exc:
         print(f"qnb serve needs the server extra: pip install 'qnb[server]' ({exc})", file=sys.stderr)
         return 2
-    from ._auth import Users
+    from .server._auth import Users
     from ._manager import JobManager, default_home
-    from ._targets import registry
+    from .targets._simulators import registry
 
     users = Users.from_file(args.users) if args.users else None
     db = Path(args.db).expanduser() if args.db else default_home() / "server" / "queue.sqlite3"
@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_user(args: argparse.Namespace) -> int:
-    from ._auth import UsersFileError, add_user
+    from .server._auth import UsersFileError, add_user
 
     for name in args.names:
         try:

@@ -198,7 +198,7 @@ class Job:
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         """In a notebook kernel: the live job card widget; elsewhere text and HTML."""
-        from ._widgets import job_mimebundle
+        from .notebook._widgets import job_mimebundle
 
         return job_mimebundle(self)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-from ._errors import QnbError
+from ._errors import InvalidTransitionError
 
 
 class JobStatus(str, enum.Enum):
@@ -57,10 +57,6 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     F: frozenset(),
     CA: frozenset(),
 }
-
-
-class InvalidTransitionError(QnbError):
-    """A status change that the lifecycle table does not allow (a bug, not user error)."""
 
 
 def check_transition(old: JobStatus, new: JobStatus) -> None:

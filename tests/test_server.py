@@ -143,9 +143,9 @@ async def test_unmeasured_and_non_native_circuits_are_refused_with_the_fix(lab):
 
 
 async def test_bodies_above_the_limit_get_413_and_store_nothing(tmp_path):
-    from qnb._auth import Users
+    from qnb.server._auth import Users
     from qnb._manager import JobManager
-    from qnb._server import create_app
+    from qnb.server._app import create_app
     from test_server_support import make_users
 
     tokens = make_users(tmp_path / "users.toml")

@@ -8,7 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from qnb._auth import User, Users, hash_token
+from qnb.server._auth import User, Users, hash_token
 
 TOKENS = {"fuzz-admin-token": User("root", "admin"), "fuzz-user-token": User("alice", "user")}
 
@@ -16,7 +16,7 @@ TOKENS = {"fuzz-admin-token": User("root", "admin"), "fuzz-user-token": User("al
 @pytest.fixture(scope="module")
 def fuzz_schema(tmp_path_factory):
     from qnb._manager import JobManager
-    from qnb._server import create_app
+    from qnb.server._app import create_app
 
     manager = JobManager(tmp_path_factory.mktemp("fuzz-server"), requeue_interrupted=True)
     users = Users({hash_token(token): user for token, user in TOKENS.items()})

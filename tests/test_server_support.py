@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from qnb import _circuits
-from qnb._auth import Users, add_user
+from qnb.server._auth import Users, add_user
 from conftest import wait_until
 
 Q = cirq.LineQubit.range(2)
@@ -49,7 +49,7 @@ def submit_body(circuit_json: str = BELL_JSON, *, shots: int = 50, **extra) -> d
 def lab(tmp_path):
     """An in-process server (its own JobManager and SQLite) with users alice, bob, root."""
     from qnb._manager import JobManager
-    from qnb._server import create_app
+    from qnb.server._app import create_app
 
     users_file = tmp_path / "users.toml"
     tokens = make_users(users_file)

@@ -11,8 +11,8 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb._records import ItemRecord, JobRecord
-from qnb._stream import JobStream, RecordSource
-from qnb._widgets import QueueMonitor, card_for, channel_for, JobCard
+from qnb.notebook._stream import JobStream, RecordSource
+from qnb.notebook._widgets import QueueMonitor, card_for, channel_for, JobCard
 from conftest import wait_until
 
 Q = cirq.LineQubit.range(2)

@@ -11,7 +11,7 @@ from jupyter_client.manager import start_new_kernel
 SETUP = """
 import cirq, qnb
 from IPython.display import display
-from qnb._widgets import card_for
+from qnb.notebook._widgets import card_for
 q = cirq.LineQubit.range(2)
 bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
 qnb.submit(bell, shots=10).result(timeout=120)  # the process pool is warm

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx
 
 import qnb
-from qnb._targets import registry
-from qnb._widgets import JobCard, QueueMonitor
+from qnb.targets._simulators import registry
+from qnb.notebook._widgets import JobCard, QueueMonitor
 from conftest import wait_until
 from test_remote import block_device, connect
 from test_server_support import BELL, FLIP, ServeProcess, auth, lab, make_users, submit_body  # noqa: F401
@@ -125,7 +125,7 @@ def test_rows_show_reconnecting_while_the_server_is_away_and_resume_when_it_is_b
 def test_page_actions_on_remote_queued_jobs_go_to_the_server(manager, lab):
     import pytest
 
-    from qnb._widgets import perform_action
+    from qnb.notebook._widgets import perform_action
 
     app, server, tokens = lab
     blocker = block_device(server)

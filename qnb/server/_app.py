@@ -22,10 +22,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import _circuits
-from ._api import _default_name, prepare
+from .. import _circuits
+from .._api import _default_name, prepare
 from ._auth import User, Users
-from ._errors import (
+from .._errors import (
     DeviceValidationError,
     InvalidCircuitError,
     InvalidOptionError,
@@ -34,10 +34,10 @@ from ._errors import (
     QueueError,
     UnknownJobError,
 )
-from ._manager import JobManager
-from ._queue import Queue
-from ._records import JobRecord
-from ._status import JobStatus
+from .._manager import JobManager
+from .._queue import Queue
+from .._records import JobRecord
+from .._status import JobStatus
 
 API_VERSION = "v1"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

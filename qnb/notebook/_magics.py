@@ -18,11 +18,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from . import _api
-from ._errors import QnbError
-from ._job import Job
-from ._manager import get_manager, is_done
-from ._status import TERMINAL
+from .. import _api
+from .._errors import QnbError
+from .._job import Job
+from .._manager import get_manager, is_done
+from .._status import TERMINAL
 
 #: The name under which the last submitted job is always reachable.
 LAST_JOB = "_qjob"

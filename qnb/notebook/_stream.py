@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 
-from ._status import IN_QUEUE
+from .._status import IN_QUEUE
 
 #: At most this many patches per second reach the page (the design's ~10 Hz).
 DEFAULT_INTERVAL = 0.1
@@ -30,7 +30,7 @@ def job_row(rec, remote: Mapping | None = None) -> dict:
     behind it. A queue server orders its own queue, so its jobs have no ``queue_seq``
     but the ``position`` last read from the server (None when unknown), and
     ``connection`` is ``"reconnecting"`` on the unfinished ones while it is away.
-    ``remote``: target name -> :class:`qnb._remote.RemoteState` (see :func:`row_view`).
+    ``remote``: target name -> :class:`qnb.targets._queue_server.RemoteState` (see :func:`row_view`).
     """
     row = rec.public_dict()
     state = remote.get(rec.target) if remote else None
@@ -55,7 +55,7 @@ def row_view(source, records: Iterable) -> Callable:
     """
     if getattr(source, "targets", None) is None:  # a RecordSource: local jobs only
         return job_row
-    from ._remote import remote_state
+    from ..targets._queue_server import remote_state
 
     waiting: dict[str, bool] = {}
     for rec in records:
@@ -179,7 +179,7 @@ def stream_for(manager) -> JobStream:
 
 class RecordSource:
     """A job source over records you hold, for tests and benchmarks of the widgets: what
-    :class:`JobStream` and :class:`qnb._widgets.QueueMonitor` need from a JobManager.
+    :class:`JobStream` and :class:`qnb.notebook._widgets.QueueMonitor` need from a JobManager.
 
     Change a record, then call :meth:`changed` (as the JobManager's ``_touch`` does).
     """

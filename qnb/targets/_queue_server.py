@@ -25,9 +25,12 @@ from typing import Any
 import cirq
 import httpx
 
-from . import _circuits
-from ._device import DeviceSpec
-from ._errors import (
+from .. import _circuits
+from .._device import DeviceSpec
+from .._errors import (
+    RemoteAuthError,
+    RemoteError,
+    ServerUnreachableError,
     InvalidCircuitError,
     InvalidOptionError,
     QnbError,
@@ -35,9 +38,9 @@ from ._errors import (
     QueueError,
     UnknownJobError,
 )
-from ._manager import JobManager, entry_at, get_manager
-from ._status import TERMINAL, JobStatus
-from ._targets import ItemOutcome, Target, TargetJob
+from .._manager import JobManager, entry_at, get_manager
+from .._status import TERMINAL, JobStatus
+from ._simulators import ItemOutcome, Target, TargetJob
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 EVENT_WAIT_SECONDS = 20.0
@@ -53,22 +56,6 @@ STARTED = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 # only once the feed is asked for everyone's, see _follow).
 POSITIONS_MIN_INTERVAL = 0.2
 POSITIONS_REFRESH_SECONDS = 2.0
-
-
-class RemoteError(QnbError):
-    """The queue server refused a request, or could not be reached in time."""
-
-    def __init__(self, message: str, *, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-
-class RemoteAuthError(RemoteError, PermissionError):
-    """401 (no valid token) or 403 (another user's job, or an admin's action)."""
-
-
-class ServerUnreachableError(RemoteError, ConnectionError):
-    """No answer from the server within the retry time."""
 
 
 def _detail(response: httpx.Response) -> str:
@@ -520,14 +507,14 @@ class RemoteQueueEntry:
 
     def wait_for_execution(self, timeout: float | None = None):
         """Block until your job leaves the queue; returns it as a :class:`qnb.Job`."""
-        from ._queue import PendingJob
+        from .._queue import PendingJob
 
         return PendingJob(self.id, manager=self._queue._target.manager).wait_for_execution(timeout)
 
     @property
     def job(self):
         """The :class:`qnb.Job` when this kernel's store has it (your own jobs), else None."""
-        from ._job import Job
+        from .._job import Job
 
         manager = self._queue._target.manager
         if manager.record(self.id) is None and manager.store.load_job(self.id) is None:
@@ -560,16 +547,16 @@ class RemoteQueue:
 
     def add(self, circuits, **options):
         """Submit at the end of the queue (``options`` as for ``qnb.submit``)."""
-        from ._api import submit
-        from ._queue import PendingJob
+        from .._api import submit
+        from .._queue import PendingJob
 
         job = submit(circuits, target=self.target, front=False, **options)
         return PendingJob(job.id, manager=self._target.manager)
 
     def add_to_start(self, circuits, **options):
         """Submit at the head of the queue (admins only on a server)."""
-        from ._api import submit
-        from ._queue import PendingJob
+        from .._api import submit
+        from .._queue import PendingJob
 
         job = submit(circuits, target=self.target, front=True, **options)
         return PendingJob(job.id, manager=self._target.manager)

@@ -1,7 +1,7 @@
 """Live widgets: the job card, the queue monitor, and the channel for page actions.
 
 Each widget is a small anywidget class plus one ES module in ``js/``. Job state reaches
-the page from :class:`qnb._stream.JobStream`'s thread (trait changes for a card, custom
+the page from :class:`qnb.notebook._stream.JobStream`'s thread (trait changes for a card, custom
 ``patch`` messages for the monitor), so it keeps flowing while a cell is busy.
 
 Page actions (cancel, remove, move to front, resubmit) travel on a comm of their own,
@@ -25,17 +25,18 @@ from pathlib import Path
 import anywidget
 import traitlets
 
-from . import _api as qnb_api
-from ._errors import QnbError
-from ._manager import JobManager, get_manager
-from ._status import IN_QUEUE, TERMINAL
+from .. import _api as qnb_api
+from .._errors import QnbError
+from .._manager import JobManager, get_manager
+from .._status import IN_QUEUE, TERMINAL
 from ._stream import JobStream, row_view, stream_for
 
 
 def _static_dir() -> Path:
     # The wheel ships js/ as qnb/_static; an editable install reads the repo's js/.
-    packaged = Path(__file__).parent / "_static"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "js"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "_static"
+    return packaged if packaged.is_dir() else package.parent / "js"
 
 
 STATIC = _static_dir()
@@ -177,7 +178,7 @@ def _status_text(row: dict) -> str:
 
 def _card_counts(job) -> dict[str, dict[str, int]]:
     """label -> the most frequent outcomes (bitstring -> count), bitstrings in order."""
-    from ._plot import _select
+    from .._plot import _select
 
     try:
         result = job._collect()
@@ -418,7 +419,7 @@ def monitor(*, target: str | None = None, user: str | None = None, status: str |
     if target is not None:
         manager.targets.get(target)  # unknown targets fail here
     if status is not None:
-        from ._api import _statuses
+        from .._api import _statuses
 
         status = _statuses(status)[0]
     with _monitors_lock:

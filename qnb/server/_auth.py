@@ -19,14 +19,10 @@ import secrets
 import tomllib
 from pathlib import Path
 
-from ._errors import QnbError
+from .._errors import UsersFileError
 
 ROLES = ("user", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class UsersFileError(QnbError):
-    """The users file cannot be read or has a mistake in it."""
 
 
 @dataclasses.dataclass(frozen=True)

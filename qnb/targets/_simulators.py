@@ -19,10 +19,10 @@ from typing import Any
 
 import cirq
 
-from ._device import DeviceSpec, linear_chain
-from ._errors import UnknownTargetError
+from .._device import DeviceSpec, linear_chain
+from .._errors import UnknownTargetError
 from ._pool import get_pool
-from ._status import TERMINAL, JobStatus
+from .._status import TERMINAL, JobStatus
 
 
 @dataclasses.dataclass
