@@ -19,7 +19,7 @@ import cirq  # noqa: E402
 
 import qnb  # noqa: E402
 from qnb._manager import get_manager  # noqa: E402
-from qnb.targets._pool import get_pool  # noqa: E402
+from qnb._targets._pool import get_pool  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -20,7 +20,7 @@ os.environ.setdefault("QNB_HOME", tempfile.mkdtemp(prefix="qnb-bench-"))
 import cirq  # noqa: E402
 
 import qnb  # noqa: E402
-from qnb.targets._pool import get_pool  # noqa: E402
+from qnb._targets._pool import get_pool  # noqa: E402
 
 
 def main() -> None:

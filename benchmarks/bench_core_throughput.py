@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import qsimcirq  # noqa: E402
 
 import qnb  # noqa: E402
-from qnb.targets._pool import get_pool  # noqa: E402
+from qnb._targets._pool import get_pool  # noqa: E402
 
 
 def brickwork(seed: int, n_qubits: int = 12, depth: int = 20) -> cirq.Circuit:

@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["PendingJob", "Queue"], "._queue"),
     "JobResult": "._results",
     "JobStatus": "._status",
-    **dict.fromkeys(["ItemOutcome", "Target", "TargetJob"], ".targets"),
+    **dict.fromkeys(["ItemOutcome", "Target", "TargetJob"], "._targets"),
 }
 
 __all__ = sorted([*_EXPORTS, "load_ipython_extension", "monitor"])
@@ -80,4 +80,4 @@ if TYPE_CHECKING:  # for editors and type checkers: the names as they are
     from ._queue import PendingJob, Queue
     from ._results import JobResult
     from ._status import JobStatus
-    from .targets import ItemOutcome, Target, TargetJob
+    from ._targets import ItemOutcome, Target, TargetJob

@@ -17,8 +17,8 @@ from ._manager import get_manager
 from ._queue import Queue
 from ._results import JobResult
 from ._status import JobStatus
-from .targets import Target, register_target, registry
-from .targets._queue_server import connect
+from ._targets import Target, register_target, registry
+from ._targets._queue_server import connect
 
 
 def default_user() -> str:

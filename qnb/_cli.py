@@ -41,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from .server._auth import Users
     from ._manager import JobManager, default_home
-    from .targets._simulators import registry
+    from ._targets._simulators import registry
 
     users = Users.from_file(args.users) if args.users else None
     db = Path(args.db).expanduser() if args.db else default_home() / "server" / "queue.sqlite3"

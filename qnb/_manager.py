@@ -29,7 +29,7 @@ import cirq
 
 from . import _circuits
 from ._errors import QnbError, QnbWarning, QueueConflictError, QueueError, UnknownJobError
-from .targets._pool import get_pool
+from ._targets._pool import get_pool
 from ._records import ItemRecord, JobRecord
 from ._status import (
     IN_QUEUE,
@@ -41,7 +41,7 @@ from ._status import (
     path_to,
 )
 from ._store import Store, changes_of, queue_order
-from .targets._simulators import ItemOutcome, Target, TargetJob, TargetRegistry, registry
+from ._targets._simulators import ItemOutcome, Target, TargetJob, TargetRegistry, registry
 
 try:
     import fcntl

@@ -125,8 +125,8 @@ def test_a_live_owner_is_not_marked_interrupted(manager):
 ORPHAN_MAKER = textwrap.dedent(
     """
     import cirq, qnb
-    from qnb.targets import _worker
-    from qnb.targets._pool import get_pool
+    from qnb._targets import _worker
+    from qnb._targets._pool import get_pool
 
     qnb.run(cirq.Circuit(cirq.measure(cirq.LineQubit(0))), shots=5, timeout=120)
     executor = get_pool()._get_executor()

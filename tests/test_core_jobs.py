@@ -14,7 +14,7 @@ import qnb
 from qnb import JobStatus
 from qnb._device import DeviceSpec
 from qnb._manager import JobManager
-from qnb.targets._simulators import SimulatorTarget
+from qnb._targets._simulators import SimulatorTarget
 from conftest import BELL_QASM, wait_until
 
 Q = cirq.LineQubit.range(3)
@@ -262,7 +262,7 @@ def test_compile_maps_onto_the_emulator_and_keeps_the_distribution(manager):
     ghz = cirq.Circuit(cirq.H(a), cirq.CNOT(a, c), cirq.CNOT(a, b), cirq.measure(a, b, c, key="m"))
     compiled = qnb.compile({"ghz": ghz}, "emulator")["ghz"]
     qnb.targets()  # the spec validates the compiled circuit without error:
-    from qnb.targets._simulators import registry
+    from qnb._targets._simulators import registry
 
     registry.get("emulator").check("ghz", compiled)
     counts = qnb.run({"ghz": ghz}, target="emulator", compile=True, shots=400, timeout=60).counts()
@@ -311,8 +311,8 @@ def test_an_interrupt_of_the_kernel_does_not_kill_the_workers(manager):
     import os
     import signal
 
-    from qnb.targets import _worker
-    from qnb.targets._pool import get_pool
+    from qnb._targets import _worker
+    from qnb._targets._pool import get_pool
 
     pool = get_pool()
     assert pool.wait_ready(60)

@@ -22,6 +22,6 @@ def test_wheel_ships_the_front_end_modules(tmp_path):
     assert front_end, "js/ has no modules"
     for name in front_end:
         assert f"qnb/_static/{name}" in names
-    assert "qnb/targets/_worker.py" in names and "qnb/__init__.py" in names
+    assert "qnb/_targets/_worker.py" in names and "qnb/__init__.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "qnb = qnb._cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

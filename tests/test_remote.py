@@ -9,7 +9,7 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb._manager import JobManager, set_manager
-from qnb.targets._queue_server import RemoteAuthError, RemoteTarget, connection_state
+from qnb._targets._queue_server import RemoteAuthError, RemoteTarget, connection_state
 from conftest import wait_until
 from test_server_support import BELL, FLIP, lab  # noqa: F401
 
@@ -47,7 +47,7 @@ def connect(app, token, name="lab"):
 
 def block_device(server_manager):
     """A long job of root's on the server's device, so that later jobs wait."""
-    from qnb.targets._simulators import registry
+    from qnb._targets._simulators import registry
 
     return server_manager.submit(registry.get("emulator"), {"b": BELL}, shots=100_000,
                                  name="blocker", user="root")

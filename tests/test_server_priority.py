@@ -47,7 +47,7 @@ def test_a_restarted_server_keeps_priority_order(tmp_path):
     import cirq
 
     from qnb._manager import JobManager
-    from qnb.targets._simulators import registry
+    from qnb._targets._simulators import registry
     from conftest import wait_until
 
     emulator = registry.get("emulator")

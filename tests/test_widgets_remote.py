@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 import qnb
-from qnb.targets._simulators import registry
+from qnb._targets._simulators import registry
 from qnb.notebook._widgets import JobCard, QueueMonitor
 from conftest import wait_until
 from test_remote import block_device, connect

@@ -30,7 +30,7 @@ def job_row(rec, remote: Mapping | None = None) -> dict:
     behind it. A queue server orders its own queue, so its jobs have no ``queue_seq``
     but the ``position`` last read from the server (None when unknown), and
     ``connection`` is ``"reconnecting"`` on the unfinished ones while it is away.
-    ``remote``: target name -> :class:`qnb.targets._queue_server.RemoteState` (see :func:`row_view`).
+    ``remote``: target name -> :class:`qnb._targets._queue_server.RemoteState` (see :func:`row_view`).
     """
     row = rec.public_dict()
     state = remote.get(rec.target) if remote else None
@@ -55,7 +55,7 @@ def row_view(source, records: Iterable) -> Callable:
     """
     if getattr(source, "targets", None) is None:  # a RecordSource: local jobs only
         return job_row
-    from ..targets._queue_server import remote_state
+    from .._targets._queue_server import remote_state
 
     waiting: dict[str, bool] = {}
     for rec in records:

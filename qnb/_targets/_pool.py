@@ -2,7 +2,7 @@
 
 Why a forkserver: forking a kernel that already runs threads (ZMQ, the JobManager) is
 unsafe, and spawning pays ~3 s of ``import cirq, qsimcirq`` per worker. The forkserver
-imports them once (:mod:`qnb.targets._worker`) and forks workers from that clean process.
+imports them once (:mod:`qnb._targets._worker`) and forks workers from that clean process.
 
 Why chunks: pickling a circuit and its result costs more than simulating a Bell
 circuit, so small circuits that are waiting together travel in one task. Only a few
@@ -54,7 +54,7 @@ def _workers_skip_main_module():
     multiprocessing re-imports the parent's main module in every spawned or
     forkserver child: a user's unguarded script would run again in each worker, and in
     a kernel each worker would import ipykernel's launcher. Our workers need only
-    :mod:`qnb.targets._worker`, so while qnb spawns them the main-module entries are dropped
+    :mod:`qnb._targets._worker`, so while qnb spawns them the main-module entries are dropped
     from the preparation data.
     """
     original = mp_spawn.get_preparation_data
@@ -91,7 +91,7 @@ class SimulationPool:
         with self._executor_lock:
             if self._executor is None:
                 ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(["qnb.targets._worker"])
+                ctx.set_forkserver_preload(["qnb._targets._worker"])
                 self._executor = ProcessPoolExecutor(
                     self.workers, mp_context=ctx, initializer=_worker.init_worker
                 )
