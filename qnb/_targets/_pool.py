@@ -1,13 +1,22 @@
-"""The simulation process pool and the dispatcher that feeds it in chunks.
+"""The simulation process pool: worker processes that can be stopped one at a time.
 
 Why a forkserver: forking a kernel that already runs threads (ZMQ, the JobManager) is
 unsafe, and spawning pays ~3 s of ``import cirq, qsimcirq`` per worker. The forkserver
-imports them once (:mod:`qnb._targets._worker`) and forks workers from that clean process.
+imports them once (:mod:`qnb._targets._worker`) and forks workers from that clean
+process, in milliseconds.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot stop the one task a user
+cancelled (a 2^30-repetition circuit kept its worker busy for good), and at exit Python
+joins its workers, so a script waited for its simulations or hung. Here each worker has
+its own pipe and a supervisor thread owns them all: a cancelled or overdue task's worker
+is killed and replaced, and :meth:`SimulationPool.shutdown` kills every worker at once.
+Pipes only: no semaphores to leak, nothing for a late-starting child to miss.
 
 Why chunks: pickling a circuit and its result costs more than simulating a Bell
-circuit, so small circuits that are waiting together travel in one task. Only a few
-chunks are in flight at a time, so while the pool is busy later items pile up and
-leave in bigger chunks.
+circuit, so small circuits that are waiting together travel in one message. A worker
+holds at most two chunks (the one it runs and the next), so while the pool is busy
+later items pile up and leave in bigger chunks. Outcomes come back one per item, so
+the pool always knows which item a worker is running.
 """
 
 from __future__ import annotations
@@ -15,27 +24,85 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import math
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.spawn as mp_spawn
+import multiprocessing.util  # registers its exit handler before ours: ours runs first
 import os
+import pickle
+import signal
 import threading
-import weakref
+import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-
-import cirq
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
 
 from . import _worker
+
+if TYPE_CHECKING:
+    import cirq
 
 MAX_CHUNK_ITEMS = 64
 # Roughly (operations x amplitudes); a chunk stops growing past this much work.
 MAX_CHUNK_WEIGHT = 1 << 17
+CHUNKS_PER_WORKER = 2
+# A cancelled item that is running gets this long to finish by itself before its
+# worker is killed: a cancelled batch of small circuits does not cost a worker each.
+CANCEL_GRACE_SECONDS = 0.05
+DEFAULT_ITEM_TIME_LIMIT = 3600.0
+# What one worker may need: ~250 MB of imports plus room for a mid-sized simulation.
+MEMORY_PER_WORKER = 2 << 30
+
+DIED = "the simulation worker process died (killed, or out of memory)"
 
 
 def default_workers() -> int:
-    return int(os.environ.get("QNB_WORKERS", "0")) or os.cpu_count() or 1
+    """``$QNB_WORKERS``, else one per usable core, but no more than memory allows
+    (``MEMORY_PER_WORKER`` each, from the memory available now)."""
+    configured = int(os.environ.get("QNB_WORKERS", "0") or 0)
+    if configured > 0:
+        return configured
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    memory = available_memory()
+    by_memory = memory // MEMORY_PER_WORKER if memory else cores
+    return max(1, min(cores, by_memory))
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still use: the system's available memory, or the
+    cgroup's remaining limit in a container if that is smaller. None if unknown."""
+    found = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    with contextlib.suppress(OSError, ValueError):
+        with open("/sys/fs/cgroup/memory.max") as limit, open(
+            "/sys/fs/cgroup/memory.current"
+        ) as current:
+            text = limit.read().strip()
+            if text != "max":
+                found.append(int(text) - int(current.read()))
+    if not found:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return max(0, min(found)) if found else None
+
+
+def default_time_limit() -> float:
+    """Seconds one item may simulate: ``$QNB_ITEM_TIME_LIMIT``, else an hour."""
+    text = os.environ.get("QNB_ITEM_TIME_LIMIT", "")
+    try:
+        value = float(text) if text else DEFAULT_ITEM_TIME_LIMIT
+    except ValueError:
+        value = DEFAULT_ITEM_TIME_LIMIT
+    return value if value > 0 else DEFAULT_ITEM_TIME_LIMIT
 
 
 def _weight(circuit: cirq.Circuit, shots: int) -> int:
@@ -49,13 +116,13 @@ _spawn_patch_lock = threading.Lock()
 
 @contextlib.contextmanager
 def _workers_skip_main_module():
-    """Spawn workers that do not re-import ``__main__``.
+    """Start workers that do not re-import ``__main__``.
 
     multiprocessing re-imports the parent's main module in every spawned or
     forkserver child: a user's unguarded script would run again in each worker, and in
     a kernel each worker would import ipykernel's launcher. Our workers need only
-    :mod:`qnb._targets._worker`, so while qnb spawns them the main-module entries are dropped
-    from the preparation data.
+    :mod:`qnb._targets._worker`, so while qnb starts them the main-module entries are
+    dropped from the preparation data.
     """
     original = mp_spawn.get_preparation_data
 
@@ -73,95 +140,367 @@ def _workers_skip_main_module():
             mp_spawn.get_preparation_data = original
 
 
-class SimulationPool:
-    def __init__(self, workers: int | None = None):
-        self.workers = workers or default_workers()
-        self._executor: ProcessPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
-        # Dispatch state is per event loop (one per JobManager; tests make several).
-        self._dispatchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        # Spawning a worker blocks for seconds (the forkserver's imports), so workers are
-        # spawned on a helper thread and nothing is dispatched before they exist: the
-        # manager's loop must never block.
-        self._ready = threading.Event()
-        self._warming = False
-        self._on_ready: list = []
+@dataclasses.dataclass(eq=False)
+class _Item:
+    """One circuit on its way through the pool."""
 
-    def _get_executor(self) -> ProcessPoolExecutor:
-        with self._executor_lock:
-            if self._executor is None:
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(["qnb._targets._worker"])
-                self._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=ctx, initializer=_worker.init_worker
-                )
-            return self._executor
+    pickled: bytes
+    weight: int
+    time_limit: float
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    cancelled: bool = False  # set on the caller's loop, read by the supervisor
+
+
+@dataclasses.dataclass(eq=False)
+class _Worker:
+    process: Any  # multiprocessing.Process
+    conn: Connection
+    items: deque = dataclasses.field(default_factory=deque)  # sent, no outcome yet
+    chunk_sizes: deque = dataclasses.field(default_factory=deque)
+    started: float = 0.0  # when items[0] began
+    kill_at: float | None = None  # items[0] was cancelled: kill unless it ends first
+
+
+class SimulationPool:
+    """Worker processes fed by one supervisor thread; see the module's docstring."""
+
+    def __init__(self, workers: int | None = None, *, time_limit: float | None = None):
+        self.workers = workers or default_workers()
+        self.time_limit = time_limit or default_time_limit()
+        #: Whether a new JobManager starts the workers at once (the CLI, which rarely
+        #: simulates, turns it off: workers then start with the first item).
+        self.warm_on_start = True
+        self._lock = threading.Lock()
+        self._pending: deque[_Item] = deque()
+        self._workers: list[_Worker] = []
+        self._closed = False
+        self._start_failure: str | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._on_ready: list = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # -- the caller's side (any thread, any loop) -------------------------------------
 
     def start_warming(self, on_ready=None) -> None:
-        """Start the forkserver and every worker in the background; then call ``on_ready``."""
-        with self._executor_lock:
+        """Start the forkserver and every worker in the background; then call ``on_ready``.
+
+        A call without ``on_ready`` (a new JobManager's) does nothing when
+        ``warm_on_start`` is off."""
+        with self._lock:
             if on_ready is not None:
                 self._on_ready.append(on_ready)
-            if self._warming or self._ready.is_set():
-                ready_now = self._ready.is_set()
-            else:
-                self._warming, ready_now = True, False
-                threading.Thread(target=self._warm, name="qnb-pool-warm", daemon=True).start()
-        if ready_now and on_ready is not None:
+            if on_ready is None and not self.warm_on_start:
+                return
+            self._start_thread()
+        if self._ready.is_set():
             self._run_on_ready()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        self.start_warming()
+        with self._lock:
+            self._start_thread()
         return self._ready.wait(timeout)
 
-    def _warm(self) -> None:
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._workers]
+
+    async def run(
+        self,
+        engine: str,
+        noise: float,
+        circuit: cirq.Circuit,
+        shots: int,
+        *,
+        time_limit: float | None = None,
+    ) -> tuple[bool, str]:
+        """Simulate one circuit in the pool: ``(True, result json)`` or ``(False, error)``.
+
+        Cancelling the caller stops the circuit: dropped if it has not reached a
+        worker, else its worker is killed and replaced. ``time_limit`` (seconds,
+        default the pool's) fails the item and replaces its worker when exceeded.
+        """
+        loop = asyncio.get_running_loop()
         try:
-            executor = self._get_executor()
-            with _workers_skip_main_module():
-                # Workers are spawned inside submit() for non-fork contexts.
-                tasks = [executor.submit(_worker.ping) for _ in range(self.workers)]
-            for task in tasks:
-                task.result()
-        except Exception:
-            pass  # the next dispatch reports the broken pool on the items themselves
-        finally:
-            with self._executor_lock:
-                self._warming = False
-                self._ready.set()
-            self._run_on_ready()
+            pickled = pickle.dumps((engine, noise, circuit, shots), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        item = _Item(pickled, _weight(circuit, shots), time_limit or self.time_limit, loop, loop.create_future())
+        with self._lock:
+            if self._closed:
+                return False, "the simulation pool is shut down (the process is exiting)"
+            self._pending.append(item)
+            self._start_thread()
+        self._wake()
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            item.cancelled = True
+            self._wake()
+            raise
+
+    def shutdown(self) -> None:
+        """Kill every worker (and the forkserver) now, without waiting for their work.
+
+        Runs at exit before multiprocessing's own exit handler, which would otherwise
+        join workers that are still simulating."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers, self._workers = self._workers, []
+            pending, self._pending = list(self._pending), deque()
+        self._wake()
+        for worker in workers:
+            _kill(worker.process)
+        _stop_forkserver()
+        for worker in workers:
+            worker.process.join(1.0)
+            worker.conn.close()
+        for item in pending + [it for w in workers for it in w.items]:
+            _settle(item, (False, "the simulation pool was shut down"))
+
+    def _start_thread(self) -> None:  # with self._lock held
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._supervise, name="qnb-pool", daemon=True)
+            self._thread.start()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
 
     def _run_on_ready(self) -> None:
-        with self._executor_lock:
+        with self._lock:
             callbacks, self._on_ready = self._on_ready, []
         for callback in callbacks:
             callback()
 
-    def shutdown(self) -> None:
-        with self._executor_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+    # -- the supervisor thread ----------------------------------------------------------
 
-    async def run(
-        self, engine: str, noise: float, circuit: cirq.Circuit, shots: int
-    ) -> tuple[bool, str]:
-        """Simulate one circuit in the pool: ``(True, result json)`` or ``(False, error)``.
+    def _supervise(self) -> None:
+        while not self._closed:
+            self._start_workers()
+            if not self._ready.is_set() and not self._closed:
+                self._ready.set()
+                self._run_on_ready()
+            now = time.monotonic()
+            self._note_cancellations(now)
+            self._dispatch(now)
+            with self._lock:
+                workers = list(self._workers)
+            deadline = min(
+                (d for w in workers if (d := self._deadline(w)) is not None), default=None
+            )
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            watched = [self._wake_r] + [w.conn for w in workers] + [w.process.sentinel for w in workers]
+            try:
+                ready = wait(watched, timeout)
+            except OSError:  # a connection closed by shutdown() meanwhile
+                continue
+            if self._wake_r in ready:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._wake_r, 4096)
+            for worker in workers:
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    self._receive(worker)
+            now = time.monotonic()
+            for worker in workers:
+                deadline = self._deadline(worker)
+                if deadline is not None and now >= deadline and worker.items:
+                    head = worker.items[0]
+                    overdue = not head.cancelled
+                    self._replace(
+                        worker,
+                        f"stopped after the time limit of {head.time_limit:g} s for one circuit "
+                        "(QNB_ITEM_TIME_LIMIT sets it)" if overdue else None,
+                    )
 
-        Cancelling the caller drops the circuit if it has not left for a worker yet.
-        """
-        loop = asyncio.get_running_loop()
-        with self._executor_lock:
-            dispatcher = self._dispatchers.get(loop)
-            if dispatcher is None:
-                dispatcher = self._dispatchers[loop] = _Dispatcher(self, loop)
-        return await dispatcher.run((engine, noise, circuit, shots))
+    def _start_workers(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed or len(self._workers) >= self.workers:
+                    return
+                if self._start_failure is not None and not self._pending:
+                    return  # tried and failed; try again when work arrives
+            try:
+                worker = self._start_worker()
+            except Exception as exc:
+                if self._closed:
+                    return
+                with self._lock:
+                    self._start_failure = f"simulation pool unavailable: {type(exc).__name__}: {exc}"
+                    failed, self._pending = list(self._pending), deque()
+                for item in failed:
+                    _settle(item, (False, self._start_failure))
+                return
+            with self._lock:
+                if self._closed:  # shutdown() ran while this one was starting
+                    _kill(worker.process)
+                    return
+                self._start_failure = None
+                self._workers.append(worker)
 
-    def reset_broken(self) -> None:
-        with self._executor_lock:
-            broken, self._executor = self._executor, None
-            self._ready.clear()
-        if broken is not None:
-            broken.shutdown(wait=False, cancel_futures=True)
+    def _start_worker(self) -> _Worker:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["qnb._targets._worker"])
+        ours, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker.serve, args=(theirs,), name="qnb-worker", daemon=True)
+        with _workers_skip_main_module():
+            process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    @staticmethod
+    def _deadline(worker: _Worker) -> float | None:
+        if not worker.items:
+            return None
+        deadline = worker.started + worker.items[0].time_limit
+        return deadline if worker.kill_at is None else min(deadline, worker.kill_at)
+
+    def _note_cancellations(self, now: float) -> None:
+        with self._lock:
+            if any(item.cancelled for item in self._pending):
+                self._pending = deque(item for item in self._pending if not item.cancelled)
+            workers = list(self._workers)
+        for worker in workers:
+            if worker.items and worker.items[0].cancelled and worker.kill_at is None:
+                worker.kill_at = now + CANCEL_GRACE_SECONDS
+
+    def _dispatch(self, now: float) -> None:
+        with self._lock:
+            workers = list(self._workers)
+        # Idle workers first, then those with one chunk: work spreads before it piles.
+        for worker in sorted(workers, key=lambda w: len(w.chunk_sizes)):
+            if len(worker.chunk_sizes) >= CHUNKS_PER_WORKER:
+                continue
+            with self._lock:
+                chunk = self._take_chunk()
+            if not chunk:
+                return
+            try:
+                worker.conn.send([item.pickled for item in chunk])
+            except (OSError, ValueError):  # the worker died; _receive replaces it
+                with self._lock:
+                    self._pending.extendleft(reversed(chunk))
+                continue
+            if not worker.items:
+                worker.started = now
+            worker.items.extend(chunk)
+            worker.chunk_sizes.append(len(chunk))
+
+    def _take_chunk(self) -> list[_Item]:  # with self._lock held
+        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers)))
+        chunk: list[_Item] = []
+        total = 0
+        while self._pending and len(chunk) < limit:
+            item = self._pending[0]
+            if item.cancelled:
+                self._pending.popleft()
+                continue
+            if chunk and total + item.weight > MAX_CHUNK_WEIGHT:
+                break
+            chunk.append(self._pending.popleft())
+            total += item.weight
+        return chunk
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            while worker.conn.poll():
+                outcome = worker.conn.recv()
+                item = worker.items.popleft()
+                _settle(item, outcome)
+                worker.chunk_sizes[0] -= 1
+                if worker.chunk_sizes[0] == 0:
+                    worker.chunk_sizes.popleft()
+                worker.started = time.monotonic()
+                worker.kill_at = None
+                if worker.items and worker.items[0].cancelled:
+                    worker.kill_at = worker.started + CANCEL_GRACE_SECONDS
+        except (EOFError, OSError, IndexError):
+            self._replace(worker, DIED)
+            return
+        if not worker.process.is_alive():
+            self._replace(worker, DIED)
+
+    def _replace(self, worker: _Worker, head_error: str | None) -> None:
+        """End ``worker``; its running item fails with ``head_error`` (None: it was
+        cancelled), the items queued behind it go back to the front of the pending
+        queue. A new worker starts on the next round."""
+        with self._lock:
+            if worker not in self._workers:
+                return
+            self._workers.remove(worker)
+        _kill(worker.process)
+        worker.process.join(5)
+        worker.conn.close()
+        items = list(worker.items)
+        worker.items.clear()
+        if items and head_error is not None:
+            _settle(items[0], (False, head_error))
+        with self._lock:
+            self._pending.extendleft(reversed([it for it in items[1:] if not it.cancelled]))
+
+    # -- compatibility ------------------------------------------------------------------
+
+    def _get_executor(self) -> _PidExecutor:
+        """Old tests ask "executor.submit(_worker.ping)" for worker pids; use
+        :meth:`worker_pids`. To be removed once they do."""
+        return _PidExecutor(self)
+
+
+class _PidExecutor:
+    def __init__(self, pool: SimulationPool):
+        self._pool = pool
+        self._turn = 0
+
+    def submit(self, fn, *args):
+        import concurrent.futures
+
+        if fn is not _worker.ping:
+            raise NotImplementedError("the simulation pool runs circuits only; see worker_pids()")
+        self._pool.wait_ready()
+        pids = self._pool.worker_pids()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_result(pids[self._turn % len(pids)])
+        self._turn += 1
+        return future
+
+
+def _settle(item: _Item, outcome: tuple[bool, str]) -> None:
+    def settle() -> None:
+        if not item.future.done():
+            item.future.set_result(outcome)
+
+    # The loop may be closed by then (its JobManager was closed with work in flight):
+    # that work has nobody left to report to.
+    with contextlib.suppress(RuntimeError):
+        item.loop.call_soon_threadsafe(settle)
+
+
+def _kill(process) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if process.pid is not None:
+            os.kill(process.pid, signal.SIGKILL)
+
+
+def _stop_forkserver() -> None:
+    """End the forkserver this process started, so nothing of qnb outlives it. (It
+    would exit by itself once this process is gone, but a forkserver that is still
+    importing Cirq holds up a worker's start that Python's exit would wait for.)"""
+    server = multiprocessing.forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    with contextlib.suppress(AttributeError, OSError):
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+        server._forkserver_pid = None
+        server._forkserver_address = None
 
 
 _pool: SimulationPool | None = None
@@ -174,87 +513,6 @@ def get_pool() -> SimulationPool:
     with _pool_lock:
         if _pool is None:
             _pool = SimulationPool()
+            # Registered after multiprocessing.util's handler, so it runs before it.
             atexit.register(_pool.shutdown)
         return _pool
-
-
-class _Dispatcher:
-    """Feeds one event loop's circuits to the shared pool, in chunks."""
-
-    def __init__(self, pool: SimulationPool, loop: asyncio.AbstractEventLoop):
-        self.pool = pool
-        self.loop = loop
-        self.pending: deque[tuple[_worker.Task, int, asyncio.Future]] = deque()
-        self.in_flight = 0
-        self.pump_scheduled = False
-
-    async def run(self, task: _worker.Task) -> tuple[bool, str]:
-        done = self.loop.create_future()
-        self.pending.append((task, _weight(task[2], task[3]), done))
-        if not self.pump_scheduled:
-            # Deferred to the end of this loop iteration so that items arriving together
-            # share a chunk.
-            self.pump_scheduled = True
-            self.loop.call_soon(self.pump)
-        return await done
-
-    def pump(self) -> None:
-        self.pump_scheduled = False
-        pool = self.pool
-        if not pool._ready.is_set():
-            pool.start_warming(lambda: self._call_soon(self.pump))
-            return
-        while self.pending and self.in_flight < 2 * pool.workers:
-            chunk = self._take_chunk()
-            if not chunk:
-                break
-            try:
-                task = pool._get_executor().submit(_worker.run_chunk, [t for t, _, _ in chunk])
-            except (BrokenProcessPool, RuntimeError) as exc:
-                pool.reset_broken()
-                _settle(chunk, [(False, f"simulation pool unavailable: {exc}")] * len(chunk))
-                continue
-            self.in_flight += 1
-            task.add_done_callback(
-                lambda fut, chunk=chunk: self._call_soon(self._finish, fut, chunk)
-            )
-
-    def _call_soon(self, callback, *args) -> None:
-        # From pool threads; the loop may be closed by then (its JobManager was closed
-        # with work in flight): that work has nobody left to report to.
-        try:
-            self.loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            pass
-
-    def _take_chunk(self) -> list:
-        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self.pending) / self.pool.workers)))
-        chunk, total = [], 0
-        while self.pending and len(chunk) < limit:
-            _, weight, done = self.pending[0]
-            if done.cancelled():
-                self.pending.popleft()
-                continue
-            if chunk and total + weight > MAX_CHUNK_WEIGHT:
-                break
-            chunk.append(self.pending.popleft())
-            total += weight
-        return chunk
-
-    def _finish(self, task: Future, chunk: list) -> None:
-        self.in_flight -= 1
-        try:
-            outcomes = task.result()
-        except BrokenProcessPool:
-            self.pool.reset_broken()
-            outcomes = [(False, "the simulation worker process died (killed, or out of memory)")] * len(chunk)
-        except Exception as exc:  # e.g. a circuit that cannot be pickled
-            outcomes = [(False, f"{type(exc).__name__}: {exc}")] * len(chunk)
-        _settle(chunk, outcomes)
-        self.pump()
-
-
-def _settle(chunk: list, outcomes: list[tuple[bool, str]]) -> None:
-    for (_, _, done), outcome in zip(chunk, outcomes):
-        if not done.done():
-            done.set_result(outcome)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
+from multiprocessing.connection import Connection
 
 import cirq
 import qsimcirq
@@ -43,20 +45,37 @@ def _simulator(engine: str, noise: float) -> cirq.Sampler:
 Task = tuple[str, float, cirq.Circuit, int]
 
 
-def run_chunk(tasks: list[Task]) -> list[tuple[bool, str]]:
-    """Run several small circuits in one round trip; each gets ``(ok, json or error)``.
+def run_one(pickled_task: bytes) -> tuple[bool, str]:
+    """Simulate one circuit: ``(True, result as Cirq JSON)`` or ``(False, error)``.
 
     The result is serialized here, in parallel across workers, so the kernel only
     stores a string.
     """
-    out = []
-    for engine, noise, circuit, shots in tasks:
+    try:
+        engine, noise, circuit, shots = pickle.loads(pickled_task)
+        result = _simulator(engine, noise).run(circuit, repetitions=shots)
+        return True, cirq.to_json(result, indent=None)
+    except Exception as exc:  # reported per item; the other items still run
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def serve(conn: Connection) -> None:
+    """A worker's life: take a chunk of pickled tasks, send back one outcome per task
+    as soon as it is done (so the pool knows which task runs now), until told to stop.
+
+    The pool ends a worker by killing it (a cancelled or overdue task), by sending
+    None, or by closing its end of the pipe.
+    """
+    init_worker()
+    while True:
         try:
-            result = _simulator(engine, noise).run(circuit, repetitions=shots)
-            out.append((True, cirq.to_json(result, indent=None)))
-        except Exception as exc:  # reported per item; the other items still run
-            out.append((False, f"{type(exc).__name__}: {exc}"))
-    return out
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        for pickled_task in chunk:
+            conn.send(run_one(pickled_task))
 
 
 def init_worker() -> None:

@@ -1,0 +1,99 @@
+"""Cancelling a running item stops its worker, and an item past its time limit fails:
+either way the worker is replaced and other work runs at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import cirq
+import qnb
+from qnb._targets._pool import SimulationPool, get_pool
+from qnb._status import JobStatus
+
+from conftest import BELL_QASM, wait_until
+
+QUBITS = cirq.LineQubit.range(3)
+# A mid-circuit measurement makes the simulator run shot by shot: ~0.5 ms a shot, so a
+# million shots keep a worker busy for minutes, in little memory.
+SLOW = cirq.Circuit(
+    cirq.H.on_each(*QUBITS),
+    cirq.measure(QUBITS[0], key="mid"),
+    cirq.CNOT(QUBITS[0], QUBITS[1]),
+    cirq.measure(*QUBITS, key="m"),
+)
+BELL = cirq.Circuit(
+    cirq.H(QUBITS[0]), cirq.CNOT(QUBITS[0], QUBITS[1]), cirq.measure(*QUBITS[:2], key="m")
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def busy_workers(pool: SimulationPool) -> int:
+    with pool._lock:
+        return sum(1 for w in pool._workers if w.items)
+
+
+def test_cancel_kills_the_running_workers_and_the_next_job_runs_at_once(manager):
+    pool = get_pool()
+    assert pool.wait_ready(120)
+    hog = qnb.submit([SLOW] * pool.workers, target="cirq", shots=1_000_000, user="hog")
+    wait_until(lambda: busy_workers(pool) == pool.workers, timeout=30, what="every worker busy")
+    before = pool.worker_pids()
+
+    hog.cancel()
+    started = time.monotonic()
+    bell = qnb.submit(BELL_QASM, target="sim", shots=100, user="other")
+    assert sum(bell.result(timeout=15).counts().values()) == 100
+    took = time.monotonic() - started
+
+    assert hog.status is JobStatus.CANCELLED
+    assert took < 5, f"the next job waited {took:.1f} s for a worker"
+    wait_until(lambda: not any(alive(pid) for pid in before), timeout=10, what="old workers to end")
+    wait_until(lambda: len(pool.worker_pids()) == pool.workers, timeout=30, what="replacements")
+    assert set(pool.worker_pids()).isdisjoint(before)
+
+
+def test_an_item_past_its_time_limit_fails_and_its_worker_is_replaced():
+    pool = get_pool()
+    assert pool.wait_ready(120)
+    before = set(pool.worker_pids())
+
+    async def both():
+        return await asyncio.gather(
+            pool.run("cirq", 0.0, SLOW, 1_000_000, time_limit=0.5),
+            pool.run("qsim", 0.0, BELL, 50),
+        )
+
+    (ok, error), (bell_ok, bell) = asyncio.run(both())
+    assert not ok and "time limit of 0.5 s" in error and "QNB_ITEM_TIME_LIMIT" in error
+    assert bell_ok and '"m"' in bell
+    wait_until(lambda: len(pool.worker_pids()) == pool.workers, timeout=30, what="a replacement")
+    assert set(pool.worker_pids()) != before
+
+
+def test_the_time_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("QNB_ITEM_TIME_LIMIT", "12.5")
+    assert SimulationPool(1).time_limit == 12.5
+    monkeypatch.setenv("QNB_ITEM_TIME_LIMIT", "not a number")
+    assert SimulationPool(1).time_limit == 3600
+
+
+def test_the_default_worker_count_fits_memory(monkeypatch):
+    from qnb._targets import _pool
+
+    monkeypatch.delenv("QNB_WORKERS", raising=False)
+    monkeypatch.setattr(_pool, "available_memory", lambda: 3 * _pool.MEMORY_PER_WORKER // 2)
+    assert _pool.default_workers() == 1
+    monkeypatch.setattr(_pool, "available_memory", lambda: 64 * _pool.MEMORY_PER_WORKER)
+    assert _pool.default_workers() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("QNB_WORKERS", "7")
+    assert _pool.default_workers() == 7
+    assert _pool.available_memory() > 0  # this machine's answer is readable
