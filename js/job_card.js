@@ -1,6 +1,7 @@
 // The job card: one job, live. State comes from the model's traits (`job`, `position`,
 // `counts`), which the kernel updates from its stream thread. Actions go to the kernel's
-// action channel; the card shows them as requested at once and never waits for a reply.
+// action channel through `client` (action_client.js, handed over by view_loader.js); the
+// card shows them as requested at once and never waits for a reply.
 
 export const STATUS_COLOURS = {
   pending: "#757575",
@@ -74,48 +75,6 @@ export function histogramSvg(counts, { width = 420, height = 160, probabilities 
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="histogram of counts">${parts.join("")}</svg>`;
 }
 
-// Sends page actions on the kernel's action channel and matches the replies.
-export function channelClient(model) {
-  const waiting = new Map();
-  const prefix = Math.random().toString(36).slice(2, 8);
-  const listeners = new Set();
-  let nextId = 0;
-  let channel = null;
-  function connect() {
-    channel ??= model.widget_manager.get_model(model.get("channel_id")).then((found) => {
-      found.on("msg:custom", (msg) => {
-        if (msg.type === "ack" && waiting.has(msg.request_id)) {
-          waiting.get(msg.request_id)(msg);
-          waiting.delete(msg.request_id);
-        }
-        for (const listener of listeners) listener(msg);
-      });
-      // The kernel answers from its handler and names the thread that handled it: a
-      // subshell thread in JupyterLab, where clicks work while a cell is busy.
-      found.send({ type: "hello" });
-      return found;
-    });
-    return channel;
-  }
-  return {
-    connect,
-    onMessage(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    async send(msg) {
-      (await connect()).send(msg);
-    },
-    // Resolves with the kernel's ack, whenever the kernel gets to it.
-    request(action, jobId) {
-      const requestId = `${prefix}-${++nextId}`;
-      const reply = new Promise((resolve) => waiting.set(requestId, resolve));
-      connect().then((found) => found.send({ type: "action", action, job_id: jobId, request_id: requestId }));
-      return reply;
-    },
-  };
-}
-
 const ACTION_WORDS = {
   cancel: "cancel",
   remove: "remove",
@@ -130,9 +89,7 @@ function element(tag, className, text) {
   return node;
 }
 
-function render({ model, el }) {
-  const client = channelClient(model);
-  client.connect();
+function render({ model, el, client }) {
   const card = element("div", "qnb-card");
   const head = element("div", "qnb-head");
   const name = element("span", "qnb-name");
@@ -215,28 +172,36 @@ function render({ model, el }) {
     // Shown at once: the kernel may be busy with a cell and answer later.
     note.textContent = `${ACTION_WORDS[action]} requested…`;
     card.dataset.action = `${action}:requested`;
-    const ack = await client.request(action, job.id);
-    card.dataset.action = `${action}:${ack.ok ? "done" : "refused"}`;
-    card.dataset.actionThread = ack.thread || "";
+    const reply = await client.request(action, job.id);
+    card.dataset.action = `${action}:${reply.outcome}`;
+    card.dataset.actionThread = reply.thread || "";
     // After an accepted cancel the status chip tells the rest of the story.
-    note.textContent = ack.ok
-      ? ack.new_job_id
-        ? `resubmitted as ${ack.new_job_id.slice(0, 8)}`
+    note.textContent = reply.ok
+      ? reply.new_job_id
+        ? `resubmitted as ${reply.new_job_id.slice(0, 8)}`
         : ""
-      : ack.message;
+      : reply.message;
   }
 
-  cancel.addEventListener("click", () => act("cancel"));
-  resubmit.addEventListener("click", () => act("resubmit"));
-  picker.addEventListener("change", () => {
-    shownLabel = picker.value;
-    drawHistogram();
-  });
+  // Every listener this view adds goes when the view does (the cleanup below).
+  const listening = new AbortController();
+  const { signal } = listening;
+  cancel.addEventListener("click", () => act("cancel"), { signal });
+  resubmit.addEventListener("click", () => act("resubmit"), { signal });
+  picker.addEventListener(
+    "change",
+    () => {
+      shownLabel = picker.value;
+      drawHistogram();
+    },
+    { signal },
+  );
   for (const name of ["job", "position", "counts"]) model.on(`change:${name}`, update);
   update();
   const timer = setInterval(tick, 250);
   return () => {
     clearInterval(timer);
+    listening.abort();
     for (const name of ["job", "position", "counts"]) model.off(`change:${name}`, update);
   };
 }

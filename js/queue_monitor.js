@@ -208,9 +208,13 @@ function actionsFor(job) {
   return inLocalQueue || inServerQueue ? ["cancel", "remove", "move_to_front"] : ["cancel"];
 }
 
-// The view, independent of anywidget: `send(action, jobId)` returns a Promise of the ack.
+// The view, independent of anywidget: `send(action, jobId)` returns a Promise of the
+// reply (see action_client.js).
 // Used by render() below and directly by the rendering benchmark.
 export function createMonitorView(el, { send = () => new Promise(() => {}), filters = {} } = {}) {
+  // Every DOM listener of the view goes with destroy().
+  const listening = new AbortController();
+  const { signal } = listening;
   const table = new JobTable();
   table.setFilters(filters);
   const requested = new Map(); // job id -> "cancel requested…" until the job changes
@@ -227,10 +231,14 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     const cell = element("span", null, title);
     if (key) {
       cell.dataset.sort = key;
-      cell.addEventListener("click", () => {
-        table.setSort(key);
-        draw();
-      });
+      cell.addEventListener(
+        "click",
+        () => {
+          table.setSort(key);
+          draw();
+        },
+        { signal },
+      );
     }
     header.append(cell);
   }
@@ -345,11 +353,15 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
   }
 
   // One listener for every row's buttons (rows are reused, so no per-button closures).
-  viewport.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action]");
-    const job = button && table.jobs.get(button.closest(".qnb-row").dataset.jobId);
-    if (job) act(button.dataset.action, job);
-  });
+  viewport.addEventListener(
+    "click",
+    (event) => {
+      const button = event.target.closest("button[data-action]");
+      const job = button && table.jobs.get(button.closest(".qnb-row").dataset.jobId);
+      if (job) act(button.dataset.action, job);
+    },
+    { signal },
+  );
 
   function draw() {
     drawToolbar();
@@ -360,30 +372,38 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     // Shown at once: the kernel may be busy with a cell and handle it later.
     requested.set(job.id, `${ACTION_LABELS[action].toLowerCase()} requested…`);
     drawRows();
-    const ack = await send(action, job.id);
+    const reply = await send(action, job.id);
     requested.delete(job.id);
-    if (!ack.ok) requested.set(job.id, ack.message);
-    root.dataset.lastAck = JSON.stringify({ action, ok: ack.ok, thread: ack.thread });
+    if (!reply.ok) requested.set(job.id, reply.message);
+    root.dataset.lastAck = JSON.stringify({ action, outcome: reply.outcome, ok: reply.ok, thread: reply.thread });
     drawRows();
   }
 
   let frame = null;
-  viewport.addEventListener("scroll", () => {
-    scrollTop = viewport.scrollTop;
-    frame ??= requestAnimationFrame(() => {
-      frame = null;
-      drawRows();
-    });
-  });
+  viewport.addEventListener(
+    "scroll",
+    () => {
+      scrollTop = viewport.scrollTop;
+      frame ??= requestAnimationFrame(() => {
+        frame = null;
+        drawRows();
+      });
+    },
+    { signal },
+  );
   for (const [select, field] of [
     [statusSelect, "status"],
     [targetSelect, "target"],
     [userSelect, "user"],
   ]) {
-    select.addEventListener("change", () => {
-      table.setFilters({ [field]: select.value });
-      drawRows();
-    });
+    select.addEventListener(
+      "change",
+      () => {
+        table.setFilters({ [field]: select.value });
+        drawRows();
+      },
+      { signal },
+    );
   }
   draw();
 
@@ -410,41 +430,11 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       draw();
     },
     tick: drawRows,
-  };
-}
-
-function channelClient(model) {
-  // As in job_card.js (each anywidget module is loaded on its own, without imports).
-  const waiting = new Map();
-  const prefix = Math.random().toString(36).slice(2, 8);
-  const listeners = new Set();
-  let nextId = 0;
-  let channel = null;
-  function connect() {
-    channel ??= model.widget_manager.get_model(model.get("channel_id")).then((found) => {
-      found.on("msg:custom", (msg) => {
-        if (msg.type === "ack" && waiting.has(msg.request_id)) {
-          waiting.get(msg.request_id)(msg);
-          waiting.delete(msg.request_id);
-        }
-        for (const listener of listeners) listener(msg);
-      });
-      found.send({ type: "hello" });
-      return found;
-    });
-    return channel;
-  }
-  return {
-    connect,
-    onMessage: (listener) => listeners.add(listener),
-    async send(msg) {
-      (await connect()).send(msg);
-    },
-    request(action, jobId) {
-      const requestId = `${prefix}-${++nextId}`;
-      const reply = new Promise((resolve) => waiting.set(requestId, resolve));
-      connect().then((found) => found.send({ type: "action", action, job_id: jobId, request_id: requestId }));
-      return reply;
+    // Removes the view's DOM listeners and its pending frame.
+    destroy() {
+      listening.abort();
+      if (frame !== null) cancelAnimationFrame(frame);
+      frame = null;
     },
   };
 }
@@ -453,14 +443,14 @@ function currentFilters(model) {
   return { status: model.get("status_filter"), target: model.get("target_filter"), user: model.get("user_filter") };
 }
 
-function render({ model, el }) {
-  const client = channelClient(model);
+// `client`: the action channel's client (action_client.js, handed over by view_loader.js).
+function render({ model, el, client }) {
   const view = createMonitorView(el, {
     send: (action, jobId) => client.request(action, jobId),
     filters: currentFilters(model),
   });
   const monitorId = model.get("monitor_id");
-  client.onMessage((msg) => {
+  const stopListening = client.onMessage((msg) => {
     if (msg.type === "snapshot" && msg.monitor === monitorId && view.table.snapshotSeq === null) {
       view.applySnapshot(msg);
     }
@@ -470,12 +460,16 @@ function render({ model, el }) {
   };
   model.on("msg:custom", onPatch);
   const onFilters = () => view.setFilters(currentFilters(model));
-  for (const name of ["status_filter", "target_filter", "user_filter"]) model.on(`change:${name}`, onFilters);
+  const FILTERS = ["status_filter", "target_filter", "user_filter"];
+  for (const name of FILTERS) model.on(`change:${name}`, onFilters);
   client.send({ type: "snapshot", monitor: monitorId });
   const timer = setInterval(view.tick, 1000); // elapsed times tick in the page
   return () => {
     clearInterval(timer);
+    stopListening();
     model.off("msg:custom", onPatch);
+    for (const name of FILTERS) model.off(`change:${name}`, onFilters);
+    view.destroy();
   };
 }
 

@@ -17,6 +17,7 @@ methods.
 from __future__ import annotations
 
 import html
+import json
 import threading
 import time
 import weakref
@@ -28,6 +29,7 @@ import traitlets
 from .. import _api as qnb_api
 from .._errors import QnbError
 from .._manager import JobManager, get_manager
+from .._plot import _select
 from .._status import IN_QUEUE, TERMINAL
 from ._stream import JobStream, row_view, stream_for
 
@@ -40,6 +42,13 @@ def _static_dir() -> Path:
 
 
 STATIC = _static_dir()
+
+
+def _view_loader(trait: str) -> str:
+    """A widget's ``_esm``: view_loader.js, rendering the view whose code the action
+    channel holds in ``trait``."""
+    loader = (STATIC / "view_loader.js").read_text(encoding="utf-8")
+    return f"{loader}\nexport default viewFromChannel({json.dumps(trait)});\n"
 
 #: Outcomes per circuit sent to a card's histogram (the most frequent ones).
 CARD_TOP_OUTCOMES = 32
@@ -59,15 +68,10 @@ def perform_action(manager: JobManager, action: str, job_id: str) -> dict:
     if action == "cancel":
         return {"status": manager.cancel(job_id).value}
     if action in ("remove", "move_to_front"):
-        rec = manager.load(job_id)
-        if manager.targets.get(rec.target).owns_queue:
-            # A server's queue: its own API decides (and answers with the job's view).
-            queue = qnb_api.queue(rec.target)
-            view = queue.remove_by_id(job_id) if action == "remove" else queue.move_to_front(job_id)
-            return {"status": view["status"]}
-        if action == "remove":
-            return {"status": manager.remove_queued(rec.target, job_id=job_id).status.value}
-        return {"status": manager.move_to_front(job_id).status.value}
+        # One Queue for qnb's own queues and a server's: the target's queue decides.
+        queue = qnb_api.queue_of(manager, manager.load(job_id).target)
+        entry = queue.remove_by_id(job_id) if action == "remove" else queue.move_to_front(job_id)
+        return {"status": entry.status.value}
     if action in ("resubmit", "resubmit_failed"):
         new = manager.resubmit(job_id, only_failed=action == "resubmit_failed")
         return {"status": new.status.value, "new_job_id": new.id}
@@ -91,19 +95,34 @@ def _route_page_messages_where_the_page_sends_them(comm) -> None:
 
 
 class ActionChannel(anywidget.AnyWidget):
-    """Carries page actions to the kernel; one per JobManager, never displayed."""
+    """Carries page actions to the kernel; one per JobManager, never displayed.
+
+    It also carries, once for every view on the page, the front end's code: the job
+    card's and the queue monitor's modules and the one action-channel client they share
+    (``js/action_client.js``). anywidget loads each widget's ``_esm`` on its own, so ES
+    ``import`` between our modules does not work; each widget's ``_esm`` is only
+    ``js/view_loader.js``, which imports the view and the client from these traits (Blob
+    URLs, one per code text) and gives the view its client. So the shared code exists
+    once, with no build step (a bundler would be one), on every anywidget version we
+    support, and a notebook with many cards saves the code once, not once per card.
+    """
 
     _esm = STATIC / "action_channel.js"
-    # The job card's code and style, held once here for every card (see job_card_loader.js).
+    #: Trait -> the file in js/ it carries (the views' ``_esm`` names the trait).
+    CODE = {
+        "card_module": "job_card.js",
+        "monitor_module": "queue_monitor.js",
+        "client_module": "action_client.js",
+        "card_style": "qnb.css",  # every view's style (the name is older than the monitor's)
+    }
     card_module = traitlets.Unicode().tag(sync=True)
+    monitor_module = traitlets.Unicode().tag(sync=True)
+    client_module = traitlets.Unicode().tag(sync=True)
     card_style = traitlets.Unicode().tag(sync=True)
 
     def __init__(self, manager: JobManager, **kwargs):
-        super().__init__(
-            card_module=(STATIC / "job_card.js").read_text(encoding="utf-8"),
-            card_style=(STATIC / "qnb.css").read_text(encoding="utf-8"),
-            **kwargs,
-        )
+        code = {trait: (STATIC / name).read_text(encoding="utf-8") for trait, name in self.CODE.items()}
+        super().__init__(**code, **kwargs)
         self._manager = manager
         _route_page_messages_where_the_page_sends_them(self.comm)
         #: (action, job id, thread name, monotonic time) of every action handled: the
@@ -178,7 +197,7 @@ def _status_text(row: dict) -> str:
 
 def _card_counts(job) -> dict[str, dict[str, int]]:
     """label -> the most frequent outcomes (bitstring -> count), bitstrings in order."""
-    from .._plot import _select
+
 
     try:
         result = job._collect()
@@ -191,7 +210,7 @@ def _card_counts(job) -> dict[str, dict[str, int]]:
 class JobCard(anywidget.AnyWidget):
     """One job, live: status, queue position, progress, elapsed time, actions, histogram."""
 
-    _esm = STATIC / "job_card_loader.js"
+    _esm = _view_loader("card_module")
     job = traitlets.Dict().tag(sync=True)
     position = traitlets.Int(None, allow_none=True).tag(sync=True)
     counts = traitlets.Dict().tag(sync=True)
@@ -305,8 +324,7 @@ class QueueMonitor(anywidget.AnyWidget):
     that changed. Patches that arrive before the snapshot are buffered by the page.
     """
 
-    _esm = STATIC / "queue_monitor.js"
-    _css = STATIC / "qnb.css"
+    _esm = _view_loader("monitor_module")
     target_filter = traitlets.Unicode("").tag(sync=True)
     user_filter = traitlets.Unicode("").tag(sync=True)
     status_filter = traitlets.Unicode("").tag(sync=True)
@@ -419,9 +437,7 @@ def monitor(*, target: str | None = None, user: str | None = None, status: str |
     if target is not None:
         manager.targets.get(target)  # unknown targets fail here
     if status is not None:
-        from .._api import _statuses
-
-        status = _statuses(status)[0]
+        status = qnb_api._statuses(status)[0]
     with _monitors_lock:
         found = _monitors.get(manager)
         if found is None or found.comm is None:
