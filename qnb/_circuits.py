@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import cirq
+import sympy
 
 from ._errors import InvalidCircuitError
 
@@ -77,21 +79,171 @@ def from_json(text: str) -> cirq.Circuit:
     return cirq.read_json(json_text=text)
 
 
+# -- OpenQASM 2.0 ----------------------------------------------------------------------
+#
+# Cirq's importer (``cirq.contrib.qasm_import``) parses the language; what it lacks is
+# handled here, on the text, keeping every line where it was so that its messages and
+# ours name the user's own line numbers: comments are blanked (``/* */`` too),
+# ``barrier`` is dropped (it changes nothing in a simulation), ``opaque`` declarations are
+# dropped when unused, and ``if`` on a whole register is spelled out per qubit (the
+# importer would keep the first qubit's gate only). After parsing, ``if`` conditions on
+# classical bits that nothing has measured yet read them as 0, as OpenQASM's registers
+# start (Cirq would fail at run time). What the importer cannot take is refused with
+# the line and the construct named.
+
+_LEADING_NOISE = re.compile(r"(?:\s+|//[^\n]*|/\*.*?\*/)*", re.S)
+_COMMENT_OR_STRING = re.compile(r'"[^"\n]*"|//[^\n]*|/\*.*?\*/', re.S)
+_BARRIER = re.compile(r"\bbarrier\b[^;{}]*;")
+_OPAQUE = re.compile(r"\bopaque\s+([A-Za-z_]\w*)[^;{}]*;")
+_INCLUDE = re.compile(r'\binclude\s*"([^"\n]*)"\s*;')
+_QREG = re.compile(r"\bqreg\s+([A-Za-z_]\w*)\s*\[\s*(\d+)\s*\]\s*;")
+_IF = re.compile(r"\bif\s*\(([^()]*)\)\s*([A-Za-z_]\w*)\s*(\(.*?\)\s*)?([^;(){}]*);", re.S)
+_KNOWN_INCLUDES = ("qelib1.inc", "stdgates.inc")
+_SHOWN = 60
+
+
 def looks_like_qasm(text: str) -> bool:
-    return text.lstrip().startswith("OPENQASM")
+    """Whether ``text`` is meant as OpenQASM: after whitespace and comments it begins
+    with ``OPENQASM``. The queue server uses it to tell OpenQASM from Cirq JSON; the
+    parse that follows says what is wrong with a program that is not valid."""
+    body = text[1:] if text.startswith("\ufeff") else text
+    return body.startswith("OPENQASM", _LEADING_NOISE.match(body).end())
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _blank(text: str) -> str:
+    return re.sub(r"[^\n]", " ", text)
+
+
+def _qasm_problem(where: str, line: int, what: str) -> InvalidCircuitError:
+    return InvalidCircuitError(f"invalid OpenQASM 2.0{where}: line {line}: {what}")
+
+
+def _prepare_qasm(text: str, where: str) -> str:
+    """The program as Cirq's importer can take it, line numbers unchanged."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _COMMENT_OR_STRING.sub(
+        lambda m: m.group(0) if m.group(0).startswith('"') else _blank(m.group(0)), text
+    )
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("OPENQASM", start):
+        found = text[start:].split("\n", 1)[0].strip()[:_SHOWN]
+        raise _qasm_problem(
+            where,
+            _line_of(text, start),
+            "a program must begin with 'OPENQASM 2.0;' (after any comments), found "
+            + (repr(found) if found else "nothing"),
+        )
+    for match in _INCLUDE.finditer(text):
+        if match.group(1) not in _KNOWN_INCLUDES:
+            raise _qasm_problem(
+                where,
+                _line_of(text, match.start()),
+                f'include "{match.group(1)}": only "qelib1.inc" can be included; '
+                "paste the file's gate definitions into the program instead",
+            )
+    # The importer's lexer wants exactly `include "qelib1.inc";` with a space.
+    text = _INCLUDE.sub(lambda m: f'include "{m.group(1)}";'.ljust(len(m.group(0))), text)
+    text = _BARRIER.sub(lambda m: _blank(m.group(0)), text)
+    opaque: dict[str, int] = {}
+    for match in _OPAQUE.finditer(text):
+        opaque[match.group(1)] = _line_of(text, match.start())
+    text = _OPAQUE.sub(lambda m: _blank(m.group(0)), text)
+    for name, declared in opaque.items():
+        use = re.search(rf"\b{re.escape(name)}\b", text)
+        if use is not None:
+            raise _qasm_problem(
+                where,
+                _line_of(text, use.start()),
+                f"gate {name!r} is declared opaque (line {declared}), so it has no "
+                f"definition to simulate; define it with 'gate {name} ... {{ ... }}'",
+            )
+    return _IF.sub(lambda m: _spell_out_if(m, text, where), text)
+
+
+def _spell_out_if(match: re.Match, text: str, where: str) -> str:
+    condition, gate, params, args = match.group(1), match.group(2), match.group(3) or "", match.group(4)
+    if gate in ("measure", "reset"):
+        raise _qasm_problem(
+            where,
+            _line_of(text, match.start()),
+            f"'if ({condition.strip()}) {gate} ...': Cirq's importer takes only gates "
+            f"under 'if', not {gate}",
+        )
+    operands = [a.strip() for a in args.split(",")]
+    sizes = {name: int(n) for name, n in _QREG.findall(text)}
+    widths = {sizes[a] for a in operands if "[" not in a and a in sizes}
+    if not widths or len(widths) > 1:
+        return match.group(0)  # one gate, or a mistake the importer names
+    (width,) = widths
+    statements = []
+    for i in range(width):
+        spelled = [a if "[" in a or a not in sizes else f"{a}[{i}]" for a in operands]
+        statements.append(f"if({condition}) {gate}{params.strip()} {','.join(spelled)};")
+    # Same lines as before: the spelled-out statements share the `if`'s first line.
+    return " ".join(statements) + "\n" * match.group(0).count("\n")
+
+
+def _zero_unmeasured_conditions(circuit: cirq.Circuit) -> cirq.Circuit:
+    """``if (c==v)`` reads bits measured earlier; OpenQASM registers start at 0, so a
+    bit nothing has measured yet is 0 (Cirq would stop at run time, 'key missing')."""
+    measured: set[str] = set()
+    changed = False
+    moments = []
+    for moment in circuit:
+        ops = []
+        for op in moment:
+            if isinstance(op, cirq.ClassicallyControlledOperation):
+                op = _read_unmeasured_as_zero(op, measured)
+                changed = True
+                if op is None:
+                    continue  # its condition can never hold
+            ops.append(op)
+        moments.append(cirq.Moment(ops))
+        measured |= {str(k) for op in moment for k in cirq.measurement_key_objs(op)}
+    return cirq.Circuit(moments) if changed else circuit
+
+
+def _read_unmeasured_as_zero(
+    op: cirq.ClassicallyControlledOperation, measured: set[str]
+) -> cirq.Operation | None:
+    kept = []
+    for condition in op.classical_controls:
+        missing = [k for k in condition.keys if str(k) not in measured]
+        if not missing or not isinstance(condition, cirq.SympyCondition):
+            kept.append(condition)
+            continue
+        expr = condition.expr.subs({sympy.Symbol(str(k)): 0 for k in missing})
+        if expr is sympy.false:
+            return None
+        if expr is not sympy.true:
+            kept.append(cirq.SympyCondition(expr))
+    plain = op.without_classical_controls()
+    return plain.with_classical_controls(*kept) if kept else plain
 
 
 def parse_qasm(text: str, *, label: str | None = None) -> cirq.Circuit:
+    """An OpenQASM 2.0 program as a Cirq circuit (once per submit: nothing reparses it).
+
+    Raises :class:`InvalidCircuitError` naming the line and the construct.
+    """
     # Imported lazily: the QASM parser builds its grammar tables on first import.
     from cirq.contrib.qasm_import import QasmException, circuit_from_qasm
 
     where = f" in circuit {label!r}" if label is not None else ""
+    program = _prepare_qasm(text, where)
     try:
-        return circuit_from_qasm(text)
+        circuit = circuit_from_qasm(program)
     except QasmException as exc:  # its message names the line
         raise InvalidCircuitError(f"invalid OpenQASM 2.0{where}: {exc.message}") from None
     except Exception as exc:  # the lexer raises plain errors on stray characters
         raise InvalidCircuitError(f"invalid OpenQASM 2.0{where}: {exc}") from None
+    return _zero_unmeasured_conditions(circuit)
 
 
 def _to_circuit(value: object, label: str) -> cirq.Circuit:
@@ -102,10 +254,16 @@ def _to_circuit(value: object, label: str) -> cirq.Circuit:
     if isinstance(value, str):
         if looks_like_qasm(value):
             return parse_qasm(value, label=label)
-        raise InvalidCircuitError(
-            f"circuit {label!r} is a string that is not OpenQASM 2.0 "
-            "(it should start with 'OPENQASM 2.0;')"
-        )
+        body = value[_LEADING_NOISE.match(value).end():]
+        if body.startswith(("{", "[")):
+            hint = "it looks like Cirq JSON: pass cirq.read_json(json_text=...) instead"
+        else:
+            found = body.split("\n", 1)[0].strip()[:_SHOWN]
+            hint = (
+                "a program must begin with 'OPENQASM 2.0;' (after any comments), found "
+                + (repr(found) if found else "nothing")
+            )
+        raise InvalidCircuitError(f"circuit {label!r} is a string that is not OpenQASM 2.0: {hint}")
     raise InvalidCircuitError(
         f"circuit {label!r} is a {type(value).__name__}, not a cirq.Circuit or an "
         "OpenQASM 2.0 string"
@@ -141,11 +299,117 @@ def normalize(circuits: object) -> dict[str, cirq.Circuit]:
 
 
 def check_measured(label: str, circuit: cirq.Circuit) -> None:
+    """Refuse a circuit that measures nothing, or measures one key on different numbers
+    of qubits (every simulator stops on that at run time)."""
     if not circuit.has_measurements():
         raise InvalidCircuitError(
             f"circuit {label!r} has no measurements, so a run would return nothing; "
             "add e.g. cirq.measure(*qubits, key='m')"
         )
+    widths: dict[str, int] = {}
+    for op in _flat_operations(circuit):
+        if isinstance(op.gate, cirq.MeasurementGate):
+            key, n = op.gate.key, len(op.qubits)
+            if widths.setdefault(key, n) != n:
+                raise InvalidCircuitError(
+                    f"circuit {label!r} measures key {key!r} on {widths[key]} qubits and "
+                    f"again on {n}; a key measured twice must have the same width each "
+                    "time (use another key for the second measurement)"
+                )
+
+
+def _flat_operations(circuit: cirq.AbstractCircuit) -> Iterator[cirq.Operation]:
+    """Every operation, looking inside ``cirq.CircuitOperation``s (keys as mapped)."""
+    for op in circuit.all_operations():
+        untagged = op.untagged
+        if isinstance(untagged, cirq.CircuitOperation):
+            yield from _flat_operations(untagged.mapped_circuit(deep=False))
+        else:
+            yield op
+
+
+def check_resolved(label: str, circuit: cirq.Circuit) -> None:
+    """Refuse a circuit with free parameters when no values are given for them."""
+    names = sorted(cirq.parameter_names(circuit))
+    if names:
+        raise InvalidCircuitError(
+            f"circuit {label!r} has unresolved parameters {', '.join(names)}; give values "
+            "with params= (e.g. params={" + ", ".join(f"{n!r}: 0.5" for n in names[:3])
+            + "}) or resolve them first with cirq.resolve_parameters(circuit, {...})"
+        )
+
+
+def check_qubits_only(label: str, circuit: cirq.Circuit, *, target: str | None = None) -> None:
+    """Refuse qudits (a qid of dimension other than 2) for targets that run qubits only."""
+    qudits = sorted(q for q in circuit.all_qubits() if q.dimension != 2)
+    if qudits:
+        on = f" on target {target!r}" if target else ""
+        raise InvalidCircuitError(
+            f"circuit {label!r} uses qudits ({', '.join(f'{q} of dimension {q.dimension}' for q in qudits[:3])})"
+            f", which cannot run{on}: it takes qubits only; the 'cirq' and 'density' "
+            "targets simulate qudits"
+        )
+
+
+#: Cirq's qsim translator takes gates of at most this many qubits (as matrices).
+QSIM_MAX_MATRIX_QUBITS = 6
+
+
+def qsim_can_run(circuit: cirq.Circuit) -> str | None:
+    """``None`` if qsimcirq runs ``circuit`` correctly, else why not (for a message such
+    as "ran on cirq.Simulator: <reason>").
+
+    Each reason was seen in qsimcirq 0.22: some raise ("unparseable op"), some silently
+    lose results (measurements inside a ``CircuitOperation`` or non-``MeasurementGate``
+    measurements come back missing), so routing them elsewhere is a matter of
+    correctness, not speed. Parameters are not judged here (see :func:`check_resolved`).
+    """
+    for q in circuit.all_qubits():
+        if q.dimension != 2:
+            return f"it uses a qudit ({q} has dimension {q.dimension}); qsim runs qubits only"
+    return _qsim_problem(circuit.all_operations(), top=True)
+
+
+def _qsim_problem(operations: Iterable[cirq.Operation], *, top: bool) -> str | None:
+    for op in operations:
+        untagged = op.untagged
+        if isinstance(untagged, cirq.ClassicallyControlledOperation):
+            return f"it has classical control ({op}); qsim cannot condition on measurements"
+        if isinstance(untagged, cirq.CircuitOperation):
+            if untagged.repeat_until is not None:
+                return f"it repeats a subcircuit until a condition holds ({op})"
+            if cirq.is_measurement(untagged):
+                return (
+                    "it measures inside a cirq.CircuitOperation; qsim would drop those "
+                    "results (cirq.unroll_circuit_op(circuit) lets qsim run it)"
+                )
+            inner = _qsim_problem(untagged.mapped_circuit(deep=False).all_operations(), top=False)
+            if inner is not None:
+                return inner
+            continue
+        gate = untagged.gate
+        if isinstance(gate, cirq.MeasurementGate):
+            if gate.confusion_map:
+                return f"a measurement has a confusion map ({op}), which qsim does not support"
+            continue
+        if cirq.is_measurement(untagged):
+            return f"it measures with {type(gate or untagged).__name__} ({op}); qsim drops such results"
+        n = len(untagged.qubits)
+        if n > QSIM_MAX_MATRIX_QUBITS and (
+            isinstance(gate, cirq.MatrixGate) or cirq.decompose_once(untagged, None) is None
+        ):
+            return (
+                f"it has a {n}-qubit gate given only as a matrix ({type(gate or untagged).__name__}); "
+                f"qsim takes matrices of up to {QSIM_MAX_MATRIX_QUBITS} qubits"
+            )
+        if not (
+            cirq.has_unitary(untagged)
+            or cirq.has_mixture(untagged)
+            or cirq.has_kraus(untagged)
+            or cirq.is_parameterized(untagged)
+        ):
+            return f"qsim cannot simulate {op} (no unitary, mixture or Kraus operators)"
+    return None
 
 
 # Operation types already seen to write and read back as Cirq JSON.

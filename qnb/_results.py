@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import cirq
 import numpy as np
@@ -11,15 +12,44 @@ import numpy as np
 from ._errors import QnbError
 
 
-def counts_of(result: cirq.Result) -> dict[str, int]:
-    """Bitstring -> count over all measurement keys, in key order, big-endian like Cirq.
+def _natural(key: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
 
-    Sorted by bitstring.
+
+def measurement_keys(result: cirq.Result) -> list[str]:
+    """The result's keys in the order :func:`counts_of` puts their bits: by name, with
+    numbers in names compared as numbers (``c_2`` before ``c_10``), so the order does not
+    depend on where in the circuit (or a compiled form of it) each key was measured."""
+    return sorted(result.records, key=_natural)
+
+
+def counts_of(result: cirq.Result, key: str | Sequence[str] | None = None) -> dict[str, int]:
+    """Bitstring -> count, sorted by bitstring.
+
+    Bit order, left to right: the measurement keys in :func:`measurement_keys` order (or
+    ``key``: one key, or several in the order given); within a key, each time the
+    circuit measured it, in circuit order (a key measured twice gives the bits of both
+    measurements); within a measurement, its qubits in the order given to
+    ``cirq.measure`` — big-endian, like ``cirq.Result.histogram``. OpenQASM's
+    ``measure q -> c`` gives keys ``c_0``, ``c_1``, ...: so ``c[0]`` is the leftmost bit.
     """
-    keys = list(result.measurements)
+    records = result.records
+    if key is None:
+        keys = measurement_keys(result)
+    else:
+        keys = [key] if isinstance(key, str) else list(key)
+        unknown = [k for k in keys if k not in records]
+        if unknown:
+            raise QnbError(
+                f"no measurement key {', '.join(map(repr, unknown))} in this result; its keys: "
+                f"{', '.join(map(repr, measurement_keys(result))) or 'none'}"
+            )
     if not keys:
         return {}
-    bits = np.concatenate([np.asarray(result.measurements[k], dtype=np.uint8) for k in keys], axis=1)
+    # records[k] is (repetitions, times measured, qubits): one row of bits per shot.
+    bits = np.concatenate(
+        [np.asarray(records[k], dtype=np.uint8).reshape(len(records[k]), -1) for k in keys], axis=1
+    )
     width = bits.shape[1]
     if width <= 62:
         values = bits.astype(np.int64) @ (np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))
@@ -27,6 +57,45 @@ def counts_of(result: cirq.Result) -> dict[str, int]:
         return {format(int(v), f"0{width}b"): int(c) for v, c in zip(outcomes, counts)}
     tally = Counter("".join(map(str, row)) for row in bits)
     return dict(sorted(tally.items()))
+
+
+# Words of failures that are not the circuit's fault. Errors reach us as text (a worker's
+# "ValueError: ...", a server's detail), so the text is what is read.
+_TRANSIENT = re.compile(
+    r"\b(interrupted|cancell?ed|timed out|timeout|connection|unreachable|network|"
+    r"disconnected|BrokenProcessPool|worker (?:died|crashed|exited)|process (?:died|ended)|"
+    r"killed|device (?:fault|error|offline|unavailable)|temporar(?:y|ily)|try again)\b",
+    re.I,
+)
+
+
+def _retryable_error_names() -> set[str]:
+    found, stack = set(), [QnbError]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.retryable:
+            found.add(cls.__name__)
+    return found
+
+
+def is_retryable(error_text: str | None) -> bool:
+    """Whether running the same circuits again may succeed: the run was interrupted or
+    cancelled, or a device, worker, store or network failed (a ``QnbError`` whose class
+    is ``retryable``). A circuit's own error (a simulator's ``ValueError``, an invalid
+    gate) fails the same way every time."""
+    if not error_text:
+        return False
+    if _TRANSIENT.search(error_text):
+        return True
+    name = error_text.split(":", 1)[0].strip()
+    return name in _retryable_error_names()
+
+
+def resubmit_hint(error_text: str | None) -> str:
+    """``"; job.resubmit() runs it again"`` after a failure that is not deterministic,
+    else ``""`` (a message should not promise what a rerun cannot give)."""
+    return "; job.resubmit() runs it again" if is_retryable(error_text) else ""
 
 
 class JobResult(Mapping[str, cirq.Result]):
@@ -72,20 +141,30 @@ class JobResult(Mapping[str, cirq.Result]):
             f"counts(label=...) with one of {', '.join(map(repr, self.labels[:10]))}"
         )
 
-    def counts(self, label: str | None = None) -> dict[str, int]:
-        """Bitstring -> count for one circuit (the only one if ``label`` is None)."""
-        return counts_of(self[self._one_label(label)])
+    def counts(self, label: str | None = None, *, key: str | Sequence[str] | None = None) -> dict[str, int]:
+        """Bitstring -> count for one circuit (the only one if ``label`` is None).
+
+        ``key``: only that measurement key's bits (or several keys, in the order given).
+        Without it, all keys: see :func:`counts_of` for the bit order.
+        """
+        return counts_of(self[self._one_label(label)], key)
+
+    def keys_of(self, label: str | None = None) -> list[str]:
+        """The measurement keys of one circuit's result, in the order of their bits."""
+        return measurement_keys(self[self._one_label(label)])
 
     def plot(
         self,
         label: str | None = None,
         ax=None,
         *,
+        key: str | Sequence[str] | None = None,
         top: int | None = None,
         probabilities: bool = False,
     ):
         """A histogram of the counts; a batch without ``label`` becomes a grid.
 
+        ``key``: plot that measurement key only (as in :meth:`counts`).
         ``top``: keep the most frequent outcomes only (readable with many qubits).
         ``probabilities``: plot frequencies instead of counts.
         """
@@ -93,10 +172,13 @@ class JobResult(Mapping[str, cirq.Result]):
 
         if label is None and len(self.labels) > 1:
             return plot_grid(
-                {lb: self.counts(lb) for lb in self}, top=top, probabilities=probabilities
+                {lb: self.counts(lb, key=key) for lb in self}, top=top, probabilities=probabilities
             )
         label = self._one_label(label)
-        return plot_counts(self.counts(label), ax=ax, title=label, top=top, probabilities=probabilities)
+        title = label if key is None else f"{label} [{key if isinstance(key, str) else ', '.join(key)}]"
+        return plot_counts(
+            self.counts(label, key=key), ax=ax, title=title, top=top, probabilities=probabilities
+        )
 
     def __repr__(self) -> str:
         parts = [f"JobResult(job {self.job_id[:8]}, {len(self)} of {len(self.labels)} results"]
