@@ -12,6 +12,7 @@ quick; ``qnb.submit`` brings in Cirq.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -50,6 +51,10 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'qnb' has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # the next access is a plain attribute
+    if "ipykernel" in sys.modules and "qnb.notebook" not in sys.modules:
+        # In a kernel, jobs show as live widgets: the notebook layer installs that
+        # display hook when it loads (anywidget is heavy: only in a kernel).
+        importlib.import_module(".notebook", __name__)
     return value
 
 

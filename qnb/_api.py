@@ -5,20 +5,22 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import threading
 from collections.abc import Iterable
 
 import cirq
+import httpx
 
-from . import _circuits
+from . import _circuits, _config
 from ._device import DeviceSpec
 from ._errors import InvalidOptionError, UnknownJobError
 from ._job import Job
-from ._manager import get_manager
-from ._queue import Queue
+from ._manager import JobManager, get_manager
+from ._queue import LocalQueueBackend, Queue
 from ._results import JobResult
 from ._status import JobStatus
-from ._targets import Target, register_target, registry
-from ._targets._queue_server import connect
+from ._targets import QueueOwningTarget, Target, register_target, registry
+from ._targets._queue_server import RemoteTarget
 
 
 def default_user() -> str:
@@ -150,11 +152,17 @@ def jobs(
 
 def queue(target: str = "sim") -> Queue:
     """The shared-lab queue of ``target``."""
-    manager = get_manager()
+    return queue_of(get_manager(), target)
+
+
+def queue_of(manager: JobManager, target: str) -> Queue:
+    """``target``'s queue as ``manager`` sees it (layers above use their manager)."""
     tgt = manager.targets.get(target)  # unknown targets fail here
-    if tgt.owns_queue:
-        return tgt.queue()  # a queue server's: everybody's entries, from the server
-    return Queue(target, manager=manager, submit=submit)
+    if isinstance(tgt, QueueOwningTarget):
+        backend = tgt.queue_backend()  # the target's own: everybody's entries
+    else:
+        backend = LocalQueueBackend(manager, target)
+    return Queue(target, manager=manager, backend=backend, submit=submit)
 
 
 def compile(circuits, target: str = "emulator") -> dict[str, cirq.Circuit]:
@@ -167,3 +175,42 @@ def compile(circuits, target: str = "emulator") -> dict[str, cirq.Circuit]:
 def targets() -> dict[str, DeviceSpec]:
     """Every target by name, with its :class:`DeviceSpec`."""
     return {name: t.device for name, t in registry.all().items()}
+
+
+_connect_lock = threading.Lock()
+
+
+def connect(
+    name: str,
+    url: str | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = 10.0,
+    retry_for: float = 30.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RemoteTarget:
+    """Use the queue server at ``url`` as target ``name``.
+
+    Without ``url`` it is read (with its token) from the targets file: ``$QNB_TARGETS``
+    or ``~/.config/qnb/targets.toml``, tables ``[targets.NAME]`` with ``url`` and
+    ``token`` or ``token_env``. Unfinished jobs of ``name`` in the local store (from a
+    kernel that ended) are followed again.
+    """
+    if url is None:
+        url, configured_token = _config.configured_server(name)
+        token = token or configured_token
+    manager = get_manager()
+    with _connect_lock:
+        target = RemoteTarget(
+            name,
+            url,
+            token=token,
+            loop=manager.loop,
+            on_display_change=lambda: manager.renotify(name),
+            timeout=timeout,
+            retry_for=retry_for,
+            transport=transport,
+        )
+        manager.targets.register(name, target)
+    manager.follow_target_jobs(target)
+    return target

@@ -22,6 +22,16 @@ from ._results import JobResult
 from ._status import JobStatus
 
 
+#: Set by the notebook layer (``qnb.notebook``): ``hook(job) -> mimebundle`` shows a
+#: job as a live widget. The job core knows no widget.
+display_hook: Callable[[Job], dict] | None = None
+
+
+def set_display_hook(hook: Callable[[Job], dict] | None) -> None:
+    global display_hook
+    display_hook = hook
+
+
 @dataclasses.dataclass(frozen=True)
 class JobItem:
     """One circuit of a job."""
@@ -95,9 +105,12 @@ class Job:
         return (rec.time_finished or time.time()) - rec.time_started
 
     def position_in_queue(self) -> int | None:
-        """1-based position in the target's queue; None once the job left the queue."""
+        """1-based position in the target's queue; None once the job left the queue.
+
+        For a queue server's job this asks the server (the widgets and ``repr`` show the
+        position last heard instead, without waiting on the network)."""
         rec = self._manager.record(self._id)
-        return None if rec is None else self._manager.position(rec)
+        return None if rec is None else self._manager.position(rec, ask=True)
 
     def done(self) -> bool:
         return self._rec().done
@@ -185,7 +198,8 @@ class Job:
         rec = self._rec()
         done, total = rec.progress
         where = ""
-        position = self.position_in_queue()
+        live = self._manager.record(self._id)
+        position = None if live is None else self._manager.position(live)  # no I/O
         if position is not None:
             where = f", position {position}"
         return (
@@ -197,10 +211,11 @@ class Job:
         return f"<{type(self).__name__} {self.summary()}>"
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """In a notebook kernel: the live job card widget; elsewhere text and HTML."""
-        from .notebook._widgets import job_mimebundle
-
-        return job_mimebundle(self)
+        """In a notebook kernel: the live job card widget (the display hook the notebook
+        layer installs); elsewhere text and HTML."""
+        if display_hook is not None:
+            return display_hook(self)
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
 
     def _repr_html_(self) -> str:
         rec = self._rec()

@@ -2,8 +2,8 @@
 
 It owns an asyncio loop on a daemon thread, so jobs progress while the kernel's main
 thread runs a cell. Public API calls come from any thread; they take the manager's
-lock, change records only through :meth:`JobManager._set_status` (the lifecycle
-table), and hand anything slow to the loop.
+lock, change statuses only through :mod:`qnb._lifecycle` (the one writer of status
+and timestamps), and hand anything slow to the loop.
 
 State reaches SQLite write-behind: changes made in one loop iteration are written in
 one transaction. Waiters (``job.result()``, ``wait_for_execution``) are woken only
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import logging
 import os
 import threading
 import time
@@ -27,21 +28,23 @@ from typing import TypeVar
 
 import cirq
 
-from . import _circuits
-from ._errors import QnbError, QnbWarning, QueueConflictError, QueueError, UnknownJobError
-from ._targets._pool import get_pool
-from ._records import ItemRecord, JobRecord
-from ._status import (
-    IN_QUEUE,
-    TERMINAL,
-    InvalidTransitionError,
-    JobStatus,
-    check_transition,
-    derive_job_status,
-    path_to,
+from . import _circuits, _lifecycle
+from ._errors import (
+    JobStateError,
+    QnbError,
+    QnbWarning,
+    QueueConflictError,
+    QueueError,
+    UnknownJobError,
 )
+from ._lifecycle import Recovery
+from ._records import ItemRecord, JobRecord, QueueEntry, entry_at
+from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store, changes_of, queue_order
-from ._targets._simulators import ItemOutcome, Target, TargetJob, TargetRegistry, registry
+from ._targets import QueueOwningTarget, ScheduledTarget, Target, TargetJob, TargetRegistry, registry
+from ._targets._pool import get_pool
+
+logger = logging.getLogger("qnb")
 
 try:
     import fcntl
@@ -139,7 +142,11 @@ class JobManager:
         ids: list[str] = []
         for owner in self.store.unfinished_owners():
             if owner != self.owner and not _owner_alive(owners_dir, owner):
-                ids += self.store.mark_interrupted(owner, INTERRUPTED, time.time())
+                records = self.store.unfinished_jobs([owner])
+                for rec in records:
+                    _lifecycle.recover(rec, Recovery.INTERRUPTED, INTERRUPTED)
+                self.store.save_whole(records)
+                ids += [rec.id for rec in records]
                 (owners_dir / f"{owner}.lock").unlink(missing_ok=True)
         if ids:
             warnings.warn(
@@ -161,7 +168,21 @@ class JobManager:
         ]
         if not dead:
             return []
-        records = self.store.requeue_interrupted(dead, self.owner, time.time())
+        found = self.store.unfinished_jobs(dead)  # head first
+        # Jobs that were running go back to the very head, ahead of any priority: their
+        # run was cut short. The others keep their place.
+        head = min((rec.queue_seq for rec in found), default=0.0)
+        top = max((rec.priority for rec in found), default=0)
+        running = [rec for rec in found if rec.status is JobStatus.RUNNING]
+        for offset, rec in enumerate(running):
+            rec.queue_seq = head - len(running) + offset
+            rec.priority = top
+        for rec in found:
+            _lifecycle.recover(rec, Recovery.REQUEUE, INTERRUPTED)
+            if not rec.done:
+                rec.owner = self.owner
+        self.store.save_whole(found)
+        records = sorted((rec for rec in found if not rec.done), key=queue_order)
         for rec in records:
             rec.circuits = [_circuits.from_json(t) for t in self.store.load_circuits(rec.id)]
         with self._lock:
@@ -214,15 +235,17 @@ class JobManager:
             priority=priority,
         )
         rec.circuits = list(circuits.values())
+        owns_queue = isinstance(target, QueueOwningTarget)
         with self._lock:
             self._check_open()
             self._records[rec.id] = rec
-            if target.owns_queue:
-                self._set_status(rec, JobStatus.QUEUED)  # in the target's queue, not ours
+            if owns_queue:
+                _lifecycle.enqueue(rec)  # in the target's queue, not ours
+                self._changed(rec)
             else:
                 self._enqueue(rec, front=front)
             # A busy target starts its next job when one ends: no need to wake the loop.
-            wake = not target.owns_queue and self._running[target.name] < target.max_running_jobs
+            wake = not owns_queue and self._running[target.name] < target.max_running_jobs
         if wake:
             self._loop.call_soon_threadsafe(self._schedule, target)
         try:
@@ -241,17 +264,47 @@ class JobManager:
         except BaseException:
             self._discard(rec)
             raise
-        if target.owns_queue:
+        _resolve(ready)
+        if owns_queue:
             # Handed over only once stored here, so a restarted kernel can always find
             # and follow (or submit again, under the same idempotency key) what it sent.
-            self._loop.call_soon_threadsafe(self._hand_over, rec, target, list(texts), front)
-        _resolve(ready)
+            self._hand_over_and_wait(rec, target, list(texts), front)
         return rec
 
-    def _hand_over(
-        self, rec: JobRecord, target: Target, texts: list[str] | None, front: bool = False
+    def _hand_over_and_wait(
+        self, rec: JobRecord, target: Target, texts: list[str], front: bool
     ) -> None:
-        self._loop.create_task(self._drive(rec, target, circuit_json=texts, front=front))
+        """Return once the target has the job (so reads see it), or is away and the job
+        waits "reconnecting". A refusal (a 4xx) raises here and leaves nothing behind."""
+        answered: concurrent.futures.Future = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._hand_over, rec, target, texts, front, answered)
+        if _on_loop(self._loop):
+            return  # the loop cannot wait for itself; the job follows as usual
+        try:
+            answered.result()
+        except QnbError:
+            self._forget(rec)
+            raise
+
+    def _hand_over(
+        self,
+        rec: JobRecord,
+        target: Target,
+        texts: list[str] | None,
+        front: bool = False,
+        answered: concurrent.futures.Future | None = None,
+    ) -> None:
+        self._loop.create_task(
+            self._drive(rec, target, circuit_json=texts, front=front, answered=answered)
+        )
+
+    def _forget(self, rec: JobRecord) -> None:
+        """A job its target refused at hand-over: gone from memory and from the store."""
+        with self._lock:
+            self._records.pop(rec.id, None)
+            self._dirty.pop(rec.id, None)
+        self.flush()
+        self.store.delete_job(rec.id)
 
     def follow_target_jobs(self, target: Target) -> list[str]:
         """Follow again the unfinished jobs that ``target`` (which owns its queue) runs
@@ -297,7 +350,8 @@ class JobManager:
             self._seq_back += 1
             rec.queue_seq = self._seq_back
         bisect.insort(self._queues[rec.target], rec, key=queue_order)
-        self._set_status(rec, JobStatus.QUEUED)
+        _lifecycle.enqueue(rec)
+        self._changed(rec)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -313,8 +367,8 @@ class JobManager:
             while queue and self._running[target.name] < target.max_running_jobs:
                 rec = queue.pop(0)
                 self._running[target.name] += 1
-                rec.time_started = time.time()
-                self._set_status(rec, JobStatus.RUNNING)
+                _lifecycle.start(rec)
+                self._changed(rec)
                 self._loop.create_task(self._drive(rec, target))
 
     async def _drive(
@@ -324,9 +378,11 @@ class JobManager:
         *,
         circuit_json: list[str] | None = None,
         front: bool = False,
+        answered: concurrent.futures.Future | None = None,
     ) -> None:
+        scheduled = isinstance(target, ScheduledTarget)
         try:
-            if rec.remote_id is not None:
+            if rec.remote_id is not None and isinstance(target, QueueOwningTarget):
                 handle = await target.reattach(rec.remote_id, len(rec.items))
             else:
                 job = TargetJob(
@@ -338,15 +394,24 @@ class JobManager:
                     front=front,
                     name=rec.name,
                     priority=rec.priority,
+                    report_waiting=lambda: _settle(answered),
                 )
-                handle = await target.submit(job)
+                try:
+                    handle = await target.submit(job)
+                except QnbError as exc:
+                    if answered is not None and not answered.done() and not exc.retryable:
+                        answered.set_exception(exc)  # the submitter raises; nothing stays
+                        return
+                    raise
             with self._lock:
                 rec.handle = handle
-                remote_id = target.handle_id(handle)
-                if remote_id is not None and rec.remote_id != remote_id:
-                    rec.remote_id = remote_id
-                    self._touch(rec)
+                if isinstance(target, QueueOwningTarget):
+                    remote_id = target.handle_id(handle)
+                    if rec.remote_id != remote_id:
+                        rec.remote_id = remote_id
+                        self._changed(rec)
                 cancel_now = rec.cancel_requested
+            _settle(answered)
             if cancel_now:
                 self._loop.create_task(self._cancel_on_target(rec, target))
             while not rec.done:
@@ -358,17 +423,21 @@ class JobManager:
                 ]
                 outcomes = await target.results(handle, finished) if finished else {}
                 with self._lock:
-                    self._apply_items(rec, statuses, outcomes)
+                    _lifecycle.apply_report(rec, statuses, outcomes)
+                    self._changed(rec)
         except Exception as exc:  # a broken target fails its job, never the manager
+            logger.warning("job %s on %s failed in its target", rec.id[:8], target.name, exc_info=True)
             with self._lock:
-                self._fail(rec, f"{type(exc).__name__}: {exc}")
+                _lifecycle.fail(rec, f"{type(exc).__name__}: {exc}")
+                self._changed(rec)
         finally:
+            _settle(answered)
             with self._lock:
-                if not target.owns_queue:
+                if scheduled:
                     self._running[target.name] -= 1
                 rec.handle = None
                 rec.circuits = None  # the store has them; don't hold memory
-            if not target.owns_queue:
+            if scheduled:
                 self._schedule(target)
 
     async def _cancel_on_target(self, rec: JobRecord, target: Target) -> None:
@@ -378,62 +447,12 @@ class JobManager:
             # Stays CANCELLING: the job goes on and ends as the target decides.
             with self._lock:
                 rec.error = f"cancel failed: {type(exc).__name__}: {exc}"
-                self._touch(rec)
-
-    def _apply_items(
-        self, rec: JobRecord, statuses: Sequence[JobStatus], outcomes: dict[int, ItemOutcome]
-    ) -> None:
-        for i, status in enumerate(statuses):
-            item = rec.items[i]
-            if status is item.status or item.status in TERMINAL:
-                continue  # a final item never changes again (no CANCELLED -> COMPLETED)
-            outcome = outcomes.get(i)
-            for step in path_to(item.status, status):
-                check_transition(item.status, step)
-                item.status = step
-            if outcome is not None:
-                item.error = outcome.error
-                if outcome.result is not None:
-                    rec.unsaved_results[i] = outcome.result
-            rec.dirty_items.add(i)
-        self._update_job_status(rec)
-
-    def _fail(self, rec: JobRecord, reason: str) -> None:
-        for i, item in enumerate(rec.items):
-            if item.status not in TERMINAL:
-                item.status, item.error = JobStatus.FAILED, reason
-                rec.dirty_items.add(i)
-        rec.error = reason
-        self._update_job_status(rec)
-
-    def _update_job_status(self, rec: JobRecord) -> None:
-        new = derive_job_status(
-            (it.status for it in rec.items), cancelling=rec.cancel_requested
-        )
-        if new is rec.status:
-            self._touch(rec)
-            return
-        for step in path_to(rec.status, new):
-            self._set_status(rec, step)
-
-    def _set_status(self, rec: JobRecord, new: JobStatus) -> None:
-        """The one place a job's status changes."""
-        check_transition(rec.status, new)
-        rec.status = new
-        if new in TERMINAL:
-            rec.time_finished = time.time()
-            if new is JobStatus.FAILED and rec.error is None:
-                failed = [it for it in rec.items if it.status is JobStatus.FAILED]
-                first = failed[0]
-                rec.error = (
-                    f"{len(failed)} of {len(rec.items)} items failed; "
-                    f"{first.label!r}: {first.error}"
-                )
-        self._touch(rec)
+                self._changed(rec)
 
     # -- writes and notifications -------------------------------------------------------
 
-    def _touch(self, rec: JobRecord) -> None:
+    def _changed(self, rec: JobRecord) -> None:
+        """Store (write-behind) and announce a change of ``rec`` (under the lock)."""
         rec.dirty = True
         rec.version += 1
         self._dirty[rec.id] = rec
@@ -447,8 +466,8 @@ class JobManager:
         for listener in self._listeners:
             try:
                 listener(rec)
-            except Exception:  # a broken widget must not stop the jobs
-                pass
+            except Exception:  # a broken widget must not stop the jobs; it is logged
+                logger.exception("a job listener (%r) raised; the jobs go on", listener)
 
     def renotify(self, target: str) -> None:
         """Call the listeners again for the target's unfinished live jobs: how they look
@@ -619,17 +638,17 @@ class JobManager:
                 stored = self.load(job_id)
                 if stored.done:
                     return stored.status
-                raise QnbError(
+                raise JobStateError(
                     f"job {job_id} is run by another process ({stored.owner}); "
                     "cancel it from there"
                 )
             if rec.done or rec.cancel_requested:
                 return rec.status
-            rec.cancel_requested = True
             if rec.status in IN_QUEUE and rec in self._queues[rec.target]:
                 self._cancel_queued(rec)
                 return rec.status
-            self._update_job_status(rec)  # RUNNING -> CANCELLING
+            _lifecycle.request_cancel(rec)  # CANCELLING until the target confirms
+            self._changed(rec)
             handle = rec.handle
         if handle is not None:
             target = self.targets.get(rec.target)
@@ -640,8 +659,8 @@ class JobManager:
     def _cancel_queued(self, rec: JobRecord) -> None:
         # The queue is ours, so removing it from the queue is the confirmation.
         self._queues[rec.target].remove(rec)
-        rec.cancel_requested = True
-        self._apply_items(rec, [JobStatus.CANCELLED] * len(rec.items), {})
+        _lifecycle.cancel_queued(rec)
+        self._changed(rec)
 
     def pending(self, target: str) -> list[JobRecord]:
         """The target's queue, head first."""
@@ -692,10 +711,13 @@ class JobManager:
             self._seq_front -= 1
             rec.queue_seq = self._seq_front
             queue.insert(0, rec)
-            self._touch(rec)
+            self._changed(rec)
             return rec
 
-    def position(self, rec: JobRecord) -> int | None:
+    def position(self, rec: JobRecord, *, ask: bool = False) -> int | None:
+        """The job's 1-based queue position, None once it left the queue. For a target
+        that owns its queue, the position last heard from it, or with ``ask`` (a user's
+        explicit question, never a display) the target's answer now."""
         with self._lock:
             if rec.status not in IN_QUEUE:
                 return None
@@ -704,14 +726,19 @@ class JobManager:
             index = bisect.bisect_left(queue, queue_order(rec), key=queue_order)
             if index < len(queue) and queue[index] is rec:
                 return index + 1
-        # Outside the lock: a target that owns its queue may have to ask a server.
         try:
             target = self.targets.get(rec.target)
         except QnbError:
             return None
-        if not target.owns_queue or rec.remote_id is None:
+        if not isinstance(target, QueueOwningTarget) or rec.remote_id is None:
             return None
-        return target.queue_position(rec.remote_id)
+        try:
+            backend = target.queue_backend()
+        except QueueError:
+            return None
+        if ask:  # outside the lock: this asks the target
+            return next((e.position for e in backend.entries() if e.id == rec.remote_id), None)
+        return backend.known_positions().get(rec.remote_id)
 
     def _at_position(self, target: str, position: int) -> JobRecord:
         return entry_at(self._queues[target], position, target)
@@ -725,7 +752,7 @@ class JobManager:
     def resubmit(self, job_id: str, *, only_failed: bool = False) -> JobRecord:
         rec = self.load(job_id)
         if not rec.done:
-            raise QnbError(
+            raise JobStateError(
                 f"job {job_id[:8]} is still {rec.status.value}; resubmit a finished job "
                 "(cancel it first if you want to run it again)"
             )
@@ -735,7 +762,7 @@ class JobManager:
             if not only_failed or item.status in (JobStatus.FAILED, JobStatus.CANCELLED)
         ]
         if not redo:
-            raise QnbError(f"nothing to resubmit: every item of job {job_id[:8]} completed")
+            raise JobStateError(f"nothing to resubmit: every item of job {job_id[:8]} completed")
         texts = self.circuits(job_id)
         circuits = {rec.items[i].label: _circuits.from_json(texts[i]) for i in redo}
         return self.submit(
@@ -757,17 +784,16 @@ async def _cancel_all_tasks() -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
-def entry_at(entries: Sequence, position: object, target: str):
-    """The entry at a 1-based queue position, or a QueueError saying what is valid."""
-    if isinstance(position, bool) or not isinstance(position, int):
-        raise QueueError(f"queue positions are whole numbers from 1, got {position!r}")
-    if not 1 <= position <= len(entries):
-        size = f"1 to {len(entries)}" if entries else "none: the queue is empty"
-        raise QueueError(
-            f"position {position} is out of range for the {target!r} queue "
-            f"(positions are 1-based; valid now: {size})"
-        )
-    return entries[position - 1]
+def _settle(future: concurrent.futures.Future | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _resolve(ready: list[tuple[concurrent.futures.Future, JobStatus]]) -> None:
@@ -832,4 +858,4 @@ def set_manager(manager: JobManager | None) -> JobManager | None:
         return previous
 
 
-__all__ = ["JobManager", "get_manager", "has_left_queue", "is_done", "InvalidTransitionError"]
+__all__ = ["JobManager", "get_manager", "has_left_queue", "is_done"]

@@ -1,63 +1,215 @@
-"""The shared-lab queue API over a target's pending jobs. Positions are 1-based."""
+"""The shared-lab queue API: one :class:`Queue` and one :class:`PendingJob` over a queue
+backend — qnb's own queue of a scheduled target, or the queue a target keeps itself (a
+``qnb serve`` queue server). The ten operations are written once, with the same return
+types and errors for both. Positions are 1-based."""
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 
-from ._errors import QueueError
+from ._errors import QueueError, UnknownJobError
 from ._job import Job
-from ._manager import JobManager, has_left_queue
+from ._manager import JobManager, has_left_queue, is_done
+from ._records import JobRecord, QueueEntry, entry_at
+from ._targets import QueueBackend
+
+#: How often a wait on another user's job (not in this kernel's store) asks the target.
+FOREIGN_WAIT_INTERVAL = 0.5
+#: How long a removal waits for this kernel's record to show it (a server's event feed
+#: tells within milliseconds; the removal itself has succeeded either way).
+READ_YOUR_WRITES_SECONDS = 10.0
+
+
+class LocalQueueBackend:
+    """qnb's own queue of a scheduled target, held by the JobManager."""
+
+    def __init__(self, manager: JobManager, target: str):
+        self._manager = manager
+        self._target = target
+
+    def entries(self) -> list[QueueEntry]:
+        return [_entry(rec, pos) for pos, rec in enumerate(self._manager.pending(self._target), 1)]
+
+    def remove(self, *, job_id=None, position=None, expected_id=None) -> QueueEntry:
+        rec = self._manager.remove_queued(
+            self._target, job_id=job_id, position=position, expected_id=expected_id
+        )
+        return _entry(rec, None)
+
+    def remove_user(self, user: str) -> list[QueueEntry]:
+        removed = []
+        for rec in self._manager.pending(self._target):
+            if rec.user != user:
+                continue
+            try:
+                removed.append(self.remove(job_id=rec.id))
+            except QueueError:
+                continue  # it started running meanwhile: no longer in the queue
+        return removed
+
+    def move_to_front(self, job_id: str) -> QueueEntry:
+        rec = self._manager.move_to_front(job_id)
+        return _entry(rec, self._manager.position(rec))
+
+    def known_positions(self) -> Mapping[str, int]:
+        return {rec.id: pos for pos, rec in enumerate(self._manager.pending(self._target), 1)}
+
+
+def _entry(rec: JobRecord, position: int | None) -> QueueEntry:
+    return QueueEntry(
+        position, rec.id, rec.user, rec.name, rec.time_added, rec.status, rec.priority
+    )
 
 
 class PendingJob(Job):
-    """A queue entry: a :class:`Job` with the queue's vocabulary."""
+    """A queue entry: a :class:`Job` with the queue's vocabulary.
+
+    Your own jobs (in this kernel's store) are full jobs; another user's job on a shared
+    server shows what the queue shows of it (id, user, name, time added, status) and its
+    position, and can be waited for (or removed, by an admin).
+    """
+
+    def __init__(self, entry: QueueEntry, queue: Queue, *, manager: JobManager):
+        self._entry = entry
+        self._queue = queue
+        try:
+            super().__init__(entry.id, manager=manager)
+            self._foreign = False
+        except UnknownJobError:  # another user's job on a shared server
+            self._id, self._manager = entry.id, manager
+            self._final = self._result_cache = None
+            self._foreign = True
+
+    def _rec(self) -> JobRecord:
+        if self._foreign:
+            raise QueueError(
+                f"job {self.id[:8]} belongs to {self._entry.user}; this kernel sees only "
+                "its queue entry (id, user, name, time_added, status, position)"
+            )
+        return super()._rec()
 
     @property
     def user_added(self) -> str:
-        return self.user
+        return self._entry.user
 
-    def wait_for_execution(self, timeout: float | None = None) -> Job:
+    @property
+    def job(self) -> Job | None:
+        """The plain :class:`Job` when this kernel's store has it (your own jobs)."""
+        return None if self._foreign else Job(self.id, manager=self._manager)
+
+    @property
+    def position(self) -> int | None:
+        """The 1-based position when the queue was read (``position_in_queue()``: now)."""
+        return self._entry.position
+
+    user = user_added
+    name = property(lambda self: self._entry.name if self._foreign else self._rec().name)
+    time_added = property(lambda self: self._entry.time_added)
+
+    @property
+    def status(self):
+        return self._entry.status if self._foreign else super().status
+
+    def position_in_queue(self) -> int | None:
+        return self._queue._position_of(self.id)
+
+    def cancel(self):
+        """Your own job: as :meth:`Job.cancel`. Another user's (admins): taken out of
+        the queue."""
+        if self._foreign:
+            return self._queue.remove_by_id(self.id).status
+        return super().cancel()
+
+    def wait_for_execution(self, timeout: float | None = None) -> Job | PendingJob:
         """Block until the job starts running (or ends); returns it as a :class:`Job`."""
+        if self._foreign:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.position_in_queue() is not None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._timed_out(timeout)
+                time.sleep(FOREIGN_WAIT_INTERVAL)  # another user's job: only the server knows
+            return self
         waiting = self._manager.when(self.id, has_left_queue)
         try:
             waiting.result(timeout)
         except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"job {self.id[:8]} is still waiting at position {self.position_in_queue()} "
-                f"after {timeout} s"
-            ) from None
+            self._timed_out(timeout)
         return Job(self.id, manager=self._manager)
+
+    def _timed_out(self, timeout: float | None):
+        raise TimeoutError(
+            f"job {self.id[:8]} is still waiting at position {self.position_in_queue()} "
+            f"after {timeout} s"
+        ) from None
+
+    def summary(self) -> str:
+        if not self._foreign:
+            return super().summary()
+        e = self._entry
+        return f"{e.name!r} {e.id[:8]} of {e.user} on {self._queue.target}: {e.status.value}"
 
 
 class Queue:
     """The ordered pending jobs of one target (head first)."""
 
-    def __init__(self, target: str, *, manager: JobManager, submit):
+    def __init__(
+        self,
+        target: str,
+        *,
+        manager: JobManager,
+        backend: QueueBackend,
+        submit: Callable[..., Job],
+    ):
         self.target = target
         self._manager = manager
+        self._backend = backend
         self._submit = submit
 
-    def _entry(self, job_id: str) -> PendingJob:
-        return PendingJob(job_id, manager=self._manager)
+    def _pending(self, entry: QueueEntry) -> PendingJob:
+        return PendingJob(entry, self, manager=self._manager)
+
+    def _removed(self, entry: QueueEntry) -> PendingJob:
+        """The entry a removal answered with, once this kernel's record of it (if it has
+        one) shows the removal too: reads see the caller's own writes."""
+        pending = self._pending(entry)
+        if not pending._foreign:
+            try:
+                self._manager.when(entry.id, is_done).result(READ_YOUR_WRITES_SECONDS)
+            except concurrent.futures.TimeoutError:
+                pass  # the target answered; the record follows when its feed tells it
+        return pending
+
+    def _entries(self) -> list[QueueEntry]:
+        return self._backend.entries()
+
+    def _position_of(self, job_id: str) -> int | None:
+        return next((e.position for e in self._entries() if e.id == job_id), None)
+
+    def _added(self, job: Job) -> PendingJob:
+        # Submit returned once the target had the job, so the queue shows it now (or it
+        # has started already, and the entry says so).
+        found = next((e for e in self._entries() if e.id == job.id), None)
+        if found is None:
+            found = QueueEntry(None, job.id, job.user, job.name, job.time_added, job.status)
+        return self._pending(found)
 
     def add(self, circuits, **options) -> PendingJob:
         """Submit at the end of the queue (``options`` as for ``qnb.submit``)."""
-        job = self._submit(circuits, target=self.target, front=False, **options)
-        return self._entry(job.id)
+        return self._added(self._submit(circuits, target=self.target, front=False, **options))
 
     def add_to_start(self, circuits, **options) -> PendingJob:
-        """Submit at the head of the queue."""
-        job = self._submit(circuits, target=self.target, front=True, **options)
-        return self._entry(job.id)
+        """Submit at the head of the queue (admins only on a shared server)."""
+        return self._added(self._submit(circuits, target=self.target, front=True, **options))
 
     @property
     def pending_jobs(self) -> list[PendingJob]:
-        return [self._entry(r.id) for r in self._manager.pending(self.target)]
+        return [self._pending(e) for e in self._entries()]
 
     @property
     def count(self) -> int:
-        return len(self._manager.pending(self.target))
+        return len(self._entries())
 
     def __len__(self) -> int:
         return self.count
@@ -67,23 +219,22 @@ class Queue:
 
     def get_at(self, position: int) -> PendingJob:
         """The job at a 1-based position."""
-        return self._entry(self._manager.at_position(self.target, position).id)
+        return self._pending(entry_at(self._entries(), position, self.target))
 
     def __getitem__(self, position: int) -> PendingJob:
         return self.get_at(position)
 
     def get(self, job_id: str) -> PendingJob | None:
         """The queue entry of ``job_id``, or None when it is not waiting in this queue."""
-        found = any(r.id == job_id for r in self._manager.pending(self.target))
-        return self._entry(job_id) if found else None
+        found = next((e for e in self._entries() if e.id == job_id), None)
+        return None if found is None else self._pending(found)
 
     def get_by_user_id(self, user: str) -> list[PendingJob]:
-        return [self._entry(r.id) for r in self._manager.pending(self.target) if r.user == user]
+        return [self._pending(e) for e in self._entries() if e.user == user]
 
     def remove_by_id(self, job_id: str) -> PendingJob:
         """Take a waiting job out of the queue; it ends ``cancelled``."""
-        rec = self._manager.remove_queued(self.target, job_id=job_id)
-        return self._entry(rec.id)
+        return self._removed(self._backend.remove(job_id=job_id))
 
     def remove_by_position(self, position: int, expected_id: str | None = None) -> PendingJob:
         """Remove the job at a 1-based position.
@@ -91,29 +242,20 @@ class Queue:
         With ``expected_id`` it refuses (``QueueConflictError``) when another job has
         moved into that position meanwhile.
         """
-        rec = self._manager.remove_queued(
-            self.target, position=position, expected_id=expected_id
-        )
-        return self._entry(rec.id)
+        return self._removed(self._backend.remove(position=position, expected_id=expected_id))
 
     def remove_by_user_id(self, user: str) -> list[PendingJob]:
         """Remove every waiting job of ``user``; returns them."""
-        removed = []
-        for rec in self._manager.pending(self.target):
-            if rec.user != user:
-                continue
-            try:
-                self._manager.remove_queued(self.target, job_id=rec.id)
-            except QueueError:
-                continue  # it started running meanwhile: no longer in the queue
-            removed.append(self._entry(rec.id))
-        return removed
+        return [self._removed(e) for e in self._backend.remove_user(user)]
 
     def move_to_front(self, job_id: str) -> PendingJob:
-        return self._entry(self._manager.move_to_front(job_id).id)
+        """Move a waiting job to the very head, ahead of any priority (admins only on a
+        shared server)."""
+        return self._pending(self._backend.move_to_front(job_id))
 
     def __repr__(self) -> str:
-        lines = [f"Queue {self.target!r}: {self.count} pending"]
-        for pos, rec in enumerate(self._manager.pending(self.target), start=1):
-            lines.append(f"  {pos:>3}. {rec.id[:8]}  {rec.user:<12} {rec.name}")
+        entries = self._entries()
+        lines = [f"Queue {self.target!r}: {len(entries)} pending"]
+        for e in entries:
+            lines.append(f"  {e.position:>3}. {e.id[:8]}  {e.user:<12} {e.name}")
         return "\n".join(lines)

@@ -4,9 +4,13 @@ JobManager changes them."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
+from ._errors import QueueError
 from ._status import TERMINAL, JobStatus
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(slots=True)
@@ -73,3 +77,30 @@ class JobRecord:
             "done": done,
             "total": total,
         }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One waiting job as any user of its queue may see it (other users' jobs on a
+    shared server show only these fields)."""
+
+    position: int | None  # None once it left the queue
+    id: str
+    user: str
+    name: str
+    time_added: float
+    status: JobStatus
+    priority: int = 0
+
+
+def entry_at(entries: Sequence[T], position: object, target: str) -> T:
+    """The entry at a 1-based queue position, or a QueueError saying what is valid."""
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise QueueError(f"queue positions are whole numbers from 1, got {position!r}")
+    if not 1 <= position <= len(entries):
+        size = f"1 to {len(entries)}" if entries else "none: the queue is empty"
+        raise QueueError(
+            f"position {position} is out of range for the {target!r} queue "
+            f"(positions are 1-based; valid now: {size})"
+        )
+    return entries[position - 1]

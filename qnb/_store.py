@@ -143,82 +143,24 @@ class Store:
             )
             db.executemany("UPDATE items SET result=? WHERE job_id=? AND idx=?", changes.results)
 
-    def mark_interrupted(self, owner: str, reason: str, now: float) -> list[str]:
-        """Fail every unfinished job of a dead owner; returns their ids."""
-        marks = ",".join("?" * len(_UNFINISHED))
+    def save_whole(self, jobs: Sequence[JobRecord]) -> None:
+        """Write jobs' rows and all their items' statuses as they are now (a restart's
+        recovery, decided by the lifecycle), in one transaction."""
         with self._transaction() as db:
-            ids = [
-                row[0]
-                for row in db.execute(
-                    f"SELECT id FROM jobs WHERE owner=? AND status IN ({marks})",
-                    (owner, *_UNFINISHED),
-                )
-            ]
-            for job_id in ids:
-                db.execute(
-                    "UPDATE jobs SET status='failed', error=?, "
-                    "time_finished=COALESCE(time_finished, ?) WHERE id=?",
-                    (reason, now, job_id),
-                )
-                db.execute(
-                    f"UPDATE items SET status='failed', error=? "
-                    f"WHERE job_id=? AND status IN ({marks})",
-                    (reason, job_id, *_UNFINISHED),
-                )
-        return ids
-
-    def requeue_interrupted(
-        self, owners: Sequence[str], new_owner: str, now: float
-    ) -> list[JobRecord]:
-        """A queue server's restart: take over the unfinished jobs of dead ``owners``.
-
-        Their queue order is kept; jobs that were running go back to the head of the
-        queue and their unfinished items are pending again: that run was lost with the
-        process, so it is recovery, not a status transition. Jobs whose cancel was
-        requested end cancelled, as nothing runs them any more. Returns the jobs that
-        wait again, head first.
-        """
-        marks = ",".join("?" * len(owners))
-        unfinished = ",".join("?" * len(_UNFINISHED))
-        with self._transaction() as db:
-            found_rows = db.execute(
-                f"SELECT id, status, queue_seq, priority FROM jobs WHERE owner IN ({marks}) "
-                f"AND status IN ({unfinished}) ORDER BY priority DESC, queue_seq",
-                (*owners, *_UNFINISHED),
-            ).fetchall()
-            rows = [(job_id, status, seq) for job_id, status, seq, _ in found_rows]
-            head = min((seq for _, _, seq in rows), default=0.0)
-            top = max((priority for *_, priority in found_rows), default=0)
-            running = [job_id for job_id, status, _ in rows if status == "running"]
-            for offset, job_id in enumerate(running):
-                # Back to the very head, ahead of any priority: their run was cut short.
-                db.execute(
-                    "UPDATE jobs SET status='queued', time_started=NULL, queue_seq=?, "
-                    "priority=? WHERE id=?",
-                    (head - len(running) + offset, top, job_id),
-                )
-                db.execute(
-                    "UPDATE items SET status='pending' WHERE job_id=? "
-                    "AND status IN ('queued', 'running')",
-                    (job_id,),
-                )
-            for job_id, status, _ in rows:
-                if status == "cancelling":
-                    db.execute(
-                        "UPDATE jobs SET status='cancelled', time_finished=? WHERE id=?",
-                        (now, job_id),
-                    )
-                    db.execute(
-                        f"UPDATE items SET status='cancelled', error='cancelled' "
-                        f"WHERE job_id=? AND status IN ({unfinished})",
-                        (job_id, *_UNFINISHED),
-                    )
-            waiting = [job_id for job_id, status, _ in rows if status != "cancelling"]
             db.executemany(
-                "UPDATE jobs SET owner=? WHERE id=?", [(new_owner, j) for j in waiting]
+                "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
+                "queue_seq=?, priority=?, remote_id=?, owner=? WHERE id=?",
+                [(*_job_changes(job)[:-1], job.owner, job.id) for job in jobs],
             )
-        found = {rec.id: rec for rec in map(self.load_job, waiting) if rec is not None}
-        return sorted(found.values(), key=queue_order)
+            db.executemany(
+                "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?",
+                [(it.status.value, it.error, job.id, i) for job in jobs for i, it in enumerate(job.items)],
+            )
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job its target refused before it ever ran (items go with it)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
     def claim_idempotency_key(
         self, user: str, key: str, job_id: str, body_hash: str
@@ -245,6 +187,17 @@ class Store:
             _UNFINISHED,
         )
         return {r[0] for r in rows}
+
+    def unfinished_jobs(self, owners: Sequence[str]) -> list[JobRecord]:
+        """The unfinished jobs of ``owners``, in queue order."""
+        marks = ",".join("?" * len(owners))
+        unfinished = ",".join("?" * len(_UNFINISHED))
+        rows = self._query(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner IN ({marks}) "
+            f"AND status IN ({unfinished}) ORDER BY priority DESC, queue_seq",
+            (*owners, *_UNFINISHED),
+        )
+        return self._with_items(rows)
 
     def load_job(self, job_id: str) -> JobRecord | None:
         rows = self._query(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,))
@@ -332,15 +285,17 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
     """
     changes = Changes([], [], [])
     for job in jobs:
-        changes.jobs.append(
-            (job.status.value, job.time_started, job.time_finished, job.error,
-             job.queue_seq, job.priority, job.remote_id, job.id)
-        )  # fmt: skip
+        changes.jobs.append(_job_changes(job))
         changes.items.extend(
             (job.items[i].status.value, job.items[i].error, job.id, i) for i in job.dirty_items
         )
         changes.results.extend((text, job.id, i) for i, text in job.unsaved_results.items())
     return changes
+
+
+def _job_changes(job: JobRecord) -> tuple:
+    return (job.status.value, job.time_started, job.time_finished, job.error,
+            job.queue_seq, job.priority, job.remote_id, job.id)  # fmt: skip
 
 
 def _job_row(job: JobRecord) -> tuple:

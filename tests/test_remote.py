@@ -9,7 +9,9 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb._manager import JobManager, set_manager
-from qnb._targets._queue_server import RemoteAuthError, RemoteTarget, connection_state
+from qnb import RemoteAuthError
+from qnb._targets._queue_server import RemoteTarget
+from qnb.notebook._stream import connection_state
 from conftest import wait_until
 from test_server_support import BELL, FLIP, lab  # noqa: F401
 

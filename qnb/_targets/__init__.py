@@ -1,12 +1,30 @@
-"""Where jobs run: the target protocol, the registry, and the built-in kinds."""
+"""Where jobs run: the target shapes, the registry, and the built-in kinds."""
 
-from ._simulators import (
+from ._base import (
+    Executor,
     ItemOutcome,
+    QueueBackend,
+    QueueOwningTarget,
+    RunState,
+    ScheduledTarget,
     Target,
     TargetJob,
     TargetRegistry,
-    register_target,
-    registry,
 )
+from ._simulators import EmulatorTarget, SimulatorTarget, register_target, registry
 
-__all__ = ["ItemOutcome", "Target", "TargetJob", "TargetRegistry", "register_target", "registry"]
+__all__ = [
+    "EmulatorTarget",
+    "Executor",
+    "ItemOutcome",
+    "QueueBackend",
+    "QueueOwningTarget",
+    "RunState",
+    "ScheduledTarget",
+    "SimulatorTarget",
+    "Target",
+    "TargetJob",
+    "TargetRegistry",
+    "register_target",
+    "registry",
+]

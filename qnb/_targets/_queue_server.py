@@ -1,4 +1,4 @@
-"""Remote targets: a ``qnb serve`` queue server used from a kernel.
+"""A ``qnb serve`` queue server as a target that owns its queue.
 
 ``qnb.connect("lab", url, token=...)`` registers a :class:`RemoteTarget`; after that
 ``qnb.submit(..., target="lab")``, ``qnb.queue("lab")`` and the widgets work as for a
@@ -14,12 +14,10 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
-import os
+import logging
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import cirq
@@ -27,20 +25,12 @@ import httpx
 
 from .. import _circuits
 from .._device import DeviceSpec
-from .._errors import (
-    RemoteAuthError,
-    RemoteError,
-    ServerUnreachableError,
-    InvalidCircuitError,
-    InvalidOptionError,
-    QnbError,
-    QueueConflictError,
-    QueueError,
-    UnknownJobError,
-)
-from .._manager import JobManager, entry_at, get_manager
+from .._errors import QnbError, RemoteError, ServerUnreachableError, error_for_code
+from .._records import QueueEntry, entry_at
 from .._status import TERMINAL, JobStatus
-from ._simulators import ItemOutcome, Target, TargetJob
+from ._base import ItemOutcome, QueueOwningTarget, TargetJob
+
+logger = logging.getLogger("qnb")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 EVENT_WAIT_SECONDS = 20.0
@@ -50,7 +40,6 @@ MAX_BACKOFF_SECONDS = 2.0
 SUBMIT_RETRY_SECONDS = 600.0
 KEEP_UNCLAIMED_EVENTS = 10_000
 BEHIND_A_RESTART = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
-STARTED = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 # Queue positions for the widgets: read again when the feed shows a change, at most this
 # often, and at least this often while jobs of ours wait (other users' changes reach us
 # only once the feed is asked for everyone's, see _follow).
@@ -71,17 +60,13 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _error_for(response: httpx.Response, path: str) -> QnbError:
+    """The server's ``{"detail", "code"}`` as the QnbError class of that code."""
     status, detail = response.status_code, _detail(response)
-    message = f"server answered {status} to {path}: {detail}"
-    if status in (401, 403):
-        return RemoteAuthError(message, status=status)
-    if status == 404:
-        return UnknownJobError(message)
-    if status == 409 and "/queue/" in path:
-        return QueueConflictError(message) if "moved" in detail else QueueError(message)
-    if status == 422:
-        return InvalidCircuitError(message) if "circuit" in detail else InvalidOptionError(message)
-    return RemoteError(message, status=status)
+    try:
+        code = response.json().get("code")
+    except Exception:
+        code = None
+    return error_for_code(code, f"server answered {status} to {path}: {detail}", status=status)
 
 
 class ServerClient:
@@ -122,8 +107,8 @@ class ServerClient:
         for listener in list(self._listeners):
             try:
                 listener(connected)
-            except Exception:  # a broken widget must not stop the jobs
-                pass
+            except Exception:  # a broken widget must not stop the jobs; it is logged
+                logger.exception("a connection listener of %s raised", self.url)
 
     async def request(
         self,
@@ -134,8 +119,10 @@ class ServerClient:
         params: dict | None = None,
         headers: dict | None = None,
         retry_for: float | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> dict:
-        """The answer's JSON; retried until ``retry_for`` seconds have passed."""
+        """The answer's JSON; retried until ``retry_for`` seconds have passed
+        (``on_retry`` is told before the first retry)."""
         deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
         delay = 0.05
         while True:
@@ -160,6 +147,9 @@ class ServerClient:
                 raise ServerUnreachableError(
                     f"{problem}; gave up after retrying. Is `qnb serve` running there?"
                 )
+            if on_retry is not None:
+                on_retry()
+                on_retry = None
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
@@ -195,18 +185,14 @@ class _RemoteRun:
         self.changed.set()  # the first poll reports the state at hand-over
 
     def apply(self, statuses: Sequence[JobStatus]) -> None:
-        changed = False
-        for i, new in enumerate(statuses[: len(self.statuses)]):
-            old = self.statuses[i]
-            if old in TERMINAL or new is old:
-                continue
-            # A server restart puts a running item back in its queue to run again; seen
-            # from here it is still under way, and statuses never go backwards.
-            if new in BEHIND_A_RESTART and old in STARTED:
-                continue
-            self.statuses[i] = new
-            changed = True
-        if changed:
+        """The server's latest word on the items (the lifecycle decides what it means:
+        a restarted server's "queued again" does not move a running item back)."""
+        statuses = [
+            old if old in TERMINAL else new
+            for old, new in zip(self.statuses, statuses[: len(self.statuses)])
+        ]
+        if statuses != self.statuses:
+            self.statuses = statuses
             self.changed.set()
 
 
@@ -235,12 +221,13 @@ def _spec_from(name: str, view: dict) -> DeviceSpec:
     )
 
 
-class RemoteTarget(Target):
-    """A device behind a ``qnb serve`` queue server."""
+class RemoteTarget(QueueOwningTarget):
+    """A device behind a ``qnb serve`` queue server.
 
-    local = False
-    owns_queue = True
-    max_running_jobs = 1 << 30  # the server's queue decides what runs
+    ``loop`` is the JobManager's (all HTTP runs there); ``on_display_change()`` is
+    called when how its jobs look changes outside their records (the server went away
+    or came back, queue positions moved), so widgets redraw them.
+    """
 
     def __init__(
         self,
@@ -248,18 +235,20 @@ class RemoteTarget(Target):
         url: str,
         *,
         token: str | None = None,
-        manager: JobManager,
+        loop: asyncio.AbstractEventLoop,
+        on_display_change: Callable[[], None] = lambda: None,
         timeout: float = 10.0,
         retry_for: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self.name = name
         self.url = url
-        self.manager = manager
+        self.loop = loop
+        self._on_display_change = on_display_change
         self.client = ServerClient(
             url,
             token=token,
-            loop=manager._loop,
+            loop=loop,
             timeout=timeout,
             retry_for=retry_for,
             transport=transport,
@@ -302,7 +291,7 @@ class RemoteTarget(Target):
 
     def _connection_changed(self, connected: bool) -> None:
         self._queue_moved.set()
-        self.manager.renotify(self.name)
+        self._on_display_change()
 
     # -- queue positions (widgets show them) -------------------------------------------
 
@@ -310,11 +299,11 @@ class RemoteTarget(Target):
         """The server's queue positions (job id -> 1-based) as last read; empty while the
         server is away. Thread-safe and without I/O: the first call starts a watcher on
         the manager's loop that keeps them current while jobs of ours wait, and calls
-        ``manager.renotify`` when they change."""
+        ``on_display_change`` when they change."""
         watcher = self._position_watcher
         if not self._closed and (watcher is None or watcher.done()):
             self._positions_wanted = True
-            self.manager._loop.call_soon_threadsafe(self._watch_positions)
+            self.loop.call_soon_threadsafe(self._watch_positions)
         return self._positions if self.client.connected else {}
 
     def _watch_positions(self) -> None:
@@ -340,7 +329,7 @@ class RemoteTarget(Target):
                 positions = {}  # none rather than stale ones; the follower reconnects
             if positions != self._positions:
                 self._positions = positions
-                self.manager.renotify(self.name)
+                self._on_display_change()
             try:
                 await asyncio.wait_for(self._queue_moved.wait(), POSITIONS_REFRESH_SECONDS)
             except asyncio.TimeoutError:
@@ -369,6 +358,7 @@ class RemoteTarget(Target):
                 json=body,
                 headers={"Idempotency-Key": job.job_id},
                 retry_for=max(self.client.retry_for, SUBMIT_RETRY_SECONDS),
+                on_retry=job.report_waiting,  # away: the job waits here, "reconnecting"
             )
         return self._register(view)
 
@@ -403,11 +393,8 @@ class RemoteTarget(Target):
         handle.apply(_statuses(view))
         return JobStatus(view["status"]) in TERMINAL
 
-    def queue_position(self, remote_id: str) -> int | None:
-        return self.client.call("GET", f"/v1/jobs/{remote_id}")["position"]
-
-    def queue(self) -> RemoteQueue:
-        return RemoteQueue(self)
+    def queue_backend(self) -> RemoteQueueBackend:
+        return RemoteQueueBackend(self)
 
     # -- following the event feed -------------------------------------------------------
 
@@ -475,236 +462,56 @@ class RemoteTarget(Target):
 
     def close(self) -> None:
         self._closed = True
-        asyncio.run_coroutine_threadsafe(self.client.aclose(), self.manager._loop)
+        asyncio.run_coroutine_threadsafe(self.client.aclose(), self.loop)
 
 
 # -- the queue of a server ------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class RemoteQueueEntry:
-    """A job waiting in a server's queue. Other users' entries show only these fields."""
-
-    position: int | None
-    id: str
-    user: str
-    name: str
-    time_added: float
-    status: JobStatus
-    _queue: RemoteQueue = dataclasses.field(repr=False, compare=False)
-
-    @property
-    def user_added(self) -> str:
-        return self.user
-
-    def position_in_queue(self) -> int | None:
-        return self._queue._position_of(self.id)
-
-    def cancel(self) -> JobStatus:
-        """Take it out of the queue (your own job, or any as an admin)."""
-        view = self._queue._call("POST", f"/v1/jobs/{self.id}/cancel")
-        return JobStatus(view["status"])
-
-    def wait_for_execution(self, timeout: float | None = None):
-        """Block until your job leaves the queue; returns it as a :class:`qnb.Job`."""
-        from .._queue import PendingJob
-
-        return PendingJob(self.id, manager=self._queue._target.manager).wait_for_execution(timeout)
-
-    @property
-    def job(self):
-        """The :class:`qnb.Job` when this kernel's store has it (your own jobs), else None."""
-        from .._job import Job
-
-        manager = self._queue._target.manager
-        if manager.record(self.id) is None and manager.store.load_job(self.id) is None:
-            return None
-        return Job(self.id, manager=manager)
+def _queue_entry(view: dict) -> QueueEntry:
+    return QueueEntry(
+        view.get("position"), view["id"], view["user"], view["name"], view["time_added"],
+        JobStatus(view["status"]), view.get("priority", 0),
+    )  # fmt: skip
 
 
-class RemoteQueue:
-    """A server's queue with the same operations as a local :class:`qnb.Queue`."""
+class RemoteQueueBackend:
+    """A server's queue, read and changed through its API (blocking calls, made from
+    the caller's thread; never from the manager's loop)."""
 
     def __init__(self, target: RemoteTarget):
         self._target = target
-        self.target = target.name
 
     def _call(self, method: str, path: str, **options) -> dict:
         return self._target.client.call(method, path, **options)
 
-    def _entries(self) -> list[RemoteQueueEntry]:
-        answer = self._call("GET", "/v1/queue")
-        return [
-            RemoteQueueEntry(
-                e["position"], e["id"], e["user"], e["name"], e["time_added"],
-                JobStatus(e["status"]), self,
-            )
-            for e in answer["entries"]
-        ]
+    def entries(self) -> list[QueueEntry]:
+        return [_queue_entry(e) for e in self._call("GET", "/v1/queue")["entries"]]
 
-    def _position_of(self, job_id: str) -> int | None:
-        return next((e.position for e in self._entries() if e.id == job_id), None)
-
-    def add(self, circuits, **options):
-        """Submit at the end of the queue (``options`` as for ``qnb.submit``)."""
-        from .._api import submit
-        from .._queue import PendingJob
-
-        job = submit(circuits, target=self.target, front=False, **options)
-        return PendingJob(job.id, manager=self._target.manager)
-
-    def add_to_start(self, circuits, **options):
-        """Submit at the head of the queue (admins only on a server)."""
-        from .._api import submit
-        from .._queue import PendingJob
-
-        job = submit(circuits, target=self.target, front=True, **options)
-        return PendingJob(job.id, manager=self._target.manager)
-
-    @property
-    def pending_jobs(self) -> list[RemoteQueueEntry]:
-        return self._entries()
-
-    @property
-    def count(self) -> int:
-        return len(self._entries())
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self):
-        return iter(self._entries())
-
-    def get_at(self, position: int) -> RemoteQueueEntry:
-        return entry_at(self._entries(), position, self.target)
-
-    def __getitem__(self, position: int) -> RemoteQueueEntry:
-        return self.get_at(position)
-
-    def get(self, job_id: str) -> RemoteQueueEntry | None:
-        return next((e for e in self._entries() if e.id == job_id), None)
-
-    def get_by_user_id(self, user: str) -> list[RemoteQueueEntry]:
-        return [e for e in self._entries() if e.user == user]
-
-    def remove_by_id(self, job_id: str) -> dict:
-        """Take a waiting job out of the queue; it ends ``cancelled``."""
-        return self._call("DELETE", f"/v1/queue/jobs/{job_id}")
-
-    def remove_by_position(self, position: int, expected_id: str | None = None) -> dict:
-        """Remove the job at a 1-based position, only if it is ``expected_id``.
-
-        Without ``expected_id`` the job seen there now is expected: the server still
-        refuses (``QueueConflictError``) if the queue moves before the removal.
-        """
+    def remove(self, *, job_id=None, position=None, expected_id=None) -> QueueEntry:
+        if position is None:
+            return _queue_entry(self._call("DELETE", f"/v1/queue/jobs/{job_id}"))
         if expected_id is None:
-            expected_id = self.get_at(position).id
-        return self._call(
+            # The job seen there now is expected: the server still refuses
+            # (QueueConflictError) if the queue moves before the removal.
+            expected_id = entry_at(self.entries(), position, self._target.name).id
+        view = self._call(
             "DELETE", f"/v1/queue/positions/{position}", params={"expected_id": expected_id}
         )
+        return _queue_entry(view)
 
-    def remove_by_user_id(self, user: str) -> list[str]:
-        """Remove every waiting job of ``user``; returns their ids."""
-        return self._call("DELETE", f"/v1/queue/users/{user}")["removed"]
+    def remove_user(self, user: str) -> list[QueueEntry]:
+        seen = {e.id: e for e in self.entries()}
+        removed = self._call("DELETE", f"/v1/queue/users/{user}")["removed"]
+        return [
+            dataclasses.replace(seen[i], position=None, status=JobStatus.CANCELLED)
+            if i in seen
+            else QueueEntry(None, i, user, "", 0.0, JobStatus.CANCELLED)
+            for i in removed
+        ]
 
-    def move_to_front(self, job_id: str) -> dict:
-        """Admins only on a server."""
-        return self._call("POST", f"/v1/queue/jobs/{job_id}/front")
+    def move_to_front(self, job_id: str) -> QueueEntry:
+        return _queue_entry(self._call("POST", f"/v1/queue/jobs/{job_id}/front"))
 
-    def __repr__(self) -> str:
-        entries = self._entries()
-        lines = [f"Queue {self.target!r} at {self._target.url}: {len(entries)} pending"]
-        for e in entries:
-            lines.append(f"  {e.position:>3}. {e.id[:8]}  {e.user:<12} {e.name}")
-        return "\n".join(lines)
-
-
-# -- connecting ------------------------------------------------------------------------------
-
-
-def connection_state(target: str, *, manager: JobManager | None = None) -> str | None:
-    """``"connected"`` or ``"reconnecting"`` for a queue server's target, None for
-    others (widgets show it on the jobs of that target)."""
-    state = remote_state(target, manager=manager, positions=False)
-    if state is None:
-        return None
-    return "connected" if state.connected else "reconnecting"
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteState:
-    """What widgets show of a queue server's target besides its jobs' records."""
-
-    connected: bool
-    positions: Mapping[str, int]  # job id on the server -> 1-based position
-
-
-def remote_state(
-    target: str, *, manager: JobManager | None = None, positions: bool = True
-) -> RemoteState | None:
-    """The state of a queue server's target (None for other targets), without I/O.
-    ``positions=False`` when no job of it waits: no watcher is started then."""
-    try:
-        found = (manager or get_manager()).targets.get(target)
-    except QnbError:
-        return None
-    if not isinstance(found, RemoteTarget):
-        return None
-    return RemoteState(found.connected, found.known_positions() if positions else {})
-
-
-def _configured(name: str) -> tuple[str, str | None]:
-    """``url`` and token of ``name`` from the targets file (``$QNB_TARGETS``)."""
-    path = Path(os.environ.get("QNB_TARGETS", "~/.config/qnb/targets.toml")).expanduser()
-    if not path.exists():
-        raise QnbError(
-            f"qnb.connect({name!r}) without a url needs a targets file; {path} does not "
-            "exist (set QNB_TARGETS, or pass the url)"
-        )
-    entry = tomllib.loads(path.read_text()).get("targets", {}).get(name)
-    if not isinstance(entry, dict) or "url" not in entry:
-        raise QnbError(f"no [targets.{name}] table with a url in {path}")
-    token = entry.get("token")
-    if token is None and "token_env" in entry:
-        token = os.environ.get(entry["token_env"])
-        if token is None:
-            raise QnbError(f"[targets.{name}] in {path} reads the token from ${entry['token_env']}, which is not set")
-    return entry["url"], token
-
-
-_connect_lock = threading.Lock()
-
-
-def connect(
-    name: str,
-    url: str | None = None,
-    *,
-    token: str | None = None,
-    timeout: float = 10.0,
-    retry_for: float = 30.0,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> RemoteTarget:
-    """Use the queue server at ``url`` as target ``name``.
-
-    Without ``url`` it is read (with its token) from the targets file: ``$QNB_TARGETS``
-    or ``~/.config/qnb/targets.toml``, tables ``[targets.NAME]`` with ``url`` and
-    ``token`` or ``token_env``. Unfinished jobs of ``name`` in the local store (from a
-    kernel that ended) are followed again.
-    """
-    if url is None:
-        url, configured_token = _configured(name)
-        token = token or configured_token
-    manager = get_manager()
-    with _connect_lock:
-        target = RemoteTarget(
-            name,
-            url,
-            token=token,
-            manager=manager,
-            timeout=timeout,
-            retry_for=retry_for,
-            transport=transport,
-        )
-        manager.targets.register(name, target)
-    manager.follow_target_jobs(target)
-    return target
+    def known_positions(self) -> Mapping[str, int]:
+        return self._target.known_positions()

@@ -1,127 +1,23 @@
-"""Targets: where jobs run.
-
-A target is a small async protocol driven by the JobManager on its loop:
-``submit`` starts a job's items and returns a handle, ``poll`` returns the items'
-statuses once something changed, ``results`` returns finished items' outcomes, and
-``cancel`` stops what can be stopped (idempotent; ``True`` once confirmed). Local
-simulators, the device emulator, remote queue servers and cloud APIs all fit it.
-"""
+"""qnb's own scheduled targets: Cirq simulators run by an executor (the process pool by
+default), and the device emulator. The registry holds them by name."""
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import dataclasses
 import os
-import threading
-from collections.abc import Sequence
 from typing import Any
 
 import cirq
 
 from .._device import DeviceSpec, linear_chain
 from .._errors import UnknownTargetError
+from .._status import JobStatus
+from ._base import Executor, ItemOutcome, RunState, ScheduledTarget, Target, TargetJob, TargetRegistry
 from ._pool import get_pool
-from .._status import TERMINAL, JobStatus
 
 
-@dataclasses.dataclass
-class TargetJob:
-    """What the manager hands a target: one job's circuits, in item order."""
-
-    job_id: str
-    shots: int
-    labels: list[str]
-    circuits: list[cirq.Circuit]
-    #: The circuits as compact Cirq JSON when already at hand (remote targets send it).
-    circuit_json: list[str] | None = None
-    #: Asked for the head of the queue (targets that own their queue place it there).
-    front: bool = False
-    name: str = ""
-    #: Higher runs first (targets that own their queue order it so).
-    priority: int = 0
-
-
-@dataclasses.dataclass
-class ItemOutcome:
-    status: JobStatus  # COMPLETED, FAILED or CANCELLED
-    result: str | None = None  # cirq.Result as Cirq JSON
-    error: str | None = None
-
-
-class Target(abc.ABC):
-    """Where jobs run. Subclasses implement the four coroutines below."""
-
-    name: str
-    device: DeviceSpec
-    #: How many jobs of this target's queue may run at once.
-    max_running_jobs: int = 1
-    #: Jobs run inside this process, so they die with it (see crash recovery).
-    local: bool = True
-    #: The target keeps its own queue (a queue server): the manager hands jobs over at
-    #: once and their status and queue position follow the target, not a local queue.
-    owns_queue: bool = False
-
-    def check(self, label: str, circuit: cirq.Circuit) -> None:
-        self.device.validate(label, circuit)
-
-    def compile(self, circuit: cirq.Circuit) -> cirq.Circuit:
-        return self.device.compile(circuit)
-
-    @abc.abstractmethod
-    async def submit(self, job: TargetJob) -> Any:
-        """Start running ``job``; return a handle for the other calls."""
-
-    @abc.abstractmethod
-    async def poll(self, handle: Any) -> list[JobStatus]:
-        """The items' statuses, returned once they differ from the last poll."""
-
-    @abc.abstractmethod
-    async def results(self, handle: Any, indices: Sequence[int]) -> dict[int, ItemOutcome]:
-        """Outcomes of the given finished items."""
-
-    @abc.abstractmethod
-    async def cancel(self, handle: Any) -> bool:
-        """Stop the job's unfinished items. Idempotent; ``True`` once they are stopped."""
-
-    # -- for targets that own their queue (see ``owns_queue``) ---------------------------
-
-    def handle_id(self, handle: Any) -> str | None:
-        """The job's id on the target, kept in the store to follow it after a restart."""
-        return None
-
-    async def reattach(self, remote_id: str, n_items: int) -> Any:
-        """A handle for a job submitted earlier (by a previous kernel)."""
-        raise NotImplementedError(f"target {self.name!r} cannot follow jobs across restarts")
-
-    def queue_position(self, remote_id: str) -> int | None:
-        """The job's 1-based position in the target's own queue (blocking call)."""
-        return None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"
-
-
-class _LocalRun:
-    """A handle for a job running on a local target."""
-
-    def __init__(self, n_items: int):
-        self.statuses = [JobStatus.PENDING] * n_items
-        self.outcomes: dict[int, ItemOutcome] = {}
-        self.changed = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
-
-    def set_running(self, index: int) -> None:
-        self.statuses[index] = JobStatus.RUNNING
-        self.changed.set()
-
-    def finish(self, index: int, outcome: ItemOutcome) -> None:
-        self.outcomes[index] = outcome
-        self.statuses[index] = outcome.status
-        self.changed.set()
-
-
-class SimulatorTarget(Target):
+class SimulatorTarget(ScheduledTarget):
     """A Cirq simulator run in the process pool; items run in parallel."""
 
     def __init__(
@@ -132,32 +28,31 @@ class SimulatorTarget(Target):
         device: DeviceSpec,
         noise: float = 0.0,
         max_running_jobs: int = 64,
+        executor: Executor | None = None,
     ):
         self.name = name
         self.engine = engine
         self.noise = noise
         self.device = device
         self.max_running_jobs = max_running_jobs
+        #: Where circuits run; None: the local process pool, started on first use.
+        self.executor = executor
 
-    async def submit(self, job: TargetJob) -> _LocalRun:
-        run = _LocalRun(len(job.circuits))
+    async def start(self, job: TargetJob, run: RunState) -> None:
         run.tasks = [
             asyncio.create_task(self._run_items(run, [i], job.circuits, job.shots))
             for i in range(len(job.circuits))
         ]
-        return run
 
     async def _run_items(
-        self, run: _LocalRun, indices: list[int], circuits: list[cirq.Circuit], shots: int
+        self, run: RunState, indices: list[int], circuits: list[cirq.Circuit], shots: int
     ) -> None:
         for i in indices:
             run.set_running(i)
             try:
                 ok, payload = await self._execute(circuits[i], shots)
             except asyncio.CancelledError:
-                for j in indices:
-                    if run.statuses[j] not in TERMINAL:
-                        run.finish(j, ItemOutcome(JobStatus.CANCELLED, error="cancelled"))
+                run.finish_unfinished(indices, ItemOutcome(JobStatus.CANCELLED, error="cancelled"))
                 raise
             if ok:
                 run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload))
@@ -165,23 +60,8 @@ class SimulatorTarget(Target):
                 run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload))
 
     async def _execute(self, circuit: cirq.Circuit, shots: int) -> tuple[bool, str]:
-        return await get_pool().run(self.engine, self.noise, circuit, shots)
-
-    async def poll(self, handle: _LocalRun) -> list[JobStatus]:
-        await handle.changed.wait()
-        handle.changed.clear()
-        return list(handle.statuses)
-
-    async def results(self, handle: _LocalRun, indices: Sequence[int]) -> dict[int, ItemOutcome]:
-        return {i: handle.outcomes[i] for i in indices}
-
-    async def cancel(self, handle: _LocalRun) -> bool:
-        # A circuit already inside a worker finishes there, but its result is dropped:
-        # locally, that is as good as stopped.
-        for task in handle.tasks:
-            task.cancel()
-        await asyncio.gather(*handle.tasks, return_exceptions=True)
-        return True
+        executor = self.executor or get_pool()
+        return await executor.run(self.engine, self.noise, circuit, shots)
 
 
 EMULATOR_GATESET = cirq.Gateset(
@@ -233,12 +113,10 @@ class EmulatorTarget(SimulatorTarget):
         self.seconds_per_shot = seconds_per_shot
         self.seconds_per_circuit = seconds_per_circuit
 
-    async def submit(self, job: TargetJob) -> _LocalRun:
-        run = _LocalRun(len(job.circuits))
+    async def start(self, job: TargetJob, run: RunState) -> None:
         # One device: the items run one after another.
         indices = list(range(len(job.circuits)))
         run.tasks = [asyncio.create_task(self._run_items(run, indices, job.circuits, job.shots))]
-        return run
 
     async def _execute(self, circuit: cirq.Circuit, shots: int) -> tuple[bool, str]:
         simulation = asyncio.ensure_future(super()._execute(circuit, shots))
@@ -272,34 +150,7 @@ def _builtin_targets() -> dict[str, Target]:
     }
 
 
-class TargetRegistry:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._targets: dict[str, Target] = _builtin_targets()
-
-    def get(self, name: str) -> Target:
-        with self._lock:
-            target = self._targets.get(name)
-            known = ", ".join(self._targets)
-        if target is None:
-            raise UnknownTargetError(
-                f"unknown target {name!r}; known targets: {known} "
-                "(qnb.targets() describes them, qnb.register_target() adds one)"
-            )
-        return target
-
-    def register(self, name: str, target: Target) -> None:
-        if not isinstance(target, Target):
-            raise TypeError(f"expected a qnb Target, got {type(target).__name__}")
-        with self._lock:
-            self._targets[name] = target
-
-    def all(self) -> dict[str, Target]:
-        with self._lock:
-            return dict(self._targets)
-
-
-registry = TargetRegistry()
+registry = TargetRegistry(_builtin_targets())
 
 
 def register_target(

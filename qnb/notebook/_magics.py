@@ -23,6 +23,7 @@ from .._errors import QnbError
 from .._job import Job
 from .._manager import get_manager, is_done
 from .._status import TERMINAL
+from ._widgets import monitor
 
 #: The name under which the last submitted job is always reachable.
 LAST_JOB = "_qjob"
@@ -217,8 +218,6 @@ class QnbMagics(Magics):
     def qqueue(self, line: str):
         """The live queue monitor (one per kernel, updated in place)."""
         args = parse_argstring(self.qqueue, line)
-        from ._widgets import monitor
-
         try:
             return monitor(target=args.target, user=args.user, status=args.status)
         except QnbError as exc:

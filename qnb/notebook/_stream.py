@@ -10,13 +10,17 @@ cell sleeps or crunches numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 
+from .._errors import QnbError, QueueError
+from .._manager import JobManager, get_manager
 from .._status import IN_QUEUE
+from .._targets import QueueOwningTarget
 
 #: At most this many patches per second reach the page (the design's ~10 Hz).
 DEFAULT_INTERVAL = 0.1
@@ -30,7 +34,7 @@ def job_row(rec, remote: Mapping | None = None) -> dict:
     behind it. A queue server orders its own queue, so its jobs have no ``queue_seq``
     but the ``position`` last read from the server (None when unknown), and
     ``connection`` is ``"reconnecting"`` on the unfinished ones while it is away.
-    ``remote``: target name -> :class:`qnb._targets._queue_server.RemoteState` (see :func:`row_view`).
+    ``remote``: target name -> :class:`RemoteState` (see :func:`row_view`).
     """
     row = rec.public_dict()
     state = remote.get(rec.target) if remote else None
@@ -55,8 +59,6 @@ def row_view(source, records: Iterable) -> Callable:
     """
     if getattr(source, "targets", None) is None:  # a RecordSource: local jobs only
         return job_row
-    from .._targets._queue_server import remote_state
-
     waiting: dict[str, bool] = {}
     for rec in records:
         waiting[rec.target] = waiting.get(rec.target, False) or rec.status in IN_QUEUE
@@ -66,6 +68,43 @@ def row_view(source, records: Iterable) -> Callable:
         if state is not None:
             states[name] = state
     return functools.partial(job_row, remote=states) if states else job_row
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteState:
+    """What widgets show of a target that owns its queue, besides its jobs' records."""
+
+    connected: bool
+    positions: Mapping[str, int]  # job id on the target -> 1-based position
+
+
+def remote_state(
+    target: str, *, manager: JobManager | None = None, positions: bool = True
+) -> RemoteState | None:
+    """The state of a target that owns its queue (None for others), without I/O.
+    ``positions=False`` when no job of it waits: no watcher is started then."""
+    try:
+        found = (manager or get_manager()).targets.get(target)
+    except QnbError:
+        return None
+    if not isinstance(found, QueueOwningTarget):
+        return None
+    known: Mapping[str, int] = {}
+    if positions:
+        try:
+            known = found.queue_backend().known_positions()
+        except QueueError:  # a target that shows no queue
+            pass
+    return RemoteState(found.connected, known)
+
+
+def connection_state(target: str, *, manager: JobManager | None = None) -> str | None:
+    """``"connected"`` or ``"reconnecting"`` for a target that owns its queue, None for
+    others (widgets show it on the jobs of that target)."""
+    state = remote_state(target, manager=manager, positions=False)
+    if state is None:
+        return None
+    return "connected" if state.connected else "reconnecting"
 
 
 class JobStream:

@@ -1,0 +1,202 @@
+"""The lifecycle: the only code that writes a job's or an item's status and timestamps.
+
+Targets *report* what happened (item statuses, outcomes); the functions here decide
+what that means for the record, through the one transition table of ``_status``:
+``enqueue``, ``start``, ``apply_report``, ``fail``, ``request_cancel``, ``cancel_queued``,
+and ``recover`` (the named recovery rules for a restart). ``time_started`` is set when a
+job first runs, ``time_finished`` when it ends, whoever ran it (a local pool, a queue
+server, a vendor's cloud).
+
+Each function changes the record in place and notes the changed items in
+``rec.dirty_items``; the caller (the JobManager, under its lock) then stores and
+announces the change. The store saves what these produced and writes no status of its
+own.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from ._records import ItemRecord, JobRecord
+from ._status import (
+    TERMINAL,
+    InvalidTransitionError,
+    JobStatus,
+    check_transition,
+    derive_job_status,
+    path_to,
+)
+
+P, Q, R, CI, CO, F, CA = (
+    JobStatus.PENDING,
+    JobStatus.QUEUED,
+    JobStatus.RUNNING,
+    JobStatus.CANCELLING,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+)
+
+
+class Outcome(Protocol):
+    """What a target reports for a finished item (``qnb.ItemOutcome``)."""
+
+    status: JobStatus
+    result: str | None
+    error: str | None
+
+
+# -- the job ------------------------------------------------------------------------------
+
+
+def enqueue(rec: JobRecord) -> None:
+    """Accepted into a queue (qnb's own, or the target's)."""
+    _set_job_status(rec, Q)
+
+
+def start(rec: JobRecord) -> None:
+    """qnb's scheduler hands the job to its target."""
+    _set_job_status(rec, R)
+
+
+def apply_report(
+    rec: JobRecord, statuses: Sequence[JobStatus], outcomes: Mapping[int, Outcome]
+) -> None:
+    """A target's report of its items: statuses in item order, outcomes of finished ones.
+
+    A finished item never changes again. A report that would move an item backwards is
+    not news: a queue server that restarted puts a running item back in its queue to
+    run again, and seen from here that item is still under way.
+    """
+    for i, reported in enumerate(statuses):
+        item = rec.items[i]
+        if reported is item.status or item.status in TERMINAL:
+            continue
+        try:
+            steps = path_to(item.status, reported)
+        except InvalidTransitionError:
+            continue  # backwards (RUNNING -> QUEUED after a server restart): keep ours
+        outcome = outcomes.get(i)
+        _walk_item(rec, i, steps, None if outcome is None else outcome.error)
+        if outcome is not None and outcome.result is not None:
+            rec.unsaved_results[i] = outcome.result
+    _derive(rec)
+
+
+def fail(rec: JobRecord, reason: str) -> None:
+    """The run broke (a target raised, the process is ending): every unfinished item
+    fails with ``reason``; finished items keep their results."""
+    for i, item in enumerate(rec.items):
+        if item.status not in TERMINAL:
+            _walk_item(rec, i, path_to(item.status, F), reason)
+    if not rec.done:
+        rec.error = reason
+    _derive(rec)
+
+
+def request_cancel(rec: JobRecord) -> None:
+    """A cancel was asked for a job that has started: CANCELLING until the target
+    confirms (never CANCELLED before that)."""
+    rec.cancel_requested = True
+    _derive(rec)
+
+
+def cancel_queued(rec: JobRecord) -> None:
+    """A job taken out of qnb's own queue: that is the confirmation, it ends CANCELLED."""
+    rec.cancel_requested = True
+    for i, item in enumerate(rec.items):
+        if item.status not in TERMINAL:
+            _walk_item(rec, i, path_to(item.status, CA), "cancelled")
+    _derive(rec)
+
+
+def _derive(rec: JobRecord) -> None:
+    new = derive_job_status((it.status for it in rec.items), cancelling=rec.cancel_requested)
+    if new is not rec.status:
+        for step in path_to(rec.status, new):
+            _set_job_status(rec, step)
+
+
+def _set_job_status(rec: JobRecord, new: JobStatus, *, now: float | None = None) -> None:
+    check_transition(rec.status, new)
+    rec.status = new
+    now = time.time() if now is None else now
+    if new is R and rec.time_started is None:
+        rec.time_started = now
+    if new in TERMINAL:
+        rec.time_finished = now
+        if new is F and rec.error is None:
+            failed = [it for it in rec.items if it.status is F]
+            first = failed[0]
+            rec.error = (
+                f"{len(failed)} of {len(rec.items)} items failed; "
+                f"{first.label!r}: {first.error}"
+            )
+
+
+def _walk_item(rec: JobRecord, index: int, steps: Sequence[JobStatus], error: str | None) -> None:
+    item = rec.items[index]
+    for step in steps:
+        check_transition(item.status, step)
+        item.status = step
+    if error is not None:
+        item.error = error
+    rec.dirty_items.add(index)
+
+
+# -- recovery after a restart ----------------------------------------------------------------
+
+
+class Recovery(enum.Enum):
+    """What a process does with the unfinished jobs of one that ended (see ``recover``)."""
+
+    #: A kernel's jobs: nothing runs them any more. Unfinished items fail "interrupted";
+    #: completed items keep their results, so ``resubmit(only_failed=True)`` works.
+    INTERRUPTED = "interrupted"
+    #: A queue server's jobs: taken over and run again. Waiting jobs keep their place;
+    #: jobs that were running go back to the head, their unfinished items pending again;
+    #: jobs whose cancel was asked end cancelled.
+    REQUEUE = "requeue"
+
+
+#: The recovery table: for each rule, the job status each unfinished status becomes.
+#: It is not a transition (the run was lost with its process), so it is a table of its
+#: own, and these are the only moves that go "backwards".
+RECOVERY: dict[Recovery, dict[JobStatus, JobStatus]] = {
+    Recovery.INTERRUPTED: {P: F, Q: F, R: F, CI: F},
+    Recovery.REQUEUE: {P: Q, Q: Q, R: Q, CI: CA},
+}
+
+
+def recover(rec: JobRecord, rule: Recovery, reason: str, *, now: float | None = None) -> None:
+    """Apply a recovery rule to an unfinished job (loaded from the store)."""
+    now = time.time() if now is None else now
+    new = RECOVERY[rule][rec.status]
+    if new is F:
+        for i, item in enumerate(rec.items):
+            if item.status not in TERMINAL:
+                _force_item(rec, i, F, reason)
+        rec.error = reason
+    elif new is CA:
+        for i, item in enumerate(rec.items):
+            if item.status not in TERMINAL:
+                _force_item(rec, i, CA, "cancelled")
+    else:  # back in the queue: what had started runs again from the start
+        for i, item in enumerate(rec.items):
+            if item.status in (Q, R):
+                _force_item(rec, i, P, None)
+        if rec.status is not Q:
+            rec.time_started = None
+    rec.status = new
+    if new in TERMINAL:
+        rec.time_finished = rec.time_finished or now
+
+
+def _force_item(rec: JobRecord, index: int, status: JobStatus, error: str | None) -> None:
+    item: ItemRecord = rec.items[index]
+    item.status = status
+    item.error = error
+    rec.dirty_items.add(index)

@@ -1,0 +1,236 @@
+"""The target seam: where jobs run, in three shapes.
+
+- :class:`ScheduledTarget` — qnb schedules it: jobs wait in qnb's own queue and start
+  when the target has room (``max_running_jobs``). Local simulators and the device
+  emulator. It writes :meth:`~ScheduledTarget.start` (and may override ``cancel``); a
+  :class:`RunState` gives ``poll`` and ``results`` for free.
+- :class:`QueueOwningTarget` — the target keeps its own queue and job ids (a qnb queue
+  server, a vendor's cloud). qnb hands a job over once it is stored, keeps the target's
+  job id in the store before the first poll, and follows it again after a restart.
+- An **executor** runs a scheduled target's circuits somewhere: the local process pool,
+  or a cluster (:class:`Executor`).
+
+Targets report what happened (item statuses, outcomes); the lifecycle decides the status.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import cirq
+
+from .._device import DeviceSpec
+from .._errors import QueueError, UnknownTargetError
+from .._records import QueueEntry
+from .._status import TERMINAL, JobStatus
+
+
+@dataclasses.dataclass
+class TargetJob:
+    """What the manager hands a target: one job's circuits, in item order."""
+
+    job_id: str
+    shots: int
+    labels: list[str]
+    circuits: list[cirq.Circuit]
+    #: The circuits as compact Cirq JSON when already at hand (remote targets send it).
+    circuit_json: list[str] | None = None
+    #: Asked for the head of the queue (targets that own their queue place it there).
+    front: bool = False
+    name: str = ""
+    #: Higher runs first (targets that own their queue order it so).
+    priority: int = 0
+    #: Called by a target that owns its queue when it cannot reach it yet and keeps
+    #: trying: the submitter stops waiting for the hand-over (the job is "reconnecting").
+    report_waiting: Callable[[], None] = lambda: None
+
+
+@dataclasses.dataclass
+class ItemOutcome:
+    status: JobStatus  # COMPLETED, FAILED or CANCELLED
+    result: str | None = None  # cirq.Result as Cirq JSON
+    error: str | None = None
+
+
+class Target(abc.ABC):
+    """Where jobs run: the async protocol the JobManager drives on its loop.
+
+    Subclass one of the shapes below, not this class.
+    """
+
+    name: str
+    device: DeviceSpec
+    #: Jobs run inside this process, so they die with it (see crash recovery).
+    local: bool = True
+
+    def check(self, label: str, circuit: cirq.Circuit) -> None:
+        self.device.validate(label, circuit)
+
+    def compile(self, circuit: cirq.Circuit) -> cirq.Circuit:
+        return self.device.compile(circuit)
+
+    @abc.abstractmethod
+    async def submit(self, job: TargetJob) -> Any:
+        """Start running ``job``; return a handle for the other calls."""
+
+    @abc.abstractmethod
+    async def poll(self, handle: Any) -> list[JobStatus]:
+        """The items' statuses, returned once they differ from the last poll."""
+
+    @abc.abstractmethod
+    async def results(self, handle: Any, indices: Sequence[int]) -> dict[int, ItemOutcome]:
+        """Outcomes of the given finished items."""
+
+    @abc.abstractmethod
+    async def cancel(self, handle: Any) -> bool:
+        """Stop the job's unfinished items. Idempotent; ``True`` once they are stopped."""
+
+    def describe(self) -> str:
+        """One line for ``qnb.targets()`` listings: the kind and what survives a restart."""
+        return self.device.description
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class RunState:
+    """A scheduled job's items as its target reports them: ``poll`` and ``results``
+    for free. The target calls :meth:`set_running` and :meth:`finish`."""
+
+    def __init__(self, n_items: int):
+        self.statuses = [JobStatus.PENDING] * n_items
+        self.outcomes: dict[int, ItemOutcome] = {}
+        self.changed = asyncio.Event()
+        #: Tasks the target started for this job; the default ``cancel`` cancels them.
+        self.tasks: list[asyncio.Task] = []
+
+    def set_running(self, index: int) -> None:
+        self.statuses[index] = JobStatus.RUNNING
+        self.changed.set()
+
+    def finish(self, index: int, outcome: ItemOutcome) -> None:
+        self.outcomes[index] = outcome
+        self.statuses[index] = outcome.status
+        self.changed.set()
+
+    def finish_unfinished(self, indices: Sequence[int], outcome: ItemOutcome) -> None:
+        for i in indices:
+            if self.statuses[i] not in TERMINAL:
+                self.finish(i, outcome)
+
+
+class ScheduledTarget(Target):
+    """A target qnb schedules: its jobs wait in qnb's queue, at most
+    ``max_running_jobs`` run at once."""
+
+    max_running_jobs: int = 1
+
+    @abc.abstractmethod
+    async def start(self, job: TargetJob, run: RunState) -> None:
+        """Start the job's items (tasks in ``run.tasks``) and report through ``run``."""
+
+    async def submit(self, job: TargetJob) -> RunState:
+        run = RunState(len(job.circuits))
+        await self.start(job, run)
+        return run
+
+    async def poll(self, handle: RunState) -> list[JobStatus]:
+        await handle.changed.wait()
+        handle.changed.clear()
+        return list(handle.statuses)
+
+    async def results(self, handle: RunState, indices: Sequence[int]) -> dict[int, ItemOutcome]:
+        return {i: handle.outcomes[i] for i in indices}
+
+    async def cancel(self, handle: RunState) -> bool:
+        for task in handle.tasks:
+            task.cancel()
+        await asyncio.gather(*handle.tasks, return_exceptions=True)
+        return True
+
+
+class QueueBackend(Protocol):
+    """The queue operations a queue of waiting jobs offers; ``qnb.Queue`` is written once
+    over this, for qnb's own queues and for a target's (a queue server's)."""
+
+    def entries(self) -> list[QueueEntry]:
+        """Waiting jobs, head first, with their 1-based positions."""
+
+    def remove(self, *, job_id: str | None = None, position: int | None = None,
+               expected_id: str | None = None) -> QueueEntry:
+        """Take one job out (it ends cancelled); by id, or by position when it is still
+        ``expected_id`` (else ``QueueConflictError``)."""
+
+    def remove_user(self, user: str) -> list[QueueEntry]:
+        """Take out every waiting job of ``user``."""
+
+    def move_to_front(self, job_id: str) -> QueueEntry:
+        """Move a waiting job to the very head."""
+
+    def known_positions(self) -> Mapping[str, int]:
+        """Positions as last known, without I/O (for display)."""
+
+
+class QueueOwningTarget(Target):
+    """A target with its own queue and job ids: a qnb queue server, a vendor's cloud."""
+
+    local = False
+
+    @property
+    def connected(self) -> bool:
+        """False while the target cannot be reached (its jobs show "reconnecting")."""
+        return True
+
+    @abc.abstractmethod
+    def handle_id(self, handle: Any) -> str:
+        """The job's id on the target, stored before the first poll."""
+
+    @abc.abstractmethod
+    async def reattach(self, remote_id: str, n_items: int) -> Any:
+        """A handle for a job submitted earlier (by a process that ended)."""
+
+    def queue_backend(self) -> QueueBackend:
+        """The target's queue, when it shows one."""
+        raise QueueError(
+            f"target {self.name!r} does not show its queue; job.status and "
+            "job.position_in_queue() still follow each job"
+        )
+
+
+class Executor(Protocol):
+    """Runs one circuit of a scheduled target somewhere (the local pool, a cluster)."""
+
+    async def run(self, engine: str, noise: float, circuit: cirq.Circuit, shots: int) -> tuple[bool, str]:
+        """``(True, cirq.Result as Cirq JSON)`` or ``(False, error message)``."""
+
+
+class TargetRegistry:
+    def __init__(self, targets: Mapping[str, Target] = ()):
+        self._lock = threading.Lock()
+        self._targets: dict[str, Target] = dict(targets)
+
+    def get(self, name: str) -> Target:
+        with self._lock:
+            target = self._targets.get(name)
+            known = ", ".join(self._targets)
+        if target is None:
+            raise UnknownTargetError(
+                f"unknown target {name!r}; known targets: {known} "
+                "(qnb.targets() describes them, qnb.register_target() adds one)"
+            )
+        return target
+
+    def register(self, name: str, target: Target) -> None:
+        if not isinstance(target, Target):
+            raise TypeError(f"expected a qnb Target, got {type(target).__name__}")
+        with self._lock:
+            self._targets[name] = target
+
+    def all(self) -> dict[str, Target]:
+        with self._lock:
+            return dict(self._targets)
