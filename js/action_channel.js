@@ -1,5 +1,6 @@
-// The action channel has no view: the job card and the queue monitor find its model by
-// id and send page actions on it (see qnb/_widgets.py for why it is a comm of its own).
+// The action channel has no view: view_loader.js finds its model by id, takes the views'
+// code and the shared client (action_client.js) from it, and the client sends page actions
+// on it (see ActionChannel in qnb/notebook/_widgets.py for why it is a comm of its own).
 export default {
   initialize() {},
 };
