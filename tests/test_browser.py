@@ -240,6 +240,8 @@ def test_quickstart_in_jupyterlab(browser, lab):
         # (Run all may render a card after its job ended; the queued -> running ->
         # completed transition is asserted in the next test, where the job waits.)
         assert page.evaluate("() => window.qnbStatuses")["long run"][-1] == "cancelled"
+        # Both kinds of view came through view_loader.js, which adds the style once.
+        assert page.locator("style#qnb-style").count() == 1
         page.locator(".qnb-card").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "quickstart.png"), full_page=False)
         monitor.scroll_into_view_if_needed()
