@@ -33,6 +33,9 @@ class ExecutionResult:
 
 
 class AsyncJobBackend:
+    """Submit / poll / fetch / cancel over label -> OpenQASM circuits, for orchestration
+    tools that drive jobs themselves (one qnb job per ``submit_circuits``)."""
+
     def __init__(self, target: str = "sim", shots: int = 1000, *, poll_interval: float = 0.5):
         self.target = target
         self.shots = shots

@@ -10,6 +10,7 @@ import cirq
 import numpy as np
 
 from ._errors import QnbError
+from ._plot import plot_counts, plot_grid
 
 
 def _natural(key: str) -> list:
@@ -168,8 +169,6 @@ class JobResult(Mapping[str, cirq.Result]):
         ``top``: keep the most frequent outcomes only (readable with many qubits).
         ``probabilities``: plot frequencies instead of counts.
         """
-        from ._plot import plot_counts, plot_grid
-
         if label is None and len(self.labels) > 1:
             return plot_grid(
                 {lb: self.counts(lb, key=key) for lb in self}, top=top, probabilities=probabilities

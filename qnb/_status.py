@@ -13,6 +13,8 @@ from ._errors import InvalidTransitionError
 
 
 class JobStatus(str, enum.Enum):
+    """A job's or an item's place in the lifecycle (compares equal to its string)."""
+
     PENDING = "pending"
     QUEUED = "queued"
     RUNNING = "running"

@@ -1,0 +1,246 @@
+"""The model holds its own rules: layers point one way (no import cycle, nothing hidden
+in a function), every module imports alone, the lifecycle is the only writer of status
+and timestamps, and every public name is importable and documented."""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import qnb
+from qnb import JobStatus, _lifecycle, _manager
+from qnb._records import ItemRecord, JobRecord
+from conftest import BELL_QASM
+
+PACKAGE = Path(qnb.__file__).parent
+README = PACKAGE.parent / "README.md"
+
+# The layers, lowest first (DESIGN.md, "Layers"). A module may import its own layer and
+# the ones below, never one above.
+LAYERS = [
+    ("vocabulary", {"qnb._status", "qnb._errors", "qnb._records", "qnb._circuits",
+                    "qnb._device", "qnb._config", "qnb._plot"}),
+    ("store and lifecycle", {"qnb._store", "qnb._lifecycle"}),
+    ("targets", {"qnb._targets"}),
+    ("manager", {"qnb._manager"}),
+    ("handles", {"qnb._job", "qnb._queue", "qnb._results", "qnb._sampler"}),
+    ("public API", {"qnb._api", "qnb._backend"}),
+    ("faces", {"qnb.notebook", "qnb.server", "qnb._cli", "qnb.__main__"}),
+    ("package", {"qnb"}),
+]
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def layer_of(module: str) -> int:
+    best = None
+    for rank, (_, members) in enumerate(LAYERS):
+        for member in members:
+            if (module == member or module.startswith(member + ".")) and (
+                best is None or len(member) > len(best[1])
+            ):
+                best = (rank, member)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS"
+    return best[0]
+
+
+def qnb_imports(module: str, path: Path) -> list[tuple[str, bool, int]]:
+    """(imported qnb module, inside a function?, line) for every import in ``path``."""
+    tree = ast.parse(path.read_text())
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+
+    def visit(node, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                continue  # for type checkers only: never runs
+            if isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")
+                    base = base[: len(base) - child.level + 1]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                if target == "qnb" or target.startswith("qnb."):
+                    for alias in child.names:
+                        sub = f"{target}.{alias.name}"
+                        found.append((sub if sub in ALL else target, nested, child.lineno))
+            elif isinstance(child, ast.Import):
+                for alias in child.names:
+                    if alias.name.startswith("qnb"):
+                        found.append((alias.name, nested, child.lineno))
+            visit(child, nested)
+
+    visit(tree, False)
+    return found
+
+
+ALL = modules()
+
+
+def test_layers_point_one_way_and_nothing_hides_in_a_function():
+    problems = []
+    for module, path in ALL.items():
+        for target, in_function, line in qnb_imports(module, path):
+            if target == module or target.startswith(module + "."):
+                continue  # a package importing its own modules
+            if layer_of(target) > layer_of(module):
+                where = "inside a function" if in_function else "at module level"
+                problems.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line} imports {target} {where}: "
+                    f"{LAYERS[layer_of(module)][0]} may not import {LAYERS[layer_of(target)][0]}"
+                )
+            elif in_function and module != "qnb":
+                # Deferred imports are for heavy modules only (the package's lazy names
+                # and the CLI, which must start in a blink, are the exceptions).
+                if not (module == "qnb._cli" or module.startswith("qnb.server._cpu")):
+                    problems.append(
+                        f"{path.relative_to(PACKAGE.parent)}:{line} imports {target} inside a function"
+                    )
+    assert problems == []
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {m: {t for t, _, _ in qnb_imports(m, p) if t in ALL and t != m} for m, p in ALL.items()}
+    # A package's __init__ importing its own submodules is not a cycle of layers.
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if node.startswith(nxt + ".") or nxt.startswith(node + "."):
+                continue
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for module in graph:
+        if module not in state:
+            cycle = visit(module)
+            assert cycle is None, " -> ".join(cycle)
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter():
+    def load(module: str) -> tuple[str, int, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120
+        )
+        return module, done.returncode, done.stderr[-400:]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(load, [m for m in ALL if m != "qnb.__main__"]))
+    assert [(m, err) for m, code, err in results if code != 0] == []
+
+
+# -- one writer of status -------------------------------------------------------------------
+
+WRITTEN_BY_LIFECYCLE = ("status", "time_started", "time_finished")
+
+
+def test_no_status_write_outside_the_lifecycle_in_the_source():
+    problems = []
+    for module, path in ALL.items():
+        if module in ("qnb._lifecycle",):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                targets = [node.target]
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Attribute) and leaf.attr in WRITTEN_BY_LIFECYCLE:
+                        # An error's HTTP status is not a job's.
+                        if module == "qnb._errors" and ast.unparse(leaf) == "self.status":
+                            continue
+                        problems.append(f"{path.name}:{node.lineno} {ast.unparse(node)[:80]}")
+        if module == "qnb._store":
+            for literal in re.findall(r"status\s*=\s*'[a-z]+'", path.read_text()):
+                problems.append(f"{path.name}: SQL writes a status literal: {literal}")
+    assert problems == []
+
+
+@pytest.fixture
+def status_writers(monkeypatch):
+    """Record which module writes each status or timestamp of a record while a test runs."""
+    writers: list[tuple[str, str]] = []
+    for cls in (JobRecord, ItemRecord):
+        for field in WRITTEN_BY_LIFECYCLE:
+            slot = cls.__dict__.get(field)
+            if slot is None:
+                continue
+
+            def setter(obj, value, slot=slot, field=field):
+                writer = sys._getframe(1).f_globals.get("__name__")
+                writers.append((writer, field))
+                slot.__set__(obj, value)
+
+            monkeypatch.setattr(cls, field, property(slot.__get__, setter))
+    return writers
+
+
+def test_every_status_change_at_run_time_goes_through_the_lifecycle(manager, status_writers):
+    # Submit and complete, a failing item, cancel a queued job, cancel a running job.
+    done = qnb.submit(BELL_QASM, shots=10)
+    assert done.result(timeout=60).counts()
+    bad = qnb.submit({"ok": BELL_QASM}, shots=10, target="emulator", compile=True)
+    queued = qnb.submit(BELL_QASM, shots=4000, target="emulator", compile=True)
+    queued.cancel()
+    bad.cancel()
+    for job in (bad, queued):
+        manager.when(job.id, _manager.is_done).result(60)
+    # Recovery after a restart: a record left unfinished by a dead owner.
+    rec = manager.store.load_job(done.id)
+    rec.status = JobStatus.RUNNING  # (written here by the test itself, as a dead process would)
+    _lifecycle.recover(rec, _lifecycle.Recovery.INTERRUPTED, "interrupted")
+    assert rec.status is JobStatus.FAILED
+    writers = {w for w, _ in status_writers if w != __name__}
+    assert writers <= {"qnb._lifecycle", "qnb._records"}, writers
+    assert ("qnb._lifecycle", "time_started") in status_writers
+    assert ("qnb._lifecycle", "time_finished") in status_writers
+
+
+# -- the public names -------------------------------------------------------------------------
+
+
+def test_every_public_name_is_importable_and_documented():
+    readme = README.read_text()
+    missing_doc = []
+    for name in qnb.__all__:
+        value = getattr(qnb, name)
+        assert value is not None, name
+        if not re.search(rf"\b{re.escape(name)}\b", readme):
+            missing_doc.append(name)
+        if callable(value) and not (getattr(value, "__doc__", None) or "").strip():
+            missing_doc.append(f"{name} (no docstring)")
+    assert missing_doc == []
+    done = subprocess.run(
+        [sys.executable, "-c", f"from qnb import {', '.join(qnb.__all__)}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-400:]
