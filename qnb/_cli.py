@@ -33,19 +33,24 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers is not None:
         os.environ["QNB_WORKERS"] = str(args.workers)  # read when the pool starts
     try:
-        import uvicorn
-
+        from .server import _serve as serving
         from .server._app import create_app
     except ImportError as exc:
         print(f"qnb serve needs the server extra: pip install 'qnb[server]' ({exc})", file=sys.stderr)
         return 2
-    from .server._auth import Users
+    from ._errors import QnbError
     from ._manager import JobManager, default_home
     from ._targets._simulators import registry
+    from .server._auth import Users
+    from .server._cpu import worker
 
-    users = Users.from_file(args.users) if args.users else None
+    try:
+        users = Users.from_file(args.users) if args.users else None
+        registry.get(args.device)  # an unknown device fails before anything starts
+    except QnbError as exc:
+        print(f"qnb serve: {exc}", file=sys.stderr)
+        return 2
     db = Path(args.db).expanduser() if args.db else default_home() / "server" / "queue.sqlite3"
-    registry.get(args.device)  # an unknown device fails before anything starts
     manager = JobManager(db.parent, store_path=db, requeue_interrupted=True)
     app = create_app(manager, device=args.device, users=users, max_body_bytes=args.max_body)
     requeued = len(manager.requeued_jobs)
@@ -56,18 +61,10 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        # A short graceful shutdown: clients hold long-polls of up to a minute open, and
-        # they reconnect by themselves to the next server.
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
+        serving.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
-        app.state.feed.close()
+        app.state.close()
+        worker.close()
         manager.close()
     return 0
 

@@ -171,7 +171,7 @@ async def test_bodies_above_the_limit_get_413_and_store_nothing(tmp_path):
             assert small.status_code == 201
         assert len(manager.find(limit=10)) == 1
     finally:
-        app.state.feed.close()
+        app.state.close()
         manager.close()
 
 

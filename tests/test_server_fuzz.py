@@ -24,7 +24,7 @@ def fuzz_schema(tmp_path_factory):
     try:
         yield schemathesis.openapi.from_asgi("/openapi.json", app)
     finally:
-        app.state.feed.close()
+        app.state.close()
         manager.close()
 
 

@@ -58,7 +58,7 @@ def lab(tmp_path):
     try:
         yield app, manager, tokens
     finally:
-        app.state.feed.close()
+        app.state.close()
         manager.close()
 
 

@@ -19,9 +19,12 @@ import secrets
 import tomllib
 from pathlib import Path
 
-from .._errors import UsersFileError
+from .._errors import NotAuthenticatedError, QnbError, UsersFileError
 
 ROLES = ("user", "admin")
+#: Who calls a server without a users file (open mode, loopback only): an admin.
+OPEN_MODE_USER = "local"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -108,3 +111,58 @@ def add_user(path: str | Path, name: str, *, role: str = "user") -> str:
     with path.open("a") as handle:
         handle.write(f'\n[users.{name}]\nrole = "{role}"\ntoken_sha256 = "{hash_token(token)}"\n')
     return token
+
+
+def caller(users: Users | None, headers: list[tuple[bytes, bytes]]) -> User:
+    """The user a request comes from, from its raw ASGI headers.
+
+    The one auth path: the FastAPI dependency and the fast paths both call this, so a
+    request is read the same way everywhere. Two ``Authorization`` headers are refused
+    (proxies and frameworks disagree on which one counts).
+    """
+    authorization: list[bytes] = []
+    named: bytes | None = None
+    host: bytes | None = None
+    for key, value in headers:
+        if key == b"authorization":
+            authorization.append(value)
+        elif key == b"x-qnb-user":
+            named = value
+        elif key == b"host":
+            host = value
+    if len(authorization) > 1:
+        raise NotAuthenticatedError(
+            f"{len(authorization)} Authorization headers; send exactly one: "
+            "Authorization: Bearer <token>"
+        )
+    if users is None:
+        _check_loopback_host(host)
+        return User(named.decode("latin-1") if named else OPEN_MODE_USER, "admin")
+    if not authorization:
+        raise NotAuthenticatedError("a bearer token is required: Authorization: Bearer <token>")
+    scheme, _, token = authorization[0].decode("latin-1").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthenticatedError("a bearer token is required: Authorization: Bearer <token>")
+    user = users.authenticate(token)
+    if user is None:
+        raise NotAuthenticatedError("unknown token; ask the server's admin for yours")
+    return user
+
+
+def _check_loopback_host(host: bytes | None) -> None:
+    """Open mode trusts every caller as admin, which is safe only if the caller is on
+    this machine. A page on another site can reach a loopback server through DNS
+    rebinding (its own name resolving to 127.0.0.1), but its requests then carry that
+    name in Host: only loopback names are answered."""
+    name = (host or b"").decode("latin-1").strip().lower()
+    if name.startswith("["):
+        name = name[: name.find("]") + 1]
+    else:
+        name = name.rpartition(":")[0] if name.count(":") == 1 else name
+    if name not in LOOPBACK_HOSTS:
+        raise QnbError(
+            f"Host {name or '(none)'!r} is not a loopback name; a server without a users "
+            "file answers only requests addressed to localhost or 127.0.0.1 (give the "
+            "server a users file to serve other names)"
+        )

@@ -1,0 +1,262 @@
+"""FastAPI routers, one per resource, over the queue service.
+
+Each route turns a request into one :class:`~qnb.server._service.QueueService` call.
+Blocking routes are plain ``def`` (FastAPI runs them in its thread pool); the few
+``async`` ones do no CPU or disk work on the loop: they hand it to a worker thread
+(:func:`off_loop`) or only read memory.
+"""
+
+# No "from __future__ import annotations": FastAPI reads the handlers' annotations.
+import asyncio
+import concurrent.futures
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._status import JobStatus
+from ._auth import User, caller
+from ._events import EventFeed
+from ._service import QueueService, Submission
+
+MAX_EVENT_WAIT_SECONDS = 60.0
+
+#: Worker threads for the async routes' blocking work (submits, reads from SQLite).
+_threads = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="qnb-server")
+
+
+async def off_loop(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a worker thread, awaited: the loop stays free."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_threads, lambda: fn(*args, **kwargs))
+
+
+# -- dependencies ---------------------------------------------------------------------------
+
+
+def service(request: Request) -> QueueService:
+    return request.app.state.service
+
+
+def current_user(request: Request) -> User:
+    """The caller, by the same function the fast paths use (``_auth.caller``)."""
+    return caller(request.app.state.users, request.scope["headers"])
+
+
+Caller = Annotated[User, Depends(current_user)]
+Service = Annotated[QueueService, Depends(service)]
+
+
+# -- request bodies -------------------------------------------------------------------------
+
+CircuitText = Annotated[str, Field(min_length=1, description="OpenQASM 2.0 or Cirq JSON")]
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SubmitBody(BaseModel):
+    # Strict: "yes" is not true and "5" is not 5.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    circuits: dict[Label, CircuitText] = Field(
+        min_length=1, description="label -> circuit (OpenQASM 2.0 or Cirq JSON)"
+    )
+    shots: int = Field(1000, ge=1)
+    name: str | None = Field(None, max_length=200)
+    position: Literal["end", "start"] = "end"
+    priority: int = Field(0, ge=-100, le=100, description="higher runs first; above 0 only for admins")
+    compile: bool = False
+    id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="a new job id chosen by the client (32 lowercase hex digits), so that "
+        "the client's own records and the server use the same id",
+    )
+
+    def submission(self) -> Submission:
+        return Submission(**self.model_dump())
+
+
+class ResubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    only_failed: bool = False
+
+
+class CompileBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    circuits: dict[Label, CircuitText] = Field(min_length=1)
+
+
+# -- health ---------------------------------------------------------------------------------
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/v1/health")
+async def get_health(request: Request) -> dict:
+    feed: EventFeed = request.app.state.feed
+    return {"status": "ok", "device": request.app.state.service.device, "epoch": feed.epoch,
+            "last": feed.seq}
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+jobs = APIRouter(tags=["jobs"])
+
+
+@jobs.post("/v1/jobs", status_code=201, response_class=JSONResponse)
+async def submit_job(
+    body: SubmitBody,
+    user: Caller,
+    svc: Service,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Queue a job; it is in the database before this answers.
+
+    A retry with the same ``Idempotency-Key`` returns the job the first try created.
+    """
+    view = await off_loop(svc.accept, user, body.submission(), idempotency_key=idempotency_key)
+    return JSONResponse(view, status_code=201)
+
+
+@jobs.get("/v1/jobs")
+def list_jobs(
+    user: Caller,
+    svc: Service,
+    status: Annotated[list[JobStatus] | None, Query()] = None,
+    owner: Annotated[str | None, Query(alias="user", max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict:
+    """Jobs, newest first: your own (an admin: everybody's, or ``user``'s)."""
+    wanted = None if not status else [s.value for s in status]
+    return svc.list_jobs(user, status=wanted, owner=owner, limit=limit)
+
+
+@jobs.get("/v1/jobs/{job_id}")
+def get_job(job_id: str, user: Caller, svc: Service) -> dict:
+    return svc.view(user, job_id)
+
+
+@jobs.get("/v1/jobs/{job_id}/results")
+def get_results(
+    job_id: str,
+    user: Caller,
+    svc: Service,
+    items: Annotated[str | None, Query(pattern=r"^\d+(,\d+)*$", max_length=4000)] = None,
+) -> dict:
+    """Finished items' outcomes (``items``: comma-separated indices; all if absent).
+
+    An answer holds at most the server's ``results_bytes`` of results; ``more`` then
+    lists the finished items left out: ask again with ``items=`` those.
+    """
+    wanted = None if items is None else [int(i) for i in items.split(",")]
+    return svc.results(user, job_id, items=wanted)
+
+
+@jobs.get("/v1/jobs/{job_id}/circuits")
+def get_circuits(job_id: str, user: Caller, svc: Service) -> dict:
+    return svc.circuits(user, job_id)
+
+
+@jobs.post("/v1/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, user: Caller, svc: Service) -> dict:
+    """Idempotent: a finished job answers with its final state."""
+    return svc.cancel(user, job_id)
+
+
+@jobs.post("/v1/jobs/{job_id}/resubmit", status_code=201)
+def resubmit_job(job_id: str, user: Caller, svc: Service, body: ResubmitBody | None = None) -> dict:
+    return svc.resubmit(user, job_id, only_failed=bool(body and body.only_failed))
+
+
+@jobs.get("/v1/whoami")
+def whoami(user: Caller, svc: Service) -> dict:
+    return svc.whoami(user)
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+queue = APIRouter(tags=["queue"])
+
+
+@queue.get("/v1/queue")
+def get_queue(user: Caller, svc: Service) -> dict:
+    """Waiting jobs head first (1-based positions), and the running ones."""
+    return svc.queue(user)
+
+
+@queue.delete("/v1/queue/jobs/{job_id}")
+def remove_by_id(job_id: str, user: Caller, svc: Service) -> dict:
+    return svc.remove_by_id(user, job_id)
+
+
+@queue.delete("/v1/queue/positions/{position}")
+def remove_by_position(
+    position: int,
+    user: Caller,
+    svc: Service,
+    expected_id: Annotated[str, Query(min_length=1, max_length=64)],
+) -> dict:
+    """Remove the job at ``position`` only if it is still ``expected_id`` (else 409)."""
+    return svc.remove_by_position(user, position, expected_id=expected_id)
+
+
+@queue.delete("/v1/queue/users/{owner}")
+def remove_by_user(owner: str, user: Caller, svc: Service) -> dict:
+    return svc.remove_by_user(user, owner)
+
+
+@queue.post("/v1/queue/jobs/{job_id}/front")
+def move_to_front(job_id: str, user: Caller, svc: Service) -> dict:
+    """Admins only: moving ahead of everybody else is the queue keeper's call."""
+    return svc.move_to_front(user, job_id)
+
+
+# -- the device -----------------------------------------------------------------------------
+
+device = APIRouter(tags=["device"])
+
+
+@device.get("/v1/device")
+def get_device(user: Caller, svc: Service) -> dict:
+    return svc.device_info(user)
+
+
+@device.post("/v1/compile")
+def compile_circuits(body: CompileBody, user: Caller, svc: Service) -> dict:
+    return svc.compile(user, body.circuits)
+
+
+# -- events ---------------------------------------------------------------------------------
+
+events = APIRouter(tags=["events"])
+
+
+@events.get("/v1/events")
+async def get_events(
+    request: Request,
+    user: Caller,
+    after: Annotated[int, Query(ge=0)] = 0,
+    timeout: Annotated[float, Query(ge=0, le=MAX_EVENT_WAIT_SECONDS)] = 20.0,
+    only_mine: bool = False,
+) -> dict:
+    """Job changes after ``after``; waits up to ``timeout`` s when there are none.
+
+    Ask again with ``after=last``. ``reset`` is true when events after ``after`` are
+    no longer known (the server restarted, see ``epoch``, or the client fell far
+    behind): re-read your jobs. ``only_mine``: your jobs' events only (an admin's:
+    all). Other users' jobs show only id, user, name, status and time added. Your own
+    jobs' events carry ``changed_items`` (index -> item) and, on a job's newest event
+    in the answer, all its ``items``.
+    """
+    feed: EventFeed = request.app.state.feed
+    found, last, lost = feed.since(after, user, only_mine=only_mine)
+    if last == after and not lost and timeout > 0:
+        await feed.wait(after, timeout)
+        found, last, lost = feed.since(after, user, only_mine=only_mine)
+    return {"epoch": feed.epoch, "last": last, "reset": lost, "events": found}
+
+
+ROUTERS = (health, jobs, queue, device, events)

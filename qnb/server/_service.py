@@ -1,0 +1,458 @@
+"""The queue service: what a queue server does, as plain Python.
+
+Every method takes the calling :class:`~qnb.server._auth.User`, decides what they may
+do, calls the :class:`~qnb._manager.JobManager` and answers JSON-ready dicts, or
+raises a :class:`~qnb._errors.QnbError` whose ``code`` and ``http_status`` the HTTP
+layer sends as they are. No HTTP here: tests call the service directly, and the
+routers (``_routes.py``) only turn requests into calls.
+
+Methods are blocking (SQLite, parsing): call them from worker threads, never on the
+server's event loop. The exception is :meth:`QueueService.live_view`, a memory read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+
+import cirq
+
+from .. import _circuits
+from .._api import _default_name
+from .._errors import (
+    DeviceValidationError,
+    DuplicateJobError,
+    InvalidCircuitError,
+    InvalidOptionError,
+    JobStateError,
+    LimitExceededError,
+    QnbError,
+    RemoteAuthError,
+)
+from .._manager import JobManager
+from .._records import JobRecord
+from .._status import IN_QUEUE, JobStatus
+from . import _intake
+from ._auth import User
+from ._cpu import CpuWorker, worker
+from ._intake import Limits, field
+
+#: A batch is checked in the worker process when it has OpenQASM, is compiled, or has
+#: more operations than this (below it, parsing takes less than a process hop).
+SMALL_BATCH_OPERATIONS = 2_000
+MAX_NAME = 200
+MAX_KEY = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """A job as a client sends it (the body of ``POST /v1/jobs``)."""
+
+    circuits: dict[str, str]
+    shots: int = 1000
+    name: str | None = None
+    position: str = "end"  # or "start"
+    priority: int = 0
+    compile: bool = False
+    id: str | None = None  # a new job id chosen by the client
+
+    def digest(self) -> str:
+        """What an idempotency key is bound to (same text as before the service existed,
+        so keys stored by an older server still match)."""
+        return hashlib.sha256(
+            json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        ).hexdigest()
+
+
+def job_view(rec: JobRecord, *, items: bool = False, position: int | None = None) -> dict:
+    view = rec.public_dict()
+    view["position"] = position
+    if items:
+        view["items"] = [
+            {"label": it.label, "status": it.status.value, "error": it.error} for it in rec.items
+        ]
+    return view
+
+
+#: What every user sees of other users' jobs.
+PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
+
+
+def entry_view(rec: JobRecord, position: int | None) -> dict:
+    """A queue entry as every user may see it."""
+    return {
+        "position": position,
+        "id": rec.id,
+        "user": rec.user,
+        "name": rec.name,
+        "time_added": rec.time_added,
+        "status": rec.status.value,
+    }
+
+
+class QueueService:
+    """One device's shared queue, for many users."""
+
+    def __init__(
+        self,
+        manager: JobManager,
+        *,
+        device: str,
+        limits: Limits | None = None,
+        cpu: CpuWorker | None = None,
+    ):
+        self.manager = manager
+        self.device = device
+        self.target = manager.targets.get(device)
+        self.limits = limits or Limits()
+        self.cpu = cpu or worker
+        self._submit_lock = threading.Lock()  # one claim of a key or an id at a time
+        # Queued jobs per user, kept by a listener: a look-up per submit, not a scan of
+        # the queue (a full count confirms it before anyone is refused).
+        self._queued: dict[str, set[str]] = {}
+        self._remove_listener = manager.add_listener(self._count_queued)
+        for rec in manager.pending(device):
+            self._queued.setdefault(rec.user, set()).add(rec.id)
+
+    def close(self) -> None:
+        self._remove_listener()
+
+    def _count_queued(self, rec: JobRecord) -> None:
+        if rec.target != self.device:
+            return
+        if rec.status in IN_QUEUE:
+            self._queued.setdefault(rec.user, set()).add(rec.id)
+        else:
+            mine = self._queued.get(rec.user)
+            if mine is not None:
+                mine.discard(rec.id)
+
+    # -- authorisation -----------------------------------------------------------------
+
+    def _load(self, job_id: str) -> JobRecord:
+        return self.manager.load(job_id)
+
+    def _own(self, user: User, job_id: str, action: str) -> JobRecord:
+        rec = self._load(job_id)
+        if not user.may_act_on(rec.user):
+            raise RemoteAuthError(
+                f"job {job_id[:8]} belongs to {rec.user}; only they or an admin may {action}"
+            )
+        return rec
+
+    def full_view(self, rec: JobRecord) -> dict:
+        return job_view(rec, items=True, position=self.manager.position(rec))
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def accept(self, user: User, sub: Submission, *, idempotency_key: str | None = None) -> dict:
+        """Queue a job (or find the one a retried key made); its view once it is stored."""
+        if idempotency_key is not None and len(idempotency_key) > MAX_KEY:
+            raise field(InvalidOptionError(f"at most {MAX_KEY} characters"), "header", "idempotency-key")
+        self._check_options(user, sub)
+        self._check_room(user)
+        labelled, texts = self.intake(sub.circuits, shots=sub.shots, compile=sub.compile)
+        self._check_size(labelled, sub.shots)
+        job_id = sub.id or uuid.uuid4().hex
+        with self._submit_lock:
+            if idempotency_key is not None:
+                digest = sub.digest()
+                job_id, bound = self.manager.store.claim_idempotency_key(
+                    user.name, idempotency_key, job_id, digest
+                )
+                if bound != digest:
+                    raise DuplicateJobError(
+                        "this Idempotency-Key was used for a different submission; use a "
+                        "new key for a new job"
+                    )
+            # A fresh server-made id needs no look-up; a given id or a bound key may
+            # name a job that exists.
+            chosen = idempotency_key is not None or sub.id is not None
+            existing = chosen and (
+                self.manager.record(job_id) or self.manager.store.load_job(job_id)
+            )
+            if existing:
+                if idempotency_key is None or existing.user != user.name:
+                    raise DuplicateJobError(f"a job with id {job_id} exists already")
+                return self.full_view(existing)  # the retry of a submit that got through
+            rec = self.manager.submit(
+                self.target,
+                labelled,
+                shots=sub.shots,
+                name=sub.name or _default_name(labelled),
+                user=user.name,
+                front=sub.position == "start",
+                priority=sub.priority,
+                circuit_json=texts,
+                job_id=job_id,
+            )
+        return self.full_view(rec)
+
+    def _check_options(self, user: User, sub: Submission) -> None:
+        """The options, checked as strictly as the HTTP body model checks them (the
+        service is also called directly): ``front="no"`` is not a boolean."""
+        if not isinstance(sub.circuits, dict) or not sub.circuits:
+            raise field(InvalidCircuitError("give at least one circuit: label -> text"), "circuits")
+        for label, text in sub.circuits.items():
+            if not isinstance(label, str) or not 1 <= len(label) <= MAX_NAME:
+                raise field(InvalidCircuitError(f"labels are 1 to {MAX_NAME} characters"), "circuits")
+            if not isinstance(text, str) or not text:
+                raise field(InvalidCircuitError(f"circuit {label!r}: give its text"), "circuits", label)
+        if isinstance(sub.shots, bool) or not isinstance(sub.shots, int) or sub.shots < 1:
+            raise field(InvalidOptionError(f"shots must be a positive whole number, got {sub.shots!r}"), "shots")
+        max_shots = self.target.device.max_shots
+        if sub.shots > max_shots:
+            raise field(InvalidOptionError(
+                f"shots={sub.shots} is above the maximum of device {self.device!r} "
+                f"({max_shots}); lower shots or split into several jobs"
+            ), "shots")
+        if sub.name is not None and (not isinstance(sub.name, str) or len(sub.name) > MAX_NAME):
+            raise field(InvalidOptionError(f"name must be text of at most {MAX_NAME} characters"), "name")
+        if sub.position not in ("end", "start"):
+            raise field(InvalidOptionError("position must be 'end' or 'start'"), "position")
+        if not isinstance(sub.compile, bool):
+            raise field(InvalidOptionError(f"compile must be true or false, got {sub.compile!r}"), "compile")
+        priority = sub.priority
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
+            raise field(InvalidOptionError("priority must be a whole number from -100 to 100"), "priority")
+        if sub.position == "start" and not user.is_admin:
+            raise RemoteAuthError("only an admin may put a job at the head of the queue")
+        if priority > 0 and not user.is_admin:
+            raise RemoteAuthError("only an admin may give a job a priority above 0")
+
+    def _check_room(self, user: User) -> None:
+        if user.is_admin:
+            return  # the queue keeper
+        if len(self._queued.get(user.name, ())) < self.limits.queued_jobs_per_user:
+            return
+        waiting = sum(rec.user == user.name for rec in self.manager.pending(self.device))
+        if waiting >= self.limits.queued_jobs_per_user:
+            raise LimitExceededError(
+                f"{user.name} has {waiting} jobs waiting in the queue, the server's limit "
+                "per user; wait for some to run, or remove some (DELETE /v1/queue/jobs/ID)"
+            )
+
+    def _check_size(self, labelled: dict, shots: int) -> None:
+        qubits = sum(len(c.all_qubits()) for c in labelled.values())
+        size = qubits * shots
+        if size > self.limits.qubit_shots_per_job:
+            raise LimitExceededError(
+                f"this job asks for {size:,} qubit-shots (qubits x shots, summed over its "
+                f"circuits), above the server's limit of {self.limits.qubit_shots_per_job:,} "
+                "per job; lower shots or split the batch into several jobs"
+            )
+
+    def intake(
+        self, circuits: dict[str, str], *, shots: int, compile: bool
+    ) -> tuple[dict, list[str] | None]:
+        """Circuit texts to checked (and maybe compiled) circuits: counted first, then
+        parsed once, in this thread when small, else in the worker process."""
+        spec = self.target.device
+        counted = _intake.count(circuits, self.limits, max_batch=spec.max_batch)
+        if counted.qasm or compile or counted.operations > SMALL_BATCH_OPERATIONS:
+            return self.cpu.run(
+                self.limits.cpu_seconds,
+                _intake.parse_and_prepare,
+                circuits, counted.json_labels, spec, shots=shots, compile=compile,
+            )
+        return _intake.parse_and_prepare(
+            circuits, counted.json_labels, spec, shots=shots, compile=compile
+        )
+
+    def view(self, user: User, job_id: str) -> dict:
+        return self.full_view(self._own(user, job_id, "read it"))
+
+    def live_view(self, user: User, job_id: str) -> dict | None:
+        """The view of a job this server runs, from memory (no SQLite, no parsing: fit
+        for the event loop), or None when the full :meth:`view` must answer."""
+        rec = self.manager.record(job_id)
+        if rec is None or not user.may_act_on(rec.user):
+            return None
+        return self.full_view(rec)
+
+    def list_jobs(
+        self,
+        user: User,
+        *,
+        status: Sequence[str] | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+    ) -> dict:
+        """Jobs, newest first: your own (an admin: everybody's, or ``owner``'s)."""
+        if owner is None and not user.is_admin:
+            owner = user.name
+        if owner is not None and not user.may_act_on(owner):
+            raise RemoteAuthError(f"only an admin may list the jobs of {owner}")
+        found = self.manager.find(status=status or None, target=self.device, user=owner, limit=limit)
+        return {"jobs": [job_view(rec) for rec in found]}
+
+    def results(self, user: User, job_id: str, *, items: Sequence[int] | None = None) -> dict:
+        """Finished items' outcomes (``items``: indices; all if None), at most
+        ``limits.results_bytes`` of result text per answer: ``more`` lists the finished
+        items left for the next request (``?items=`` with those indices)."""
+        rec = self._own(user, job_id, "read its results")
+        wanted = range(len(rec.items)) if items is None else items
+        for i in wanted:
+            if not 0 <= i < len(rec.items):
+                raise field(
+                    InvalidOptionError(f"item {i} does not exist (0 to {len(rec.items) - 1})"),
+                    "items",
+                )
+        texts = self.manager.results(job_id)
+        outcomes: dict[str, dict] = {}
+        more: list[int] = []
+        size = 0
+        for i in wanted:
+            item = rec.items[i]
+            if not item.status.is_terminal:
+                continue
+            text = texts.get(i)
+            size += len(text or "")
+            if outcomes and size > self.limits.results_bytes:
+                more.append(i)
+                continue
+            outcomes[str(i)] = {
+                "label": item.label, "status": item.status.value, "result": text, "error": item.error,
+            }
+        answer = {"id": job_id, "status": rec.status.value, "items": outcomes}
+        if more:
+            answer["more"] = more
+        return answer
+
+    def circuits(self, user: User, job_id: str) -> dict:
+        rec = self._own(user, job_id, "read its circuits")
+        texts = self.manager.circuits(job_id)
+        return {"id": job_id, "circuits": {it.label: t for it, t in zip(rec.items, texts)}}
+
+    def cancel(self, user: User, job_id: str) -> dict:
+        """Idempotent: a finished job answers with its final state."""
+        self._own(user, job_id, "cancel it")
+        self.manager.cancel(job_id)
+        return self.full_view(self._load(job_id))
+
+    def resubmit(self, user: User, job_id: str, *, only_failed: bool = False) -> dict:
+        """A new job of the finished job's items (or its failed and cancelled ones), with
+        the caller's own rights: a priority an admin gave the old job is not the
+        owner's to keep (capped at 0 unless the caller is an admin)."""
+        rec = self._own(user, job_id, "resubmit it")
+        if not rec.done:
+            raise JobStateError(
+                f"job {job_id[:8]} is still {rec.status.value}; resubmit a finished job "
+                "(cancel it first if you want to run it again)"
+            )
+        redo = [
+            i for i, item in enumerate(rec.items)
+            if not only_failed or item.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        ]
+        if not redo:
+            raise JobStateError(f"nothing to resubmit: every item of job {job_id[:8]} completed")
+        self._check_room(user)
+        texts = self.manager.circuits(job_id)
+        circuits = {rec.items[i].label: _circuits.from_json(texts[i]) for i in redo}
+        new = self.manager.submit(
+            self.target,
+            circuits,
+            shots=rec.shots,
+            name=rec.name,
+            user=rec.user,
+            parent_id=rec.id,
+            circuit_json=[texts[i] for i in redo],
+            priority=rec.priority if user.is_admin else min(rec.priority, 0),
+        )
+        return self.full_view(new)
+
+    # -- the queue ---------------------------------------------------------------------
+
+    def queue(self, user: User) -> dict:
+        """Waiting jobs head first (1-based positions), and the running ones."""
+        pending = self.manager.pending(self.device)
+        running = self.manager.find(status=["running", "cancelling"], target=self.device, limit=1000)
+        return {
+            "device": self.device,
+            "entries": [entry_view(rec, pos) for pos, rec in enumerate(pending, start=1)],
+            "running": [entry_view(rec, None) for rec in running],
+        }
+
+    def remove_by_id(self, user: User, job_id: str) -> dict:
+        self._own(user, job_id, "remove it")
+        return job_view(self.manager.remove_queued(self.device, job_id=job_id))
+
+    def remove_by_position(self, user: User, position: int, *, expected_id: str) -> dict:
+        """Remove the job at ``position`` only if it is still ``expected_id``."""
+        self._own(user, expected_id, "remove it")
+        rec = self.manager.remove_queued(self.device, position=position, expected_id=expected_id)
+        return job_view(rec)
+
+    def remove_by_user(self, user: User, owner: str) -> dict:
+        if not user.may_act_on(owner):
+            raise RemoteAuthError(f"only {owner} or an admin may remove {owner}'s jobs")
+        removed = []
+        for rec in self.manager.pending(self.device):
+            if rec.user != owner:
+                continue
+            try:
+                self.manager.remove_queued(self.device, job_id=rec.id)
+            except QnbError:
+                continue  # it started meanwhile: not in the queue any more
+            removed.append(rec.id)
+        return {"removed": removed}
+
+    def move_to_front(self, user: User, job_id: str) -> dict:
+        """Admins only: moving ahead of everybody else is the queue keeper's call."""
+        if not user.is_admin:
+            raise RemoteAuthError("only an admin may move a job to the front of the queue")
+        self._load(job_id)
+        rec = self.manager.move_to_front(job_id)
+        return entry_view(rec, self.manager.position(rec))
+
+    # -- the device --------------------------------------------------------------------
+
+    def device_info(self, user: User) -> dict:
+        spec = self.target.device
+        return {**spec.summary(), "cirq_json": _device_json(spec)}
+
+    def compile(self, user: User, circuits: dict[str, str]) -> dict:
+        """The circuits rewritten for the device (Cirq JSON), not submitted."""
+        spec = self.target.device
+        counted = _intake.count(circuits, self.limits, max_batch=spec.max_batch)
+        try:
+            compiled = self.cpu.run(
+                self.limits.cpu_seconds, _compile_texts, circuits, counted.json_labels, spec
+            )
+        except DeviceValidationError as exc:
+            raise field(DeviceValidationError(f"cannot compile: {exc}"), "circuits") from None
+        return {"circuits": compiled}
+
+    def whoami(self, user: User) -> dict:
+        return {"user": user.name, "role": user.role}
+
+
+def _compile_texts(circuits: dict[str, str], json_labels: set[str], spec) -> dict[str, str]:
+    """In the worker process: parse, compile, and answer Cirq JSON."""
+    out = {}
+    for label, text in circuits.items():
+        circuit = _intake.parse_one(label, text, is_json=label in json_labels)
+        try:
+            out[label] = _circuits.to_json(spec.compile(circuit))
+        except ValueError as exc:
+            raise DeviceValidationError(str(exc)) from None
+    return out
+
+
+def _device_json(spec) -> dict:
+    """What a client needs to check and compile circuits itself, as Cirq JSON."""
+    def dump(value):
+        return None if value is None else cirq.to_json(value, indent=None)
+
+    return {
+        "qubits": dump(list(spec.qubits) if spec.qubits is not None else None),
+        "connectivity": dump(
+            [list(edge) for edge in spec.connectivity] if spec.connectivity is not None else None
+        ),
+        "gateset": dump(spec.gateset),
+        "compile_to": dump(spec.compile_to),
+    }
