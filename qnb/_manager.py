@@ -13,6 +13,7 @@ after the state they wait for is in the store, so "done" always means "durable".
 from __future__ import annotations
 
 import asyncio
+import atexit
 import bisect
 import concurrent.futures
 import logging
@@ -776,6 +777,40 @@ class JobManager:
             priority=rec.priority,
         )
 
+    # -- exit of the process (added with the CLI and pool work; atexit, see get_manager) --
+
+    def shutdown_at_exit(self) -> None:
+        """At exit: kill the simulation workers at once (their work cannot finish now),
+        close, and mark this process's unfinished jobs failed (interrupted), saying once
+        which they are. Registered after the pool's and multiprocessing's own handlers,
+        so it runs before them: nothing waits for a simulation."""
+        with self._lock:
+            if self._closed:
+                return
+            left = [rec for rec in self._records.values() if not rec.done and rec.owner == self.owner]
+        get_pool().shutdown()
+        self.close()
+        if not left:
+            return
+        store = Store(self.store.path)
+        try:
+            records = store.unfinished_jobs([self.owner])
+            for rec in records:
+                _lifecycle.recover(rec, Recovery.INTERRUPTED, INTERRUPTED)
+            store.save_whole(records)
+        finally:
+            store.close()
+        if not records:
+            return
+        names = ", ".join(f"{rec.id[:8]} {rec.name!r}" for rec in records[:10])
+        more = f" and {len(records) - 10} more" if len(records) > 10 else ""
+        logger.warning(
+            "qnb: %d job(s) had not finished when this process exited and are marked "
+            "failed (interrupted): %s%s. job.resubmit() runs them again; to let jobs "
+            "finish, wait for them (job.result()) before the script ends.",
+            len(records), names, more,
+        )
+
 
 async def _cancel_all_tasks() -> None:
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -847,6 +882,7 @@ def get_manager() -> JobManager:
     with _manager_lock:
         if _manager is None or _manager._closed:
             _manager = JobManager(default_home())
+            atexit.register(_manager.shutdown_at_exit)
         return _manager
 
 
