@@ -24,6 +24,8 @@ from typing import TypeVar
 from .._errors import LimitExceededError, QnbError
 
 T = TypeVar("T")
+#: How long a new worker process may take to start (it imports Cirq: ~2 s when quiet).
+STARTUP_SECONDS = 120.0
 log = logging.getLogger("qnb.server")
 
 
@@ -34,8 +36,9 @@ class CpuWorker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._ready: concurrent.futures.Future | None = None
 
-    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+    def _executor(self) -> tuple[concurrent.futures.ProcessPoolExecutor, concurrent.futures.Future]:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -43,19 +46,22 @@ class CpuWorker:
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_warm,
                 )
-            return self._pool
+                self._ready = self._pool.submit(int)  # done once the worker has started
+            return self._pool, self._ready
 
     def warm(self) -> None:
         """Start the worker now (it imports Cirq: a few seconds), not at the first request."""
-        self._executor().submit(int)
+        self._executor()
 
     def run(self, deadline: float, fn: Callable[..., T], *args, **kwargs) -> T:
         """``fn(*args, **kwargs)`` in the worker process; blocks the calling thread (never
         call it on the event loop). Refused with :class:`LimitExceededError` after
-        ``deadline`` seconds (waiting for the worker included)."""
-        pool = self._executor()
-        future = pool.submit(fn, *args, **kwargs)
+        ``deadline`` seconds (waiting for another request's work included)."""
+        pool, ready = self._executor()
         try:
+            # The deadline is the work's: a worker starting (importing Cirq) does not count.
+            ready.result(timeout=STARTUP_SECONDS)
+            future = pool.submit(fn, *args, **kwargs)
             return future.result(timeout=deadline)
         except concurrent.futures.TimeoutError:
             self._end(pool)

@@ -47,7 +47,7 @@ class Limits:
     #: Jobs one (non-admin) user may have waiting in the queue at once.
     queued_jobs_per_user: int = 1000
     #: Seconds of CPU work (parsing, checks, compiling) one request may take.
-    cpu_seconds: float = 120.0
+    cpu_seconds: float = 300.0
     #: Result texts of one answer, in bytes; more are left for the next page.
     results_bytes: int = 8_000_000
     #: Idempotency keys kept, newest first (older retries would make a second job).
