@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Job", "JobItem"], "._job"),
     **dict.fromkeys(["PendingJob", "Queue"], "._queue"),
     "JobResult": "._results",
+    "Sampler": "._sampler",
     "JobStatus": "._status",
     **dict.fromkeys(["ItemOutcome", "Target", "TargetJob"], "._targets"),
 }
@@ -84,5 +85,6 @@ if TYPE_CHECKING:  # for editors and type checkers: the names as they are
     from ._job import Job, JobItem
     from ._queue import PendingJob, Queue
     from ._results import JobResult
+    from ._sampler import Sampler
     from ._status import JobStatus
     from ._targets import ItemOutcome, Target, TargetJob

@@ -6,18 +6,19 @@ import functools
 import getpass
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import cirq
 import httpx
 
-from . import _circuits, _config
+from . import _circuits, _config, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidOptionError, UnknownJobError
 from ._job import Job
 from ._manager import JobManager, get_manager
 from ._queue import LocalQueueBackend, Queue
 from ._results import JobResult
+from ._sweeps import SweptItems
 from ._status import JobStatus
 from ._targets import QueueOwningTarget, Target, register_target, registry
 from ._targets._queue_server import RemoteTarget
@@ -53,25 +54,76 @@ def prepare(
     circuits: object, target: Target, *, shots: object, compile: bool = False
 ) -> dict[str, cirq.Circuit]:
     """Everything that can be wrong with a submission is found here, before anything is
-    queued or stored."""
+    queued or stored: label -> circuit as it will run."""
+    return prepare_items(circuits, target, shots=shots, compile=compile).circuits
+
+
+def prepare_items(
+    circuits: object,
+    target: Target,
+    *,
+    shots: object,
+    compile: object = False,
+    sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None = None,
+) -> SweptItems:
+    """:func:`prepare` for jobs with sweeps: each circuit of ``sweeps`` becomes one item
+    per point, resolved (every check sees what will run)."""
     _check_shots(shots, target)
+    compile = _check_flag("compile", compile)
     labelled = _circuits.normalize(circuits)
-    if len(labelled) > target.device.max_batch:
+    unknown = sorted(set(sweeps or ()) - set(labelled))
+    if unknown:
+        raise InvalidOptionError(f"sweeps for circuits that are not in the job: {unknown}")
+    n_items = sum(len((sweeps or {}).get(label, (None,))) for label in labelled)
+    if n_items > target.device.max_batch:
+        what = f"{n_items} items (circuits x sweep points)" if sweeps else f"{n_items} circuits"
         raise InvalidOptionError(
-            f"a batch of {len(labelled)} circuits is above the max_batch of target "
+            f"a batch of {what} is above the max_batch of target "
             f"{target.name!r} ({target.device.max_batch}); submit it as several jobs"
         )
     for label, circuit in labelled.items():
         _circuits.check_measured(label, circuit)
+    items = _sweeps.expand(labelled, sweeps or {})
+    for label, circuit in items.circuits.items():
+        _circuits.check_resolved(label, circuit)
     if compile:
-        labelled = {label: target.compile(c) for label, c in labelled.items()}
-    for label, circuit in labelled.items():
+        compiled = {label: target.compile(c) for label, c in items.circuits.items()}
+        items = SweptItems(compiled, items.params)
+    for label, circuit in items.circuits.items():
         target.check(label, circuit)
         _circuits.check_serializable(label, circuit)
-    return labelled
+    return items
 
 
-def _default_name(labelled: dict[str, cirq.Circuit]) -> str:
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidOptionError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+#: Longest job name kept (a queue server takes the same).
+MAX_NAME_LENGTH = 200
+
+
+def _check_name(name: object, *, what: str = "name") -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise InvalidOptionError(f"{what} must be text, got {type(name).__name__}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidOptionError(
+            f"{what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are kept"
+        )
+    return name
+
+
+def _default_name(labelled: dict[str, cirq.Circuit], *, swept: bool = False) -> str:
+    if swept:
+        bases = list(dict.fromkeys(_sweeps.base_label(label) for label in labelled))
+        if len(bases) == 1:
+            base = "circuit" if bases[0] == "0" else bases[0]
+            return f"{base}, sweep of {len(labelled)}"
+        return f"{len(bases)} circuits, sweeps of {len(labelled)}"
     if len(labelled) == 1:
         label = next(iter(labelled))
         return "circuit" if label == "0" else label
@@ -88,6 +140,7 @@ def submit(
     front: bool = False,
     compile: bool = False,
     priority: int = 0,
+    params: cirq.Sweepable | None = None,
 ) -> Job:
     """Submit circuits as one job and return at once.
 
@@ -95,19 +148,52 @@ def submit(
     "0", "1", ...) or a dict label -> circuit. ``front`` puts the job at the head of
     the target's queue; ``compile`` maps circuits onto the target's device first.
     ``priority``: jobs of higher priority run first; equal ones in queue order.
+    ``params``: a parameter sweep (any ``cirq.Sweepable``: ``cirq.Linspace``,
+    ``cirq.Points``, ``Zip``, ``Product``, dicts, ...) run for every circuit; each point is
+    one item, labelled ``"label[k]"``, and ``job.result().sweep()`` gives the results
+    in sweep order.
     """
+    sweeps = None
+    if params is not None:
+        points = _sweeps.resolvers(params)
+        circuits = _circuits.normalize(circuits)  # parsed once: prepare takes it as it is
+        sweeps = {label: points for label in circuits}
+    return _submit_items(
+        circuits, target=target, shots=shots, name=name, user=user, front=front,
+        compile=compile, priority=priority, sweeps=sweeps,
+    )  # fmt: skip
+
+
+def _submit_items(
+    circuits,
+    *,
+    target: str,
+    shots: int,
+    name: str | None,
+    user: str | None,
+    front: bool,
+    compile: bool,
+    priority: int,
+    sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None,
+) -> Job:
+    """One job of circuits, each with its sweep (``qnb.Sampler.run_batch`` gives each
+    circuit a sweep of its own)."""
     manager = get_manager()
     tgt = manager.targets.get(target)
-    labelled = prepare(circuits, tgt, shots=shots, compile=compile)
+    front = _check_flag("front", front)
+    name = _check_name(name)
+    items = prepare_items(circuits, tgt, shots=shots, compile=compile, sweeps=sweeps)
+    labelled = items.circuits
     rec = manager.submit(
         tgt,
         labelled,
         shots=shots,
-        name=name if name is not None else _default_name(labelled),
+        name=name if name is not None else _default_name(labelled, swept=bool(sweeps)),
         # A queue server knows the user by their token; the local record says the same.
-        user=user or getattr(tgt, "remote_user", None) or default_user(),
+        user=_check_name(user, what="user") or getattr(tgt, "remote_user", None) or default_user(),
         front=front,
         priority=_check_priority(priority),
+        params=items.params if sweeps else None,
     )
     return Job(rec.id, manager=manager)
 

@@ -161,7 +161,8 @@ class Job:
                     f"job {self._id[:8]} was cancelled before any circuit completed{hint}"
                 )
             raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{hint}")
-        result = JobResult(self._id, labels, texts, missing)
+        params = {it.label: it.params for it in rec.items if it.params is not None}
+        result = JobResult(self._id, labels, texts, missing, params)
         if rec.done:
             self._result_cache = result
         return result

@@ -215,6 +215,7 @@ class JobManager:
         circuit_json: Sequence[str] | None = None,
         job_id: str | None = None,
         priority: int = 0,
+        params: Sequence[str | None] | None = None,
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -228,7 +229,10 @@ class JobManager:
             target=target.name,
             user=user,
             shots=shots,
-            items=[ItemRecord(label) for label in circuits],
+            items=[
+                ItemRecord(label, params=None if params is None else params[i])
+                for i, label in enumerate(circuits)
+            ],
             time_added=time.time(),
             parent_id=parent_id,
             owner=self.owner if target.local else None,
@@ -775,6 +779,7 @@ class JobManager:
             parent_id=rec.id,
             circuit_json=[texts[i] for i in redo],
             priority=rec.priority,
+            params=[rec.items[i].params for i in redo],  # failed sweep points only
         )
 
     # -- exit of the process (added with the CLI and pool work; atexit, see get_manager) --

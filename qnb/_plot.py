@@ -66,3 +66,17 @@ def plot_grid(
         ax.set_visible(False)
     fig.tight_layout()
     return axes
+
+
+def plot_sweep(xs, ys, *, ax=None, xlabel: str, ylabel: str, title: str | None = None):
+    """One measured quantity against a swept parameter (a Rabi or Ramsey curve)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(xs, ys, marker="o", markersize=3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -18,6 +18,7 @@ class ItemRecord:
     label: str
     status: JobStatus = JobStatus.PENDING
     error: str | None = None
+    params: str | None = None  # the sweep point's resolver (Cirq JSON), None if not swept
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -58,6 +59,11 @@ class JobRecord:
     def progress(self) -> tuple[int, int]:
         return sum(1 for it in self.items if it.status in TERMINAL), len(self.items)
 
+    @property
+    def swept(self) -> bool:
+        """The items are points of parameter sweeps."""
+        return any(it.params is not None for it in self.items)
+
     def public_dict(self) -> dict:
         """The JSON-friendly view used by widgets and the server."""
         done, total = self.progress
@@ -76,6 +82,7 @@ class JobRecord:
             "priority": self.priority,
             "done": done,
             "total": total,
+            "unit": "points" if self.swept else "circuits",
         }
 
 

@@ -10,7 +10,8 @@ import cirq
 import numpy as np
 
 from ._errors import QnbError
-from ._plot import plot_counts, plot_grid
+from . import _sweeps
+from ._plot import plot_counts, plot_grid, plot_sweep
 
 
 def _natural(key: str) -> list:
@@ -106,12 +107,25 @@ class JobResult(Mapping[str, cirq.Result]):
     labels have none and why.
     """
 
-    def __init__(self, job_id: str, labels: list[str], texts: dict[str, str], missing: dict[str, str]):
+    def __init__(
+        self,
+        job_id: str,
+        labels: list[str],
+        texts: dict[str, str],
+        missing: dict[str, str],
+        params: Mapping[str, str] | None = None,
+    ):
         self.job_id = job_id
         self.labels = labels
         self.missing = missing
         self._texts = texts
         self._parsed: dict[str, cirq.Result] = {}
+        #: Item label -> its sweep point's resolver (Cirq JSON), for swept items only.
+        self._params = dict(params or {})
+        self._sweeps: dict[str, list[str]] = {}  # circuit label -> its points' labels
+        for item in labels:
+            if item in self._params:
+                self._sweeps.setdefault(_sweeps.base_label(item), []).append(item)
 
     @property
     def complete(self) -> bool:
@@ -123,8 +137,70 @@ class JobResult(Mapping[str, cirq.Result]):
         if label not in self._texts:
             raise KeyError(f"no circuit labelled {label!r}; labels: {', '.join(self.labels)}")
         if label not in self._parsed:
-            self._parsed[label] = cirq.read_json(json_text=self._texts[label])
+            result = cirq.read_json(json_text=self._texts[label])
+            if label in self._params:  # the point it ran at, as Cirq's samplers return it
+                result = cirq.ResultDict(
+                    params=_sweeps.resolver_of(self._params[label]), records=result.records
+                )
+            self._parsed[label] = result
         return self._parsed[label]
+
+    # -- sweeps ---------------------------------------------------------------------------
+
+    @property
+    def swept(self) -> bool:
+        return bool(self._sweeps)
+
+    def _sweep_labels(self, label: str | None) -> list[str]:
+        if not self._sweeps:
+            raise QnbError("this job has no parameter sweep (submit with params=...)")
+        if label is None:
+            if len(self._sweeps) > 1:
+                raise QnbError(
+                    f"this job sweeps {len(self._sweeps)} circuits; name one: "
+                    f"sweep(label=...) with one of {', '.join(map(repr, self._sweeps))}"
+                )
+            label = next(iter(self._sweeps))
+        if label not in self._sweeps:
+            raise QnbError(
+                f"no swept circuit labelled {label!r}; swept: {', '.join(map(repr, self._sweeps))}"
+            )
+        return self._sweeps[label]
+
+    def sweep(self, label: str | None = None) -> list[cirq.Result]:
+        """One circuit's results in sweep order, each with its ``params`` (as
+        ``cirq.Sampler.run_sweep`` returns them). ``label`` picks the circuit of a batch."""
+        points = self._sweep_labels(label)
+        lost = [p for p in points if p not in self._texts]
+        if lost:
+            raise QnbError(
+                f"{len(lost)} of {len(points)} sweep points have no result "
+                f"({lost[0]}: {self.missing.get(lost[0], 'no result')}); the others are "
+                "result[label] for each point, and job.resubmit(only_failed=True) runs the "
+                "missing points again"
+            )
+        return [self[p] for p in points]
+
+    def data(self, label: str | None = None):
+        """A tidy ``pandas.DataFrame``: a row per shot, a column per measurement key (as
+        a big-endian integer, like ``cirq.Sampler.sample``) and per swept parameter.
+        Without ``label``: every circuit, with a ``label`` column when there are several."""
+        import pandas as pd  # heavy, and only needed here
+
+        if label is not None:
+            chosen = self._sweep_labels(label) if label in self._sweeps else [label]
+        else:
+            chosen = list(self)
+        frames = []
+        for item in chosen:
+            result = self[item]
+            frame = result.data.copy()
+            for name, value in result.params.param_dict.items():
+                frame.insert(0, str(name), value)
+            if label is None and len(self._sweeps or self.labels) > 1:
+                frame.insert(0, "label", _sweeps.base_label(item) if item in self._params else item)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def __iter__(self) -> Iterator[str]:
         return (label for label in self.labels if label in self._texts)
@@ -162,13 +238,22 @@ class JobResult(Mapping[str, cirq.Result]):
         key: str | Sequence[str] | None = None,
         top: int | None = None,
         probabilities: bool = False,
+        outcome: str | None = None,
     ):
         """A histogram of the counts; a batch without ``label`` becomes a grid.
+
+        A swept circuit (``label`` names it, or it is the job's only circuit) plots a
+        curve instead: against the parameter that varies, the probability of
+        ``outcome`` (a bitstring of ``key``'s bits, e.g. ``"1"``) or, without it, the
+        mean of the measured bits (P(1) for one qubit).
 
         ``key``: plot that measurement key only (as in :meth:`counts`).
         ``top``: keep the most frequent outcomes only (readable with many qubits).
         ``probabilities``: plot frequencies instead of counts.
         """
+        only_one_swept = len(self._sweeps) == 1 and len(self._params) == len(self.labels)
+        if label in self._sweeps or (label is None and only_one_swept):
+            return self._plot_sweep(label, ax, key=key, outcome=outcome)
         if label is None and len(self.labels) > 1:
             return plot_grid(
                 {lb: self.counts(lb, key=key) for lb in self}, top=top, probabilities=probabilities
@@ -178,6 +263,28 @@ class JobResult(Mapping[str, cirq.Result]):
         return plot_counts(
             self.counts(label, key=key), ax=ax, title=title, top=top, probabilities=probabilities
         )
+
+    def _plot_sweep(self, label: str | None, ax, *, key, outcome: str | None = None):
+        results = self.sweep(label)
+        varying = [
+            name for name in results[0].params.param_dict
+            if len({r.params.param_dict[name] for r in results}) > 1
+        ] or list(results[0].params.param_dict)
+        x_name = str(varying[0]) if varying else "point"
+        xs = [float(r.params.param_dict.get(varying[0], i)) if varying else i
+              for i, r in enumerate(results)]  # fmt: skip
+        ys = []
+        for result in results:
+            counts = counts_of(result, key)
+            total = sum(counts.values()) or 1
+            if outcome is not None:
+                ys.append(counts.get(outcome, 0) / total)
+            else:  # the mean of the measured bits: P(1) for one qubit
+                width = len(next(iter(counts), "")) or 1
+                ys.append(sum(bits.count("1") * n for bits, n in counts.items()) / (total * width))
+        what = f"P({outcome})" if outcome is not None else "mean of measured bits"
+        return plot_sweep(xs, ys, ax=ax, xlabel=x_name, ylabel=what,
+                          title=f"{label or next(iter(self._sweeps))}" + (f" [{key}]" if key else ""))  # fmt: skip
 
     def __repr__(self) -> str:
         parts = [f"JobResult(job {self.job_id[:8]}, {len(self)} of {len(self.labels)} results"]

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS items (
     status  TEXT NOT NULL,
     error   TEXT,
     result  TEXT,
+    params  TEXT,  -- a sweep point's cirq.ParamResolver (Cirq JSON); NULL if not swept
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 -- A queue server's submissions by (user, Idempotency-Key): a retried submit finds its job.
@@ -85,6 +86,9 @@ class Store:
                 self._db.execute(
                     "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
                 )
+            item_columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+            if "params" not in item_columns:  # a store written before sweeps existed
+                self._db.execute("ALTER TABLE items ADD COLUMN params TEXT")
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -122,10 +126,11 @@ class Store:
                 _job_row(job),
             )
             db.executemany(
-                "INSERT INTO items (job_id, idx, label, circuit, status, error, result) "
-                "VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO items (job_id, idx, label, circuit, status, error, result, params) "
+                "VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (job.id, i, it.label, circuits[i], it.status.value, it.error, results.get(i))
+                    (job.id, i, it.label, circuits[i], it.status.value, it.error, results.get(i),
+                     it.params)
                     for i, it in enumerate(job.items)
                 ],
             )
@@ -255,12 +260,12 @@ class Store:
         # Chunked: SQLite limits the number of bound parameters.
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for job_id, label, status, error in self._query(
-                "SELECT job_id, label, status, error FROM items "
+            for job_id, label, status, error, params in self._query(
+                "SELECT job_id, label, status, error, params FROM items "
                 f"WHERE job_id IN ({','.join('?' * len(chunk))}) ORDER BY job_id, idx",
                 chunk,
             ):
-                items[job_id].append(ItemRecord(label, JobStatus(status), error))
+                items[job_id].append(ItemRecord(label, JobStatus(status), error, params))
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
 
 

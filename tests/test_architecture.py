@@ -25,12 +25,12 @@ README = PACKAGE.parent / "README.md"
 # the ones below, never one above.
 LAYERS = [
     ("vocabulary", {"qnb._status", "qnb._errors", "qnb._records", "qnb._circuits",
-                    "qnb._device", "qnb._config", "qnb._plot"}),
+                    "qnb._device", "qnb._config", "qnb._plot", "qnb._sweeps"}),
     ("store and lifecycle", {"qnb._store", "qnb._lifecycle"}),
     ("targets", {"qnb._targets"}),
     ("manager", {"qnb._manager"}),
-    ("handles", {"qnb._job", "qnb._queue", "qnb._results", "qnb._sampler"}),
-    ("public API", {"qnb._api", "qnb._backend"}),
+    ("handles", {"qnb._job", "qnb._queue", "qnb._results"}),
+    ("public API", {"qnb._api", "qnb._backend", "qnb._sampler"}),
     ("faces", {"qnb.notebook", "qnb.server", "qnb._cli", "qnb.__main__"}),
     ("package", {"qnb"}),
 ]
