@@ -157,7 +157,7 @@ function render({ model, el, client }) {
     position.textContent = pos ? `position ${pos}` : "";
     const total = job.total || 0;
     fill.style.width = `${total ? (100 * (job.done || 0)) / total : 0}%`;
-    progress.textContent = `${job.done || 0}/${total}`;
+    progress.textContent = progressText(job);
     const finished = TERMINAL.has(status);
     cancel.style.display = finished ? "none" : "";
     resubmit.style.display = finished ? "" : "none";
@@ -204,6 +204,13 @@ function render({ model, el, client }) {
     listening.abort();
     for (const name of ["job", "position", "counts"]) model.off(`change:${name}`, update);
   };
+}
+
+// A sweep counts its points ("3 of 50 points"); a batch its circuits ("3/50").
+export function progressText(job) {
+  const done = job.done || 0;
+  const total = job.total || 0;
+  return job.unit === "points" ? `${done} of ${total} points` : `${done}/${total}`;
 }
 
 export default { render };

@@ -149,6 +149,11 @@ export class JobTable {
 }
 
 // Which rows the viewport shows (with a few spare rows above and below).
+// A sweep counts its points ("3 of 50 points"); a batch its circuits ("3/50").
+export function progressText(job) {
+  return job.unit === "points" ? `${job.done} of ${job.total} points` : `${job.done}/${job.total}`;
+}
+
 export function visibleRange(scrollTop, viewportHeight, total, rowHeight = ROW_HEIGHT, spare = 5) {
   const first = Math.max(0, Math.floor(scrollTop / rowHeight) - spare);
   const last = Math.min(total, Math.ceil((scrollTop + viewportHeight) / rowHeight) + spare);
@@ -301,7 +306,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     setText(row, "target", job.target);
     setText(row, "added", formatTime(job.time_added));
     setText(row, "chip", requested.get(job.id) ?? job.status);
-    setText(row, "progress", `${job.done}/${job.total}`);
+    setText(row, "progress", progressText(job));
     setText(row, "elapsed", formatElapsed(elapsed));
     const reconnecting = isReconnecting(job);
     if (row.shown.reconnecting !== reconnecting) {

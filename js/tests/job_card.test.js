@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { elapsedSeconds, formatElapsed, histogramBars, histogramSvg, STATUS_COLOURS, TERMINAL } from "../job_card.js";
+import { elapsedSeconds, formatElapsed, histogramBars, histogramSvg, progressText, STATUS_COLOURS, TERMINAL } from "../job_card.js";
+import { progressText as monitorProgressText } from "../queue_monitor.js";
 
 test("elapsed time ticks while running and stops at the end", () => {
   assert.equal(elapsedSeconds({ time_started: null }, 100), null);
@@ -36,4 +37,11 @@ test("histogram svg: one bar per outcome, labels rotate with many outcomes", () 
 test("every status has a colour and the terminal set matches the lifecycle", () => {
   assert.deepEqual(Object.keys(STATUS_COLOURS), ["pending", "queued", "running", "cancelling", "completed", "failed", "cancelled"]);
   assert.deepEqual([...TERMINAL].sort(), ["cancelled", "completed", "failed"]);
+});
+
+test("a sweep shows k of n points, a batch k/n circuits, in the card and the monitor", () => {
+  for (const text of [progressText, monitorProgressText]) {
+    assert.equal(text({ done: 3, total: 50, unit: "points" }), "3 of 50 points");
+    assert.equal(text({ done: 2, total: 4, unit: "circuits" }), "2/4");
+  }
 });

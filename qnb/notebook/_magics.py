@@ -10,9 +10,12 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import html
+import math
+import numbers
 import time
 
 import cirq
+import numpy as np
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -112,6 +115,45 @@ def _wait(job: Job, timeout: float | None) -> None:
         )
 
 
+def _unquote(text: str) -> str:
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]  # magic_arguments keeps the quotes of --opt "a b"
+    return text
+
+
+def sweep_from_spec(spec: str, namespace: dict) -> cirq.Sweep:
+    """``"theta=linspace(0, 2*pi, 50)"`` (also ``points(...)``, a list, one number, or
+    any expression of the notebook's variables giving one) as a Cirq sweep."""
+    name, sep, expression = spec.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier() or not expression.strip():
+        raise UsageError(
+            f"--sweep takes NAME=VALUES, e.g. \"theta=linspace(0, 2*pi, 50)\" or "
+            f"\"t=[0, 0.5, 1]\"; got {spec!r}"
+        )
+    helpers = {
+        "pi": math.pi,
+        "np": np,
+        "linspace": lambda start, stop, n: cirq.Linspace(name, start, stop, int(n)),
+        "points": lambda *values: cirq.Points(name, list(values)),
+    }
+    try:
+        value = eval(expression, {**namespace, **helpers})  # the user's own kernel
+    except Exception as exc:
+        raise UsageError(f"--sweep {spec!r}: {type(exc).__name__}: {exc}") from None
+    if isinstance(value, cirq.Sweep):
+        return value
+    if isinstance(value, numbers.Real):
+        return cirq.Points(name, [value])
+    try:
+        return cirq.Points(name, [float(v) for v in value])
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"--sweep {spec!r} gives a {type(value).__name__}; give numbers, a list of "
+            "numbers, linspace(start, stop, n) or points(...)"
+        ) from None
+
+
 @magics_class
 class QnbMagics(Magics):
     # -- helpers ---------------------------------------------------------------------------
@@ -158,6 +200,18 @@ class QnbMagics(Magics):
             )
         return circuits
 
+    def _params(self, args) -> cirq.Sweepable | None:
+        if args.sweep and args.params:
+            raise UsageError("give either --sweep or --params, not both")
+        if args.params is not None:
+            if args.params not in self.shell.user_ns:
+                raise UsageError(f"--params names {args.params!r}, which is not defined")
+            return self.shell.user_ns[args.params]
+        if not args.sweep:
+            return None
+        sweeps = [sweep_from_spec(_unquote(spec), self.shell.user_ns) for spec in args.sweep]
+        return sweeps[0] if len(sweeps) == 1 else cirq.Product(*sweeps)
+
     # -- %%qsubmit ----------------------------------------------------------------------------
 
     @magic_arguments()
@@ -170,6 +224,14 @@ class QnbMagics(Magics):
     @argument("--front", action="store_true", help="put the job at the head of the queue")
     @argument("--compile", action="store_true", help="map the circuits onto the target device")
     @argument("--qasm", action="store_true", help="the cell is OpenQASM 2.0 text")
+    @argument(
+        "--sweep",
+        action="append",
+        default=None,
+        help="a parameter sweep, e.g. \"theta=linspace(0, 2*pi, 50)\" or \"t=[0, 1, 2]\"; "
+        "several --sweep make a grid (cirq.Product)",
+    )
+    @argument("--params", default=None, help="a variable holding a cirq sweep (any cirq.Sweepable)")
     @cell_magic
     def qsubmit(self, line: str, cell: str):
         """Run the cell, submit the circuits it produced as one job, show the job live.
@@ -185,6 +247,7 @@ class QnbMagics(Magics):
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
         self._check_target(args.target)
+        params = self._params(args)
         circuits = cell if args.qasm else self._run_cell(cell)
         try:
             job = _api.submit(
@@ -194,6 +257,7 @@ class QnbMagics(Magics):
                 name=args.name,
                 front=args.front,
                 compile=args.compile,
+                params=params,
             )
         except QnbError as exc:
             raise UsageError(str(exc)) from None

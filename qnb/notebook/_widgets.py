@@ -270,7 +270,7 @@ class JobCard(anywidget.AnyWidget):
         return (
             f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
             f"<code>{row['id'][:8]}</code> on {html.escape(row['target'])}: "
-            f"<b>{_status_text(row)}</b> ({row['done']}/{row['total']} circuits{where}){error}</div>"
+            f"<b>{_status_text(row)}</b> ({row['done']}/{row['total']} {row.get('unit', 'circuits')}{where}){error}</div>"
         )
 
     def __repr__(self) -> str:
