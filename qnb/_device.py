@@ -89,7 +89,9 @@ class DeviceSpec:
         if self.gateset is None and edges is None:
             return  # a simulator: any gate between any qubits
         for op in circuit.all_operations():
-            if self.gateset is not None and not cirq.is_measurement(op) and op not in self.gateset:
+            if cirq.is_measurement(op) and not isinstance(op.untagged, cirq.CircuitOperation):
+                continue  # read out qubit by qubit: any qubits, connected or not
+            if self.gateset is not None and op not in self.gateset:
                 raise DeviceValidationError(
                     f"circuit {label!r}: gate {op} is not native to {self.name!r} "
                     f"(native: {', '.join(self.native_gates)}){hint}"
@@ -100,7 +102,7 @@ class DeviceSpec:
                     f"circuit {label!r}: {op} acts on {a} and {b}, which are not connected "
                     f"on {self.name!r} (a chain: only neighbours couple){hint}"
                 )
-            if edges is not None and len(op.qubits) > 2 and not cirq.is_measurement(op):
+            if edges is not None and len(op.qubits) > 2:
                 raise DeviceValidationError(
                     f"circuit {label!r}: {op} acts on {len(op.qubits)} qubits; "
                     f"{self.name!r} runs one- and two-qubit gates only{hint}"
@@ -115,16 +117,52 @@ class DeviceSpec:
             )
         graph = self.graph
         if graph is not None:
-            # The router needs one- and two-qubit gates; measurements it keeps as they are.
-            circuit = cirq.optimize_for_target_gateset(
-                circuit, gateset=cirq.CZTargetGateset()
-            )
-            circuit, _, _ = cirq.RouteCQC(graph).route_circuit(circuit)
+            circuit = _route(circuit, graph, self.qubits or ())
         if self.compile_to is not None:
             circuit = cirq.optimize_for_target_gateset(circuit, gateset=self.compile_to)
             circuit = cirq.drop_negligible_operations(circuit)
             circuit = cirq.drop_empty_moments(circuit)
         return circuit
+
+
+def _route(circuit: cirq.Circuit, graph: nx.Graph, device_qubits: Sequence[cirq.Qid]) -> cirq.Circuit:
+    """Map ``circuit`` onto the device's connectivity with Cirq's router.
+
+    Terminal measurements are taken off first and put back, all in the last moment, on
+    the physical qubits where the router left their logical qubits. Routed as they are,
+    a measurement of an idle qubit (early in the circuit) can end up before a SWAP
+    through its position: the measurements are then no longer terminal and a simulator
+    runs every shot on its own (a 3-qubit Toffoli took ~10x longer), and the router
+    refuses an "intermediate" measurement of three or more qubits with its own key.
+    """
+    measurements = [op for op in circuit.all_operations() if cirq.is_measurement(op)]
+    splittable = (
+        measurements
+        and all(isinstance(op.gate, cirq.MeasurementGate) for op in measurements)
+        and circuit.are_all_measurements_terminal()
+    )
+    # The router needs one- and two-qubit gates; measurements it keeps in place.
+    router = cirq.RouteCQC(graph)
+    if not splittable:
+        circuit = cirq.optimize_for_target_gateset(circuit, gateset=cirq.CZTargetGateset())
+        return router.route_circuit(circuit)[0]
+    body = cirq.Circuit(
+        cirq.Moment(op for op in moment if not cirq.is_measurement(op)) for moment in circuit
+    )
+    body = cirq.optimize_for_target_gateset(body, gateset=cirq.CZTargetGateset())
+    placed: dict[cirq.Qid, cirq.Qid] = {}
+    routed = cirq.Circuit()
+    if body.all_qubits():
+        routed, initial, swaps = router.route_circuit(body)
+        # initial: logical -> physical at the start; swaps: where each physical
+        # qubit's state is at the end.
+        placed = {logical: swaps.get(physical, physical) for logical, physical in initial.items()}
+    # Qubits that are only measured sit in |0>: any free device qubit will do.
+    free = iter(q for q in device_qubits if q not in set(placed.values()))
+    for q in sorted({q for op in measurements for q in op.qubits} - placed.keys()):
+        placed[q] = next(free)
+    last = cirq.Moment(op.with_qubits(*(placed[q] for q in op.qubits)) for op in measurements)
+    return cirq.drop_empty_moments(routed) + cirq.Circuit(last)
 
 
 def _qubit_range(qubits: Sequence[cirq.Qid]) -> str:
