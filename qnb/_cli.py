@@ -1,13 +1,26 @@
-"""The ``qnb`` command: ``qnb serve`` runs a shared queue server, ``qnb add-user`` adds
-a user to its users file."""
+"""The ``qnb`` command: look at and act on jobs from a terminal (``qnb jobs``, ``show``,
+``result``, ``cancel``, ``resubmit``, ``queue``, ``targets``), run a shared queue server
+(``qnb serve``) and add users to its users file (``qnb add-user``).
+
+Job commands are thin over the public Python API and the store under ``$QNB_HOME``;
+targets named in the targets file (``$QNB_TARGETS``) are connected on demand. Nothing
+heavy is imported at module level: ``qnb --help`` and argument errors stay quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
+import shutil
 import sys
+import time
+import warnings
 from pathlib import Path
+
+from . import __version__
+from ._errors import QnbError
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -66,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         app.state.close()
         worker.close()
         manager.close()
+        serving.skip_final_collection()
     return 0
 
 
@@ -87,32 +101,366 @@ def _add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- jobs in the store ---------------------------------------------------------------------
+
+UNFINISHED = ("pending", "queued", "running", "cancelling")
+#: How long ``qnb cancel`` waits for a target to confirm before it reports the status.
+CANCEL_WAIT_SECONDS = 15.0
+
+
+def _qnb():
+    """The public API, with the store opened for a short-lived command: the simulation
+    workers start only if this command runs a circuit (``qnb resubmit``)."""
+    import qnb
+    from ._targets._pool import get_pool
+
+    get_pool().warm_on_start = False
+    return qnb
+
+
+def _connect_if_remote(target: str) -> bool:
+    """Connect ``target`` when the targets file names it (and nothing is registered under
+    that name yet); True for a queue server's target."""
+    qnb = _qnb()
+    from . import _config
+
+    configured = target in _config.configured_targets()
+    if configured and target not in qnb.targets():
+        qnb.connect(target)
+    return configured
+
+
+def _when(timestamp: float | None, *, seconds: bool = False) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M", time.localtime(timestamp))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _table(headers: list[str], rows: list[list[str]], *, limits: dict[int, int]) -> None:
+    """Columns as wide as their content (``limits``: the most for some), the last one
+    taking what is left of the terminal (80 columns when output is not a terminal)."""
+    total = shutil.get_terminal_size((80, 24)).columns
+    widths = []
+    for i, header in enumerate(headers[:-1]):
+        natural = max([len(header)] + [len(row[i]) for row in rows])
+        widths.append(min(natural, limits.get(i, natural)))
+    widths.append(max(8, total - sum(widths) - 2 * (len(headers) - 1)))
+    for row in [headers, *rows]:
+        cells = [_clip(cell, width).ljust(width) for cell, width in zip(row, widths)]
+        print("  ".join(cells).rstrip())
+
+
+def _job_json(job) -> dict:
+    done, total = job.progress
+    return {
+        "id": job.id,
+        "name": job.name,
+        "target": job.target,
+        "user": job.user,
+        "status": job.status.value,
+        "shots": job.shots,
+        "items": total,
+        "items_done": done,
+        "time_added": job.time_added,
+        "time_started": job.time_started,
+        "time_finished": job.time_finished,
+        "error": job.error,
+        "parent_id": job.parent_id,
+    }
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    qnb = _qnb()
+    found = qnb.jobs(status=args.status, target=args.target, user=args.user, limit=args.limit)
+    views = [_job_json(job) for job in found]
+    if args.json:
+        _print_json(views)
+        return 0
+    if not views:
+        print("no jobs", file=sys.stderr)
+        return 0
+    rows = [
+        [v["id"][:8], v["status"], v["target"], v["user"], f"{v['items_done']}/{v['items']}",
+         _when(v["time_added"]), v["name"]]
+        for v in views
+    ]
+    _table(["ID", "STATUS", "TARGET", "USER", "ITEMS", "ADDED", "NAME"], rows, limits={2: 12, 3: 12})
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    job = _qnb().get_job(args.job)
+    view = _job_json(job)
+    items = [{"label": it.label, "status": it.status.value, "error": it.error} for it in job.items]
+    if args.json:
+        _print_json({**view, "item_list": items})
+        return 0
+    elapsed = job.elapsed
+    lines = [
+        ("job", view["id"]),
+        ("name", view["name"]),
+        ("target", view["target"]),
+        ("user", view["user"]),
+        ("status", f"{view['status']} ({view['items_done']}/{view['items']} items finished)"),
+        ("shots", str(view["shots"])),
+        ("added", _when(view["time_added"], seconds=True)),
+        ("started", _when(view["time_started"], seconds=True)),
+        ("finished", _when(view["time_finished"], seconds=True)),
+        ("elapsed", "-" if elapsed is None else f"{elapsed:.2f} s"),
+    ]
+    if view["parent_id"]:
+        lines.append(("parent", view["parent_id"]))
+    if view["error"]:
+        lines.append(("error", view["error"]))
+    for key, value in lines:
+        print(f"{key:<9}{value}")
+    print()
+    _table(["LABEL", "STATUS", "ERROR"], [[i["label"], i["status"], i["error"] or ""] for i in items],
+           limits={0: 24})
+    return 0
+
+
+def _result(args: argparse.Namespace) -> int:
+    qnb = _qnb()
+    job = qnb.get_job(args.job)
+    if not job.done():
+        if not args.wait:
+            raise QnbError(
+                f"job {job.id[:8]} is still {job.status.value}; `qnb result --wait {args.job}` "
+                "waits for it"
+            )
+        _connect_if_remote(job.target)
+        print(f"waiting for job {job.id[:8]} ({job.status.value})...", file=sys.stderr, flush=True)
+    result = job.result(timeout=args.timeout)
+    counts = {label: dict(sorted(result.counts(label).items())) for label in result}
+    if args.json:
+        _print_json({"id": job.id, "status": job.status.value, "shots": job.shots,
+                     "counts": counts, "missing": result.missing})
+        return 0
+    for label, histogram in counts.items():
+        print(f"{label}:")
+        width = max(len(bits) for bits in histogram) if histogram else 0
+        for bits, n in histogram.items():
+            print(f"  {bits:<{width}}  {n}")
+    for label, reason in result.missing.items():
+        print(f"{label}: no result ({reason})")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    qnb = _qnb()
+    if args.all == bool(args.jobs):
+        raise QnbError("give job ids (or unique prefixes), or --all for every unfinished job")
+    if args.all:
+        jobs = qnb.jobs(status=list(UNFINISHED), limit=1_000_000)
+    else:
+        jobs = [qnb.get_job(ref) for ref in args.jobs]
+    failures = 0
+    for job in jobs:
+        try:
+            _connect_if_remote(job.target)
+            job.cancel()
+            if not job.done():  # a running job ends once its target confirms
+                try:
+                    job.result(timeout=CANCEL_WAIT_SECONDS)
+                except (QnbError, TimeoutError):
+                    pass
+        except QnbError as exc:
+            print(f"qnb cancel: {job.id[:8]}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"{job.id[:8]}  {job.status.value}")
+    return 1 if failures else 0
+
+
+def _resubmit(args: argparse.Namespace) -> int:
+    qnb = _qnb()
+    job = qnb.get_job(args.job)
+    remote = _connect_if_remote(job.target)
+    new = job.resubmit(only_failed=args.failed_only)
+    print(new.id, flush=True)
+    if remote:
+        return 0  # the server has it and runs it
+    # A local target runs the job in this process: wait for it, or it is interrupted.
+    print(f"running {new.id[:8]} on {new.target} here (Ctrl-C stops it)...", file=sys.stderr)
+    try:
+        new.result()
+    except QnbError:
+        pass  # its status says how it ended
+    print(f"{new.id[:8]}  {new.status.value}")
+    return 0 if new.status.value == "completed" else 1
+
+
+def _queue(args: argparse.Namespace) -> int:
+    qnb = _qnb()
+    if _connect_if_remote(args.target):
+        entries = [
+            {"position": e.position, "id": e.id, "user": e.user, "name": e.name,
+             "status": e.status.value, "time_added": e.time_added}
+            for e in qnb.queue(args.target)
+        ]
+    else:
+        qnb.queue(args.target)  # an unknown target fails here
+        # Each process runs its own queue of a local target; the store shows them all.
+        waiting = qnb.jobs(status=["pending", "queued"], target=args.target, limit=1_000_000)
+        entries = [
+            {"position": None, "id": j.id, "user": j.user, "name": j.name,
+             "status": j.status.value, "time_added": j.time_added}
+            for j in sorted(waiting, key=lambda j: j.time_added)
+        ]
+    if args.json:
+        _print_json(entries)
+        return 0
+    if not entries:
+        print(f"the queue of {args.target!r} is empty", file=sys.stderr)
+        return 0
+    rows = [
+        [str(e["position"] or "-"), e["id"][:8], e["user"], e["status"], _when(e["time_added"]), e["name"]]
+        for e in entries
+    ]
+    _table(["POS", "ID", "USER", "STATUS", "ADDED", "NAME"], rows, limits={2: 12})
+    return 0
+
+
+def _targets(args: argparse.Namespace) -> int:
+    qnb = _qnb()
+    from . import _config
+
+    views = [
+        {"name": name, "kind": "local", "url": None, "max_qubits": spec.max_qubits,
+         "max_shots": spec.max_shots, "max_batch": spec.max_batch, "description": spec.description}
+        for name, spec in qnb.targets().items()
+    ]
+    views += [
+        {"name": name, "kind": "remote", "url": entry.get("url"), "max_qubits": None,
+         "max_shots": None, "max_batch": None,
+         "description": f"queue server {entry.get('url')} (from {_config.targets_file()})"}
+        for name, entry in _config.configured_targets().items()
+    ]
+    if args.json:
+        _print_json(views)
+        return 0
+    rows = [
+        [v["name"], v["kind"], str(v["max_qubits"] or "-"), str(v["max_shots"] or "-"), v["description"]]
+        for v in views
+    ]
+    _table(["NAME", "KIND", "QUBITS", "SHOTS", "DESCRIPTION"], rows, limits={0: 16})
+    return 0
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults that are values; a None default is described in the help."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="qnb", description="qnb: Cirq circuits as async jobs")
-    commands = top.add_subparsers(dest="command", required=True)
+    formatter = _ShowDefaults
+    top = argparse.ArgumentParser(
+        prog="qnb",
+        description="qnb: Cirq circuits as async jobs. JOB is a job id or a unique prefix of it.",
+    )
+    top.add_argument("--version", action="version", version=f"qnb {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run a shared queue server for one device")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, formatter_class=formatter)
+        sub.set_defaults(run=run)
+        return sub
+
+    jobs = command("jobs", _jobs, "list jobs in the store, newest first")
+    jobs.add_argument("--status", action="append", metavar="S",
+                      help="only this status (repeat for several)")
+    jobs.add_argument("--target", metavar="T", help="only this target")
+    jobs.add_argument("--user", metavar="U", help="only this user's")
+    jobs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N jobs")
+    jobs.add_argument("--json", action="store_true", help="a JSON list (fields in the README)")
+
+    show = command("show", _show, "one job in full, with its items")
+    show.add_argument("job", metavar="JOB")
+    show.add_argument("--json", action="store_true", help="as JSON, items under item_list")
+
+    result = command("result", _result, "counts per label of a finished job")
+    result.add_argument("job", metavar="JOB")
+    result.add_argument("--wait", action="store_true", help="wait for an unfinished job")
+    result.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="with --wait: give up after SECONDS (the job carries on)")
+    result.add_argument("--json", action="store_true", help="as JSON")
+
+    cancel = command("cancel", _cancel, "cancel jobs (a finished job stays as it is)")
+    cancel.add_argument("jobs", nargs="*", metavar="JOB")
+    cancel.add_argument("--all", action="store_true", help="every unfinished job in the store")
+
+    resubmit = command("resubmit", _resubmit,
+                       "run a finished job's circuits again as a new job (prints its id)")
+    resubmit.add_argument("job", metavar="JOB")
+    resubmit.add_argument("--failed-only", action="store_true",
+                          help="only the items that failed or were cancelled")
+
+    queue = command("queue", _queue, "the jobs waiting for a target")
+    queue.add_argument("target", metavar="TARGET")
+    queue.add_argument("--json", action="store_true", help="as JSON")
+
+    targets = command("targets", _targets, "local targets and the targets file's servers")
+    targets.add_argument("--json", action="store_true", help="as JSON")
+
+    serve = command("serve", _serve, "run a shared queue server for one device")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8765, help="port")
     serve.add_argument("--db", help="SQLite file (default: $QNB_HOME/server/queue.sqlite3)")
-    serve.add_argument("--users", help="users file (TOML with token hashes)")
-    serve.add_argument("--device", default="emulator", help="a local target (default emulator)")
-    serve.add_argument("--workers", type=int, help="simulation worker processes")
-    serve.add_argument("--max-body", type=int, default=16 * 1024 * 1024, help="bytes")
-    serve.add_argument("--log-level", default="warning")
-    serve.set_defaults(run=_serve)
+    serve.add_argument("--users", help="users file, TOML with token hashes (default: open mode, loopback only)")
+    serve.add_argument("--device", default="emulator", help="a local target")
+    serve.add_argument("--workers", type=int, help="simulation worker processes (default: by cores and memory)")
+    serve.add_argument("--max-body", type=int, default=16 * 1024 * 1024, help="largest request body, bytes")
+    serve.add_argument("--log-level", default="warning", help="uvicorn's log level")
 
-    add = commands.add_parser("add-user", help="add users to a users file; prints their tokens")
+    add = command("add-user", _add_user, "add users to a users file; prints their tokens")
     add.add_argument("names", nargs="+", metavar="NAME")
     add.add_argument("--users", required=True, help="users file (created if missing)")
     add.add_argument("--admin", action="store_true", help="may act on every user's jobs")
-    add.set_defaults(run=_add_user)
     return top
 
 
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message)
+    print(text if text.startswith("qnb") else f"qnb: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Errors are one line on stderr and a non-zero exit: 1 for a refused command, 2 for
+    a usage error, 130 after Ctrl-C."""
     args = parser().parse_args(argv)
-    return args.run(args)
+    warnings.showwarning = _one_line_warnings
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `qnb jobs | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (QnbError, TimeoutError, OSError) as exc:
+        print(f"qnb {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: say so in one line, the traceback on request
+        if os.environ.get("QNB_DEBUG"):
+            raise
+        print(f"qnb {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(QNB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
