@@ -13,7 +13,7 @@ import httpx
 
 from . import _circuits, _config, _sweeps
 from ._device import DeviceSpec
-from ._errors import InvalidOptionError, UnknownJobError
+from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._job import Job
 from ._manager import JobManager, get_manager
 from ._queue import LocalQueueBackend, Queue
@@ -67,14 +67,15 @@ def prepare_items(
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None = None,
 ) -> SweptItems:
     """:func:`prepare` for jobs with sweeps: each circuit of ``sweeps`` becomes one item
-    per point, resolved (every check sees what will run)."""
+    per point (the circuit as written, with the point's resolver)."""
     _check_shots(shots, target)
     compile = _check_flag("compile", compile)
+    sweeps = sweeps or {}
     labelled = _circuits.normalize(circuits)
-    unknown = sorted(set(sweeps or ()) - set(labelled))
+    unknown = sorted(set(sweeps) - set(labelled))
     if unknown:
         raise InvalidOptionError(f"sweeps for circuits that are not in the job: {unknown}")
-    n_items = sum(len((sweeps or {}).get(label, (None,))) for label in labelled)
+    n_items = sum(len(sweeps.get(label, (None,))) for label in labelled)
     if n_items > target.device.max_batch:
         what = f"{n_items} items (circuits x sweep points)" if sweeps else f"{n_items} circuits"
         raise InvalidOptionError(
@@ -83,16 +84,34 @@ def prepare_items(
         )
     for label, circuit in labelled.items():
         _circuits.check_measured(label, circuit)
-    items = _sweeps.expand(labelled, sweeps or {})
-    for label, circuit in items.circuits.items():
-        _circuits.check_resolved(label, circuit)
+        if label in sweeps:
+            _sweeps.check_covered(label, circuit, sweeps[label])
+        else:
+            _circuits.check_resolved(label, circuit)
     if compile:
-        compiled = {label: target.compile(c) for label, c in items.circuits.items()}
-        items = SweptItems(compiled, items.params)
-    for label, circuit in items.circuits.items():
-        target.check(label, circuit)
+        labelled = {
+            label: _compile_swept(target, label, c) if label in sweeps else target.compile(c)
+            for label, c in labelled.items()
+        }
+    for label, circuit in labelled.items():
+        # A swept circuit is checked as it runs at its sweep's first point.
+        points = sweeps.get(label)
+        target.check(label, circuit if points is None else cirq.resolve_parameters(circuit, points[0]))
         _circuits.check_serializable(label, circuit)
-    return items
+    return _sweeps.expand(labelled, sweeps)
+
+
+def _compile_swept(target: Target, label: str, circuit: cirq.Circuit) -> cirq.Circuit:
+    """Compile a parameterised circuit once for all its points (Cirq's gateset
+    optimisation keeps symbols), checking the result at the first point."""
+    try:
+        return target.compile(circuit)
+    except Exception as exc:  # noqa: BLE001 - the message is what the user needs
+        raise InvalidCircuitError(
+            f"circuit {label!r} could not be compiled with its parameters as symbols "
+            f"({type(exc).__name__}: {exc}); compile each point yourself with "
+            "qnb.compile(cirq.resolve_parameters(circuit, point), target)"
+        ) from None
 
 
 def _check_flag(name: str, value: object) -> bool:
@@ -193,7 +212,8 @@ def _submit_items(
         user=_check_name(user, what="user") or getattr(tgt, "remote_user", None) or default_user(),
         front=front,
         priority=_check_priority(priority),
-        params=items.params if sweeps else None,
+        params=items.params if items.swept else None,
+        resolvers=items.resolvers if items.swept else None,
     )
     return Job(rec.id, manager=manager)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import cirq
 import sympy
 
-from ._errors import InvalidCircuitError
+from ._errors import DeviceValidationError, InvalidCircuitError
 
 
 def _make_encoder() -> type[json.JSONEncoder]:
@@ -339,15 +339,17 @@ def check_resolved(label: str, circuit: cirq.Circuit) -> None:
         )
 
 
-def check_qubits_only(label: str, circuit: cirq.Circuit, *, target: str | None = None) -> None:
-    """Refuse qudits (a qid of dimension other than 2) for targets that run qubits only."""
+def check_qubits_only(label: str | None, circuit: cirq.Circuit, *, target: str | None = None) -> None:
+    """Refuse qudits (a qid of dimension other than 2) for targets that run qubits only
+    (devices and their emulators; the simulators take qudits)."""
     qudits = sorted(q for q in circuit.all_qubits() if q.dimension != 2)
     if qudits:
-        on = f" on target {target!r}" if target else ""
-        raise InvalidCircuitError(
-            f"circuit {label!r} uses qudits ({', '.join(f'{q} of dimension {q.dimension}' for q in qudits[:3])})"
-            f", which cannot run{on}: it takes qubits only; the 'cirq' and 'density' "
-            "targets simulate qudits"
+        which = f"circuit {label!r}" if label is not None else "the circuit"
+        on = f"target {target!r}" if target else "this target"
+        shown = ", ".join(f"{q} of dimension {q.dimension}" for q in qudits[:3])
+        raise DeviceValidationError(
+            f"{which} uses qudits ({shown}), but {on} runs qubits only; the 'cirq' and "
+            "'density' targets simulate qudits"
         )
 
 
@@ -370,8 +372,17 @@ def qsim_can_run(circuit: cirq.Circuit) -> str | None:
     return _qsim_problem(circuit.all_operations(), top=True)
 
 
+# (gate type, qubit count) of plain gates that passed every check below: for these
+# types the verdict depends on the type alone, so a 350-gate circuit is judged in ~0.1 ms
+# instead of ~6 ms (it runs per item, in the pool's workers).
+_QSIM_FINE: set[tuple[type, int]] = set()
+_TYPE_DECIDES = (cirq.EigenGate, cirq.PhasedXZGate, cirq.PhasedXPowGate)
+
+
 def _qsim_problem(operations: Iterable[cirq.Operation], *, top: bool) -> str | None:
     for op in operations:
+        if type(op) is cirq.GateOperation and (type(op.gate), len(op.qubits)) in _QSIM_FINE:
+            continue
         untagged = op.untagged
         if isinstance(untagged, cirq.ClassicallyControlledOperation):
             return f"it has classical control ({op}); qsim cannot condition on measurements"
@@ -409,6 +420,8 @@ def _qsim_problem(operations: Iterable[cirq.Operation], *, top: bool) -> str | N
             or cirq.is_parameterized(untagged)
         ):
             return f"qsim cannot simulate {op} (no unitary, mixture or Kraus operators)"
+        if type(op) is cirq.GateOperation and isinstance(gate, _TYPE_DECIDES) and n <= QSIM_MAX_MATRIX_QUBITS:
+            _QSIM_FINE.add((type(gate), n))
     return None
 
 

@@ -40,6 +40,9 @@ class JobItem:
     status: JobStatus
     error: str | None
     _job: Job = dataclasses.field(repr=False, compare=False)
+    #: What ran it: the target's simulator (``"qsim"``), or the one it was handed to
+    #: and why (``"cirq.Simulator (it has classical control ...)"``), or the device.
+    engine: str | None = None
 
     @property
     def result(self) -> cirq.Result | None:
@@ -89,7 +92,12 @@ class Job:
 
     @property
     def items(self) -> list[JobItem]:
-        return [JobItem(it.label, it.status, it.error, self) for it in self._rec().items]
+        return [JobItem(it.label, it.status, it.error, self, it.engine) for it in self._rec().items]
+
+    @property
+    def engines(self) -> set[str]:
+        """Which simulators or devices ran the job's items (see ``JobItem.engine``)."""
+        return {it.engine for it in self._rec().items if it.engine is not None}
 
     @property
     def progress(self) -> tuple[int, int]:

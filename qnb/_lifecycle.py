@@ -47,6 +47,7 @@ class Outcome(Protocol):
     status: JobStatus
     result: str | None
     error: str | None
+    engine: str | None
 
 
 # -- the job ------------------------------------------------------------------------------
@@ -81,8 +82,10 @@ def apply_report(
             continue  # backwards (RUNNING -> QUEUED after a server restart): keep ours
         outcome = outcomes.get(i)
         _walk_item(rec, i, steps, None if outcome is None else outcome.error)
-        if outcome is not None and outcome.result is not None:
-            rec.unsaved_results[i] = outcome.result
+        if outcome is not None:
+            item.engine = getattr(outcome, "engine", None)
+            if outcome.result is not None:
+                rec.unsaved_results[i] = outcome.result
     _derive(rec)
 
 

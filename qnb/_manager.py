@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import cirq
 
-from . import _circuits, _lifecycle
+from . import _circuits, _lifecycle, _sweeps
 from ._errors import (
     JobStateError,
     QnbError,
@@ -216,6 +216,7 @@ class JobManager:
         job_id: str | None = None,
         priority: int = 0,
         params: Sequence[str | None] | None = None,
+        resolvers: Sequence[cirq.ParamResolver | None] | None = None,
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -240,6 +241,7 @@ class JobManager:
             priority=priority,
         )
         rec.circuits = list(circuits.values())
+        rec.resolvers = None if resolvers is None else list(resolvers)
         owns_queue = isinstance(target, QueueOwningTarget)
         with self._lock:
             self._check_open()
@@ -255,7 +257,7 @@ class JobManager:
             self._loop.call_soon_threadsafe(self._schedule, target)
         try:
             # Not rec.circuits: a quick job may have finished and dropped them already.
-            texts = circuit_json or _circuits.to_json_many(circuits.values())
+            texts = circuit_json or _json_of_items(circuits.values())
             with self._lock:
                 self.store.insert_job(rec, texts, rec.unsaved_results)
                 # The insert wrote the record as it is now, including anything that
@@ -399,6 +401,7 @@ class JobManager:
                     front=front,
                     name=rec.name,
                     priority=rec.priority,
+                    params=rec.resolvers or _item_resolvers(rec),
                     report_waiting=lambda: _settle(answered),
                 )
                 try:
@@ -441,7 +444,7 @@ class JobManager:
                 if scheduled:
                     self._running[target.name] -= 1
                 rec.handle = None
-                rec.circuits = None  # the store has them; don't hold memory
+                rec.circuits = rec.resolvers = None  # the store has them; don't hold memory
             if scheduled:
                 self._schedule(target)
 
@@ -769,7 +772,9 @@ class JobManager:
         if not redo:
             raise JobStateError(f"nothing to resubmit: every item of job {job_id[:8]} completed")
         texts = self.circuits(job_id)
-        circuits = {rec.items[i].label: _circuits.from_json(texts[i]) for i in redo}
+        # The points of a sweep share one circuit: each distinct text is read once.
+        parsed = {text: _circuits.from_json(text) for text in {texts[i] for i in redo}}
+        circuits = {rec.items[i].label: parsed[texts[i]] for i in redo}
         return self.submit(
             self.targets.get(rec.target),
             circuits,
@@ -780,6 +785,8 @@ class JobManager:
             circuit_json=[texts[i] for i in redo],
             priority=rec.priority,
             params=[rec.items[i].params for i in redo],  # failed sweep points only
+            resolvers=[None if rec.items[i].params is None else _sweeps.resolver_of(rec.items[i].params)
+                       for i in redo],  # fmt: skip
         )
 
     # -- exit of the process (added with the CLI and pool work; atexit, see get_manager) --
@@ -822,6 +829,22 @@ async def _cancel_all_tasks() -> None:
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
+
+
+def _json_of_items(circuits: Iterable[cirq.Circuit]) -> list[str]:
+    """Cirq JSON per item, each distinct circuit written once (a sweep's points share
+    one circuit: writing it again per point would cost more than simulating it)."""
+    circuits = list(circuits)
+    distinct = list({id(c): c for c in circuits}.values())
+    texts = dict(zip(map(id, distinct), _circuits.to_json_many(distinct)))
+    return [texts[id(c)] for c in circuits]
+
+
+def _item_resolvers(rec: JobRecord) -> list[cirq.ParamResolver | None] | None:
+    """The sweep points of a record loaded from the store (None: not swept)."""
+    if not rec.swept:
+        return None
+    return [None if it.params is None else _sweeps.resolver_of(it.params) for it in rec.items]
 
 
 def _settle(future: concurrent.futures.Future | None) -> None:

@@ -19,6 +19,7 @@ class ItemRecord:
     status: JobStatus = JobStatus.PENDING
     error: str | None = None
     params: str | None = None  # the sweep point's resolver (Cirq JSON), None if not swept
+    engine: str | None = None  # what ran it (e.g. "qsim", or "cirq.Simulator (why)")
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -47,6 +48,7 @@ class JobRecord:
     dirty_items: set[int] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
     circuits: list[Any] | None = None  # cirq.Circuit objects until the run ends
+    resolvers: list[Any] | None = None  # their sweep points (cirq.ParamResolver), if swept
     unsaved_results: dict[int, str] = dataclasses.field(default_factory=dict)
     waiters: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
     handle: Any = None

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS items (
     error   TEXT,
     result  TEXT,
     params  TEXT,  -- a sweep point's cirq.ParamResolver (Cirq JSON); NULL if not swept
+    engine  TEXT,  -- the simulator or device that ran it
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 -- A queue server's submissions by (user, Idempotency-Key): a retried submit finds its job.
@@ -87,8 +88,9 @@ class Store:
                     "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
                 )
             item_columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
-            if "params" not in item_columns:  # a store written before sweeps existed
-                self._db.execute("ALTER TABLE items ADD COLUMN params TEXT")
+            for column in ("params", "engine"):  # a store written before sweeps existed
+                if column not in item_columns:
+                    self._db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -126,11 +128,11 @@ class Store:
                 _job_row(job),
             )
             db.executemany(
-                "INSERT INTO items (job_id, idx, label, circuit, status, error, result, params) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO items (job_id, idx, label, circuit, status, error, result, params, engine) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (job.id, i, it.label, circuits[i], it.status.value, it.error, results.get(i),
-                     it.params)
+                     it.params, it.engine)
                     for i, it in enumerate(job.items)
                 ],
             )
@@ -144,7 +146,7 @@ class Store:
                 changes.jobs,
             )
             db.executemany(
-                "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?", changes.items
+                "UPDATE items SET status=?, error=?, engine=? WHERE job_id=? AND idx=?", changes.items
             )
             db.executemany("UPDATE items SET result=? WHERE job_id=? AND idx=?", changes.results)
 
@@ -260,12 +262,12 @@ class Store:
         # Chunked: SQLite limits the number of bound parameters.
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for job_id, label, status, error, params in self._query(
-                "SELECT job_id, label, status, error, params FROM items "
+            for job_id, label, status, error, params, engine in self._query(
+                "SELECT job_id, label, status, error, params, engine FROM items "
                 f"WHERE job_id IN ({','.join('?' * len(chunk))}) ORDER BY job_id, idx",
                 chunk,
             ):
-                items[job_id].append(ItemRecord(label, JobStatus(status), error, params))
+                items[job_id].append(ItemRecord(label, JobStatus(status), error, params, engine))
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
 
 
@@ -292,7 +294,8 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
     for job in jobs:
         changes.jobs.append(_job_changes(job))
         changes.items.extend(
-            (job.items[i].status.value, job.items[i].error, job.id, i) for i in job.dirty_items
+            (job.items[i].status.value, job.items[i].error, job.items[i].engine, job.id, i)
+            for i in job.dirty_items
         )
         changes.results.extend((text, job.id, i) for i, text in job.unsaved_results.items())
     return changes

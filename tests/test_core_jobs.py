@@ -14,6 +14,7 @@ import qnb
 from qnb import JobStatus
 from qnb._device import DeviceSpec
 from qnb._manager import JobManager
+from qnb._targets._pool import get_pool
 from qnb._targets._simulators import SimulatorTarget
 from conftest import BELL_QASM, wait_until
 
@@ -28,16 +29,20 @@ def long_emulator_job(**options) -> qnb.Job:
     return qnb.submit(BELL, target="emulator", compile=True, shots=20_000, **options)
 
 
-class FlakyTarget(SimulatorTarget):
-    """A simulator whose circuits on a qubit named "boom" fail, for partial results."""
+class FlakyExecutor:
+    """Runs circuits in the pool, except that those on a qubit named "boom" fail."""
 
-    def __init__(self, name: str):
-        super().__init__(name, engine="cirq", device=DeviceSpec(name, max_qubits=8))
-
-    async def _execute(self, circuit, shots):
+    async def run(self, engine, noise, circuit, shots, *, params=None):
         if BOOM in circuit.all_qubits():
-            return False, "RuntimeError: boom"
-        return await super()._execute(circuit, shots)
+            return False, "RuntimeError: boom", None
+        return await get_pool().run(engine, noise, circuit, shots, params=params)
+
+
+def FlakyTarget(name: str) -> SimulatorTarget:
+    """A simulator whose circuits on a qubit named "boom" fail, for partial results."""
+    return SimulatorTarget(
+        name, engine="cirq", device=DeviceSpec(name, max_qubits=8), executor=FlakyExecutor()
+    )
 
 
 def test_submit_returns_at_once_and_results_are_cirq_results(manager):

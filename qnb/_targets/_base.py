@@ -45,6 +45,9 @@ class TargetJob:
     name: str = ""
     #: Higher runs first (targets that own their queue order it so).
     priority: int = 0
+    #: Per item, the sweep point to run its circuit at (None: not swept, or that item
+    #: has no parameters). Circuits are as written; the target resolves them.
+    params: list[cirq.ParamResolver | None] | None = None
     #: Called by a target that owns its queue when it cannot reach it yet and keeps
     #: trying: the submitter stops waiting for the hand-over (the job is "reconnecting").
     report_waiting: Callable[[], None] = lambda: None
@@ -55,6 +58,8 @@ class ItemOutcome:
     status: JobStatus  # COMPLETED, FAILED or CANCELLED
     result: str | None = None  # cirq.Result as Cirq JSON
     error: str | None = None
+    #: Which simulator or device ran it, when it was not the target's usual one.
+    engine: str | None = None
 
 
 class Target(abc.ABC):
@@ -205,8 +210,12 @@ class QueueOwningTarget(Target):
 class Executor(Protocol):
     """Runs one circuit of a scheduled target somewhere (the local pool, a cluster)."""
 
-    async def run(self, engine: str, noise: float, circuit: cirq.Circuit, shots: int) -> tuple[bool, str]:
-        """``(True, cirq.Result as Cirq JSON)`` or ``(False, error message)``."""
+    async def run(
+        self, engine: str, noise: float, circuit: cirq.Circuit, shots: int, *,
+        params: cirq.ParamResolver | None = None,
+    ) -> tuple[bool, str, str | None]:
+        """``(True, cirq.Result as Cirq JSON, engine that ran it)`` or ``(False, error,
+        None)``; ``params``: the sweep point to resolve the circuit at."""
 
 
 class TargetRegistry:

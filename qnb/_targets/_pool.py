@@ -39,8 +39,6 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from . import _worker
-
 if TYPE_CHECKING:
     import cirq
 
@@ -54,6 +52,9 @@ CANCEL_GRACE_SECONDS = 0.05
 DEFAULT_ITEM_TIME_LIMIT = 3600.0
 # What one worker may need: ~250 MB of imports plus room for a mid-sized simulation.
 MEMORY_PER_WORKER = 2 << 30
+
+#: What running one circuit gives: (ok, result JSON or error, engine that ran it).
+Outcome = tuple[bool, str, "str | None"]
 
 DIED = "the simulation worker process died (killed, or out of memory)"
 
@@ -214,9 +215,12 @@ class SimulationPool:
         circuit: cirq.Circuit,
         shots: int,
         *,
+        params: cirq.ParamResolver | None = None,
         time_limit: float | None = None,
-    ) -> tuple[bool, str]:
-        """Simulate one circuit in the pool: ``(True, result json)`` or ``(False, error)``.
+    ) -> Outcome:
+        """Simulate one circuit (at the sweep point ``params``) in the pool:
+        ``(True, result json, engine)`` or ``(False, error, None)``; ``engine`` names
+        the simulator that ran it (qsim hands what it cannot run to Cirq's).
 
         Cancelling the caller stops the circuit: dropped if it has not reached a
         worker, else its worker is killed and replaced. ``time_limit`` (seconds,
@@ -224,13 +228,13 @@ class SimulationPool:
         """
         loop = asyncio.get_running_loop()
         try:
-            pickled = pickle.dumps((engine, noise, circuit, shots), pickle.HIGHEST_PROTOCOL)
+            pickled = pickle.dumps((engine, noise, circuit, shots, params), pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}"
+            return False, f"{type(exc).__name__}: {exc}", None
         item = _Item(pickled, _weight(circuit, shots), time_limit or self.time_limit, loop, loop.create_future())
         with self._lock:
             if self._closed:
-                return False, "the simulation pool is shut down (the process is exiting)"
+                return False, "the simulation pool is shut down (the process is exiting)", None
             self._pending.append(item)
             self._start_thread()
         self._wake()
@@ -260,7 +264,7 @@ class SimulationPool:
             worker.process.join(1.0)
             worker.conn.close()
         for item in pending + [it for w in workers for it in w.items]:
-            _settle(item, (False, "the simulation pool was shut down"))
+            _settle(item, (False, "the simulation pool was shut down", None))
 
     def _start_thread(self) -> None:  # with self._lock held
         if self._thread is None and not self._closed:
@@ -333,7 +337,7 @@ class SimulationPool:
                     self._start_failure = f"simulation pool unavailable: {type(exc).__name__}: {exc}"
                     failed, self._pending = list(self._pending), deque()
                 for item in failed:
-                    _settle(item, (False, self._start_failure))
+                    _settle(item, (False, self._start_failure, None))
                 return
             with self._lock:
                 if self._closed:  # shutdown() ran while this one was starting
@@ -346,7 +350,7 @@ class SimulationPool:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["qnb._targets._worker"])
         ours, theirs = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker.serve, args=(theirs,), name="qnb-worker", daemon=True)
+        process = ctx.Process(target=_serve_in_worker, args=(theirs,), name="qnb-worker", daemon=True)
         with _workers_skip_main_module():
             process.start()
         theirs.close()
@@ -438,7 +442,7 @@ class SimulationPool:
         items = list(worker.items)
         worker.items.clear()
         if items and head_error is not None:
-            _settle(items[0], (False, head_error))
+            _settle(items[0], (False, head_error, None))
         with self._lock:
             self._pending.extendleft(reversed([it for it in items[1:] if not it.cancelled]))
 
@@ -458,6 +462,8 @@ class _PidExecutor:
     def submit(self, fn, *args):
         import concurrent.futures
 
+        from . import _worker
+
         if fn is not _worker.ping:
             raise NotImplementedError("the simulation pool runs circuits only; see worker_pids()")
         self._pool.wait_ready()
@@ -468,7 +474,15 @@ class _PidExecutor:
         return future
 
 
-def _settle(item: _Item, outcome: tuple[bool, str]) -> None:
+def _serve_in_worker(conn: Connection) -> None:
+    # The worker module (Cirq, qsimcirq) is imported here, in the worker, where the
+    # forkserver has it already: the kernel never pays for qsimcirq itself.
+    from . import _worker
+
+    _worker.serve(conn)
+
+
+def _settle(item: _Item, outcome: Outcome) -> None:
     def settle() -> None:
         if not item.future.done():
             item.future.set_result(outcome)

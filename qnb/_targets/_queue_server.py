@@ -196,6 +196,14 @@ class _RemoteRun:
             self.changed.set()
 
 
+def _resolved_texts(job: TargetJob) -> list[str]:
+    circuits = job.circuits or [_circuits.from_json(text) for text in job.circuit_json]
+    return [
+        _circuits.to_json(c if p is None else cirq.resolve_parameters(c, p))
+        for c, p in zip(circuits, job.params)
+    ]
+
+
 def _statuses(view: dict) -> list[JobStatus]:
     return [JobStatus(item["status"]) for item in view["items"]]
 
@@ -340,7 +348,12 @@ class RemoteTarget(QueueOwningTarget):
     # -- the Target protocol ------------------------------------------------------------
 
     async def submit(self, job: TargetJob) -> _RemoteRun:
-        texts = job.circuit_json or [_circuits.to_json(c) for c in job.circuits]
+        if job.params is not None and any(p is not None for p in job.params):
+            # The server runs circuits as they come: each point resolved here, off the
+            # loop (the server's API takes no sweeps yet).
+            texts = await asyncio.to_thread(_resolved_texts, job)
+        else:
+            texts = job.circuit_json or [_circuits.to_json(c) for c in job.circuits]
         body = {
             "id": job.job_id,
             "name": job.name or None,

@@ -40,28 +40,29 @@ class SimulatorTarget(ScheduledTarget):
 
     async def start(self, job: TargetJob, run: RunState) -> None:
         run.tasks = [
-            asyncio.create_task(self._run_items(run, [i], job.circuits, job.shots))
+            asyncio.create_task(self._run_items(run, [i], job))
             for i in range(len(job.circuits))
         ]
 
-    async def _run_items(
-        self, run: RunState, indices: list[int], circuits: list[cirq.Circuit], shots: int
-    ) -> None:
+    async def _run_items(self, run: RunState, indices: list[int], job: TargetJob) -> None:
         for i in indices:
             run.set_running(i)
+            point = None if job.params is None else job.params[i]
             try:
-                ok, payload = await self._execute(circuits[i], shots)
+                ok, payload, engine = await self._execute(job.circuits[i], job.shots, point)
             except asyncio.CancelledError:
                 run.finish_unfinished(indices, ItemOutcome(JobStatus.CANCELLED, error="cancelled"))
                 raise
             if ok:
-                run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload))
+                run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload, engine=engine))
             else:
                 run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload))
 
-    async def _execute(self, circuit: cirq.Circuit, shots: int) -> tuple[bool, str]:
+    async def _execute(
+        self, circuit: cirq.Circuit, shots: int, params: cirq.ParamResolver | None
+    ) -> tuple[bool, str, str | None]:
         executor = self.executor or get_pool()
-        return await executor.run(self.engine, self.noise, circuit, shots)
+        return await executor.run(self.engine, self.noise, circuit, shots, params=params)
 
 
 EMULATOR_GATESET = cirq.Gateset(
@@ -116,10 +117,12 @@ class EmulatorTarget(SimulatorTarget):
     async def start(self, job: TargetJob, run: RunState) -> None:
         # One device: the items run one after another.
         indices = list(range(len(job.circuits)))
-        run.tasks = [asyncio.create_task(self._run_items(run, indices, job.circuits, job.shots))]
+        run.tasks = [asyncio.create_task(self._run_items(run, indices, job))]
 
-    async def _execute(self, circuit: cirq.Circuit, shots: int) -> tuple[bool, str]:
-        simulation = asyncio.ensure_future(super()._execute(circuit, shots))
+    async def _execute(
+        self, circuit: cirq.Circuit, shots: int, params: cirq.ParamResolver | None
+    ) -> tuple[bool, str, str | None]:
+        simulation = asyncio.ensure_future(super()._execute(circuit, shots, params))
         try:
             await asyncio.sleep(self.seconds_per_circuit + shots * self.seconds_per_shot)
             return await simulation

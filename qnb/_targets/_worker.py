@@ -17,6 +17,8 @@ from multiprocessing.connection import Connection
 import cirq
 import qsimcirq
 
+from .. import _circuits
+
 # Everything imported so far (cirq, sympy, numpy: hundreds of thousands of objects)
 # lives as long as the worker. Freezing it keeps the cyclic collector from scanning
 # it again and again: unpickling a 350-gate circuit fell from ~10 ms to ~1 ms.
@@ -42,21 +44,33 @@ def _simulator(engine: str, noise: float) -> cirq.Sampler:
     return sim
 
 
-Task = tuple[str, float, cirq.Circuit, int]
+Task = tuple[str, float, cirq.Circuit, int, "cirq.ParamResolver | None"]
 
 
-def run_one(pickled_task: bytes) -> tuple[bool, str]:
-    """Simulate one circuit: ``(True, result as Cirq JSON)`` or ``(False, error)``.
+def run_one(pickled_task: bytes) -> tuple[bool, str, str | None]:
+    """Simulate one circuit: ``(True, result as Cirq JSON, engine)`` or ``(False,
+    error, None)``.
 
     The result is serialized here, in parallel across workers, so the kernel only
-    stores a string.
+    stores a string. A circuit qsim cannot run correctly (classical control, qudits,
+    ...) runs on the matching Cirq simulator instead, and the engine says so; judging
+    that here keeps it off the kernel and in parallel.
     """
     try:
-        engine, noise, circuit, shots = pickle.loads(pickled_task)
-        result = _simulator(engine, noise).run(circuit, repetitions=shots)
-        return True, cirq.to_json(result, indent=None)
+        engine, noise, circuit, shots, params = pickle.loads(pickled_task)
+        ran_on = engine
+        if engine == "qsim":
+            reason = _circuits.qsim_can_run(circuit)
+            if reason is not None:
+                engine = "density" if noise else "cirq"
+                ran_on = f"{_ENGINE_NAMES[engine]} ({reason})"
+        result = _simulator(engine, noise).run(circuit, param_resolver=params, repetitions=shots)
+        return True, cirq.to_json(result, indent=None), ran_on
     except Exception as exc:  # reported per item; the other items still run
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, f"{type(exc).__name__}: {exc}", None
+
+
+_ENGINE_NAMES = {"cirq": "cirq.Simulator", "density": "cirq.DensityMatrixSimulator"}
 
 
 def serve(conn: Connection) -> None:
