@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import cirq
 import networkx as nx
 
+from ._circuits import check_qubits_only
 from ._errors import DeviceValidationError
 
 DEFAULT_MAX_BATCH = 300
@@ -42,6 +43,11 @@ class DeviceSpec:
         if self.connectivity is None:
             return None
         return {frozenset(edge) for edge in self.connectivity}
+
+    @property
+    def takes_qudits(self) -> bool:
+        """Simulators (no fixed qubits, no native gates) take qudits; devices do not."""
+        return self.qubits is None and self.gateset is None
 
     @property
     def graph(self) -> nx.Graph | None:
@@ -76,6 +82,8 @@ class DeviceSpec:
                 f"circuit {label!r} uses {n} qubits but target {self.name!r} has "
                 f"{self.max_qubits}"
             )
+        if not self.takes_qudits:
+            check_qubits_only(label, circuit, target=self.name)
         hint = "; submit with compile=True to map it onto the device"
         if self.qubits is not None:
             allowed = set(self.qubits)
@@ -115,6 +123,8 @@ class DeviceSpec:
                 f"a circuit with {len(circuit.all_qubits())} qubits cannot be compiled "
                 f"for {self.name!r}, which has {self.max_qubits}"
             )
+        if not self.takes_qudits:
+            check_qubits_only(None, circuit, target=self.name)
         graph = self.graph
         if graph is not None:
             circuit = _route(circuit, graph, self.qubits or ())

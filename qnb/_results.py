@@ -32,7 +32,8 @@ def counts_of(result: cirq.Result, key: str | Sequence[str] | None = None) -> di
     ``key``: one key, or several in the order given); within a key, each time the
     circuit measured it, in circuit order (a key measured twice gives the bits of both
     measurements); within a measurement, its qubits in the order given to
-    ``cirq.measure`` — big-endian, like ``cirq.Result.histogram``. OpenQASM's
+    ``cirq.measure`` — big-endian, like ``cirq.Result.histogram``. A qudit gives its
+    digit (``"2"`` for a qutrit in state 2). OpenQASM's
     ``measure q -> c`` gives keys ``c_0``, ``c_1``, ...: so ``c[0]`` is the leftmost bit.
     """
     records = result.records
@@ -53,7 +54,7 @@ def counts_of(result: cirq.Result, key: str | Sequence[str] | None = None) -> di
         [np.asarray(records[k], dtype=np.uint8).reshape(len(records[k]), -1) for k in keys], axis=1
     )
     width = bits.shape[1]
-    if width <= 62:
+    if width <= 62 and bits.max(initial=0) <= 1:  # qudits' digits go the slow way
         values = bits.astype(np.int64) @ (np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))
         outcomes, counts = np.unique(values, return_counts=True)
         return {format(int(v), f"0{width}b"): int(c) for v, c in zip(outcomes, counts)}

@@ -9,8 +9,9 @@ import pytest
 import qsimcirq
 import sympy
 
+import qnb
 from qnb import _circuits
-from qnb._errors import InvalidCircuitError
+from qnb._errors import DeviceValidationError, InvalidCircuitError
 
 Q = cirq.LineQubit.range(8)
 QT = cirq.LineQid(0, dimension=3)
@@ -103,9 +104,20 @@ def test_unresolved_parameters_are_named():
 
 def test_qudits_are_refused_where_only_qubits_run():
     circuit = QSIM_FAILS["qutrit"][0]
-    with pytest.raises(InvalidCircuitError, match=r"qudits \(q\(0\) \(d=3\) of dimension 3\).*target 'emulator'"):
-        _circuits.check_qubits_only("t", circuit, target="emulator")
+    with pytest.raises(DeviceValidationError, match=r"circuit 't' uses qudits \(q\(0\) \(d=3\) of dimension 3\), but target 'x'"):
+        _circuits.check_qubits_only("t", circuit, target="x")
     _circuits.check_qubits_only("fine", QSIM_RUNS["reset"])
+
+
+def test_the_emulator_refuses_qudits_at_submit_and_simulators_run_them(manager):
+    circuit = QSIM_FAILS["qutrit"][0]
+    for compile in (False, True):
+        with pytest.raises(DeviceValidationError, match="uses qudits.*target 'emulator' runs qubits only"):
+            qnb.submit(circuit, target="emulator", compile=compile)
+    # The qutrit's gate moves |0> to |1>, twice to |2>: counts show the digit.
+    assert qnb.run(circuit, target="cirq", shots=5, timeout=60).counts() == {"1": 5}
+    twice = cirq.Circuit(circuit[0], circuit[0], cirq.measure(QT, Q[0], key="m"))
+    assert qnb.run(twice, target="density", shots=5, timeout=60).counts() == {"20": 5}
 
 
 def test_a_key_measured_on_different_widths_is_refused():
