@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS items (
     job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     idx     INTEGER NOT NULL,
     label   TEXT NOT NULL,
-    circuit TEXT NOT NULL,
+    circuit TEXT NOT NULL,  -- Cirq JSON, or "@k": the same circuit as item k (sweeps)
     status  TEXT NOT NULL,
     error   TEXT,
     result  TEXT,
@@ -65,6 +65,8 @@ _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
     "error, parent_id, queue_seq, owner, remote_id, priority"
 )
+# A circuit column of "@k": the same circuit as item k of the job (never valid Cirq JSON).
+_SAME_AS = "@"
 _UNFINISHED = tuple(s.value for s in JobStatus if not s.is_terminal)
 
 
@@ -121,7 +123,14 @@ class Store:
     def insert_job(
         self, job: JobRecord, circuits: Sequence[str], results: dict[int, str]
     ) -> None:
-        """Insert a job and all its items in one transaction (all or nothing)."""
+        """Insert a job and all its items in one transaction (all or nothing).
+
+        A circuit that several items share (the points of a sweep) is written once."""
+        first: dict[str, int] = {}
+        stored = [
+            text if first.setdefault(text, i) == i else f"{_SAME_AS}{first[text]}"
+            for i, text in enumerate(circuits)
+        ]
         with self._transaction() as db:
             db.execute(
                 f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -131,7 +140,7 @@ class Store:
                 "INSERT INTO items (job_id, idx, label, circuit, status, error, result, params, engine) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    (job.id, i, it.label, circuits[i], it.status.value, it.error, results.get(i),
+                    (job.id, i, it.label, stored[i], it.status.value, it.error, results.get(i),
                      it.params, it.engine)
                     for i, it in enumerate(job.items)
                 ],
@@ -252,7 +261,8 @@ class Store:
 
     def load_circuits(self, job_id: str) -> list[str]:
         rows = self._query("SELECT circuit FROM items WHERE job_id=? ORDER BY idx", (job_id,))
-        return [r[0] for r in rows]
+        texts = [r[0] for r in rows]
+        return [texts[int(t[1:])] if t.startswith(_SAME_AS) else t for t in texts]
 
     def _with_items(self, job_rows: list[tuple]) -> list[JobRecord]:
         if not job_rows:
