@@ -74,3 +74,12 @@ def test_async_jobs(execute):
 def test_queue(execute):
     text = text_of(execute("queue.ipynb"))
     assert "refused:" in text and "removed b cancelled" in text and "urgent running" in text
+
+
+def test_sweeps_notebook(execute):
+    nb = execute("sweeps.ipynb")
+    text = text_of(nb)
+    assert "41 cirq.ParamResolver({'theta': 3.14159" in text  # the middle point of 41
+    images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # the Rabi curve
+    assert "true_count" in text and "completed" in text  # t1_decay's table, its job done
