@@ -247,18 +247,25 @@ class _FastPaths:
         raw = await _read_body(receive)
         try:
             user = caller(self.users, scope["headers"])
-            try:
-                body = SubmitBody.model_validate_json(raw)
-            except ValidationError as exc:
-                return await _send_json(send, 422, _validation_body(exc))
-            key = _header(scope, b"idempotency-key")
-            view = await off_loop(
-                self.service.accept, user, body.submission(),
-                idempotency_key=None if key is None else key.decode("latin-1"),
-            )
         except QnbError as exc:
             return await _send_error(send, exc)
-        await _send_json(send, 201, json.dumps(view).encode())
+        key = _header(scope, b"idempotency-key")
+        # Decoding a body of up to max_body_bytes is CPU work too: all of it off the loop.
+        status, body = await off_loop(
+            self._accept, user, raw, None if key is None else key.decode("latin-1")
+        )
+        await _send_json(send, status, body, _headers_for_raw(status))
+
+    def _accept(self, user, raw: bytes, key: str | None) -> tuple[int, bytes]:
+        try:
+            submission = SubmitBody.model_validate_json(raw).submission()
+        except ValidationError as exc:
+            return 422, _validation_body(exc)
+        try:
+            return 201, json.dumps(self.service.accept(user, submission, idempotency_key=key)).encode()
+        except QnbError as exc:
+            status, body = error_body(exc)
+            return status, json.dumps(body).encode()
 
 
 def _header(scope, name: bytes) -> bytes | None:
@@ -268,10 +275,13 @@ def _header(scope, name: bytes) -> bytes | None:
     return None
 
 
+def _headers_for_raw(status: int) -> list[tuple[bytes, bytes]]:
+    return [(b"www-authenticate", b"Bearer")] if status == 401 else []
+
+
 async def _send_error(send, exc: QnbError) -> None:
     status, body = error_body(exc)
-    extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
-    await _send_json(send, status, json.dumps(body).encode(), extra)
+    await _send_json(send, status, json.dumps(body).encode(), _headers_for_raw(status))
 
 
 async def _read_body(receive) -> bytes:

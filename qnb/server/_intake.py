@@ -180,9 +180,12 @@ def parse_and_prepare(
     *,
     shots: int,
     compile: bool,
+    serialize: bool = False,
 ) -> tuple[dict[str, cirq.Circuit], list[str] | None]:
-    """The checked (and, with ``compile``, compiled) circuits, and the texts as they came
-    when all were Cirq JSON and not compiled (stored as given: no second serialisation).
+    """The checked (and, with ``compile``, compiled) circuits, and their Cirq JSON: the
+    texts as they came when all were Cirq JSON and not compiled (no second
+    serialisation), else written here if ``serialize`` (in the worker process, so the
+    server's own process does not spend its GIL on it), else None.
 
     ``json_labels``: the circuits :func:`count` found to be Cirq JSON (the others are
     OpenQASM).
@@ -194,8 +197,11 @@ def parse_and_prepare(
         except QnbError as exc:
             raise field(exc, "circuits", label) from None
     labelled = prepare(labelled, _DeviceTarget(device), shots=shots, compile=compile)
-    as_given = not compile and len(json_labels) == len(circuits)
-    return labelled, (list(circuits.values()) if as_given else None)
+    if not compile and len(json_labels) == len(circuits):
+        return labelled, list(circuits.values())
+    if serialize:
+        return labelled, _circuits.to_json_many(labelled.values())
+    return labelled, None
 
 
 def parse_one(label: str, text: str, *, is_json: bool) -> cirq.Circuit:

@@ -257,7 +257,7 @@ class QueueService:
             return self.cpu.run(
                 self.limits.cpu_seconds,
                 _intake.parse_and_prepare,
-                circuits, counted.json_labels, spec, shots=shots, compile=compile,
+                circuits, counted.json_labels, spec, shots=shots, compile=compile, serialize=True,
             )
         return _intake.parse_and_prepare(
             circuits, counted.json_labels, spec, shots=shots, compile=compile
