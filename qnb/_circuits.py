@@ -243,7 +243,24 @@ def parse_qasm(text: str, *, label: str | None = None) -> cirq.Circuit:
         raise InvalidCircuitError(f"invalid OpenQASM 2.0{where}: {exc.message}") from None
     except Exception as exc:  # the lexer raises plain errors on stray characters
         raise InvalidCircuitError(f"invalid OpenQASM 2.0{where}: {exc}") from None
-    return _zero_unmeasured_conditions(circuit)
+    return _zero_unmeasured_conditions(_spell_out_custom_gates(circuit))
+
+
+def _spell_out_custom_gates(circuit: cirq.Circuit) -> cirq.Circuit:
+    """A custom ``gate`` comes from Cirq's importer as a ``cirq.CircuitOperation`` whose
+    parameters are expressions Cirq's JSON cannot store (``Mod``): spelled out, under its
+    ``if`` too, it is plain gates with numbers."""
+
+    def unroll(op: cirq.Operation, _: int) -> cirq.OP_TREE:
+        if isinstance(op, cirq.ClassicallyControlledOperation):
+            inner = op.without_classical_controls()
+            if isinstance(inner, cirq.CircuitOperation):
+                plain = cirq.unroll_circuit_op(cirq.Circuit(inner), deep=True, tags_to_check=None)
+                return [o.with_classical_controls(*op.classical_controls) for o in plain.all_operations()]
+        return op
+
+    circuit = cirq.unroll_circuit_op(circuit, deep=True, tags_to_check=None)
+    return cirq.map_operations_and_unroll(circuit, unroll, deep=False)
 
 
 def _to_circuit(value: object, label: str) -> cirq.Circuit:
@@ -425,8 +442,10 @@ def _qsim_problem(operations: Iterable[cirq.Operation], *, top: bool) -> str | N
     return None
 
 
-# Operation types already seen to write and read back as Cirq JSON.
-_storable_types: set[type] = set()
+# What is already known to write and read back as Cirq JSON: a gate type, with the kinds
+# of sympy expression in its parameters for parameterised gates (Cirq's JSON writes
+# Symbol, Add, Mul, Pow and numbers, not e.g. Mod).
+_storable_kinds: set[tuple] = set()
 
 
 def _round_trips(op: cirq.Operation) -> bool:
@@ -437,20 +456,42 @@ def _round_trips(op: cirq.Operation) -> bool:
         return False
 
 
+def _storable_kind(op: cirq.Operation) -> tuple | None:
+    """What decides whether ``op`` can be stored, or None if only trying it tells
+    (subcircuits, parameterised gates whose parameters cannot be listed)."""
+    if isinstance(op.untagged, cirq.CircuitOperation):
+        return None
+    kind = type(op.gate) if op.gate is not None else type(op)
+    if not cirq.is_parameterized(op):
+        return (kind,)
+    if op.gate is None or not hasattr(op.gate, "__dict__"):
+        return None
+    shapes = {
+        type(node)
+        for value in vars(op.gate).values()
+        if isinstance(value, sympy.Basic)
+        for node in sympy.preorder_traversal(value)
+    }
+    return (kind, frozenset(shapes))
+
+
 def check_serializable(label: str, circuit: cirq.Circuit) -> None:
     """Refuse operations that Cirq's JSON cannot write and read back.
 
-    Checked once per operation type in a process, so the store write that follows
-    cannot fail half way through a batch.
+    Checked once per gate type (and kind of parameter expression) in a process, so the
+    store write that follows cannot fail half way through a batch.
     """
     for op in circuit.all_operations():
-        kind = type(op.gate) if op.gate is not None else type(op)
-        if kind in _storable_types:
+        kind = _storable_kind(op)
+        if kind is not None and kind in _storable_kinds:
             continue
         if not _round_trips(op):
+            name = type(op.gate).__name__ if op.gate is not None else type(op).__name__
             raise InvalidCircuitError(
-                f"circuit {label!r}: operation {op} ({kind.__name__}) cannot be stored as "
-                "Cirq JSON; use Cirq's built-in gates (cirq.decompose(circuit) often helps) "
+                f"circuit {label!r}: operation {op} ({name}) cannot be stored as "
+                "Cirq JSON; use Cirq's built-in gates (cirq.decompose(circuit) often helps), "
+                "parameters built from + - * / ** only, "
                 "or give the gate _json_dict_ and register its resolver"
             )
-        _storable_types.add(kind)
+        if kind is not None:
+            _storable_kinds.add(kind)

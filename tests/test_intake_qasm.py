@@ -208,3 +208,45 @@ measure q[1] -> c[1];
     circuit = _circuits.normalize(program)["0"]
     result = cirq.Simulator().run(circuit, repetitions=20)
     assert qnb._results.counts_of(result) == {"11": 20}
+
+
+def test_one_parse_per_submit(manager, monkeypatch):
+    import cirq.contrib.qasm_import as qasm_import
+
+    calls = []
+    real = qasm_import.circuit_from_qasm
+    monkeypatch.setattr(qasm_import, "circuit_from_qasm", lambda text: calls.append(text) or real(text))
+    job = qnb.submit({"bv": BERNSTEIN_VAZIRANI}, shots=10)
+    assert len(calls) == 1
+    assert job.result(timeout=60).counts("bv") == {"1101": 10}
+
+
+def test_custom_gates_are_spelled_out_and_storable_also_under_if():
+    program = """OPENQASM 2.0;
+include "qelib1.inc";
+gate flip(theta) a { u3(theta, 0, pi) a; }
+gate pair(theta) a, b { flip(theta) a; cx a, b; }
+qreg q[3];
+creg c[1];
+creg d[3];
+pair(pi) q[0], q[1];
+measure q[0] -> c[0];
+if (c == 1) flip(pi) q[2];
+measure q -> d;
+"""
+    circuit = _circuits.normalize(program)["0"]
+    assert not any(isinstance(op.untagged, cirq.CircuitOperation) for op in circuit.all_operations())
+    _circuits.check_serializable("custom", circuit)
+    stored = _circuits.from_json(_circuits.to_json(circuit))
+    result = cirq.Simulator().run(stored, repetitions=5)
+    assert qnb._results.counts_of(result, key=["d_0", "d_1", "d_2"]) == {"111": 5}
+
+
+def test_parameters_cirq_json_cannot_write_are_refused_at_submit():
+    t = sympy.Symbol("t")
+    fine = cirq.Circuit(cirq.rx(2 * t + 1)(Q[0]), cirq.measure(Q[0]))
+    _circuits.check_serializable("fine", fine)
+    # Same gate type, but an expression (Mod) Cirq's JSON does not write.
+    modular = cirq.Circuit(cirq.rx(sympy.Mod(t, 2))(Q[0]), cirq.measure(Q[0]))
+    with pytest.raises(InvalidCircuitError, match="cannot be stored as Cirq JSON"):
+        _circuits.check_serializable("mod", modular)
