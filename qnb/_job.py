@@ -18,7 +18,7 @@ import cirq
 from ._errors import JobCancelledError, JobFailedError
 from ._manager import JobManager, get_manager, is_done
 from ._records import JobRecord
-from ._results import JobResult
+from ._results import JobResult, resubmit_hint
 from ._status import JobStatus
 
 
@@ -163,12 +163,13 @@ class Job:
             it.label: it.error or it.status.value for it in rec.items if it.label not in texts
         }
         if not texts and rec.done:
-            hint = "; job.resubmit() runs it again"
             if rec.status is JobStatus.CANCELLED:
                 raise JobCancelledError(
-                    f"job {self._id[:8]} was cancelled before any circuit completed{hint}"
+                    f"job {self._id[:8]} was cancelled before any circuit completed"
+                    f"{resubmit_hint('cancelled')}"
                 )
-            raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{hint}")
+            # "resubmit" only where a rerun can help (not for a circuit that cannot run).
+            raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{resubmit_hint(rec.error)}")
         params = {it.label: it.params for it in rec.items if it.params is not None}
         result = JobResult(self._id, labels, texts, missing, params)
         if rec.done:

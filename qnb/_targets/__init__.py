@@ -9,9 +9,9 @@ from ._base import (
     ScheduledTarget,
     Target,
     TargetJob,
-    TargetRegistry,
 )
-from ._simulators import EmulatorTarget, SimulatorTarget, register_target, registry
+from ._registry import TargetRegistry, register_kind, register_target, registry
+from ._simulators import EmulatorTarget, SimulatorTarget
 
 __all__ = [
     "EmulatorTarget",
@@ -25,6 +25,7 @@ __all__ = [
     "Target",
     "TargetJob",
     "TargetRegistry",
+    "register_kind",
     "register_target",
     "registry",
 ]

@@ -18,14 +18,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import cirq
 
 from .._device import DeviceSpec
-from .._errors import QueueError, UnknownTargetError
+from .._errors import QueueError
 from .._records import QueueEntry
 from .._status import TERMINAL, JobStatus
 
@@ -216,30 +215,3 @@ class Executor(Protocol):
     ) -> tuple[bool, str, str | None]:
         """``(True, cirq.Result as Cirq JSON, engine that ran it)`` or ``(False, error,
         None)``; ``params``: the sweep point to resolve the circuit at."""
-
-
-class TargetRegistry:
-    def __init__(self, targets: Mapping[str, Target] = ()):
-        self._lock = threading.Lock()
-        self._targets: dict[str, Target] = dict(targets)
-
-    def get(self, name: str) -> Target:
-        with self._lock:
-            target = self._targets.get(name)
-            known = ", ".join(self._targets)
-        if target is None:
-            raise UnknownTargetError(
-                f"unknown target {name!r}; known targets: {known} "
-                "(qnb.targets() describes them, qnb.register_target() adds one)"
-            )
-        return target
-
-    def register(self, name: str, target: Target) -> None:
-        if not isinstance(target, Target):
-            raise TypeError(f"expected a qnb Target, got {type(target).__name__}")
-        with self._lock:
-            self._targets[name] = target
-
-    def all(self) -> dict[str, Target]:
-        with self._lock:
-            return dict(self._targets)

@@ -11,10 +11,10 @@ from typing import Any
 import cirq
 
 from .._device import DeviceSpec, linear_chain
-from .._errors import UnknownTargetError
 from .._status import JobStatus
-from ._base import Executor, ItemOutcome, RunState, ScheduledTarget, Target, TargetJob, TargetRegistry
+from ._base import Executor, ItemOutcome, RunState, ScheduledTarget, Target, TargetJob
 from ._pool import get_pool
+from ._registry import register_kind, registry
 
 
 class SimulatorTarget(ScheduledTarget):
@@ -130,7 +130,7 @@ class EmulatorTarget(SimulatorTarget):
             simulation.cancel()
 
 
-def _builtin_targets() -> dict[str, Target]:
+def _built_in_targets() -> dict[str, Target]:
     return {
         "sim": SimulatorTarget(
             "sim",
@@ -153,31 +153,24 @@ def _builtin_targets() -> dict[str, Target]:
     }
 
 
-registry = TargetRegistry(_builtin_targets())
+for _name, _target in _built_in_targets().items():
+    registry.register(_name, _target)
 
 
-def register_target(
-    name: str, target: Target | str, *, noise: float = 0.0, **options: Any
-) -> Target:
-    """Add a target under ``name``: a :class:`Target`, or a built-in kind with options.
+def _simulator_kind(engine_of: str):
+    def make(name: str, *, noise: float = 0.0, **options: Any) -> SimulatorTarget:
+        base = _built_in_targets()[engine_of]
+        assert isinstance(base, SimulatorTarget)
+        description = base.device.description + (f", noise {noise}" if noise else "")
+        device = dataclasses.replace(base.device, name=name, description=description)
+        return SimulatorTarget(name, engine=base.engine, device=device, noise=noise, **options)
 
-    ``qnb.register_target("noisy", "density", noise=0.01)`` adds a density-matrix
-    simulator with depolarizing noise; ``"emulator"`` takes the emulator's options
-    (``n_qubits``, ``noise``, ``seconds_per_shot``).
-    """
-    if isinstance(target, str):
-        if target == "emulator":
-            target = EmulatorTarget(name, noise=noise or 0.005, **options)
-        elif target in ("sim", "cirq", "density"):
-            base = registry.get(target)
-            assert isinstance(base, SimulatorTarget)
-            device = dataclasses.replace(
-                base.device, name=name, description=f"{base.device.description}, noise {noise}"
-            )
-            target = SimulatorTarget(name, engine=base.engine, device=device, noise=noise, **options)
-        else:
-            raise UnknownTargetError(
-                f"unknown target kind {target!r}; kinds: sim, cirq, density, emulator"
-            )
-    registry.register(name, target)
-    return target
+    return make
+
+
+for _kind in ("sim", "cirq", "density"):
+    register_kind(_kind, _simulator_kind(_kind))
+register_kind(
+    "emulator",
+    lambda name, *, noise=0.0, **options: EmulatorTarget(name, noise=noise or 0.005, **options),
+)
