@@ -255,7 +255,7 @@ class SimulationPool:
                 return
             self._closed = True
             workers, self._workers = self._workers, []
-            pending, self._pending = list(self._pending), deque()
+            self._pending.clear()
         self._wake()
         for worker in workers:
             _kill(worker.process)
@@ -263,8 +263,8 @@ class SimulationPool:
         for worker in workers:
             worker.process.join(1.0)
             worker.conn.close()
-        for item in pending + [it for w in workers for it in w.items]:
-            _settle(item, (False, "the simulation pool was shut down", None))
+        # The items are not settled: the process is exiting, and their jobs are marked
+        # interrupted, not failed by the pool (JobManager.shutdown_at_exit).
 
     def _start_thread(self) -> None:  # with self._lock held
         if self._thread is None and not self._closed:

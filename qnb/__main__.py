@@ -1,0 +1,7 @@
+"""``python -m qnb``: the ``qnb`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,248 @@
+"""The ``qnb`` command against a real store (jobs made by other processes) and a real
+``qnb serve``; every command runs as a subprocess, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import BELL_QASM, wait_until
+from test_server_support import ServeProcess, make_users
+
+HEAVY = ("cirq", "qsimcirq", "fastapi", "uvicorn", "numpy")
+JSON_FIELDS = {"id", "name", "target", "user", "status", "shots", "items", "items_done",
+               "time_added", "time_started", "time_finished", "error", "parent_id"}
+LONG_NAME = "a Bell pair with a name far too long for any terminal column at all"
+
+MAKE_JOBS = textwrap.dedent(
+    f"""
+    import json, qnb
+    bell = qnb.submit({BELL_QASM!r}, shots=100, name={LONG_NAME!r})
+    batch = qnb.submit({{"x": {BELL_QASM!r}, "y": {BELL_QASM!r}}}, shots=10, user="bob")
+    # ~50 s of emulated device time: cancelled long before it ends.
+    slow = qnb.submit({BELL_QASM!r}, target="emulator", shots=100_000, name="slow",
+                    compile=True)
+    bell.result(timeout=120), batch.result(timeout=120)
+    slow.cancel()
+    try:
+        slow.result(timeout=60)
+    except qnb.JobCancelledError:
+        pass
+    print(json.dumps({{"bell": bell.id, "batch": batch.id, "slow": slow.id}}))
+    """
+)
+
+
+def environment(home, **extra) -> dict:
+    return {**os.environ, "QNB_HOME": str(home), "QNB_USER": "alice",
+            "QNB_TARGETS": str(home / "targets.toml"), "COLUMNS": "80", **extra}
+
+
+def qnb_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qnb", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    home = tmp_path_factory.mktemp("cli-home")
+    env = environment(home)
+    made = subprocess.run([sys.executable, "-c", MAKE_JOBS], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    return env, json.loads(made.stdout)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["jobs", "--limit", "many"],
+                                  ["serve", "--help"], ["nonsense"]])
+def test_help_version_and_usage_errors_import_nothing_heavy(args):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from qnb._cli import main
+        try:
+            main({args!r})
+        except SystemExit as exit:
+            code = exit.code
+        print("HEAVY", [m for m in {HEAVY!r} if m in sys.modules], code, file=sys.stderr)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.splitlines()[-1].startswith("HEAVY [] "), done.stderr
+    if args == ["serve", "--help"]:
+        assert "(default: 8765)" in done.stdout and "(default: emulator)" in done.stdout
+
+
+def test_python_dash_m_qnb_shows_version_and_help():
+    version = subprocess.run([sys.executable, "-m", "qnb", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("qnb ")
+    usage = subprocess.run([sys.executable, "-m", "qnb", "jobs", "--limit", "x"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "invalid int value" in usage.stderr and "Traceback" not in usage.stderr
+
+
+def test_jobs_lists_in_80_columns_and_filters(store):
+    env, ids = store
+    done = qnb_cli("jobs", env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "TARGET", "USER", "ITEMS", "ADDED", "NAME"]
+    assert all(len(line) <= 80 for line in lines), lines
+    assert len(lines) == 4 and {line[:8] for line in lines[1:]} == {v[:8] for v in ids.values()}
+    assert any(line.endswith("…") and LONG_NAME[:10] in line for line in lines)
+
+    listed = json.loads(qnb_cli("jobs", "--json", env=env).stdout)
+    assert all(set(view) == JSON_FIELDS for view in listed)
+    by_id = {view["id"]: view for view in listed}
+    assert by_id[ids["bell"]]["name"] == LONG_NAME and by_id[ids["bell"]]["status"] == "completed"
+    assert by_id[ids["batch"]]["items"] == 2 and by_id[ids["batch"]]["user"] == "bob"
+    assert by_id[ids["slow"]]["status"] == "cancelled"
+
+    def listed_ids(*args: str) -> set[str]:
+        return {view["id"] for view in json.loads(qnb_cli("jobs", "--json", *args, env=env).stdout)}
+
+    assert listed_ids("--status", "cancelled") == {ids["slow"]}
+    assert listed_ids("--status", "cancelled", "--status", "completed") == set(ids.values())
+    assert listed_ids("--target", "emulator") == {ids["slow"]}
+    assert listed_ids("--user", "bob") == {ids["batch"]}
+    assert len(listed_ids("--limit", "1")) == 1
+    assert_one_line_error(qnb_cli("jobs", "--status", "finished", env=env), "unknown status")
+
+
+def test_show_and_result_by_prefix(store):
+    env, ids = store
+    shown = qnb_cli("show", ids["batch"][:6], env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"job      {ids['batch']}" in shown.stdout and "completed (2/2 items finished)" in shown.stdout
+    view = json.loads(qnb_cli("show", ids["batch"], "--json", env=env).stdout)
+    assert set(view) == JSON_FIELDS | {"item_list"}
+    assert [item["label"] for item in view["item_list"]] == ["x", "y"]
+
+    text = qnb_cli("result", ids["bell"][:6], env=env)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0] == "c:" or text.stdout.splitlines()[0].endswith(":")
+    counted = json.loads(qnb_cli("result", ids["batch"], "--json", env=env).stdout)
+    assert counted["id"] == ids["batch"] and counted["missing"] == {}
+    assert {label: sum(c.values()) for label, c in counted["counts"].items()} == {"x": 10, "y": 10}
+    assert set(counted["counts"]["x"]) <= {"00", "11"}
+
+    assert_one_line_error(qnb_cli("result", ids["slow"], env=env), "cancelled")
+    assert_one_line_error(qnb_cli("show", "ffffffffff", env=env), "no job id starts with")
+    assert_one_line_error(qnb_cli("show", "", env=env))
+
+
+def test_cancel_and_resubmit(store):
+    env, ids = store
+    again = qnb_cli("cancel", ids["bell"], ids["slow"][:6], env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == [ids["bell"][:8], "completed", ids["slow"][:8], "cancelled"]
+    nothing = qnb_cli("cancel", "--all", env=env)
+    assert nothing.returncode == 0 and nothing.stdout == ""
+    assert_one_line_error(qnb_cli("cancel", env=env), "--all")
+
+    redo = qnb_cli("resubmit", ids["batch"][:8], env=env)
+    assert redo.returncode == 0, redo.stderr
+    new_id, status_line = redo.stdout.splitlines()
+    assert status_line == f"{new_id[:8]}  completed"
+    child = json.loads(qnb_cli("show", new_id, "--json", env=env).stdout)
+    assert child["parent_id"] == ids["batch"] and child["items"] == 2 and child["user"] == "bob"
+    assert_one_line_error(qnb_cli("resubmit", ids["batch"], "--failed-only", env=env), "nothing to resubmit")
+
+
+def test_targets_and_the_queue_of_a_local_target(store):
+    env, _ = store
+    listed = json.loads(qnb_cli("targets", "--json", env=env).stdout)
+    assert {"sim", "cirq", "density", "emulator"} <= {t["name"] for t in listed}
+    table = qnb_cli("targets", env=env)
+    assert table.returncode == 0 and all(len(line) <= 80 for line in table.stdout.splitlines())
+    assert json.loads(qnb_cli("queue", "sim", "--json", env=env).stdout) == []
+    assert_one_line_error(qnb_cli("queue", "nowhere", env=env), "unknown target")
+
+
+def test_ctrl_c_while_waiting_exits_130_quietly(store):
+    env, _ = store
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, qnb
+            job = qnb.submit({BELL_QASM!r}, target="emulator", shots=100_000, name="held", compile=True)
+            print(job.id, flush=True)
+            sys.stdin.read()  # runs until the test closes stdin
+            job.cancel()
+            """)],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        job_id = holder.stdout.readline().strip()
+        assert job_id, holder.stderr.read()
+        # Another process runs it: this one cannot cancel it, and says so in one line.
+        assert_one_line_error(qnb_cli("cancel", job_id, env=env), "another process")
+        waiting = subprocess.Popen([sys.executable, "-m", "qnb", "result", "--wait", job_id[:8]],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert waiting.stderr.readline().startswith(f"waiting for job {job_id[:8]}")
+        waiting.send_signal(signal.SIGINT)
+        assert waiting.wait(timeout=30) == 130
+        assert "Traceback" not in waiting.stderr.read()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
+def test_a_queue_server_target_from_the_targets_file(tmp_path):
+    users_file = tmp_path / "users.toml"
+    tokens = make_users(users_file)
+    server = ServeProcess(tmp_path, users_file=users_file,
+                          env={"QNB_EMULATOR_SECONDS_PER_SHOT": "0.001"}).start()
+    home = tmp_path / "client"
+    home.mkdir()
+    env = environment(home, LAB_TOKEN=tokens["alice"])
+    (home / "targets.toml").write_text(f'[targets.lab]\nurl = "{server.url}"\ntoken_env = "LAB_TOKEN"\n')
+    try:
+        listed = {t["name"]: t for t in json.loads(qnb_cli("targets", "--json", env=env).stdout)}
+        assert listed["lab"]["kind"] == "remote" and listed["lab"]["url"] == server.url
+
+        made = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+            import json, qnb
+            qnb.connect("lab")
+            quick = qnb.submit({BELL_QASM!r}, target="lab", shots=20, name="quick", compile=True)
+            quick.result(timeout=120)
+            busy = qnb.submit({BELL_QASM!r}, target="lab", shots=60_000, name="busy", compile=True)
+            waiting = qnb.submit({BELL_QASM!r}, target="lab", shots=20, name="waiting", compile=True)
+            print(json.dumps([quick.id, busy.id, waiting.id]))
+            """)], env=env, capture_output=True, text=True, timeout=300, check=True)
+        quick, busy, waiting = json.loads(made.stdout)
+
+        def queued() -> list[dict]:
+            return json.loads(qnb_cli("queue", "lab", "--json", env=env).stdout)
+
+        entries = wait_until(lambda: [e for e in queued() if e["id"] == waiting], timeout=60,
+                             what="the waiting job in the server's queue")
+        assert entries[0]["user"] == "alice" and entries[0]["position"] >= 1
+        table = qnb_cli("queue", "lab", env=env)
+        assert waiting[:8] in table.stdout and table.stdout.splitlines()[0].split()[0] == "POS"
+
+        counted = json.loads(qnb_cli("result", quick[:8], "--json", env=env).stdout)
+        assert sum(counted["counts"]["0"].values()) == 20
+
+        cancelled = qnb_cli("cancel", waiting, busy, env=env)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.split() == [waiting[:8], "cancelled", busy[:8], "cancelled"]
+
+        redo = qnb_cli("resubmit", waiting, env=env)
+        assert redo.returncode == 0, redo.stderr
+        new_id = redo.stdout.strip()
+        waited = qnb_cli("result", new_id, "--wait", "--timeout", "120", "--json", env=env)
+        assert waited.returncode == 0, waited.stderr
+        assert sum(json.loads(waited.stdout)["counts"]["0"].values()) == 20
+    finally:
+        server.stop()
