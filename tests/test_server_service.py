@@ -132,6 +132,8 @@ def nested_repetitions_json(depth: int) -> str:
          "Cirq JSON"),
         (FLIP_JSON.replace('"exponent": 1.0', '"exponent": ' + "9" * 40), InvalidCircuitError,
          "above the server's limit"),
+        (FLIP_JSON.replace('"exponent": 1.0', '"exponent": 1e400'), InvalidCircuitError,
+         "holds the number inf"),
         (nested_repetitions_json(30), LimitExceededError, "repeats a sub-circuit"),
         ("OPENQASM 2.0;\n" + "x q[0];\n" * 2_000_000, LimitExceededError, "bytes"),
     ],

@@ -3,9 +3,9 @@
 A submit's circuit texts are counted first (labels, bytes, statements, operations,
 nested repetitions, symbolic values) with cheap scans, so a request that would take
 a minute to parse, or that hides an astronomically large number inside 700 bytes of
-Cirq JSON, is refused before Cirq sees it. What passes is parsed and prepared by
-:func:`parse_and_prepare`, a plain function of picklable arguments so it can run in a
-worker process (see ``_cpu.py``).
+Cirq JSON, is refused before Cirq sees it. What passes is parsed (and compiled) by
+:func:`parse`, a plain function of picklable arguments so it can run in a worker
+process (see ``_cpu.py``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 
 import cirq
 
 from .. import _circuits
-from .._api import prepare
 from .._device import DeviceSpec
-from .._errors import InvalidCircuitError, InvalidOptionError, LimitExceededError, QnbError
+from .._errors import DeviceValidationError, InvalidCircuitError, InvalidOptionError, LimitExceededError, QnbError
 
 
 def field(exc: QnbError, *where: str) -> QnbError:
@@ -58,6 +58,12 @@ class Limits:
 # Symbol, ...) is an expression Cirq would evaluate, or could not simulate, so refused.
 _SYMPY_NUMBERS = {"sympy.Integer", "sympy.Float", "sympy.Rational", "sympy.Zero", "sympy.One",
                   "sympy.NegativeOne", "sympy.Half"}
+
+
+# What makes Cirq JSON worth a full scan: a sympy value, a nested circuit (its
+# repetitions multiply), a whole part of 10 digits or more, an exponent of 3 digits,
+# an infinity or NaN. (Fractions such as 0.09549296585513721 are not.)
+_PLAIN = re.compile(r'sympy\.|CircuitOperation|(?<![.\d])\d{10}|[eE][+-]?\d{3}|Infinity|NaN')
 
 
 @dataclasses.dataclass
@@ -102,9 +108,14 @@ def _count_one(label: str, text: str, limits: Limits, counted: Counted) -> int:
         counted.qasm = True
         operations = text.count(";")
     else:
-        tree = _decode(label, text)
-        operations = _scan_json(label, tree, limits)
         counted.json_labels.add(label)
+        if _PLAIN.search(text) is None:
+            # No sympy value, no nested circuit, no long number, no infinity: the
+            # common case is counted from the text (a full scan costs more than the
+            # rest of a small submit).
+            operations = text.count('Operation"')
+        else:
+            operations = _scan_json(label, _decode(label, text), limits)
     if operations > limits.operations_per_circuit:
         raise LimitExceededError(
             f"circuit {label!r} has {operations} operations (repetitions counted), "
@@ -173,35 +184,52 @@ def _short(number: int) -> str:
     return str(number) if digits < 30 else f"~10^{digits:.0f}"
 
 
-def parse_and_prepare(
+def parse(
     circuits: dict[str, str],
     json_labels: set[str],
     device: DeviceSpec,
     *,
-    shots: int,
     compile: bool,
     serialize: bool = False,
+    measured: bool = True,
 ) -> tuple[dict[str, cirq.Circuit], list[str] | None]:
-    """The checked (and, with ``compile``, compiled) circuits, and their Cirq JSON: the
-    texts as they came when all were Cirq JSON and not compiled (no second
-    serialisation), else written here if ``serialize`` (in the worker process, so the
-    server's own process does not spend its GIL on it), else None.
+    """The circuits parsed (and, with ``compile``, compiled onto ``device``), and their
+    Cirq JSON: the texts as they came when all were Cirq JSON and not compiled (no
+    second serialisation), else written here if ``serialize`` (in the worker process,
+    so the server's own process does not spend its GIL on it), else None.
 
-    ``json_labels``: the circuits :func:`count` found to be Cirq JSON (the others are
-    OpenQASM).
+    The target's own checks (:func:`qnb._api.prepare`) are the caller's: they need the
+    target object, which a worker process does not have. ``json_labels``: the circuits
+    :func:`count` found to be Cirq JSON (the others are OpenQASM). ``measured``: refuse
+    circuits without measurements before compiling them (a job needs them).
     """
     labelled = {}
     for label, text in circuits.items():
         try:
-            labelled[label] = parse_one(label, text, is_json=label in json_labels)
+            circuit = parse_one(label, text, is_json=label in json_labels)
+            if compile:
+                if measured:  # checked before the costly part (compiling keeps them)
+                    _circuits.check_measured(label, circuit)
+                circuit = _compile(label, circuit, device)
         except QnbError as exc:
             raise field(exc, "circuits", label) from None
-    labelled = prepare(labelled, _DeviceTarget(device), shots=shots, compile=compile)
+        labelled[label] = circuit
     if not compile and len(json_labels) == len(circuits):
         return labelled, list(circuits.values())
     if serialize:
         return labelled, _circuits.to_json_many(labelled.values())
     return labelled, None
+
+
+def _compile(label: str, circuit: cirq.Circuit, device: DeviceSpec) -> cirq.Circuit:
+    try:
+        return device.compile(circuit)
+    except QnbError:
+        raise
+    except ValueError as exc:  # Cirq's router and gateset optimiser
+        raise DeviceValidationError(
+            f"circuit {label!r} cannot be compiled for {device.name!r}: {exc}"
+        ) from None
 
 
 def parse_one(label: str, text: str, *, is_json: bool) -> cirq.Circuit:
@@ -221,18 +249,3 @@ def parse_one(label: str, text: str, *, is_json: bool) -> cirq.Circuit:
             f"circuit {label!r} is Cirq JSON of a {type(value).__name__}, not a Circuit"
         )
     return value
-
-
-class _DeviceTarget:
-    """What :func:`qnb._api.prepare` needs of a target, from its picklable DeviceSpec:
-    a worker process has the device, not the server's target object."""
-
-    def __init__(self, device: DeviceSpec):
-        self.device = device
-        self.name = device.name
-
-    def check(self, label: str, circuit: cirq.Circuit) -> None:
-        self.device.validate(label, circuit)
-
-    def compile(self, circuit: cirq.Circuit) -> cirq.Circuit:
-        return self.device.compile(circuit)

@@ -23,7 +23,7 @@ from ._service import QueueService, Submission
 MAX_EVENT_WAIT_SECONDS = 60.0
 
 #: Worker threads for the async routes' blocking work (submits, reads from SQLite).
-_threads = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="qnb-server")
+_threads = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="qnb-server")
 
 
 async def off_loop(fn, *args, **kwargs):

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import cirq
 
 from .. import _circuits
-from .._api import _default_name
+from .._api import _default_name, prepare
 from .._errors import (
     DeviceValidationError,
     DuplicateJobError,
@@ -249,19 +249,22 @@ class QueueService:
     def intake(
         self, circuits: dict[str, str], *, shots: int, compile: bool
     ) -> tuple[dict, list[str] | None]:
-        """Circuit texts to checked (and maybe compiled) circuits: counted first, then
-        parsed once, in this thread when small, else in the worker process."""
+        """Circuit texts to checked (and maybe compiled) circuits, and their Cirq JSON
+        when known: counted first, then parsed once, in this thread when small, else
+        in the worker process; then checked against the target here."""
         spec = self.target.device
         counted = _intake.count(circuits, self.limits, max_batch=spec.max_batch)
         if counted.qasm or compile or counted.operations > SMALL_BATCH_OPERATIONS:
-            return self.cpu.run(
-                self.limits.cpu_seconds,
-                _intake.parse_and_prepare,
-                circuits, counted.json_labels, spec, shots=shots, compile=compile, serialize=True,
+            labelled, texts = self.cpu.run(
+                self.limits.cpu_seconds, _intake.parse,
+                circuits, counted.json_labels, spec, compile=compile, serialize=True,
             )
-        return _intake.parse_and_prepare(
-            circuits, counted.json_labels, spec, shots=shots, compile=compile
-        )
+        else:
+            labelled, texts = _intake.parse(circuits, counted.json_labels, spec, compile=False)
+        try:
+            return prepare(labelled, self.target, shots=shots, compile=False), texts
+        except (InvalidCircuitError, DeviceValidationError) as exc:
+            raise field(exc, "circuits") from None
 
     def view(self, user: User, job_id: str) -> dict:
         return self.full_view(self._own(user, job_id, "read it"))
@@ -433,14 +436,10 @@ class QueueService:
 
 def _compile_texts(circuits: dict[str, str], json_labels: set[str], spec) -> dict[str, str]:
     """In the worker process: parse, compile, and answer Cirq JSON."""
-    out = {}
-    for label, text in circuits.items():
-        circuit = _intake.parse_one(label, text, is_json=label in json_labels)
-        try:
-            out[label] = _circuits.to_json(spec.compile(circuit))
-        except ValueError as exc:
-            raise DeviceValidationError(str(exc)) from None
-    return out
+    compiled, texts = _intake.parse(
+        circuits, json_labels, spec, compile=True, serialize=True, measured=False
+    )
+    return dict(zip(compiled, texts))
 
 
 def _device_json(spec) -> dict:
