@@ -22,6 +22,7 @@ from ._sweeps import SweptItems
 from ._status import JobStatus
 from ._targets import QueueOwningTarget, Target, register_target, registry
 from ._targets._queue_server import RemoteTarget
+from ._targets._registry import UnloadedTarget
 
 
 def default_user() -> str:
@@ -278,9 +279,15 @@ def compile(circuits, target: str = "emulator") -> dict[str, cirq.Circuit]:
     return {label: tgt.compile(c) for label, c in labelled.items()}
 
 
-def targets() -> dict[str, DeviceSpec]:
-    """Every target by name, with its :class:`DeviceSpec`."""
-    return {name: t.device for name, t in registry.all().items()}
+def targets() -> dict[str, DeviceSpec | UnloadedTarget]:
+    """Every target by name, with its :class:`DeviceSpec`.
+
+    Targets known by name and not loaded yet (plug-ins under the ``qnb.targets`` entry
+    points, the targets file's tables with a ``kind``) are listed without importing them,
+    as an :class:`UnloadedTarget` whose ``description`` says where they come from; a
+    plug-in that failed to load says why. ``description`` also says what survives a
+    restart (a sampler target's jobs, having no job id, do not)."""
+    return registry.listing()
 
 
 _connect_lock = threading.Lock()

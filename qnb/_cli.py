@@ -60,6 +60,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         users = Users.from_file(args.users) if args.users else None
         registry.get(args.device)  # an unknown device fails before anything starts
+        if args.executor:  # issue 9 (Dask): the device's circuits run on a cluster
+            from ._targets._registry import on_executor
+
+            registry.register(args.device, on_executor(registry.get(args.device), args.executor))
     except QnbError as exc:
         print(f"qnb serve: {exc}", file=sys.stderr)
         return 2
@@ -425,6 +429,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--users", help="users file, TOML with token hashes (default: open mode, loopback only)")
     serve.add_argument("--device", default="emulator", help="a local target")
     serve.add_argument("--workers", type=int, help="simulation worker processes (default: by cores and memory)")
+    serve.add_argument("--executor", help="run the device's circuits on a Dask cluster: dask://HOST:PORT (needs qnb[dask])")
     serve.add_argument("--max-body", type=int, default=16 * 1024 * 1024, help="largest request body, bytes")
     serve.add_argument("--log-level", default="warning", help="uvicorn's log level")
 

@@ -4,6 +4,11 @@
     [targets.lab]
     url = "http://lab-server:8765"
     token_env = "LAB_TOKEN"        # or: token = "..."
+
+    [targets.cluster]              # a table with a kind: qnb.register_target(name, kind, **rest)
+    kind = "dask"
+    address = "tcp://scheduler:8786"
+    engine = "qsim"
 """
 
 from __future__ import annotations
@@ -19,8 +24,7 @@ def targets_file() -> Path:
     return Path(os.environ.get("QNB_TARGETS", "~/.config/qnb/targets.toml")).expanduser()
 
 
-def configured_targets() -> dict[str, dict]:
-    """Every ``[targets.NAME]`` table of the targets file ({} when there is none)."""
+def _tables() -> dict[str, dict]:
     path = targets_file()
     if not path.exists():
         return {}
@@ -29,6 +33,23 @@ def configured_targets() -> dict[str, dict]:
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise InvalidOptionError(f"the targets file {path} cannot be read: {exc}") from None
     return {name: entry for name, entry in tables.items() if isinstance(entry, dict)}
+
+
+def configured_targets() -> dict[str, dict]:
+    """The queue servers of the targets file: its ``[targets.NAME]`` tables without a
+    ``kind`` ({} when there is none)."""
+    return {name: entry for name, entry in _tables().items() if "kind" not in entry}
+
+
+def configured_kinds() -> dict[str, tuple[str, dict]]:
+    """The targets file's tables with a ``kind``: name -> (kind, its other options),
+    made into targets by the registry on first use."""
+    found = {}
+    for name, entry in _tables().items():
+        if "kind" in entry:
+            options = {key: value for key, value in entry.items() if key != "kind"}
+            found[name] = (str(entry["kind"]), options)
+    return found
 
 
 def configured_server(name: str) -> tuple[str, str | None]:
@@ -51,3 +72,4 @@ def configured_server(name: str) -> tuple[str, str | None]:
                 "which is not set"
             )
     return entry["url"], token
+

@@ -10,12 +10,14 @@
   use, in its own try: a broken plug-in is reported (once, with its distribution and
   version) and listed as broken, never fatal. ``QNB_DISABLE_PLUGINS=1`` turns them off.
 
-The built-in targets use the same lazy entries as plug-ins.
+The built-in targets use the same lazy entries as plug-ins, and so do the targets file's
+tables that name a kind (``[targets.cluster]`` with ``kind = "dask"`` and its options).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import logging
 import os
@@ -26,7 +28,9 @@ from typing import Any
 
 import cirq
 
-from .._errors import InvalidOptionError, UnknownTargetError
+from .. import _config
+from .._device import DeviceSpec
+from .._errors import InvalidOptionError, QnbError, UnknownTargetError
 from ._base import Target
 
 logger = logging.getLogger("qnb")
@@ -42,6 +46,40 @@ class LazyTarget:
     load: Callable[[], object]  # returns a Target or a cirq.Sampler
     origin: str  # "package.module:factory (distribution version)" or "built-in"
     error: str | None = None  # why loading failed, once it has
+    #: Found by a scan (a plug-in, a targets-file table): a new scan replaces it.
+    scanned: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class UnloadedTarget:
+    """What ``qnb.targets()`` shows for a target whose code has not loaded (a plug-in
+    before first use) or could not load (a broken plug-in): its origin, not its device.
+    It answers the fields of a :class:`~qnb.DeviceSpec` that listings read."""
+
+    name: str
+    origin: str
+    error: str | None = None
+    max_qubits: None = None
+    max_batch: None = None
+    max_shots: None = None
+    native_gates: tuple[str, ...] = ()
+    qubits: None = None
+    connectivity: None = None
+
+    @property
+    def loaded(self) -> bool:
+        return False
+
+    @property
+    def description(self) -> str:
+        if self.error is not None:
+            return f"broken: {self.origin} could not be loaded: {self.error}"
+        return f"not loaded ({self.origin}); loads on first use"
+
+    def summary(self) -> dict:
+        return {"name": self.name, "max_qubits": None, "qubits": None, "connectivity": None,
+                "native_gates": None, "max_batch": None, "max_shots": None,
+                "description": self.description, "loaded": False, "error": self.error}  # fmt: skip
 
 
 class TargetRegistry:
@@ -92,10 +130,35 @@ class TargetRegistry:
             self._targets[name] = target
             self._lazy.pop(name, None)
 
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._targets.pop(name, None)
+            self._lazy.pop(name, None)
+
     def register_lazy(self, name: str, load: Callable[[], object], *, origin: str) -> None:
         with self._lock:
             if name not in self._targets:
                 self._lazy[name] = LazyTarget(name, load, origin)
+
+    def listing(self) -> dict[str, DeviceSpec | UnloadedTarget]:
+        """Every target by name: a loaded one's :class:`DeviceSpec`, else what is known
+        without loading it (nothing is imported by asking)."""
+        with self._lock:
+            self._find_plugins()
+            shown: dict[str, DeviceSpec | UnloadedTarget] = {
+                name: target.device for name, target in self._targets.items()
+            }
+            for name, lazy in self._lazy.items():
+                shown.setdefault(name, UnloadedTarget(name, lazy.origin, lazy.error))
+            return shown
+
+    def rescan(self) -> None:
+        """Look again for plug-ins and the targets file's tables (installed or edited
+        since): entries found by the last scan and not loaded are dropped first."""
+        with self._lock:
+            self._lazy = {n: lazy for n, lazy in self._lazy.items() if not lazy.scanned}
+            self._plugins_found = False
+            self._find_plugins()
 
     def all(self) -> dict[str, Target]:
         """The targets loaded so far (lazy ones are not loaded by asking)."""
@@ -117,6 +180,7 @@ class TargetRegistry:
         if self._plugins_found:
             return
         self._plugins_found = True
+        self._find_configured()
         if os.environ.get("QNB_DISABLE_PLUGINS", "") not in ("", "0"):
             return
         try:
@@ -128,8 +192,24 @@ class TargetRegistry:
             if entry.name in self._targets or entry.name in self._lazy:
                 continue
             dist = getattr(entry, "dist", None)
-            origin = f"{entry.value} ({dist.name} {dist.version})" if dist else entry.value
-            self._lazy[entry.name] = LazyTarget(entry.name, _plugin_loader(entry), origin)
+            origin = f"plug-in {entry.value} ({dist.name} {dist.version})" if dist else f"plug-in {entry.value}"
+            self._lazy[entry.name] = LazyTarget(entry.name, _plugin_loader(entry), origin, scanned=True)
+
+    def _find_configured(self) -> None:
+        """The targets file's tables that name a kind (queue servers, with a ``url``,
+        are connected by ``qnb.connect``)."""
+        try:
+            configured = _config.configured_kinds()
+        except QnbError as exc:  # a broken targets file must not stop qnb
+            logger.warning("qnb: %s", exc)
+            return
+        for name, (kind, options) in configured.items():
+            if name in self._targets or name in self._lazy:
+                continue
+            origin = f"kind {kind!r} from {_config.targets_file()}"
+            self._lazy[name] = LazyTarget(
+                name, functools.partial(make, kind, name, **options), origin, scanned=True
+            )
 
 
 def _plugin_loader(entry: metadata.EntryPoint) -> Callable[[], object]:
@@ -139,13 +219,19 @@ def _plugin_loader(entry: metadata.EntryPoint) -> Callable[[], object]:
     return load
 
 
-def as_target(name: str, made: object) -> Target:
-    """What a plug-in's factory or ``register_target`` was given, as a Target."""
-    if isinstance(made, Target):
+def as_target(name: str, made: object, **options: Any) -> Target:
+    """What a plug-in's factory or ``register_target`` was given, as a Target
+    (``options`` go to a sampler's target: ``device``, ``max_threads``)."""
+    if isinstance(made, Target) and not options:
         return made
     if isinstance(made, cirq.Sampler):
         samplers = importlib.import_module("qnb._targets._sampler")
-        return samplers.SamplerTarget(name, made)
+        return samplers.SamplerTarget(name, made, **options)
+    if isinstance(made, Target):
+        raise InvalidOptionError(
+            f"options ({', '.join(options)}) go with a kind of target (a string such as "
+            "'density') or a cirq.Sampler, not with a target"
+        )
     raise InvalidOptionError(
         f"target {name!r} must be a qnb Target or a cirq.Sampler, got {type(made).__name__}"
     )
@@ -173,16 +259,34 @@ def make(kind: str, name: str, **options: Any) -> Target:
         raise UnknownTargetError(f"unknown target kind {kind!r}; kinds: {', '.join(kinds())}")
     if isinstance(factory, str):
         module, _, attribute = factory.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attribute)
-        except ImportError as exc:
-            extra = module.rpartition("._")[2]
-            raise InvalidOptionError(
-                f"target kind {kind!r} needs an optional extra: pip install 'qnb[{extra}]' "
-                f"({exc})"
-            ) from None
+        factory = getattr(import_extra(module, f"target kind {kind!r}"), attribute)
     return factory(name, **options)
 
+
+def import_extra(module: str, what: str) -> Any:
+    """Import a module of an optional extra (``qnb._targets._dask`` is ``qnb[dask]``),
+    saying which to install when it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        extra = module.rpartition("._")[2]
+        raise InvalidOptionError(
+            f"{what} needs an optional extra: pip install 'qnb[{extra}]' ({exc})"
+        ) from None
+
+
+def on_executor(target: Target, url: str) -> Target:
+    """A copy of ``target`` whose circuits run where ``url`` says (``dask://HOST:PORT``:
+    a Dask cluster), for ``qnb serve --executor``."""
+    scheme = url.partition("://")[0]
+    if scheme != "dask":
+        raise InvalidOptionError(f"unknown executor {url!r}; use dask://HOST:PORT (a Dask scheduler)")
+    dask = import_extra("qnb._targets._dask", f"executor {url!r}")
+    return dask.on_cluster(target, dask.DaskExecutor(url))
+
+
+#: Built-in kinds that need an optional extra (the IonQ kind is registered below too).
+register_kind("dask", "qnb._targets._dask:DaskTarget")
 
 registry = TargetRegistry()
 
@@ -193,19 +297,18 @@ def register_target(name: str, target: object, **options: Any) -> Target:
 
     ``qnb.register_target("noisy", "density", noise=0.01)`` adds a density-matrix
     simulator with depolarizing noise; ``"emulator"`` takes the emulator's options
-    (``n_qubits``, ``noise``, ``seconds_per_shot``); ``qnb.register_target("engine",
-    sampler)`` runs jobs through any ``cirq.Sampler``.
+    (``n_qubits``, ``noise``, ``seconds_per_shot``); ``"dask"`` runs a simulator on a
+    Dask cluster (``address="tcp://HOST:8786"``, ``engine="qsim"``, ``noise``; needs
+    ``qnb[dask]``). ``qnb.register_target("engine", sampler)`` runs jobs through any
+    ``cirq.Sampler`` (options: ``device``, a ``cirq.Device`` when the sampler names
+    none; ``max_threads``); such jobs have no job id and are not followed after a restart.
     """
     if not isinstance(name, str) or not name:
         raise InvalidOptionError(f"a target's name is a non-empty string, got {name!r}")
     if isinstance(target, str):
         made = make(target, name, **options)
-    elif options:
-        raise InvalidOptionError(
-            f"options ({', '.join(options)}) go with a kind of target (a string such as "
-            "'density'), not with a target or sampler"
-        )
     else:
-        made = as_target(name, target)
+        made = as_target(name, target, **options)
     registry.register(name, made)
     return made
+register_kind("ionq", "qnb._targets._ionq:IonQTarget")  # needs the extra qnb[ionq] (cirq-ionq)
