@@ -20,7 +20,8 @@ from ._queue import LocalQueueBackend, Queue
 from ._results import JobResult
 from ._sweeps import SweptItems
 from ._status import JobStatus
-from ._targets import QueueOwningTarget, Target, register_target, registry
+from ._targets import QueueOwningTarget, Target, registry
+from ._targets import register_target as _register_target
 from ._targets._queue_server import RemoteTarget
 from ._targets._registry import UnloadedTarget
 
@@ -288,6 +289,21 @@ def targets() -> dict[str, DeviceSpec | UnloadedTarget]:
     plug-in that failed to load says why. ``description`` also says what survives a
     restart (a sampler target's jobs, having no job id, do not)."""
     return registry.listing()
+
+
+def register_target(name: str, target: object, **options) -> Target:
+    """Add a target under ``name``: a :class:`Target`, a ``cirq.Sampler``, or a kind with
+    its options (``qnb.register_target("qpu", "ionq", backend="qpu.aria-1")``).
+
+    Kinds: ``"density"``, ``"emulator"``, ``"dask"``, ``"ionq"``, ... (their options are
+    described in the README). A target that keeps its own queue and job ids (IonQ) has
+    its unfinished jobs in the local store (from a kernel that ended) followed again, as
+    :func:`connect` does for a queue server.
+    """
+    made = _register_target(name, target, **options)
+    if isinstance(made, QueueOwningTarget):
+        get_manager().follow_target_jobs(made)
+    return made
 
 
 _connect_lock = threading.Lock()

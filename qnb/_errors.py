@@ -174,6 +174,14 @@ class ServerUnreachableError(RemoteError, ConnectionError):
     code, http_status = "server_unreachable", 503
 
 
+class VendorRejectedError(RemoteError):
+    """A vendor's cloud (IonQ) refused a request for a reason a retry will not change
+    (a 4xx other than 401/404: a circuit or option it does not take)."""
+
+    code, http_status = "vendor_rejected", 502
+    retryable = False
+
+
 class PayloadTooLargeError(QnbError):
     """A request body above the server's limit."""
 
