@@ -135,7 +135,9 @@ def _sample(
     (in the thread too: serializing is not the loop's work)."""
     started()
     try:
-        results = sampler.run_sweep(circuit, points, repetitions=shots)
+        adapt = _adapter(sampler)
+        program, records_of = adapt(circuit) if adapt else (circuit, lambda r: r.records)
+        results = sampler.run_sweep(program, points, repetitions=shots)
         if len(results) != len(points):
             raise RuntimeError(
                 f"{type(sampler).__name__}.run_sweep returned {len(results)} results "
@@ -143,13 +145,57 @@ def _sample(
             )
         # Vendors' Result classes need not be Cirq-serializable: their records are.
         payloads = [
-            cirq.to_json(cirq.ResultDict(params=point, records=result.records), indent=None)
+            cirq.to_json(cirq.ResultDict(params=point, records=records_of(result)), indent=None)
             for point, result in zip(points, results)
         ]
         return True, payloads
     except Exception as exc:  # reported per item: the other calls still run
         error = f"{type(sampler).__name__}: {type(exc).__name__}: {exc}"
         return False, [error] * len(points)
+
+
+# -- vendors' quirks, in one place ---------------------------------------------------------
+
+Records = dict
+Adapter = Callable[[cirq.Circuit], tuple[cirq.Circuit, Callable[[cirq.Result], Records]]]
+
+
+def _adapter(sampler: cirq.Sampler) -> Adapter | None:
+    """How to hand a circuit to a sampler that does not take Cirq circuits as written
+    (by class name, so that no vendor package is imported to ask)."""
+    for cls in type(sampler).__mro__:
+        if cls.__module__.startswith("cirq_aqt") and cls.__name__ == "AQTSampler":
+            return _aqt_measure_all
+    return None
+
+
+def _aqt_measure_all(circuit: cirq.Circuit) -> tuple[cirq.Circuit, Callable[[cirq.Result], Records]]:
+    """cirq-aqt's samplers take no measurement gates: they measure every ion, in line
+    order, under the key ``m``, and size the register by the qubits the circuit uses.
+    Terminal measurements are taken off (and their keys rebuilt from ``m``), and every
+    line qubit up to the highest one measured is made part of the circuit."""
+    measurements = [op for _, op in circuit.findall_operations(cirq.is_measurement)]
+    if not circuit.are_all_measurements_terminal():
+        raise ValueError("cirq-aqt measures at the end only; this circuit measures midway")
+    body = cirq.Circuit(op for op in circuit.all_operations() if not cirq.is_measurement(op))
+    highest = max((q.x for q in circuit.all_qubits()), default=0)
+    idle = [q for q in cirq.LineQubit.range(highest + 1) if q not in body.all_qubits()]
+    if idle:
+        body.append([cirq.ZPowGate(exponent=0.0).on(q) for q in idle], strategy=cirq.InsertStrategy.EARLIEST)
+
+    def records_of(result: cirq.Result) -> Records:
+        bits = result.measurements["m"].astype(bool)
+        records = {}
+        for op in measurements:
+            gate = op.gate
+            columns = bits[:, [q.x for q in op.qubits]]
+            mask = [bool(b) for b in getattr(gate, "full_invert_mask", lambda: ())()]
+            if any(mask):
+                columns = columns ^ mask
+            records[gate.key] = columns.astype(int)[:, None, :]
+        return records
+
+    return body, records_of
 
 
 # -- the device a sampler runs on ----------------------------------------------------------
