@@ -88,8 +88,6 @@ def prepare_items(
         _circuits.check_measured(label, circuit)
         if label in sweeps:
             _sweeps.check_covered(label, circuit, sweeps[label])
-        else:
-            _circuits.check_resolved(label, circuit)
     if compile:
         labelled = {
             label: _compile_swept(target, label, c) if label in sweeps else target.compile(c)
@@ -99,7 +97,7 @@ def prepare_items(
         # A swept circuit is checked as it runs at its sweep's first point.
         points = sweeps.get(label)
         target.check(label, circuit if points is None else cirq.resolve_parameters(circuit, points[0]))
-        _circuits.check_serializable(label, circuit)
+        _circuits.check_serializable(label, circuit, resolved=points is None)
     return _sweeps.expand(labelled, sweeps)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import bisect
+import collections
 import concurrent.futures
 import logging
 import os
@@ -36,6 +37,7 @@ from ._errors import (
     QnbWarning,
     QueueConflictError,
     QueueError,
+    StoreError,
     UnknownJobError,
 )
 from ._lifecycle import Recovery
@@ -54,6 +56,10 @@ except ImportError:  # pragma: no cover - Windows has no flock; see _owner_alive
 
 # How long changes may wait to be written together (job.result() waits this much more).
 FLUSH_DELAY = 0.005
+# After a failed write (disk full), how soon the changes kept in memory are written again.
+STORE_RETRY_SECONDS = 1.0
+# Finished jobs held in memory besides the store (the newest; a widget shows them live).
+MAX_FINISHED_RECORDS = 1000
 
 INTERRUPTED = "interrupted: the process running this job ended before it finished"
 
@@ -81,14 +87,22 @@ class JobManager:
         """``requeue_interrupted``: a queue server's manager runs again the jobs a
         killed predecessor left unfinished, instead of marking them failed."""
         self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only home: the store says what can still be done
         self.targets = targets
         self.store = Store(store_path or self.home / "qnb.sqlite3")
         # Local jobs carry the id of the process that runs them. The process holds a
         # lock on a file of that name for its whole life, so a later process can tell
         # a dead owner from a live one, even across pid reuse.
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._owner_file = _claim_owner(self.home / "owners", self.owner)
+        try:
+            self._owner_file = _claim_owner(self.home / "owners", self.owner)
+        except OSError:
+            if not self.store.read_only:
+                raise
+            self._owner_file = None  # reading only: this process runs no job
 
         self._lock = threading.RLock()
         self._records: dict[str, JobRecord] = {}
@@ -101,6 +115,9 @@ class JobManager:
         self._flush_lock = threading.Lock()
         self._listeners: list[Callable[[JobRecord], None]] = []
         self._closed = False
+        self._finished: collections.deque[str] = collections.deque()  # ids, oldest first
+        #: The last write that failed, while changes wait in memory to be written again.
+        self.store_error: StoreError | None = None
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -111,7 +128,8 @@ class JobManager:
             self.interrupted_jobs: list[str] = []
             self.requeued_jobs = self._requeue_interrupted()
         else:
-            self.interrupted_jobs = self._recover_interrupted()
+            # A read-only store is read as it is; the next writable process recovers.
+            self.interrupted_jobs = [] if self.store.read_only else self._recover_interrupted()
         get_pool().start_warming()
 
     # -- lifecycle of the manager -------------------------------------------------------
@@ -268,6 +286,9 @@ class JobManager:
                 rec.dirty = False
                 self._dirty.pop(rec.id, None)
                 ready = self._ready_waiters(rec)
+                if rec.done:  # a quick job: it ended before its insert
+                    self._finished.append(rec.id)
+                    self._forget_old_finished()
         except BaseException:
             self._discard(rec)
             raise
@@ -501,17 +522,60 @@ class JobManager:
                     return
                 changes = changes_of(records)
                 written = [(r, r.version) for r in records]
+                taken = [(r.unsaved_results, set(r.dirty_items)) for r in records]
                 for r in records:
                     r.unsaved_results = {}
                     r.dirty_items.clear()
-            self.store.save(changes)
+            try:
+                self.store.save(changes)
+            except StoreError as exc:
+                self._keep_unsaved(records, taken, exc)
+                return
             with self._lock:
+                if self.store_error is not None:
+                    logger.warning("qnb: the job store %s is written again", self.store.path)
+                    self.store_error = None
                 ready = []
                 for r, version in written:
                     if r.version == version:  # nothing changed while it was written
                         r.dirty = False
                         ready += self._ready_waiters(r)
+                        if r.done:
+                            self._finished.append(r.id)
+                self._forget_old_finished()
         _resolve(ready)
+
+    def _forget_old_finished(self) -> None:
+        """Keep at most MAX_FINISHED_RECORDS finished jobs in memory (the oldest go; the
+        store has them, and handles read them from there)."""
+        while len(self._finished) > MAX_FINISHED_RECORDS:
+            rec = self._records.get(self._finished.popleft())
+            if rec is not None and rec.done and not rec.dirty and not rec.waiters:
+                del self._records[rec.id]
+
+    def _keep_unsaved(self, records: list[JobRecord], taken: list, exc: StoreError) -> None:
+        """A failed write (disk full, ...): the changes stay in memory and are written
+        again; whoever waits for them to be on disk is told why, never that they are."""
+        failed = []
+        with self._lock:
+            for rec, (results, items) in zip(records, taken):
+                rec.unsaved_results = {**results, **rec.unsaved_results}
+                rec.dirty_items |= items
+                rec.dirty = True
+                self._dirty[rec.id] = rec
+                keep = []
+                for predicate, future in rec.waiters:
+                    (failed if predicate(rec) else keep).append(future)
+                rec.waiters = [(p, f) for p, f in rec.waiters if f not in failed]
+            first = self.store_error is None
+            self.store_error = exc
+            if not self._closed:
+                self._loop.call_soon_threadsafe(self._loop.call_later, STORE_RETRY_SECONDS, self.flush)
+        if first:
+            logger.error("qnb: %s; retrying every %s s", exc, STORE_RETRY_SECONDS)
+        for future in failed:
+            if not future.done():
+                future.set_exception(exc)
 
     @staticmethod
     def _ready_waiters(rec: JobRecord) -> list[tuple[concurrent.futures.Future, JobStatus]]:
@@ -547,6 +611,9 @@ class JobManager:
                 if predicate(rec) and rec.persisted and not rec.dirty:
                     future.set_result(rec.status)
                 else:
+                    if predicate(rec) and self.store_error is not None and not self._closed:
+                        # Writes are failing: try again now; the waiter hears either way.
+                        self._loop.call_soon_threadsafe(self.flush)
                     rec.waiters.append((predicate, future))
                 return future
         stored = self.load(job_id)

@@ -13,10 +13,12 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from ._errors import StoreError
 from ._records import ItemRecord, JobRecord
 from ._status import JobStatus
 
-SCHEMA_VERSION = 1
+# 2: items carry a sweep point (params) and the engine that ran them.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,31 +75,78 @@ _UNFINISHED = tuple(s.value for s in JobStatus if not s.is_terminal)
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: True when the store could be opened for reading only (a read-only home):
+        #: jobs can be listed and read, not submitted.
+        self.read_only = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only home: reading may still work, see _open
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        with self._faults("open"):
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect(f"file:{self.path}")
+            self._set_up(db)
+            return db
+        except sqlite3.OperationalError as exc:
+            if not _is_read_only(exc) or not self.path.exists():
+                raise
+        # A home we may not write: read what is there.
+        self.read_only = True
+        db = self._connect(f"file:{self.path}?mode=ro&immutable=1")
+        self._check_schema(db)
+        return db
+
+    def _connect(self, uri: str) -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives a process crash (SIGKILL); only an
         # OS crash or power loss can lose the last transactions.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._db.executescript(_SCHEMA)  # idempotent, and commits by itself
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-            if "priority" not in columns:  # a store written before priorities existed
-                self._db.execute(
-                    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
-                )
-            item_columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
-            for column in ("params", "engine"):  # a store written before sweeps existed
-                if column not in item_columns:
-                    self._db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA foreign_keys=ON")
+        self._check_schema(db)
+        db.executescript(_SCHEMA)  # idempotent, and commits by itself
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "priority" not in columns:  # a store written before priorities existed
+            db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+        item_columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+        for column in ("params", "engine"):  # a store written before sweeps existed
+            if column not in item_columns:
+                db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        """Refuse a store written by a newer qnb: its rows may mean what this code
+        does not know."""
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            return  # a new file: no meta table yet
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"the job store {self.path} was written by a newer qnb (schema {row[0]}; "
+                f"this qnb knows {SCHEMA_VERSION}): upgrade qnb (pip install -U qnb), or "
+                "set QNB_HOME to another folder"
             )
+
+    @contextlib.contextmanager
+    def _faults(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as a StoreError that names the file and the fix."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(self.path, doing, exc)) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -105,17 +154,23 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        if self.read_only:
+            raise StoreError(
+                f"the job store {self.path} is read-only here: jobs can be listed and read, "
+                "not changed; make its folder writable, or set QNB_HOME to a writable folder"
+            )
+        with self._lock, self._faults("write"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._faults("read"):
             return self._db.execute(sql, params).fetchall()
 
     # -- writes ---------------------------------------------------------------------
@@ -279,6 +334,28 @@ class Store:
             ):
                 items[job_id].append(ItemRecord(label, JobStatus(status), error, params, engine))
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
+
+
+def _is_read_only(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _explain(path: Path, doing: str, exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "full" in lowered:
+        fix = "free disk space (the changes are kept in memory and written again)"
+    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        fix = (f"it is damaged: move it aside (mv {path} {path}.bad) and qnb starts a new "
+               "store, or set QNB_HOME to another folder")  # fmt: skip
+    elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        fix = "make its folder writable, or set QNB_HOME to a writable folder"
+    elif "locked" in lowered or "busy" in lowered:
+        fix = "another process holds it locked; try again"
+    else:
+        fix = "check the file and its folder, or set QNB_HOME to another folder"
+    return f"cannot {doing} the job store {path} ({text}): {fix}"
 
 
 @dataclasses.dataclass

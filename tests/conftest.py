@@ -35,7 +35,9 @@ def qnb_home(tmp_path_factory):
 def manager(tmp_path):
     """A fresh JobManager with its own store, installed as the process's manager."""
     from qnb import _manager
+    from qnb._targets import registry
 
+    known = set(registry.all())
     fresh = _manager.JobManager(tmp_path / "home")
     previous = _manager.set_manager(fresh)
     try:
@@ -43,6 +45,8 @@ def manager(tmp_path):
     finally:
         _manager.set_manager(previous)
         fresh.close()
+        for name in set(registry.all()) - known:  # targets a test added (servers it connected)
+            registry.unregister(name)
 
 
 def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.01, what: str = "condition"):
