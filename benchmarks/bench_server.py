@@ -126,7 +126,8 @@ def main() -> None:
     from qnb import _circuits
     from qnb.server._auth import add_user
 
-    token = add_user(work / "users.toml", "bench")
+    # An admin: the submit run queues thousands of jobs, above a user's queued-jobs limit.
+    token = add_user(work / "users.toml", "bench", role="admin")
     env = {**os.environ, "QNB_HOME": str(work / "home"), "QNB_EMULATOR_SECONDS_PER_SHOT": "0.001"}
     (work / "ping_app.py").write_text(PING_APP)
     ping_port, qnb_port = free_port(), free_port()

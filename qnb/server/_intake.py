@@ -39,7 +39,7 @@ class Limits:
     #: repetition of a nested CircuitOperation counted).
     operations_per_circuit: int = 20_000
     #: Operations of all circuits of one request, counted as above.
-    operations_per_request: int = 1_000_000
+    operations_per_request: int = 300_000
     #: The largest whole number in Cirq JSON (exponents, repetitions, qubit indices).
     largest_number: int = 10**9
     #: qubits x shots x items of one job, a measure of its memory and device time.
