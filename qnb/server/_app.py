@@ -73,14 +73,20 @@ def create_app(
     app.state.service = svc
     app.state.feed = feed
     app.state.users = users
-    app.state.close = lambda: (feed.close(), svc.close(), transitions.close())
+
+    def close() -> None:
+        """Stop listening to the manager and end the long-polls (before manager.close())."""
+        feed.close()
+        svc.close()
+        transitions.close()
+
+    app.state.close = close
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(QnbError, _qnb_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    if svc.limits.cpu_seconds > 0:
-        worker.warm()  # its Cirq import is done before the first OpenQASM submit
+    worker.warm()  # its Cirq import is done before the first OpenQASM submit
     # Added innermost first: the request log sees every answer, the fast paths skip
     # FastAPI's routing and dependency solving (several times the cost of a status read).
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
