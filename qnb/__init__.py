@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ["compile", "connect", "get_job", "jobs", "queue", "register_target", "run",
-         "submit", "targets"],
+         "submit", "targets", "wait_all"],
         "._api",
     ),
     **dict.fromkeys(["AsyncJobBackend", "ExecutionResult"], "._backend"),
@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
          "JobNotFinishedError", "JobStateError", "LimitExceededError", "NotAuthenticatedError",
          "PayloadTooLargeError", "QnbError", "QnbWarning", "QueueConflictError", "QueueError",
          "RemoteAuthError", "RemoteError", "ServerUnreachableError", "StoreError",
-         "UnknownJobError", "UnknownTargetError"],
+         "UnknownJobError", "UnknownTargetError", "VendorRejectedError"],
         "._errors",
     ),
     **dict.fromkeys(["Job", "JobItem"], "._job"),
@@ -78,7 +78,9 @@ def load_ipython_extension(ipython) -> None:
 
 
 if TYPE_CHECKING:  # for editors and type checkers: the names as they are
-    from ._api import compile, connect, get_job, jobs, queue, register_target, run, submit, targets
+    from ._api import (
+        compile, connect, get_job, jobs, queue, register_target, run, submit, targets, wait_all,
+    )
     from ._backend import AsyncJobBackend, ExecutionResult
     from ._device import DeviceSpec
     from ._errors import *  # noqa: F403

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import getpass
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import cirq
@@ -15,7 +17,7 @@ from . import _circuits, _config, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._job import Job
-from ._manager import JobManager, get_manager
+from ._manager import JobManager, get_manager, is_done
 from ._queue import LocalQueueBackend, Queue
 from ._results import JobResult
 from ._sweeps import SweptItems
@@ -85,6 +87,9 @@ def prepare_items(
             f"{target.name!r} ({target.device.max_batch}); submit it as several jobs"
         )
     for label, circuit in labelled.items():
+        # First: the other checks unroll repeated subcircuits.
+        if any(isinstance(op.untagged, cirq.CircuitOperation) for op in circuit.all_operations()):
+            _circuits.check_expansion(label, circuit)
         _circuits.check_measured(label, circuit)
         if label in sweeps:
             _sweeps.check_covered(label, circuit, sweeps[label])
@@ -221,6 +226,26 @@ def _submit_items(
 def run(circuits, *, timeout: float | None = None, **options) -> JobResult:
     """Submit and wait: the blocking convenience. Options as for :func:`submit`."""
     return submit(circuits, **options).result(timeout=timeout)
+
+
+def wait_all(timeout: float | None = None) -> list[Job]:
+    """Wait until every job this process runs or follows has ended (e.g. at the end of
+    a script, whose exit would otherwise leave them interrupted); returns them.
+    ``TimeoutError`` after ``timeout`` seconds, and the jobs carry on."""
+    manager = get_manager()
+    waiting = [rec.id for rec in manager.live_records() if not rec.done]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    jobs = [Job(job_id, manager=manager) for job_id in waiting]
+    for job in jobs:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            manager.when(job.id, is_done).result(left)
+        except concurrent.futures.TimeoutError:
+            unfinished = sum(1 for j in jobs if not j.done())
+            raise TimeoutError(
+                f"{unfinished} of {len(jobs)} jobs still running after {timeout} s; they carry on"
+            ) from None
+    return jobs
 
 
 def get_job(job_id: str) -> Job:

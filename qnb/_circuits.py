@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import cirq
 import sympy
 
-from ._errors import DeviceValidationError, InvalidCircuitError
+from ._errors import DeviceValidationError, InvalidCircuitError, LimitExceededError
 
 
 def _make_encoder() -> type[json.JSONEncoder]:
@@ -343,6 +343,39 @@ def _flat_operations(circuit: cirq.AbstractCircuit) -> Iterator[cirq.Operation]:
             yield from _flat_operations(untagged.mapped_circuit(deep=False))
         else:
             yield op
+
+
+#: Operations a circuit may expand to once its repeated subcircuits are unrolled. Nested
+#: ``CircuitOperation(repetitions=2)`` 30 deep is 12 KB of JSON and 2^30 runs of its
+#: body: it would hold a worker for good.
+MAX_EXPANDED_OPERATIONS = 10**7
+
+
+def expanded_size(circuit: cirq.AbstractCircuit, *, limit: int = MAX_EXPANDED_OPERATIONS) -> int:
+    """How many operations ``circuit`` runs with its subcircuits' repetitions unrolled
+    (counting stops past ``limit``)."""
+    total = 0
+    for op in circuit.all_operations():
+        untagged = op.untagged
+        if isinstance(untagged, cirq.CircuitOperation):
+            inner = expanded_size(untagged.circuit, limit=limit)
+            total += inner * abs(untagged.repetitions)
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
+
+
+def check_expansion(label: str, circuit: cirq.Circuit) -> None:
+    """Refuse a circuit whose repeated subcircuits expand beyond any sensible run."""
+    size = expanded_size(circuit)
+    if size > MAX_EXPANDED_OPERATIONS:
+        raise LimitExceededError(
+            f"circuit {label!r} expands to more than {MAX_EXPANDED_OPERATIONS:,} operations "
+            "once its repeated subcircuits (cirq.CircuitOperation repetitions) are unrolled; "
+            "lower the repetitions, or loop in Python and submit several jobs"
+        )
 
 
 def check_resolved(label: str, circuit: cirq.Circuit) -> None:

@@ -125,12 +125,12 @@ def test_a_live_owner_is_not_marked_interrupted(manager):
 ORPHAN_MAKER = textwrap.dedent(
     """
     import cirq, qnb
-    from qnb._targets import _worker
     from qnb._targets._pool import get_pool
 
     qnb.run(cirq.Circuit(cirq.measure(cirq.LineQubit(0))), shots=5, timeout=120)
-    executor = get_pool()._get_executor()
-    print(sorted({executor.submit(_worker.ping).result() for _ in range(8)}), flush=True)
+    pool = get_pool()
+    pool.wait_ready(60)
+    print(sorted(pool.worker_pids()), flush=True)
     import threading
     threading.Event().wait(600)  # killed long before this ends
     """

@@ -448,31 +448,6 @@ class SimulationPool:
 
     # -- compatibility ------------------------------------------------------------------
 
-    def _get_executor(self) -> _PidExecutor:
-        """Old tests ask "executor.submit(_worker.ping)" for worker pids; use
-        :meth:`worker_pids`. To be removed once they do."""
-        return _PidExecutor(self)
-
-
-class _PidExecutor:
-    def __init__(self, pool: SimulationPool):
-        self._pool = pool
-        self._turn = 0
-
-    def submit(self, fn, *args):
-        import concurrent.futures
-
-        from . import _worker
-
-        if fn is not _worker.ping:
-            raise NotImplementedError("the simulation pool runs circuits only; see worker_pids()")
-        self._pool.wait_ready()
-        pids = self._pool.worker_pids()
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        future.set_result(pids[self._turn % len(pids)])
-        self._turn += 1
-        return future
-
 
 def _serve_in_worker(conn: Connection) -> None:
     # The worker module (Cirq, qsimcirq) is imported here, in the worker, where the

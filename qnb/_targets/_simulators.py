@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 from typing import Any
 
 import cirq
 
 from .._device import DeviceSpec, linear_chain
+from .._errors import LimitExceededError
 from .._status import JobStatus
 from ._base import Executor, ItemOutcome, RunState, ScheduledTarget, Target, TargetJob
-from ._pool import get_pool
+from ._pool import available_memory, get_pool
 from ._registry import register_kind, registry
 
 
@@ -29,6 +31,7 @@ class SimulatorTarget(ScheduledTarget):
         noise: float = 0.0,
         max_running_jobs: int = 64,
         executor: Executor | None = None,
+        item_time_limit: float | None = None,
     ):
         self.name = name
         self.engine = engine
@@ -37,6 +40,14 @@ class SimulatorTarget(ScheduledTarget):
         self.max_running_jobs = max_running_jobs
         #: Where circuits run; None: the local process pool, started on first use.
         self.executor = executor
+        #: Seconds one circuit may run before it fails and its worker is replaced
+        #: (None: the pool's default, ``QNB_ITEM_TIME_LIMIT`` or 1 h).
+        self.item_time_limit = item_time_limit
+
+    def check(self, label: str, circuit: cirq.Circuit) -> None:
+        super().check(label, circuit)
+        if self.executor is None:  # the local pool: this machine's memory
+            check_memory(label, circuit, density=self.engine == "density")
 
     async def start(self, job: TargetJob, run: RunState) -> None:
         run.tasks = [
@@ -61,8 +72,34 @@ class SimulatorTarget(ScheduledTarget):
     async def _execute(
         self, circuit: cirq.Circuit, shots: int, params: cirq.ParamResolver | None
     ) -> tuple[bool, str, str | None]:
-        executor = self.executor or get_pool()
-        return await executor.run(self.engine, self.noise, circuit, shots, params=params)
+        if self.executor is not None:
+            return await self.executor.run(self.engine, self.noise, circuit, shots, params=params)
+        return await get_pool().run(
+            self.engine, self.noise, circuit, shots, params=params, time_limit=self.item_time_limit
+        )
+
+
+def check_memory(label: str, circuit: cirq.Circuit, *, density: bool) -> None:
+    """Refuse a simulation whose state this machine cannot hold (a 30-qubit state vector
+    is 8 GiB; its density matrix would be 8 EiB)."""
+    amplitudes = math.prod(q.dimension for q in circuit.all_qubits())
+    needed = BYTES_PER_AMPLITUDE * (amplitudes**2 if density else amplitudes)
+    available = available_memory()
+    if available is not None and needed > available:
+        what = "density matrix" if density else "state vector"
+        raise LimitExceededError(
+            f"circuit {label!r} needs about {_gib(needed)} for its {what}, and this machine "
+            f"has {_gib(available)} available; use fewer qubits, a state-vector target "
+            "('sim') rather than a density-matrix one, or a cluster target"
+        )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+# complex64, as qsim and Cirq's simulators hold a state.
+BYTES_PER_AMPLITUDE = 8
 
 
 EMULATOR_GATESET = cirq.Gateset(
