@@ -173,9 +173,11 @@ class DaskExecutor:
         self.retries = retries
         self.task_seconds = task_seconds
         self.seconds_per_weight = FIRST_SECONDS_PER_WEIGHT
-        #: Tasks and items sent so far (benchmarks and tests read them).
+        #: Tasks and items sent so far, and the seconds workers spent on them
+        #: (benchmarks and tests read them).
         self.sent_chunks = 0
         self.sent_items = 0
+        self.worker_seconds = 0.0
         self._connections: dict[asyncio.AbstractEventLoop, _Connection] = {}
         if check:
             check_reachable(self.address, connect_timeout)
@@ -268,6 +270,8 @@ class DaskExecutor:
             self.sent_chunks += 1
             self.sent_items += len(tasks)
             conn.spawn(self._collect(chunk))
+            # Let the client send it now: the first chunks run while the rest are pickled.
+            await asyncio.sleep(0)
 
     def _chunks(self, items: list[_Item], threads: int) -> list[_Chunk]:
         """Consecutive items, each chunk about ``task_seconds`` of work, and at least one
@@ -308,6 +312,7 @@ class DaskExecutor:
             return
         for item, outcome in zip(chunk.items, outcomes):
             _settle(item, outcome)
+        self.worker_seconds += seconds
         self._learn(chunk, seconds)
 
     def _learn(self, chunk: _Chunk, seconds: float) -> None:
