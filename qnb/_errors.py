@@ -182,6 +182,13 @@ class VendorRejectedError(RemoteError):
     retryable = False
 
 
+class HostNotAllowedError(QnbError):
+    """A server without a users file answers only requests addressed to a loopback
+    name (a page elsewhere could otherwise reach it through DNS rebinding)."""
+
+    code, http_status = "host_not_allowed", 421
+
+
 class PayloadTooLargeError(QnbError):
     """A request body above the server's limit."""
 

@@ -41,7 +41,7 @@ from ._errors import (
     UnknownJobError,
 )
 from ._lifecycle import Recovery
-from ._records import ItemRecord, JobRecord, QueueEntry, entry_at
+from ._records import ItemRecord, JobRecord, entry_at
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store, changes_of, queue_order
 from ._targets import QueueOwningTarget, ScheduledTarget, Target, TargetJob, TargetRegistry, registry
@@ -824,7 +824,12 @@ class JobManager:
 
     # -- resubmission -----------------------------------------------------------------------
 
-    def resubmit(self, job_id: str, *, only_failed: bool = False) -> JobRecord:
+    def resubmit(
+        self, job_id: str, *, only_failed: bool = False, priority: int | None = None
+    ) -> JobRecord:
+        """A new job of a finished job's items (or its failed and cancelled ones only),
+        linked by ``parent_id``; ``priority`` (default: the old job's) lets a queue server
+        apply the resubmitter's own rights."""
         rec = self.load(job_id)
         if not rec.done:
             raise JobStateError(
@@ -850,7 +855,7 @@ class JobManager:
             user=rec.user,
             parent_id=rec.id,
             circuit_json=[texts[i] for i in redo],
-            priority=rec.priority,
+            priority=rec.priority if priority is None else priority,
             params=[rec.items[i].params for i in redo],  # failed sweep points only
             resolvers=[None if rec.items[i].params is None else _sweeps.resolver_of(rec.items[i].params)
                        for i in redo],  # fmt: skip

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     key       TEXT NOT NULL,
     job_id    TEXT NOT NULL,
     body_hash TEXT NOT NULL,
+    created   REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (user, key)
 ) WITHOUT ROWID;
 """
@@ -67,6 +69,11 @@ _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
     "error, parent_id, queue_seq, owner, remote_id, priority"
 )
+# Idempotency keys are kept this long, at most this many, pruned every so many claims.
+KEYS_KEPT_SECONDS = 24 * 3600.0
+KEYS_KEPT_MOST = 100_000
+KEYS_PRUNE_EVERY = 256
+
 # A circuit column of "@k": the same circuit as item k of the job (never valid Cirq JSON).
 _SAME_AS = "@"
 _UNFINISHED = tuple(s.value for s in JobStatus if not s.is_terminal)
@@ -83,6 +90,7 @@ class Store:
         except OSError:
             pass  # a read-only home: reading may still work, see _open
         self._lock = threading.Lock()
+        self._claims = 0
         with self._faults("open"):
             self._db = self._open()
 
@@ -119,6 +127,10 @@ class Store:
         for column in ("params", "engine"):  # a store written before sweeps existed
             if column not in item_columns:
                 db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+        key_columns = {row[1] for row in db.execute("PRAGMA table_info(idempotency_keys)")}
+        if "created" not in key_columns:  # keys written before they expired
+            db.execute("ALTER TABLE idempotency_keys ADD COLUMN created REAL NOT NULL DEFAULT 0")
+        db.execute("CREATE INDEX IF NOT EXISTS keys_by_age ON idempotency_keys (created)")
         db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -234,14 +246,34 @@ class Store:
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
     def claim_idempotency_key(
-        self, user: str, key: str, job_id: str, body_hash: str
+        self,
+        user: str,
+        key: str,
+        job_id: str,
+        body_hash: str,
+        *,
+        now: float | None = None,
+        keep_seconds: float = KEYS_KEPT_SECONDS,
+        keep_most: int = KEYS_KEPT_MOST,
     ) -> tuple[str, str]:
-        """Bind ``key`` to ``job_id`` unless it is bound already; the binding that holds."""
+        """Bind ``key`` to ``job_id`` unless it is bound already; the binding that holds.
+
+        Keys expire: those older than ``keep_seconds``, and beyond the newest
+        ``keep_most``, are forgotten (a retry comes within minutes, not days)."""
+        now = time.time() if now is None else now
         with self._transaction() as db:
+            self._claims += 1
+            if self._claims % KEYS_PRUNE_EVERY == 1:
+                db.execute("DELETE FROM idempotency_keys WHERE created < ?", (now - keep_seconds,))
+                db.execute(
+                    "DELETE FROM idempotency_keys WHERE created <= (SELECT created FROM "
+                    "idempotency_keys ORDER BY created DESC LIMIT 1 OFFSET ?)",
+                    (keep_most,),
+                )
             db.execute(
-                "INSERT OR IGNORE INTO idempotency_keys (user, key, job_id, body_hash) "
-                "VALUES (?,?,?,?)",
-                (user, key, job_id, body_hash),
+                "INSERT OR IGNORE INTO idempotency_keys (user, key, job_id, body_hash, created) "
+                "VALUES (?,?,?,?,?)",
+                (user, key, job_id, body_hash, now),
             )
             row = db.execute(
                 "SELECT job_id, body_hash FROM idempotency_keys WHERE user=? AND key=?",

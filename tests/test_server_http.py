@@ -80,7 +80,8 @@ async def test_open_mode_answers_loopback_host_names_only(tmp_path):
         async with client(app, "http://rebound.example.com:8765") as http:
             for answer in (await http.get("/v1/whoami"), await http.get("/v1/jobs/" + "0" * 32),
                            await http.post("/v1/jobs", json=submit_body())):
-                assert answer.status_code == 400 and "loopback" in answer.json()["detail"]
+                assert answer.status_code == 421 and answer.json()["code"] == "host_not_allowed"
+                assert "loopback" in answer.json()["detail"]
         assert manager.find(limit=10) == []
     finally:
         app.state.close()

@@ -17,7 +17,6 @@ import pytest
 
 import qnb
 from qnb import JobStatus
-from qnb._manager import JobManager
 from qnb._store import SCHEMA_VERSION, Store
 from conftest import BELL_QASM, wait_until
 
@@ -127,3 +126,16 @@ def test_finished_jobs_in_memory_are_bounded(manager, monkeypatch):
     # Dropped from memory, not from the store: every job still reads in full.
     assert [j.status for j in qnb.jobs(limit=20)].count(JobStatus.COMPLETED) == 12
     assert sum(jobs[0].result().counts().values()) == 5
+
+
+def test_idempotency_keys_expire(tmp_path):
+    store = Store(tmp_path / "qnb.sqlite3")
+    claim = store.claim_idempotency_key
+    assert claim("alice", "old", "a" * 32, "h1", now=1000.0) == ("a" * 32, "h1")
+    assert claim("alice", "old", "b" * 32, "h2", now=1001.0) == ("a" * 32, "h1")  # a retry
+    for i in range(300):  # a day later: the old key is pruned on the way
+        claim("alice", f"k{i}", f"{i:032x}", "h", now=1000.0 + 86_400 + 10 + i, keep_most=100)
+    # The old key is free again; at most the newest 100 (and those since the prune) stay.
+    assert claim("alice", "old", "c" * 32, "h3", now=1000.0 + 90_000) == ("c" * 32, "h3")
+    count = store._query("SELECT COUNT(*) FROM idempotency_keys")[0][0]
+    assert count <= 100 + 256

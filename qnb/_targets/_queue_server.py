@@ -15,7 +15,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -391,15 +390,18 @@ class RemoteTarget(QueueOwningTarget):
         return statuses
 
     async def results(self, handle: _RemoteRun, indices: Sequence[int]) -> dict[int, ItemOutcome]:
-        answer = await self.client.request(
-            "GET",
-            f"/v1/jobs/{handle.remote_id}/results",
-            params={"items": ",".join(map(str, indices))},
-        )
-        return {
-            int(i): ItemOutcome(JobStatus(o["status"]), result=o["result"], error=o["error"])
-            for i, o in answer["items"].items()
-        }
+        outcomes: dict[int, ItemOutcome] = {}
+        wanted = list(indices)
+        while wanted:  # the server pages large results: "more" says what is left
+            answer = await self.client.request(
+                "GET",
+                f"/v1/jobs/{handle.remote_id}/results",
+                params={"items": ",".join(map(str, wanted))},
+            )
+            for i, o in answer["items"].items():
+                outcomes[int(i)] = ItemOutcome(JobStatus(o["status"]), result=o["result"], error=o["error"])
+            wanted = [i for i in answer.get("more", ()) if i not in outcomes]
+        return outcomes
 
     async def cancel(self, handle: _RemoteRun) -> bool:
         view = await self.client.request("POST", f"/v1/jobs/{handle.remote_id}/cancel")

@@ -19,7 +19,7 @@ import secrets
 import tomllib
 from pathlib import Path
 
-from .._errors import NotAuthenticatedError, QnbError, UsersFileError
+from .._errors import HostNotAllowedError, NotAuthenticatedError, UsersFileError
 
 ROLES = ("user", "admin")
 #: Who calls a server without a users file (open mode, loopback only): an admin.
@@ -161,7 +161,7 @@ def _check_loopback_host(host: bytes | None) -> None:
     else:
         name = name.rpartition(":")[0] if name.count(":") == 1 else name
     if name not in LOOPBACK_HOSTS:
-        raise QnbError(
+        raise HostNotAllowedError(
             f"Host {name or '(none)'!r} is not a loopback name; a server without a users "
             "file answers only requests addressed to localhost or 127.0.0.1 (give the "
             "server a users file to serve other names)"

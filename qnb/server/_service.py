@@ -21,21 +21,19 @@ from collections.abc import Sequence
 
 import cirq
 
-from .. import _circuits
 from .._api import _default_name, prepare
 from .._errors import (
     DeviceValidationError,
     DuplicateJobError,
     InvalidCircuitError,
     InvalidOptionError,
-    JobStateError,
     LimitExceededError,
     QnbError,
     RemoteAuthError,
 )
 from .._manager import JobManager
 from .._records import JobRecord
-from .._status import IN_QUEUE, JobStatus
+from .._status import IN_QUEUE
 from . import _intake
 from ._auth import User
 from ._cpu import CpuWorker, worker
@@ -342,28 +340,10 @@ class QueueService:
         the caller's own rights: a priority an admin gave the old job is not the
         owner's to keep (capped at 0 unless the caller is an admin)."""
         rec = self._own(user, job_id, "resubmit it")
-        if not rec.done:
-            raise JobStateError(
-                f"job {job_id[:8]} is still {rec.status.value}; resubmit a finished job "
-                "(cancel it first if you want to run it again)"
-            )
-        redo = [
-            i for i, item in enumerate(rec.items)
-            if not only_failed or item.status in (JobStatus.FAILED, JobStatus.CANCELLED)
-        ]
-        if not redo:
-            raise JobStateError(f"nothing to resubmit: every item of job {job_id[:8]} completed")
         self._check_room(user)
-        texts = self.manager.circuits(job_id)
-        circuits = {rec.items[i].label: _circuits.from_json(texts[i]) for i in redo}
-        new = self.manager.submit(
-            self.target,
-            circuits,
-            shots=rec.shots,
-            name=rec.name,
-            user=rec.user,
-            parent_id=rec.id,
-            circuit_json=[texts[i] for i in redo],
+        new = self.manager.resubmit(
+            job_id,
+            only_failed=only_failed,
             priority=rec.priority if user.is_admin else min(rec.priority, 0),
         )
         return self.full_view(new)
