@@ -219,3 +219,21 @@ def test_resubmit_takes_the_callers_own_rights(service, manager):
     assert again["priority"] == 0 and again["parent_id"] == raised.id
     done(service, again["id"])
     assert service.resubmit(ROOT, raised.id)["priority"] == 50
+
+
+def test_sweep_points_are_kept_with_their_items(service, manager):
+    point = cirq.to_json(cirq.ParamResolver({"theta": 0.5}), indent=None)
+    job = service.accept(ALICE, Submission({"a[0]": BELL_JSON, "b": FLIP_JSON}, shots=5,
+                                           params={"a[0]": point}))  # fmt: skip
+    assert [it.get("params") for it in job["items"]] == [point, None]
+    assert [it.params for it in manager.store.load_job(job["id"]).items] == [point, None]
+    for params, words in [
+        ({"zz": point}, "not circuits"),
+        ({"b": '{"cirq_type": "ParamResolver", "param_dict": [["t", {"cirq_type": "sympy.Symbol", "name": "x"}]]}'},
+         "plain numbers"),
+        ({"b": "not json"}, "plain numbers"),
+    ]:
+        before = len(manager.find(limit=100))
+        with pytest.raises(InvalidOptionError, match=words):
+            service.accept(ALICE, Submission({"b": FLIP_JSON}, shots=5, params=params))
+        assert len(manager.find(limit=100)) == before

@@ -112,7 +112,11 @@ def test_a_sweep_through_a_queue_server(manager, lab):
     low, high = result.sweep()
     assert low.params == cirq.ParamResolver({"t": 0}) and high.params == cirq.ParamResolver({"t": 1})
     assert low.histogram(key="m")[0] > 150 and high.histogram(key="m")[1] > 150  # noisy device
-    assert len(server.load(job.id).items) == 2  # the server ran both points
+    on_server = server.load(job.id)
+    assert len(on_server.items) == 2  # the server ran both points, and keeps them
+    assert [cirq.read_json(json_text=it.params) for it in on_server.items] == [
+        cirq.ParamResolver({"t": 0}), cirq.ParamResolver({"t": 1})
+    ]
 
 
 def test_a_sweep_through_async_job_backend(manager):

@@ -348,8 +348,8 @@ class RemoteTarget(QueueOwningTarget):
 
     async def submit(self, job: TargetJob) -> _RemoteRun:
         if job.params is not None and any(p is not None for p in job.params):
-            # The server runs circuits as they come: each point resolved here, off the
-            # loop (the server's API takes no sweeps yet).
+            # The server takes no symbols from a client (untrusted expressions): each
+            # point is resolved here, off the loop, and sent with its resolver.
             texts = await asyncio.to_thread(_resolved_texts, job)
         else:
             texts = job.circuit_json or [_circuits.to_json(c) for c in job.circuits]
@@ -361,6 +361,12 @@ class RemoteTarget(QueueOwningTarget):
             "position": "start" if job.front else "end",
             "priority": job.priority,
         }
+        if job.params is not None and any(p is not None for p in job.params):
+            body["params"] = {
+                label: cirq.to_json(p, indent=None)
+                for label, p in zip(job.labels, job.params)
+                if p is not None
+            }
         # The job id is also the idempotency key: a retry, or a restarted kernel
         # sending it again, finds the job the first attempt created.
         async with self._submit_lock:

@@ -72,6 +72,11 @@ class SubmitBody(BaseModel):
         description="a new job id chosen by the client (32 lowercase hex digits), so that "
         "the client's own records and the server use the same id",
     )
+    params: dict[Label, Annotated[str, Field(max_length=10_000)]] | None = Field(
+        None,
+        description="label -> the sweep point the (resolved) circuit was made at: a "
+        "cirq.ParamResolver of plain numbers as Cirq JSON, kept with the item",
+    )
 
     def submission(self) -> Submission:
         return Submission(**self.model_dump())

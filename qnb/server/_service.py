@@ -57,13 +57,44 @@ class Submission:
     priority: int = 0
     compile: bool = False
     id: str | None = None  # a new job id chosen by the client
+    #: label -> the sweep point (a cirq.ParamResolver as Cirq JSON) the circuit, sent
+    #: resolved, was made at: kept with the item and given back in its view.
+    params: dict[str, str] | None = None
 
     def digest(self) -> str:
         """What an idempotency key is bound to (same text as before the service existed,
         so keys stored by an older server still match)."""
-        return hashlib.sha256(
-            json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        ).hexdigest()
+        fields = dataclasses.asdict(self)
+        if fields["params"] is None:
+            del fields["params"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _sweep_points(params: dict[str, str] | None, labelled: dict) -> list[str | None] | None:
+    """The items' sweep points, checked: plain numbers by symbol name, for known labels."""
+    if not params:
+        return None
+    unknown = sorted(set(params) - set(labelled))
+    if unknown:
+        raise field(InvalidOptionError(f"params for labels that are not circuits: {unknown}"), "params")
+    for label, text in params.items():
+        try:
+            values = json.loads(text)
+            pairs = values["param_dict"] if values.get("cirq_type") == "ParamResolver" else None
+            plain = pairs is not None and all(
+                isinstance(k, str) and type(v) in (int, float) for k, v in pairs
+            )
+        except (ValueError, TypeError, AttributeError, KeyError):
+            plain = False
+        if not plain:
+            raise field(
+                InvalidOptionError(
+                    f"params of {label!r} must be a cirq.ParamResolver of plain numbers as "
+                    "Cirq JSON (symbol name -> value)"
+                ),
+                "params",
+            )
+    return [params.get(label) for label in labelled]
 
 
 def job_view(rec: JobRecord, *, items: bool = False, position: int | None = None) -> dict:
@@ -71,8 +102,10 @@ def job_view(rec: JobRecord, *, items: bool = False, position: int | None = None
     view["position"] = position
     if items:
         view["items"] = [
-            {"label": it.label, "status": it.status.value, "error": it.error} for it in rec.items
-        ]
+            {"label": it.label, "status": it.status.value, "error": it.error,
+             **({"params": it.params} if it.params is not None else {})}
+            for it in rec.items
+        ]  # fmt: skip
     return view
 
 
@@ -155,6 +188,7 @@ class QueueService:
         self._check_room(user)
         labelled, texts = self.intake(sub.circuits, shots=sub.shots, compile=sub.compile)
         self._check_size(labelled, sub.shots)
+        points = _sweep_points(sub.params, labelled)
         job_id = sub.id or uuid.uuid4().hex
         with self._submit_lock:
             if idempotency_key is not None:
@@ -187,6 +221,7 @@ class QueueService:
                 priority=sub.priority,
                 circuit_json=texts,
                 job_id=job_id,
+                params=points,
             )
         return self.full_view(rec)
 
