@@ -130,6 +130,7 @@ class JobManager:
         else:
             # A read-only store is read as it is; the next writable process recovers.
             self.interrupted_jobs = [] if self.store.read_only else self._recover_interrupted()
+            self._resume_following()
         get_pool().start_warming()
 
     # -- lifecycle of the manager -------------------------------------------------------
@@ -353,6 +354,28 @@ class JobManager:
             texts = None if rec.remote_id else self.store.load_circuits(rec.id)
             self._loop.call_soon_threadsafe(self._hand_over, rec, target, texts)
         return [rec.id for rec in followed]
+
+    def _resume_following(self) -> None:
+        """Jobs that a target with its own queue runs for this store (a vendor's cloud
+        from the targets file, a plug-in) are followed again without being asked: their
+        targets load in the background (loading may ask the vendor for its device)."""
+        unfinished = [s.value for s in JobStatus if not s.is_terminal]
+        followed = {rec.target for rec in self.store.find_jobs(status=unfinished, limit=1_000_000)
+                    if rec.owner is None}  # fmt: skip
+        names = sorted(followed & set(self.targets.lazy()))
+        if names:
+            threading.Thread(
+                target=self._follow_when_loaded, args=(names,), name="qnb-resume", daemon=True
+            ).start()
+
+    def _follow_when_loaded(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                target = self.targets.get(name)
+                if isinstance(target, QueueOwningTarget) and not self._closed:
+                    self.follow_target_jobs(target)
+            except Exception:  # a target that cannot load now is followed once registered
+                logger.warning("qnb: could not follow the jobs of target %r again", name, exc_info=True)
 
     def _discard(self, rec: JobRecord) -> None:
         """Undo an accepted-but-not-stored job (submit was interrupted)."""

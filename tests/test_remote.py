@@ -204,3 +204,36 @@ def test_connect_reads_url_and_token_from_the_targets_file(manager, lab, tmp_pat
     assert target.remote_user == "bob" and target.url == "http://lab"
     with pytest.raises(RemoteAuthError, match="401"):
         qnb.connect("lab", "http://lab", token="qnb_wrong", transport=SwitchableTransport(app))
+
+
+def test_jobs_of_a_target_that_loads_on_first_use_are_followed_after_a_restart(manager, lab):
+    """A target from the targets file or a plug-in (here: a queue server registered as a
+    lazy entry) is loaded by the next kernel itself, and its unfinished jobs followed."""
+    from qnb._targets import registry
+
+    app, server, tokens = lab
+    blocker = block_device(server)
+    connect(app, tokens["alice"])
+    job = qnb.submit(FLIP, target="lab", shots=10)
+    wait_until(lambda: manager.store.load_job(job.id).remote_id, timeout=20, what="remote id stored")
+    manager.close()
+    registry.unregister("lab")
+    made = []
+
+    def load():
+        target = RemoteTarget("lab", "http://lab", token=tokens["alice"], loop=kernel2.loop,
+                              transport=SwitchableTransport(app))  # fmt: skip
+        made.append(target)
+        return target
+
+    kernel2 = JobManager.__new__(JobManager)  # the loader needs its loop: made below
+    registry.register_lazy("lab", load, origin="test")
+    kernel2.__init__(manager.home)
+    set_manager(kernel2)
+    try:
+        wait_until(lambda: made, timeout=20, what="the lazy target loaded by the new kernel")
+        server.cancel(blocker.id)
+        assert mostly_ones(qnb.get_job(job.id).result(timeout=60).counts(), 10)
+    finally:
+        set_manager(manager)
+        kernel2.close()
