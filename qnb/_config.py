@@ -26,9 +26,9 @@ def targets_file() -> Path:
 
 def _tables() -> dict[str, dict]:
     path = targets_file()
-    if not path.exists():
-        return {}
     try:
+        if not path.exists():
+            return {}
         tables = tomllib.loads(path.read_text()).get("targets", {})
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise InvalidOptionError(f"the targets file {path} cannot be read: {exc}") from None

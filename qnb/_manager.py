@@ -362,7 +362,13 @@ class JobManager:
         unfinished = [s.value for s in JobStatus if not s.is_terminal]
         followed = {rec.target for rec in self.store.find_jobs(status=unfinished, limit=1_000_000)
                     if rec.owner is None}  # fmt: skip
-        names = sorted(followed & set(self.targets.lazy()))
+        if not followed:
+            return
+        try:
+            names = sorted(followed & set(self.targets.lazy()))
+        except QnbError as exc:  # e.g. an unreadable targets file: said, never fatal here
+            logger.warning("qnb: cannot look for targets to follow again: %s", exc)
+            return
         if names:
             threading.Thread(
                 target=self._follow_when_loaded, args=(names,), name="qnb-resume", daemon=True
