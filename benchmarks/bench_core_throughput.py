@@ -102,6 +102,8 @@ def main() -> None:
     print(f"bare process pool, qsim:   {bare:7.2f} s  ({bare / qsim_loop:.2f}x the loop: parallelism alone)")
     print(f"qnb.run on 'sim':          {qnb_time:7.2f} s  (runs: {', '.join(f'{t:.2f}' for t in qnb_runs)})")
     print(f"ratio qnb / qsimcirq loop: {qnb_time / qsim_loop:.2f}x   (goal <= 1.0)")
+    print(f"ratio qnb / bare pool:     {qnb_time / bare:.2f}x   (goal <= 1.1; "
+          f"qnb's own cost {1000 * (qnb_time - bare) / len(circuits):.1f} ms an item)")
     print(f"speed-up vs cirq loop:     {cirq_loop / qnb_time:.2f}x   (goal >= 3.0)")
 
 

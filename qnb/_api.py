@@ -87,10 +87,7 @@ def prepare_items(
             f"{target.name!r} ({target.device.max_batch}); submit it as several jobs"
         )
     for label, circuit in labelled.items():
-        # First: the other checks unroll repeated subcircuits.
-        if any(isinstance(op.untagged, cirq.CircuitOperation) for op in circuit.all_operations()):
-            _circuits.check_expansion(label, circuit)
-        _circuits.check_measured(label, circuit)
+        _circuits.check_measured(label, circuit)  # (and repeated subcircuits' size, first)
         if label in sweeps:
             _sweeps.check_covered(label, circuit, sweeps[label])
     if compile:
