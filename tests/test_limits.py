@@ -32,8 +32,8 @@ def test_repetitions_that_expand_too_far_are_refused_at_submit(manager):
 
 
 def test_a_state_the_machine_cannot_hold_is_refused(manager, monkeypatch):
-    monkeypatch.setattr(_simulators, "available_memory", lambda: 2**20)  # 1 MiB left
-    qubits = cirq.LineQubit.range(18)  # 2 MiB of amplitudes
+    monkeypatch.setattr(_simulators, "available_memory", lambda: 100 << 20)  # 100 MiB left
+    qubits = cirq.LineQubit.range(24)  # 128 MiB of amplitudes
     with pytest.raises(qnb.LimitExceededError, match=r"needs about .* GiB .* state vector"):
         qnb.submit(cirq.Circuit(cirq.H.on_each(*qubits), cirq.measure(*qubits)))
     assert manager.store.find_jobs() == []
