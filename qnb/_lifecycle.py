@@ -22,22 +22,19 @@ from typing import Protocol
 
 from ._records import ItemRecord, JobRecord
 from ._status import (
+    CA,
+    CI,
+    CO,
     TERMINAL,
+    F,
     InvalidTransitionError,
     JobStatus,
+    P,
+    Q,
+    R,
     check_transition,
     derive_job_status,
     path_to,
-)
-
-P, Q, R, CI, CO, F, CA = (
-    JobStatus.PENDING,
-    JobStatus.QUEUED,
-    JobStatus.RUNNING,
-    JobStatus.CANCELLING,
-    JobStatus.COMPLETED,
-    JobStatus.FAILED,
-    JobStatus.CANCELLED,
 )
 
 
