@@ -300,6 +300,10 @@ def _to_circuit(value: object, label: str) -> cirq.Circuit:
 
 def normalize(circuits: object) -> dict[str, cirq.Circuit]:
     """One circuit, a list (labels "0", "1", ...) or a dict label -> circuit."""
+    if isinstance(circuits, (bytes, bytearray)):
+        raise InvalidCircuitError(
+            "got bytes; give OpenQASM as text (e.g. data.decode('utf-8')) or a cirq.Circuit"
+        )
     if isinstance(circuits, (cirq.Circuit, cirq.FrozenCircuit, str)):
         pairs = [("0", circuits)]
     elif isinstance(circuits, Mapping):
@@ -524,6 +528,16 @@ def _storable_kind(op: cirq.Operation, parameterized: bool) -> tuple | None:
     return (kind, frozenset(shapes))
 
 
+def _shown(op: cirq.Operation) -> str:
+    """``str(op)``, or what can be said of it when its values cannot even be printed
+    (an exponent of 10**5000 exceeds Python's digits limit)."""
+    try:
+        text = str(op)
+    except (ValueError, OverflowError, RecursionError):
+        return f"on {', '.join(map(str, op.qubits))} with a value too large to print"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def check_serializable(label: str, circuit: cirq.Circuit, *, resolved: bool = False) -> None:
     """Refuse operations that Cirq's JSON cannot write and read back; with ``resolved``,
     also free parameters (as :func:`check_resolved`, in the same pass: each walk over a
@@ -542,9 +556,9 @@ def check_serializable(label: str, circuit: cirq.Circuit, *, resolved: bool = Fa
         if not _round_trips(op):
             name = type(op.gate).__name__ if op.gate is not None else type(op).__name__
             raise InvalidCircuitError(
-                f"circuit {label!r}: operation {op} ({name}) cannot be stored as "
+                f"circuit {label!r}: operation {_shown(op)} ({name}) cannot be stored as "
                 "Cirq JSON; use Cirq's built-in gates (cirq.decompose(circuit) often helps), "
-                "parameters built from + - * / ** only, "
+                "parameters that are ordinary numbers or built from + - * / ** only, "
                 "or give the gate _json_dict_ and register its resolver"
             )
         if kind is not None:

@@ -64,3 +64,35 @@ def test_wait_all_waits_for_every_unfinished_job(manager):
         qnb.wait_all(timeout=0.2)
     assert not slow.done()
     slow.cancel()
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (b"OPENQASM 2.0;", "got bytes.*decode"),
+        (cirq.Circuit(cirq.X(Q) ** __import__("sympy").Integer(10**5000), cirq.measure(Q)),
+         "too large to print"),
+        (object(), "expected a cirq.Circuit"),
+    ],
+    ids=["bytes", "huge-exponent", "object"],
+)
+def test_inputs_that_used_to_slip_through_get_a_clear_error(manager, bad, words):
+    with pytest.raises(qnb.InvalidCircuitError, match=words):
+        qnb.submit(bad)
+    assert manager.store.find_jobs() == []
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"front": "no"}, "front must be True or False"),
+        ({"compile": "yes"}, "compile must be True or False"),
+        ({"name": object()}, "name must be text"),
+        ({"name": "x" * 10_000_000}, "at most 200"),
+    ],
+    ids=["front", "compile", "name-object", "name-10MB"],
+)
+def test_options_are_checked_at_submit(manager, options, words):
+    with pytest.raises(qnb.InvalidOptionError, match=words):
+        qnb.submit(BELL_QASM, **options)
+    assert manager.store.find_jobs() == []
