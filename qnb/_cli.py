@@ -68,7 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"qnb serve: {exc}", file=sys.stderr)
         return 2
     db = Path(args.db).expanduser() if args.db else default_home() / "server" / "queue.sqlite3"
-    manager = JobManager(db.parent, store_path=db, requeue_interrupted=True)
+    manager = JobManager(
+        db.parent, store_path=db, requeue_interrupted=True, warm_pool=not args.executor
+    )
     app = create_app(manager, device=args.device, users=users, max_body_bytes=args.max_body)
     requeued = len(manager.requeued_jobs)
     who = f"users from {args.users}" if users else "open mode (no users file, loopback only)"

@@ -83,9 +83,12 @@ class JobManager:
         targets: TargetRegistry = registry,
         store_path: str | Path | None = None,
         requeue_interrupted: bool = False,
+        warm_pool: bool = True,
     ):
         """``requeue_interrupted``: a queue server's manager runs again the jobs a
-        killed predecessor left unfinished, instead of marking them failed."""
+        killed predecessor left unfinished, instead of marking them failed.
+        ``warm_pool``: start the local simulation workers now (a server whose device
+        runs on a cluster needs none; the pool still starts if a local job comes)."""
         self.home = Path(home)
         try:
             self.home.mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,8 @@ class JobManager:
             # A read-only store is read as it is; the next writable process recovers.
             self.interrupted_jobs = [] if self.store.read_only else self._recover_interrupted()
             self._resume_following()
-        get_pool().start_warming()
+        if warm_pool:
+            get_pool().start_warming()
 
     # -- lifecycle of the manager -------------------------------------------------------
 
