@@ -58,6 +58,9 @@ except ImportError:  # pragma: no cover - Windows has no flock; see _owner_alive
 FLUSH_DELAY = 0.005
 # After a failed write (disk full), how soon the changes kept in memory are written again.
 STORE_RETRY_SECONDS = 1.0
+# How long a submit to a target with its own queue waits for the target to take the job
+# (a target that cannot be reached says so at once, and the job waits "reconnecting").
+HAND_OVER_WAIT_SECONDS = 60.0
 # Finished jobs held in memory besides the store (the newest; a widget shows them live).
 MAX_FINISHED_RECORDS = 1000
 
@@ -314,7 +317,9 @@ class JobManager:
         if _on_loop(self._loop):
             return  # the loop cannot wait for itself; the job follows as usual
         try:
-            answered.result()
+            answered.result(HAND_OVER_WAIT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            pass  # a target that neither answers nor says it is away: the job follows as usual
         except QnbError:
             self._forget(rec)
             raise
