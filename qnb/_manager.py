@@ -916,21 +916,25 @@ class JobManager:
             return
         store = Store(self.store.path)
         try:
+            # Some may have failed already, as the pool's shutdown ended their items:
+            # the others are marked here. Either way they are the jobs left, named below.
             records = store.unfinished_jobs([self.owner])
             for rec in records:
                 _lifecycle.recover(rec, Recovery.INTERRUPTED, INTERRUPTED)
             store.save_whole(records)
+            # (A job that completed in the last moment is not one left.)
+            left = [rec for rec in left if store.load_job(rec.id).status is not JobStatus.COMPLETED]
         finally:
             store.close()
-        if not records:
+        if not left:
             return
-        names = ", ".join(f"{rec.id[:8]} {rec.name!r}" for rec in records[:10])
-        more = f" and {len(records) - 10} more" if len(records) > 10 else ""
+        names = ", ".join(f"{rec.id[:8]} {rec.name!r}" for rec in left[:10])
+        more = f" and {len(left) - 10} more" if len(left) > 10 else ""
         logger.warning(
             "qnb: %d job(s) had not finished when this process exited and are marked "
             "failed (interrupted): %s%s. job.resubmit() runs them again; to let jobs "
-            "finish, wait for them (job.result()) before the script ends.",
-            len(records), names, more,
+            "finish, call qnb.wait_all() (or job.result()) before the script ends.",
+            len(left), names, more,
         )
 
 
