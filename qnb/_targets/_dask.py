@@ -258,6 +258,8 @@ class DaskExecutor:
             return
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
         for chunk in self._chunks([item for item in items if not item.future.done()], max(1, threads)):
+            if all(item.future.done() for item in chunk.items):
+                continue  # cancelled while the chunks before it were sent
             try:
                 tasks = [pickle.dumps(item.task, protocol=pickle.HIGHEST_PROTOCOL) for item in chunk.items]
             except Exception as exc:
@@ -269,7 +271,7 @@ class DaskExecutor:
             )
             self.sent_chunks += 1
             self.sent_items += len(tasks)
-            conn.spawn(self._collect(chunk))
+            conn.spawn(self._collect(chunk, chunk.future))
             # Let the client send it now: the first chunks run while the rest are pickled.
             await asyncio.sleep(0)
 
@@ -297,10 +299,11 @@ class DaskExecutor:
             item.chunk = chunk
         return chunk
 
-    async def _collect(self, chunk: _Chunk) -> None:
-        assert chunk.future is not None
+    async def _collect(self, chunk: _Chunk, future) -> None:
+        # The future is passed in: a cancel may take it off the chunk (_forget) before
+        # this task first runs.
         try:
-            outcomes, seconds = await chunk.future
+            outcomes, seconds = await future
         except asyncio.CancelledError:
             if all(item.future.done() for item in chunk.items):
                 return  # the chunk was cancelled because nobody waits for it
