@@ -19,15 +19,14 @@ from conftest import BELL_QASM, wait_until
 
 SLOW_JOB = textwrap.dedent(
     """
-    import time, cirq, qnb
+    import cirq, qnb, qnb._manager
     q = cirq.LineQubit.range(3)
     # A mid-circuit measurement: shot by shot, ~10 minutes for a million shots.
     slow = cirq.Circuit(cirq.H.on_each(*q), cirq.measure(q[0], key="mid"),
                         cirq.CNOT(q[0], q[1]), cirq.measure(*q, key="m"))
     job = qnb.submit(slow, target="cirq", shots=1_000_000, name="slow one")
-    deadline = time.monotonic() + 60
-    while job.status.value != "running" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    running = qnb._manager.get_manager().when(job.id, lambda rec: rec.status.value == "running")
+    running.result(60)
     print(job.id, job.status.value, flush=True)
     """
 )

@@ -22,7 +22,7 @@ KEY = "sk-standin-kill-test-4242"
 
 SUBMITTER = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading
     import cirq, qnb
     from qnb import _manager
 
@@ -34,15 +34,10 @@ SUBMITTER = textwrap.dedent(
     flip = cirq.Circuit(cirq.X(q[1]), cirq.measure(*q, key="m"))
     job = qnb.submit({"bell": bell, "flip": flip}, target="qpu", shots=100, name="paid for")
     manager = _manager.get_manager()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        manager.flush()
-        stored = manager.store.load_job(job.id)
-        if stored is not None and stored.remote_id:
-            print("STORED", job.id, stored.remote_id, flush=True)
-            break
-        time.sleep(0.01)
-    time.sleep(600)  # the kernel is busy when it is killed
+    # Resolves once the vendor's id is in the store (waiters wait for the write).
+    manager.when(job.id, lambda rec: rec.remote_id is not None).result(60)
+    print("STORED", job.id, manager.store.load_job(job.id).remote_id, flush=True)
+    threading.Event().wait(600)  # the kernel is busy when it is killed
     """
 )
 
