@@ -452,9 +452,9 @@ class SimulationPool:
 def _serve_in_worker(conn: Connection) -> None:
     # The worker module (Cirq, qsimcirq) is imported here, in the worker, where the
     # forkserver has it already: the kernel never pays for qsimcirq itself.
-    from . import _worker
+    from ._worker import serve
 
-    _worker.serve(conn)
+    serve(conn)
 
 
 def _settle(item: _Item, outcome: Outcome) -> None:

@@ -110,7 +110,7 @@ def _warm() -> None:
         os.nice(10)
     except OSError:
         pass
-    from . import _intake  # noqa: F401  (imports Cirq and qnb once, before the first request)
+    from ._intake import parse  # noqa: F401  (imports Cirq and qnb once, before the first request)
 
 
 #: One worker per server process, shared by every app in it (tests make many).

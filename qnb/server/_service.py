@@ -34,10 +34,11 @@ from .._errors import (
 from .._manager import JobManager
 from .._records import JobRecord
 from .._status import IN_QUEUE
-from . import _intake
 from ._auth import User
 from ._cpu import CpuWorker, worker
 from ._intake import Limits, field
+from ._intake import count as count_circuits
+from ._intake import parse as parse_circuits
 
 #: A batch is checked in the worker process when it has OpenQASM, is compiled, or has
 #: more operations than this (below it, parsing takes less than a process hop).
@@ -286,14 +287,14 @@ class QueueService:
         when known: counted first, then parsed once, in this thread when small, else
         in the worker process; then checked against the target here."""
         spec = self.target.device
-        counted = _intake.count(circuits, self.limits, max_batch=spec.max_batch)
+        counted = count_circuits(circuits, self.limits, max_batch=spec.max_batch)
         if counted.qasm or compile or counted.operations > SMALL_BATCH_OPERATIONS:
             labelled, texts = self.cpu.run(
-                self.limits.cpu_seconds, _intake.parse,
+                self.limits.cpu_seconds, parse_circuits,
                 circuits, counted.json_labels, spec, compile=compile, serialize=True,
             )
         else:
-            labelled, texts = _intake.parse(circuits, counted.json_labels, spec, compile=False)
+            labelled, texts = parse_circuits(circuits, counted.json_labels, spec, compile=False)
         try:
             return prepare(labelled, self.target, shots=shots, compile=False), texts
         except (InvalidCircuitError, DeviceValidationError) as exc:
@@ -436,7 +437,7 @@ class QueueService:
     def compile(self, user: User, circuits: dict[str, str]) -> dict:
         """The circuits rewritten for the device (Cirq JSON), not submitted."""
         spec = self.target.device
-        counted = _intake.count(circuits, self.limits, max_batch=spec.max_batch)
+        counted = count_circuits(circuits, self.limits, max_batch=spec.max_batch)
         try:
             compiled = self.cpu.run(
                 self.limits.cpu_seconds, _compile_texts, circuits, counted.json_labels, spec
@@ -451,7 +452,7 @@ class QueueService:
 
 def _compile_texts(circuits: dict[str, str], json_labels: set[str], spec) -> dict[str, str]:
     """In the worker process: parse, compile, and answer Cirq JSON."""
-    compiled, texts = _intake.parse(
+    compiled, texts = parse_circuits(
         circuits, json_labels, spec, compile=True, serialize=True, measured=False
     )
     return dict(zip(compiled, texts))
