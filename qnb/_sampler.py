@@ -51,15 +51,12 @@ class Sampler(cirq.Sampler):
     def run_sweep(
         self, program: cirq.AbstractCircuit, params: cirq.Sweepable, repetitions: int = 1
     ) -> Sequence[cirq.Result]:
-        job, labels = self._submit([program], [params], repetitions)
-        return job.result(timeout=self.timeout).sweep(labels[0])
+        return self.run_batch([program], [params], repetitions)[0]
 
     async def run_sweep_async(
         self, program: cirq.AbstractCircuit, params: cirq.Sweepable, repetitions: int = 1
     ) -> Sequence[cirq.Result]:
-        job, labels = self._submit([program], [params], repetitions)
-        result = await asyncio.wait_for(job._result_async(), self.timeout)
-        return result.sweep(labels[0])
+        return (await self.run_batch_async([program], [params], repetitions))[0]
 
     def run_batch(
         self,
