@@ -32,6 +32,14 @@ class LocalQueueBackend:
     def entries(self) -> list[QueueEntry]:
         return [_entry(rec, pos) for pos, rec in enumerate(self._manager.pending(self._target), 1)]
 
+    def entry(self, job_id: str) -> QueueEntry | None:
+        # The queue is sorted: the job's position by bisection, not a list of everyone.
+        rec = self._manager.record(job_id)
+        if rec is None or rec.target != self._target:
+            return None
+        position = self._manager.position(rec)
+        return None if position is None else _entry(rec, position)
+
     def remove(self, *, job_id=None, position=None, expected_id=None) -> QueueEntry:
         rec = self._manager.remove_queued(
             self._target, job_id=job_id, position=position, expected_id=expected_id
@@ -185,12 +193,13 @@ class Queue:
         return self._backend.entries()
 
     def _position_of(self, job_id: str) -> int | None:
-        return next((e.position for e in self._entries() if e.id == job_id), None)
+        found = self._backend.entry(job_id)
+        return None if found is None else found.position
 
     def _added(self, job: Job) -> PendingJob:
         # Submit returned once the target had the job, so the queue shows it now (or it
         # has started already, and the entry says so).
-        found = next((e for e in self._entries() if e.id == job.id), None)
+        found = self._backend.entry(job.id)
         if found is None:
             found = QueueEntry(None, job.id, job.user, job.name, job.time_added, job.status)
         return self._pending(found)
@@ -226,7 +235,7 @@ class Queue:
 
     def get(self, job_id: str) -> PendingJob | None:
         """The queue entry of ``job_id``, or None when it is not waiting in this queue."""
-        found = next((e for e in self._entries() if e.id == job_id), None)
+        found = self._backend.entry(job_id)
         return None if found is None else self._pending(found)
 
     def get_by_user_id(self, user: str) -> list[PendingJob]:

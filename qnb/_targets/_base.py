@@ -165,6 +165,9 @@ class QueueBackend(Protocol):
     def entries(self) -> list[QueueEntry]:
         """Waiting jobs, head first, with their 1-based positions."""
 
+    def entry(self, job_id: str) -> QueueEntry | None:
+        """One waiting job's entry, or None when it is not waiting in this queue."""
+
     def remove(self, *, job_id: str | None = None, position: int | None = None,
                expected_id: str | None = None) -> QueueEntry:
         """Take one job out (it ends cancelled); by id, or by position when it is still

@@ -509,6 +509,9 @@ class RemoteQueueBackend:
     def entries(self) -> list[QueueEntry]:
         return [_queue_entry(e) for e in self._call("GET", "/v1/queue")["entries"]]
 
+    def entry(self, job_id: str) -> QueueEntry | None:
+        return next((e for e in self.entries() if e.id == job_id), None)
+
     def remove(self, *, job_id=None, position=None, expected_id=None) -> QueueEntry:
         if position is None:
             return _queue_entry(self._call("DELETE", f"/v1/queue/jobs/{job_id}"))
