@@ -368,9 +368,7 @@ class JobManager:
         """Jobs that a target with its own queue runs for this store (a vendor's cloud
         from the targets file, a plug-in) are followed again without being asked: their
         targets load in the background (loading may ask the vendor for its device)."""
-        unfinished = [s.value for s in JobStatus if not s.is_terminal]
-        followed = {rec.target for rec in self.store.find_jobs(status=unfinished, limit=1_000_000)
-                    if rec.owner is None}  # fmt: skip
+        followed = self.store.followed_targets()
         if not followed:
             return
         try:

@@ -291,6 +291,16 @@ class Store:
         )
         return {r[0] for r in rows}
 
+    def followed_targets(self) -> set[str]:
+        """Targets with unfinished jobs that no process runs here (a server or vendor
+        runs them; this store follows them)."""
+        marks = ",".join("?" * len(_UNFINISHED))
+        rows = self._query(
+            f"SELECT DISTINCT target FROM jobs WHERE owner IS NULL AND status IN ({marks})",
+            _UNFINISHED,
+        )
+        return {r[0] for r in rows}
+
     def unfinished_jobs(self, owners: Sequence[str]) -> list[JobRecord]:
         """The unfinished jobs of ``owners``, in queue order."""
         marks = ",".join("?" * len(owners))
