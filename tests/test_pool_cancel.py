@@ -97,3 +97,36 @@ def test_the_default_worker_count_fits_memory(monkeypatch):
     monkeypatch.setenv("QNB_WORKERS", "7")
     assert _pool.default_workers() == 7
     assert _pool.available_memory() > 0  # this machine's answer is readable
+
+
+class _UnpicklableGate(cirq.Gate):
+    """A gate holding a lambda: it cannot travel to a worker process."""
+
+    def __init__(self):
+        self.rule = lambda x: x
+
+    def _num_qubits_(self):
+        return 1
+
+    def _unitary_(self):
+        return cirq.unitary(cirq.X)
+
+
+def test_an_item_that_cannot_be_pickled_fails_alone_and_the_rest_of_its_chunk_runs():
+    # Items are pickled as they leave for a worker: a small batch travels as one chunk,
+    # and the bad item must fail by itself, not take its chunk (or the pool) down.
+    pool = get_pool()
+    assert pool.wait_ready(120)
+    bad = cirq.Circuit(_UnpicklableGate()(QUBITS[0]), cirq.measure(QUBITS[0], key="m"))
+
+    async def together():
+        return await asyncio.gather(
+            pool.run("qsim", 0.0, BELL, 20),
+            pool.run("qsim", 0.0, bad, 20),
+            pool.run("qsim", 0.0, BELL, 20),
+        )
+
+    (first_ok, _, _), (bad_ok, error, engine), (last_ok, last, _) = asyncio.run(together())
+    assert first_ok and last_ok and '"m"' in last
+    assert not bad_ok and engine is None
+    assert "pickle" in error.lower() or "lambda" in error, error

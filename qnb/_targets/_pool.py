@@ -145,12 +145,13 @@ def _workers_skip_main_module():
 class _Item:
     """One circuit on its way through the pool."""
 
-    pickled: bytes
+    task: tuple | None  # what the worker runs; pickled (and dropped) when dispatched
     weight: int
     time_limit: float
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     cancelled: bool = False  # set on the caller's loop, read by the supervisor
+    pickled: bytes | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -227,11 +228,8 @@ class SimulationPool:
         default the pool's) fails the item and replaces its worker when exceeded.
         """
         loop = asyncio.get_running_loop()
-        try:
-            pickled = pickle.dumps((engine, noise, circuit, shots, params), pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}", None
-        item = _Item(pickled, _weight(circuit, shots), time_limit or self.time_limit, loop, loop.create_future())
+        task = (engine, noise, circuit, shots, params)
+        item = _Item(task, _weight(circuit, shots), time_limit or self.time_limit, loop, loop.create_future())
         with self._lock:
             if self._closed:
                 return False, "the simulation pool is shut down (the process is exiting)", None
@@ -379,10 +377,13 @@ class SimulationPool:
         for worker in sorted(workers, key=lambda w: len(w.chunk_sizes)):
             if len(worker.chunk_sizes) >= CHUNKS_PER_WORKER:
                 continue
-            with self._lock:
-                chunk = self._take_chunk()
-            if not chunk:
-                return
+            chunk: list[_Item] = []
+            while not chunk:  # (every item of a chunk may fail to pickle)
+                with self._lock:
+                    taken = self._take_chunk()
+                if not taken:
+                    return
+                chunk = _pickled(taken)
             try:
                 worker.conn.send([item.pickled for item in chunk])
             except (OSError, ValueError):  # the worker died; _receive replaces it
@@ -455,6 +456,26 @@ def _serve_in_worker(conn: Connection) -> None:
     from ._worker import serve
 
     serve(conn)
+
+
+def _pickled(chunk: list[_Item]) -> list[_Item]:
+    """The chunk's items with their tasks pickled; an item that cannot be pickled fails.
+
+    Pickled here, as each item leaves for a worker, not when it is queued: the first
+    items of a big batch start at once instead of after the whole batch is pickled,
+    and a cancelled item is never pickled at all."""
+    ready = []
+    for item in chunk:
+        if item.pickled is None:
+            try:
+                item.pickled = pickle.dumps(item.task, pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                _settle(item, (False, f"{type(exc).__name__}: {exc}", None))
+                continue
+            finally:
+                item.task = None  # the circuit is the caller's to free once it is sent
+        ready.append(item)
+    return ready
 
 
 def _settle(item: _Item, outcome: Outcome) -> None:
