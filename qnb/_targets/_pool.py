@@ -289,7 +289,7 @@ class SimulationPool:
                 self._run_on_ready()
             now = time.monotonic()
             self._note_cancellations(now)
-            self._dispatch(now)
+            self._dispatch()
             with self._lock:
                 workers = list(self._workers)
             deadline = min(
@@ -370,7 +370,7 @@ class SimulationPool:
             if worker.items and worker.items[0].cancelled and worker.kill_at is None:
                 worker.kill_at = now + CANCEL_GRACE_SECONDS
 
-    def _dispatch(self, now: float) -> None:
+    def _dispatch(self) -> None:
         with self._lock:
             workers = list(self._workers)
         # Idle workers first, then those with one chunk: work spreads before it piles.
@@ -391,7 +391,7 @@ class SimulationPool:
                     self._pending.extendleft(reversed(chunk))
                 continue
             if not worker.items:
-                worker.started = now
+                worker.started = time.monotonic()  # (not `now`: pickling took some of it)
             worker.items.extend(chunk)
             worker.chunk_sizes.append(len(chunk))
 
