@@ -102,6 +102,36 @@ def test_unresolved_parameters_are_named():
     _circuits.check_resolved("c", cirq.resolve_parameters(circuit, {"theta": 1, "phi": 2}))
 
 
+def test_a_symbol_is_found_in_a_gate_type_already_seen_with_numbers():
+    # The submit check skips Cirq's parameter protocol for Cirq's own gates whose
+    # attributes are all numbers: the same gate types with a symbol must still be caught.
+    theta = sympy.Symbol("theta")
+    plain = cirq.Circuit(cirq.rx(0.3)(Q[0]), cirq.CZ(*Q[:2]) ** np.float64(0.5), cirq.measure(*Q[:2]))
+    _circuits.check_serializable("plain", plain, resolved=True)
+    _circuits.check_serializable("plain again", plain, resolved=True)  # now by the quick path
+    swept = cirq.Circuit(cirq.rx(0.3)(Q[0]), cirq.CZ(*Q[:2]) ** theta, cirq.measure(*Q[:2]))
+    with pytest.raises(InvalidCircuitError, match="circuit 's' has unresolved parameters theta"):
+        _circuits.check_serializable("s", swept, resolved=True)
+    _circuits.check_serializable("s", swept, resolved=False)  # a sweep gives theta its values
+    tagged = cirq.Circuit(cirq.rx(theta)(Q[0]).with_tags("t"), cirq.measure(Q[0]))
+    with pytest.raises(InvalidCircuitError, match="unresolved parameters theta"):
+        _circuits.check_serializable("t", tagged, resolved=True)
+
+
+def test_measurements_are_found_however_placed():
+    # One walk finds the measurement and each key's width; a subcircuit takes the full path.
+    inner = cirq.FrozenCircuit(cirq.X(Q[0]), cirq.measure(Q[0], Q[1], key="k"))
+    _circuits.check_measured("sub", cirq.Circuit(cirq.CircuitOperation(inner, repetitions=2)))
+    with pytest.raises(InvalidCircuitError, match="measures key 'k' on 2 qubits and again on 1"):
+        _circuits.check_measured(
+            "sub", cirq.Circuit(cirq.CircuitOperation(inner), cirq.measure(Q[0], key="k"))
+        )
+    with pytest.raises(InvalidCircuitError, match="has no measurements"):
+        _circuits.check_measured("none", cirq.Circuit(cirq.X(Q[0])))
+    _circuits.check_measured("pauli", cirq.Circuit(cirq.PauliMeasurementGate([cirq.X], key="p").on(Q[0])))
+    _circuits.check_measured("first", cirq.Circuit(cirq.measure(Q[0], key="m"), cirq.X(Q[0])))
+
+
 def test_qudits_are_refused_where_only_qubits_run():
     circuit = QSIM_FAILS["qutrit"][0]
     with pytest.raises(DeviceValidationError, match=r"circuit 't' uses qudits \(q\(0\) \(d=3\) of dimension 3\), but target 'x'"):
