@@ -175,6 +175,7 @@ class SimulationPool:
         self.warm_on_start = True
         self._lock = threading.Lock()
         self._pending: deque[_Item] = deque()
+        self._cancelled_pending = False  # some item may have been cancelled since the last look
         self._workers: list[_Worker] = []
         self._closed = False
         self._start_failure: str | None = None
@@ -233,13 +234,19 @@ class SimulationPool:
         with self._lock:
             if self._closed:
                 return False, "the simulation pool is shut down (the process is exiting)", None
+            # The supervisor waits with items pending only while every worker is full;
+            # an outcome wakes it then. So only the first of a batch needs to wake it
+            # (300 wakes were 300 turns of its loop).
+            wake = not self._pending
             self._pending.append(item)
             self._start_thread()
-        self._wake()
+        if wake:
+            self._wake()
         try:
             return await item.future
         except asyncio.CancelledError:
             item.cancelled = True
+            self._cancelled_pending = True
             self._wake()
             raise
 
@@ -363,7 +370,8 @@ class SimulationPool:
 
     def _note_cancellations(self, now: float) -> None:
         with self._lock:
-            if any(item.cancelled for item in self._pending):
+            if self._cancelled_pending:  # (a scan of every waiting item is not free)
+                self._cancelled_pending = False
                 self._pending = deque(item for item in self._pending if not item.cancelled)
             workers = list(self._workers)
         for worker in workers:
