@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import gc
 import logging
 import multiprocessing
 import os
@@ -110,7 +111,13 @@ def _warm() -> None:
         os.nice(10)
     except OSError:
         pass
-    from ._intake import parse  # noqa: F401  (imports Cirq and qnb once, before the first request)
+    from ._intake import check  # noqa: F401  (imports Cirq and qnb once, before the first request)
+
+    # What the imports made lives as long as the worker: frozen, the collector no longer
+    # walks it (measured: full collections took 1.2 s of a 7.5 s 300-circuit compile
+    # with it, 0.4-0.5 s without).
+    gc.collect()
+    gc.freeze()
 
 
 #: One worker per server process, shared by every app in it (tests make many).

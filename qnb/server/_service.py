@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pickle
 import threading
 import uuid
 from collections.abc import Sequence
 
 import cirq
 
-from .._api import _default_name, prepare
+from .._api import _default_name
 from .._errors import (
     DeviceValidationError,
     DuplicateJobError,
@@ -36,7 +37,8 @@ from .._records import JobRecord
 from .._status import IN_QUEUE
 from ._auth import User
 from ._cpu import CpuWorker, worker
-from ._intake import Limits, field
+from ._intake import Limits, checked, field
+from ._intake import check as check_circuits
 from ._intake import count as count_circuits
 from ._intake import parse as parse_circuits
 
@@ -284,21 +286,25 @@ class QueueService:
         self, circuits: dict[str, str], *, shots: int, compile: bool
     ) -> tuple[dict, list[str] | None]:
         """Circuit texts to checked (and maybe compiled) circuits, and their Cirq JSON
-        when known: counted first, then parsed once, in this thread when small, else
-        in the worker process; then checked against the target here."""
+        when known: counted first, then parsed and checked against the target once, in
+        this thread when small, else in the worker process (the target's checks with
+        them, when the target can travel there)."""
         spec = self.target.device
         counted = count_circuits(circuits, self.limits, max_batch=spec.max_batch)
         if counted.qasm or compile or counted.operations > SMALL_BATCH_OPERATIONS:
+            # A copy of the target checks them there, if it can travel (asked each time:
+            # a cluster client or a connection it opens later would not).
+            travelling = self.target if _travels(self.target) else None
             labelled, texts = self.cpu.run(
-                self.limits.cpu_seconds, parse_circuits,
-                circuits, counted.json_labels, spec, compile=compile, serialize=True,
+                self.limits.cpu_seconds, check_circuits, circuits, counted.json_labels, spec,
+                travelling, shots=shots, compile=compile,
             )
-        else:
-            labelled, texts = parse_circuits(circuits, counted.json_labels, spec, compile=False)
-        try:
-            return prepare(labelled, self.target, shots=shots, compile=False), texts
-        except (InvalidCircuitError, DeviceValidationError) as exc:
-            raise field(exc, "circuits") from None
+            if travelling is None:
+                labelled = checked(labelled, self.target, shots=shots)
+            return labelled, texts
+        return check_circuits(
+            circuits, counted.json_labels, spec, self.target, shots=shots, compile=False
+        )
 
     def view(self, user: User, job_id: str) -> dict:
         return self.full_view(self._own(user, job_id, "read it"))
@@ -448,6 +454,15 @@ class QueueService:
 
     def whoami(self, user: User) -> dict:
         return {"user": user.name, "role": user.role}
+
+
+def _travels(target) -> bool:
+    """Whether ``target`` can be copied to the worker process (~0.2 ms for a simulator)."""
+    try:
+        pickle.dumps(target)
+    except Exception:  # whatever a target holds may refuse: a lock, a socket, a loop
+        return False
+    return True
 
 
 def _compile_texts(circuits: dict[str, str], json_labels: set[str], spec) -> dict[str, str]:
