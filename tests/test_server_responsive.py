@@ -14,6 +14,10 @@ from conftest import BELL_QASM
 from test_server_support import ServeProcess, auth, make_users, submit_body
 
 READ_LIMIT_SECONDS = 0.100
+# And as measured from outside, wait for a core included: a loaded shared machine may
+# delay a read now and then, but never near the seconds the loop was once held for.
+WALL_SHARE_OVER_LIMIT = 0.01
+WALL_LIMIT_SECONDS = 1.0
 
 
 class RunqueueWait:
@@ -103,3 +107,6 @@ def test_every_status_read_answers_within_100_ms_while_300_circuits_compile(tmp_
                f"without the waits for a core, max {server_side[0][0] * 1000:.1f} ms")
     print(summary)
     assert slow == [], (summary, slow[:10])
+    over = [took for took in walls if took >= READ_LIMIT_SECONDS]
+    assert len(over) <= WALL_SHARE_OVER_LIMIT * len(walls), (summary, over[-10:])
+    assert walls[-1] < WALL_LIMIT_SECONDS, summary
