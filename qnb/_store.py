@@ -19,7 +19,10 @@ from ._records import ItemRecord, JobRecord
 from ._status import JobStatus
 
 # 2: items carry a sweep point (params) and the engine that ran them.
-SCHEMA_VERSION = 2
+# 3: circuits have a table of their own. SQLite rewrites a whole row on every update, and
+#    an item's row is updated as it runs and when its result lands: with its circuit in
+#    it (~70 KB of JSON for 350 gates) each of those writes copied the circuit again.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,18 +45,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
-CREATE TABLE IF NOT EXISTS items (
+CREATE TABLE IF NOT EXISTS circuits (
     job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     idx     INTEGER NOT NULL,
-    label   TEXT NOT NULL,
     circuit TEXT NOT NULL,  -- Cirq JSON, or "@k": the same circuit as item k (sweeps)
-    status  TEXT NOT NULL,
-    error   TEXT,
-    result  TEXT,
-    params  TEXT,  -- a sweep point's cirq.ParamResolver (Cirq JSON); NULL if not swept
-    engine  TEXT,  -- the simulator or device that ran it
     PRIMARY KEY (job_id, idx)
-) WITHOUT ROWID;
+);
 -- A queue server's submissions by (user, Idempotency-Key): a retried submit finds its job.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     user      TEXT NOT NULL,
@@ -64,6 +61,21 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (user, key)
 ) WITHOUT ROWID;
 """
+
+_ITEMS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,
+    label   TEXT NOT NULL,
+    status  TEXT NOT NULL,
+    error   TEXT,
+    result  TEXT,
+    params  TEXT,  -- a sweep point's cirq.ParamResolver (Cirq JSON); NULL if not swept
+    engine  TEXT,  -- the simulator or device that ran it
+    PRIMARY KEY (job_id, idx)
+) WITHOUT ROWID;
+"""
+_ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine"
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
@@ -91,6 +103,7 @@ class Store:
             pass  # a read-only home: reading may still work, see _open
         self._lock = threading.Lock()
         self._claims = 0
+        self._circuits_in_items = False  # an old store opened read-only (not upgraded)
         with self._faults("open"):
             self._db = self._open()
 
@@ -106,6 +119,7 @@ class Store:
         self.read_only = True
         db = self._connect(f"file:{self.path}?mode=ro&immutable=1")
         self._check_schema(db)
+        self._circuits_in_items = "circuit" in _columns(db, "items")  # not upgraded: read as is
         return db
 
     def _connect(self, uri: str) -> sqlite3.Connection:
@@ -119,14 +133,15 @@ class Store:
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA foreign_keys=ON")
         self._check_schema(db)
-        db.executescript(_SCHEMA)  # idempotent, and commits by itself
-        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-        if "priority" not in columns:  # a store written before priorities existed
+        db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items"))  # idempotent; commits
+        if "priority" not in _columns(db, "jobs"):  # a store written before priorities existed
             db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
-        item_columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+        item_columns = _columns(db, "items")
         for column in ("params", "engine"):  # a store written before sweeps existed
             if column not in item_columns:
                 db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+        if "circuit" in item_columns:  # schema 1-2: circuits inside the items' rows
+            _move_circuits_out(db)
         key_columns = {row[1] for row in db.execute("PRAGMA table_info(idempotency_keys)")}
         if "created" not in key_columns:  # keys written before they expired
             db.execute("ALTER TABLE idempotency_keys ADD COLUMN created REAL NOT NULL DEFAULT 0")
@@ -204,13 +219,16 @@ class Store:
                 _job_row(job),
             )
             db.executemany(
-                "INSERT INTO items (job_id, idx, label, circuit, status, error, result, params, engine) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (job.id, i, it.label, stored[i], it.status.value, it.error, results.get(i),
-                     it.params, it.engine)
+                    (job.id, i, it.label, it.status.value, it.error, results.get(i), it.params,
+                     it.engine)
                     for i, it in enumerate(job.items)
                 ],
+            )
+            db.executemany(
+                "INSERT INTO circuits (job_id, idx, circuit) VALUES (?,?,?)",
+                [(job.id, i, text) for i, text in enumerate(stored)],
             )
 
     def save(self, changes: Changes) -> None:
@@ -357,7 +375,8 @@ class Store:
         return dict(rows)
 
     def load_circuits(self, job_id: str) -> list[str]:
-        rows = self._query("SELECT circuit FROM items WHERE job_id=? ORDER BY idx", (job_id,))
+        table = "items" if self._circuits_in_items else "circuits"
+        rows = self._query(f"SELECT circuit FROM {table} WHERE job_id=? ORDER BY idx", (job_id,))
         texts = [r[0] for r in rows]
         return [texts[int(t[1:])] if t.startswith(_SAME_AS) else t for t in texts]
 
@@ -376,6 +395,32 @@ class Store:
             ):
                 items[job_id].append(ItemRecord(label, JobStatus(status), error, params, engine))
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _move_circuits_out(db: sqlite3.Connection) -> None:
+    """Schema 3: the circuits of a store written before it move to their own table and
+    the items' table is rebuilt without them (all in one transaction; SQLite's own way
+    to drop a column on any version)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "circuit" in _columns(db, "items"):  # (another process may have done it)
+            # (Items of no job, which the first schema did not prevent, are left behind.)
+            db.execute("INSERT OR IGNORE INTO circuits (job_id, idx, circuit) SELECT job_id, "
+                       "idx, circuit FROM items WHERE job_id IN (SELECT id FROM jobs)")
+            db.execute(_ITEMS_TABLE.format(name="items_without_circuits"))
+            db.execute(f"INSERT INTO items_without_circuits ({_ITEM_COLUMNS}) SELECT "
+                       f"{_ITEM_COLUMNS} FROM items WHERE job_id IN (SELECT id FROM jobs)")
+            db.execute("DROP TABLE items")
+            db.execute("ALTER TABLE items_without_circuits RENAME TO items")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _is_read_only(exc: sqlite3.OperationalError) -> bool:

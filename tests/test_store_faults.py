@@ -51,7 +51,8 @@ def test_an_older_store_is_upgraded_in_place(tmp_path):
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
         version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert {"params", "engine"} <= columns and version == str(SCHEMA_VERSION)
+    assert {"params", "engine"} <= columns and "circuit" not in columns
+    assert version == str(SCHEMA_VERSION)
 
 
 def test_a_full_disk_keeps_results_in_memory_and_says_so(manager):
