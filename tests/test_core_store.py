@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from qnb import JobStatus
 from qnb._store import Store
@@ -87,3 +95,28 @@ def test_circuits_move_to_their_own_table_and_everything_else_stays(tmp_path):
         assert store._query("SELECT count(*) FROM circuits") == [(0,)]
     finally:
         store.close()
+
+
+def test_an_old_store_that_cannot_be_upgraded_is_still_read(tmp_path):
+    # A schema-2 store in a home this user may not write: read where its circuits are.
+    if os.geteuid() != 0:
+        pytest.fail("this test drops root privileges to make the home read-only; run as root (CI does)")
+    folder = Path(tempfile.mkdtemp(prefix="qnb-old-readonly-"))  # /tmp: open to other users
+    try:
+        os.chmod(folder, 0o755)
+        path = folder / "qnb.sqlite3"
+        with sqlite3.connect(path) as db:
+            db.executescript(SCHEMA_2)
+        os.chmod(path, 0o644)
+        script = (
+            "import os; from qnb._store import Store; os.setuid(65534); "
+            f"store = Store({str(path)!r}); "
+            "print(store.read_only, store.load_circuits('j2'), store.load_results('j2')[1])"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == (
+            "True ['{\"circuit\": 0}', '{\"circuit\": 0}', '{\"circuit\": 2}'] {\"r\": 1}"
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
