@@ -142,8 +142,7 @@ class Store:
                 db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
         if "circuit" in item_columns:  # schema 1-2: circuits inside the items' rows
             _move_circuits_out(db)
-        key_columns = {row[1] for row in db.execute("PRAGMA table_info(idempotency_keys)")}
-        if "created" not in key_columns:  # keys written before they expired
+        if "created" not in _columns(db, "idempotency_keys"):  # keys written before they expired
             db.execute("ALTER TABLE idempotency_keys ADD COLUMN created REAL NOT NULL DEFAULT 0")
         db.execute("CREATE INDEX IF NOT EXISTS keys_by_age ON idempotency_keys (created)")
         db.execute(
@@ -408,7 +407,7 @@ def _move_circuits_out(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         if "circuit" in _columns(db, "items"):  # (another process may have done it)
-            # (Items of no job, which the first schema did not prevent, are left behind.)
+            # (Items of no job, which the first schema did not prevent, go with the table.)
             db.execute("INSERT OR IGNORE INTO circuits (job_id, idx, circuit) SELECT job_id, "
                        "idx, circuit FROM items WHERE job_id IN (SELECT id FROM jobs)")
             db.execute(_ITEMS_TABLE.format(name="items_without_circuits"))
