@@ -43,6 +43,20 @@ API = "/v0.4"
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying when its startup has ended (listening, or failed)."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets=None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+
 @dataclasses.dataclass
 class Fault:
     status: int
@@ -406,15 +420,12 @@ class StandIn:
             self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
             access_log=False,
         )  # fmt: skip
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._server.install_signal_handlers = lambda: None  # in a thread
         self._thread = threading.Thread(target=self._server.run, name="ionq-standin", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the IonQ stand-in did not start on port {port}")
-            time.sleep(0.01)
+        if not self._server.ready.wait(20) or not self._server.started:
+            raise RuntimeError(f"the IonQ stand-in did not start on port {port}")
         return self.url
 
     def stop(self) -> None:
