@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import time
 
 import cirq
+import numpy as np
 import qnb
 from qnb._targets._pool import SimulationPool, get_pool
 from qnb._status import JobStatus
@@ -130,3 +132,48 @@ def test_an_item_that_cannot_be_pickled_fails_alone_and_the_rest_of_its_chunk_ru
     assert first_ok and last_ok and '"m"' in last
     assert not bad_ok and engine is None
     assert "pickle" in error.lower() or "lambda" in error, error
+
+
+def test_a_worker_busy_with_a_long_item_does_not_hold_up_the_others():
+    # The next chunk for a busy worker (here ~2 MB of circuits) must not wait, in the
+    # pool's one thread, until that worker has finished its current item: the other
+    # workers' outcomes and their next chunks would wait with it.
+    pool = get_pool()
+    assert pool.wait_ready(120)
+    assert pool.workers >= 2, "this machine's pool has one worker: nothing to hold up"
+    pair = cirq.LineQubit.range(2)
+    rng = np.random.default_rng(7)  # distinct angles: the pickle cannot shrink them
+    big = cirq.Circuit(
+        [cirq.PhasedXZGate(x_exponent=x, z_exponent=z, axis_phase_exponent=a)(q)
+         for x, z, a in rng.random((3000, 3)) for q in pair],
+        cirq.measure(*pair, key="m"),
+    )  # fmt: skip
+    assert len(pickle.dumps(big)) > 300_000  # more than a pipe holds
+
+    async def scenario():
+        slow = [
+            asyncio.ensure_future(pool.run("cirq", 0.0, SLOW, 1_000_000, time_limit=600))
+            for _ in range(pool.workers - 1)
+        ]
+        await asyncio.to_thread(
+            wait_until, lambda: busy_workers(pool) == len(slow), timeout=30, what="slow items running"
+        )
+        quick = [asyncio.ensure_future(pool.run("qsim", 0.0, big, 10)) for _ in range(12)]
+        try:
+            deadline = time.monotonic() + 60
+            while sum(f.done() for f in quick) < len(quick) // 2 and time.monotonic() < deadline:
+                await asyncio.wait(quick, timeout=deadline - time.monotonic(),
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            finished = [f.result() for f in quick if f.done()]
+            still_slow = sum(not f.done() for f in slow)
+        finally:
+            for f in slow + quick:
+                f.cancel()
+            await asyncio.gather(*slow, *quick, return_exceptions=True)
+        return finished, still_slow
+
+    finished, still_slow = asyncio.run(scenario())
+    assert still_slow == pool.workers - 1
+    assert len(finished) >= 6, f"only {len(finished)} of 12 items ended beside the slow ones"
+    assert all(ok for ok, _, _ in finished)
+    wait_until(lambda: len(pool.worker_pids()) == pool.workers, timeout=30, what="replacements")

@@ -15,8 +15,9 @@ Pipes only: no semaphores to leak, nothing for a late-starting child to miss.
 Why chunks: pickling a circuit and its result costs more than simulating a Bell
 circuit, so small circuits that are waiting together travel in one message. A worker
 holds at most two chunks (the one it runs and the next), so while the pool is busy
-later items pile up and leave in bigger chunks. Outcomes come back one per item, so
-the pool always knows which item a worker is running.
+later items pile up and leave in bigger chunks. A thread in each worker takes chunks
+off its pipe as they arrive, so sending one never waits for the worker to be free.
+Outcomes come back one per item, so the pool always knows which item a worker is running.
 """
 
 from __future__ import annotations
