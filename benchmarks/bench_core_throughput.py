@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import tempfile
 import time
 
@@ -72,6 +73,32 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def cpu_seconds(pids) -> float:
+    """CPU time (user + system) the processes ``pids`` have used so far (Linux's /proc;
+    0 elsewhere). Less noisy than wall time on a shared machine, and it says who works."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.0
+
+
+class Round:
+    """One timed run: its wall time, and the CPU of this process and of the workers."""
+
+    def __init__(self, fn, worker_pids):
+        pids = list(worker_pids)
+        own, workers, start = time.process_time(), cpu_seconds(pids), time.perf_counter()
+        fn()
+        self.wall = time.perf_counter() - start
+        self.own_cpu = time.process_time() - own
+        self.worker_cpu = cpu_seconds(pids) - workers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--circuits", type=int, default=300)
@@ -91,11 +118,13 @@ def main() -> None:
     qnb.run(circuits, shots=1, timeout=600)
 
     # In turn, so that both see the same moments of a noisy machine.
-    bare_runs, qnb_runs = [], []
+    bare_rounds, qnb_rounds = [], []
     for _ in range(args.repeat):
-        bare_runs.append(timed(lambda: list(bare.map(_run_one, circuits, [shots] * len(circuits)))))
-        qnb_runs.append(timed(lambda: qnb.run(circuits, shots=shots, timeout=600)))
+        bare_rounds.append(Round(lambda: list(bare.map(_run_one, circuits, [shots] * len(circuits))),
+                                 bare._processes))  # fmt: skip
+        qnb_rounds.append(Round(lambda: qnb.run(circuits, shots=shots, timeout=600), pool.worker_pids()))
     bare.shutdown()
+    bare_runs, qnb_runs = [r.wall for r in bare_rounds], [r.wall for r in qnb_rounds]
     bare_time, qnb_time = min(bare_runs), min(qnb_runs)
 
     qsim = qsimcirq.QSimSimulator()
@@ -105,6 +134,11 @@ def main() -> None:
 
     def shown(runs: list[float]) -> str:
         return ", ".join(f"{t:.2f}" for t in runs)
+
+    def cpu(rounds: list[Round]) -> str:
+        own = statistics.median(r.own_cpu for r in rounds)
+        workers = statistics.median(r.worker_cpu for r in rounds)
+        return f"this process {own:.2f} s + workers {workers:.2f} s"
 
     print(f"circuits: {args.circuits} x 12 qubits, depth 20, {shots} shots; pool workers: {pool.workers}")
     print(f"qsimcirq loop (direct):    {qsim_loop:7.2f} s")
@@ -116,7 +150,9 @@ def main() -> None:
     print(f"ratio qnb / bare pool:     {qnb_time / bare_time:.2f}x   (goal <= 1.1; best of each; "
           f"qnb's own cost {1000 * (qnb_time - bare_time) / len(circuits):.1f} ms an item)")
     pairs = sorted(q / b for q, b in zip(qnb_runs, bare_runs))
-    print(f"  round by round:          {', '.join(f'{r:.2f}' for r in pairs)} (sorted)")
+    print(f"  round by round:          {', '.join(f'{r:.2f}' for r in pairs)} (sorted; "
+          f"median {statistics.median(pairs):.2f})")
+    print(f"  CPU a run (median):      bare pool: {cpu(bare_rounds)}; qnb: {cpu(qnb_rounds)}")
     print(f"speed-up vs cirq loop:     {cirq_loop / qnb_time:.2f}x   (goal >= 3.0)")
 
 

@@ -389,7 +389,7 @@ class SimulationPool:
             chunk: list[_Item] = []
             while not chunk:  # (every item of a chunk may fail to pickle)
                 with self._lock:
-                    taken = self._take_chunk()
+                    taken = self._take_chunk(held=len(worker.items))
                 if not taken:
                     return
                 chunk = _pickled(taken)
@@ -404,8 +404,10 @@ class SimulationPool:
             worker.items.extend(chunk)
             worker.chunk_sizes.append(len(chunk))
 
-    def _take_chunk(self) -> list[_Item]:  # with self._lock held
-        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers)))
+    def _take_chunk(self, held: int) -> list[_Item]:  # with self._lock held
+        # At most twice what the worker holds already: an idle worker gets one item at
+        # once, not a chunk whose pickling (a millisecond per big circuit) it waits for.
+        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers), 2 * held))
         chunk: list[_Item] = []
         total = 0
         while self._pending and len(chunk) < limit:
