@@ -15,9 +15,9 @@ Pipes only: no semaphores to leak, nothing for a late-starting child to miss.
 Why chunks: pickling a circuit and its result costs more than simulating a Bell
 circuit, so small circuits that are waiting together travel in one message. A worker
 holds at most two chunks (the one it runs and the next), so while the pool is busy
-later items pile up and leave in bigger chunks. A thread in each worker takes chunks
-off its pipe as they arrive, so sending one never waits for the worker to be free.
-Outcomes come back one per item, so the pool always knows which item a worker is running.
+later items pile up and leave in bigger chunks. A busy worker's next chunk must fit in
+its pipe, so that sending it never waits for the worker to be free. Outcomes come back
+one per item, so the pool always knows which item a worker is running.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import multiprocessing.util  # registers its exit handler before ours: ours runs
 import os
 import pickle
 import signal
+import socket
 import threading
 import time
 from collections import deque
@@ -47,6 +48,11 @@ MAX_CHUNK_ITEMS = 64
 # Roughly (operations x amplitudes); a chunk stops growing past this much work.
 MAX_CHUNK_WEIGHT = 1 << 17
 CHUNKS_PER_WORKER = 2
+# A worker's next chunk waits in its pipe while it runs the current one: the pipe is
+# asked to hold this much (a 300-circuit batch of 12 qubits is ~7 MB), and a chunk that
+# does not fit waits for the worker to be free (see SimulationPool._dispatch).
+PIPE_BYTES = 8 << 20
+SMALLEST_PIPE_BYTES = 8 << 10
 # A cancelled item that is running gets this long to finish by itself before its
 # worker is killed: a cancelled batch of small circuits does not cost a worker each.
 CANCEL_GRACE_SECONDS = 0.05
@@ -163,6 +169,7 @@ class _Worker:
     chunk_sizes: deque = dataclasses.field(default_factory=deque)
     started: float = 0.0  # when items[0] began
     kill_at: float | None = None  # items[0] was cancelled: kill unless it ends first
+    pipe_bytes: int = 0  # what a send to it may hold without waiting for it to read
 
 
 class SimulationPool:
@@ -360,7 +367,7 @@ class SimulationPool:
         with _workers_skip_main_module():
             process.start()
         theirs.close()
-        return _Worker(process, ours)
+        return _Worker(process, ours, pipe_bytes=_widen(ours))
 
     @staticmethod
     def _deadline(worker: _Worker) -> float | None:
@@ -389,10 +396,21 @@ class SimulationPool:
             chunk: list[_Item] = []
             while not chunk:  # (every item of a chunk may fail to pickle)
                 with self._lock:
-                    taken = self._take_chunk(held=len(worker.items))
+                    taken = self._take_chunk()
                 if not taken:
                     return
                 chunk = _pickled(taken)
+            if worker.items:
+                # A busy worker reads this chunk only when it is done with its current
+                # one: a send that its pipe cannot hold would wait that long, holding
+                # up every other worker's outcomes and chunks with it. What does not
+                # fit goes back (pickled) for the next worker that is free.
+                sendable = _fitting(chunk, worker.pipe_bytes)
+                with self._lock:
+                    self._pending.extendleft(reversed(chunk[len(sendable):]))
+                chunk = sendable
+                if not chunk:
+                    continue
             try:
                 worker.conn.send([item.pickled for item in chunk])
             except (OSError, ValueError):  # the worker died; _receive replaces it
@@ -404,10 +422,8 @@ class SimulationPool:
             worker.items.extend(chunk)
             worker.chunk_sizes.append(len(chunk))
 
-    def _take_chunk(self, held: int) -> list[_Item]:  # with self._lock held
-        # At most twice what the worker holds already: an idle worker gets one item at
-        # once, not a chunk whose pickling (a millisecond per big circuit) it waits for.
-        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers), 2 * held))
+    def _take_chunk(self) -> list[_Item]:  # with self._lock held
+        limit = max(1, min(MAX_CHUNK_ITEMS, math.ceil(len(self._pending) / self.workers)))
         chunk: list[_Item] = []
         total = 0
         while self._pending and len(chunk) < limit:
@@ -487,6 +503,28 @@ def _pickled(chunk: list[_Item]) -> list[_Item]:
                 item.task = None  # the circuit is the caller's to free once it is sent
         ready.append(item)
     return ready
+
+
+def _widen(conn: Connection) -> int:
+    """Let the pool's end of a worker's pipe hold up to PIPE_BYTES unread (as far as the
+    system allows); the bytes a send may safely leave in it."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as end:
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_BYTES)
+            # Linux reports twice what it accounts, and counts its own overhead in it.
+            return end.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 4
+    except OSError:  # not a socket (another platform's pipe): assume the least
+        return SMALLEST_PIPE_BYTES
+
+
+def _fitting(chunk: list[_Item], limit: int) -> list[_Item]:
+    """The longest start of ``chunk`` whose pickled items total at most ``limit`` bytes."""
+    total = 0
+    for n, item in enumerate(chunk):
+        total += len(item.pickled)
+        if total > limit:
+            return chunk[:n]
+    return chunk
 
 
 def _settle(item: _Item, outcome: Outcome) -> None:

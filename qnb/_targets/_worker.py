@@ -10,7 +10,6 @@ import gc
 import multiprocessing
 import os
 import pickle
-import queue
 import signal
 import threading
 from multiprocessing.connection import Connection
@@ -82,23 +81,15 @@ def serve(conn: Connection) -> None:
     None, or by closing its end of the pipe.
     """
     init_worker()
-    # A thread reads chunks as they come, so the pool's send of the next chunk (a
-    # megabyte of circuits) never waits for this worker to finish the current one:
-    # the pool's one thread would otherwise be stuck there, feeding no other worker.
-    chunks: queue.SimpleQueue = queue.SimpleQueue()
-    threading.Thread(target=_read_chunks, args=(conn, chunks), name="qnb-chunk-reader", daemon=True).start()
-    while (chunk := chunks.get()) is not None:
+    while True:
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
         for pickled_task in chunk:
             conn.send(run_one(pickled_task))
-
-
-def _read_chunks(conn: Connection, chunks: queue.SimpleQueue) -> None:
-    try:
-        while (chunk := conn.recv()) is not None:
-            chunks.put(chunk)
-    except (EOFError, OSError):
-        pass
-    chunks.put(None)
 
 
 def init_worker() -> None:
