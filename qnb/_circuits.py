@@ -620,7 +620,8 @@ def check_serializable(label: str, circuit: cirq.Circuit, *, resolved: bool = Fa
     store write that follows cannot fail half way through a batch.
     """
     for op in circuit.all_operations():
-        if type(op) is cirq.GateOperation and type(op.gate) in _plain_storable and _plain(op.gate):
+        gate = op.gate  # (a property: read once on this hot path)
+        if type(op) is cirq.GateOperation and type(gate) in _plain_storable and _plain(gate):
             continue
         parameterized = cirq.is_parameterized(op)
         if parameterized and resolved:
@@ -638,5 +639,5 @@ def check_serializable(label: str, circuit: cirq.Circuit, *, resolved: bool = Fa
             )
         if kind is not None:
             _storable_kinds.add(kind)
-        if not parameterized and type(op) is cirq.GateOperation and _cirqs_own(op.gate):
-            _plain_storable.add(type(op.gate))
+        if not parameterized and type(op) is cirq.GateOperation and _cirqs_own(gate):
+            _plain_storable.add(type(gate))

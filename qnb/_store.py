@@ -185,15 +185,8 @@ class Store:
                 f"the job store {self.path} is read-only here: jobs can be listed and read, "
                 "not changed; make its folder writable, or set QNB_HOME to a writable folder"
             )
-        with self._lock, self._faults("write"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._faults("write"), _immediate(self._db) as db:
+            yield db
 
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._lock, self._faults("read"):
@@ -404,8 +397,7 @@ def _move_circuits_out(db: sqlite3.Connection) -> None:
     """Schema 3: the circuits of a store written before it move to their own table and
     the items' table is rebuilt without them (all in one transaction; SQLite's own way
     to drop a column on any version)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         if "circuit" in _columns(db, "items"):  # (another process may have done it)
             # (Items of no job, which the first schema did not prevent, go with the table.)
             db.execute("INSERT OR IGNORE INTO circuits (job_id, idx, circuit) SELECT job_id, "
@@ -415,11 +407,20 @@ def _move_circuits_out(db: sqlite3.Connection) -> None:
                        f"{_ITEM_COLUMNS} FROM items WHERE job_id IN (SELECT id FROM jobs)")
             db.execute("DROP TABLE items")
             db.execute("ALTER TABLE items_without_circuits RENAME TO items")
-        db.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``db``, taking the write lock at once: committed at the
+    end, rolled back on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    db.execute("COMMIT")
 
 
 def _is_read_only(exc: sqlite3.OperationalError) -> bool:
