@@ -41,10 +41,27 @@ def _make_encoder() -> type[json.JSONEncoder]:
     # (a 12-qubit, 350-gate circuit names them ~470 times).
     qubit_types = (cirq.LineQubit, cirq.GridQubit, cirq.NamedQubit)
     qubit_dicts: dict[cirq.Qid, dict] = {}
+    # The types most circuits are made of, written straight from their public properties
+    # rather than through ``_json_dict_`` and a second dict: a 350-gate circuit is
+    # written in ~30% less time. Each is checked against Cirq's own ``_json_dict_`` the
+    # first time it is met in a process, and dropped for good if they differ (a future
+    # Cirq); the tests compare them on every type of Cirq's JSON test data.
+    direct = dict(_DIRECT_FIELDS)
+    unchecked = set(direct)
 
     class CachedCirqEncoder(base):
         def default(self, o):
             kind = type(o)
+            fields_of = direct.get(kind)
+            if fields_of is not None:
+                found = fields_of(o)
+                if found is not None:
+                    if kind not in unchecked:
+                        return found
+                    unchecked.discard(kind)
+                    if found == {"cirq_type": type_name(kind), **o._json_dict_()}:
+                        return found
+                    del direct[kind]
             if kind in qubit_types:
                 found = qubit_dicts.get(o)
                 if found is None:
@@ -63,6 +80,34 @@ def _make_encoder() -> type[json.JSONEncoder]:
             return {"cirq_type": name, **fields}
 
     return CachedCirqEncoder
+
+
+def _eigen_gate_fields(name: str):
+    return lambda gate: {"cirq_type": name, "exponent": gate.exponent, "global_shift": gate.global_shift}
+
+
+# What Cirq's ``_json_dict_`` writes for the types that make up most circuits (None: ask
+# Cirq, e.g. for tags, which Cirq writes only when there are some).
+_DIRECT_FIELDS: dict[type, object] = {
+    cirq.GateOperation: lambda op: {"cirq_type": "GateOperation", "gate": op.gate, "qubits": op.qubits},
+    cirq.Moment: lambda m: None if m.tags else {"cirq_type": "Moment", "operations": m.operations},
+    cirq.Circuit: lambda c: None if c.tags else {"cirq_type": "Circuit", "moments": c.moments},
+    cirq.PhasedXZGate: lambda g: {
+        "cirq_type": "PhasedXZGate",
+        "axis_phase_exponent": g.axis_phase_exponent,
+        "x_exponent": g.x_exponent,
+        "z_exponent": g.z_exponent,
+    },
+    # Gates that keep EigenGate's own _json_dict_ (XPowGate, ZPowGate, ... add a qudit's
+    # dimension to theirs, so they are asked).
+    **{
+        kind: _eigen_gate_fields(kind.__name__)
+        for kind in (cirq.CZPowGate, cirq.CXPowGate, cirq.HPowGate, cirq.SwapPowGate,
+                     cirq.ISwapPowGate, cirq.CCZPowGate, cirq.CCXPowGate, cirq.XXPowGate,
+                     cirq.YYPowGate, cirq.ZZPowGate)
+        if kind._json_dict_ is cirq.EigenGate._json_dict_
+    },
+}  # fmt: skip
 
 
 _Encoder = _make_encoder()
@@ -372,11 +417,15 @@ def _check_widths(label: str, operations: Iterable[cirq.Operation]) -> bool | No
     """Whether ``operations`` hold a ``cirq.MeasurementGate``, refusing a key measured
     on different numbers of qubits; None at the first subcircuit met."""
     widths: dict[str, int] = {}
+    measurement_types = _measurement_gate_types
     for op in operations:
         gate = op.gate
         if gate is None and isinstance(op.untagged, cirq.CircuitOperation):
             return None
-        if _is_measurement_gate(gate):
+        measures = measurement_types.get(type(gate))  # (inlined: ~350 calls a circuit)
+        if measures is None:
+            measures = _is_measurement_gate(gate)
+        if measures:
             key, n = gate.key, len(op.qubits)
             if widths.setdefault(key, n) != n:
                 raise InvalidCircuitError(
@@ -619,10 +668,15 @@ def check_serializable(label: str, circuit: cirq.Circuit, *, resolved: bool = Fa
     Checked once per gate type (and kind of parameter expression) in a process, so the
     store write that follows cannot fail half way through a batch.
     """
+    plain_gates: set[int] = set()  # in this circuit (cirq.CZ is one object, used everywhere)
     for op in circuit.all_operations():
         gate = op.gate  # (a property: read once on this hot path)
-        if type(op) is cirq.GateOperation and type(gate) in _plain_storable and _plain(gate):
-            continue
+        if type(op) is cirq.GateOperation and type(gate) in _plain_storable:
+            if id(gate) in plain_gates:
+                continue
+            if _plain(gate):
+                plain_gates.add(id(gate))
+                continue
         parameterized = cirq.is_parameterized(op)
         if parameterized and resolved:
             check_resolved(label, circuit)  # names every free symbol of the circuit

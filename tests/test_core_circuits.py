@@ -100,3 +100,28 @@ def test_batches_are_written_with_the_collector_restored():
 def test_results_round_trip():
     result = cirq.Simulator().run(CIRCUITS["gates"], repetitions=7)
     assert cirq.read_json(json_text=cirq.to_json(result, indent=None)) == result
+
+
+def test_a_type_written_directly_is_checked_against_cirq_and_dropped_if_it_differs(monkeypatch):
+    # The hot types (operations, moments, common gates) are written from their public
+    # properties; a Cirq whose _json_dict_ says something else must still get its own
+    # document, from the first object of that type on.
+    wrong = dict(_circuits._DIRECT_FIELDS)
+    wrong[cirq.PhasedXZGate] = lambda g: {"cirq_type": "PhasedXZGate", "x_exponent": g.x_exponent}
+    monkeypatch.setattr(_circuits, "_DIRECT_FIELDS", wrong)
+    monkeypatch.setattr(_circuits, "_Encoder", _circuits._make_encoder())
+    circuit = CIRCUITS["phased"] + cirq.Circuit(cirq.PhasedXZGate(x_exponent=0.5, z_exponent=0, axis_phase_exponent=0)(g))
+    for _ in range(2):  # the first object of the type, and those after it
+        assert as_cirq_writes_it(_circuits.to_json(circuit)) == cirq.to_json(circuit, indent=None)
+
+
+def test_the_directly_written_types_are_the_ones_cirq_writes():
+    examples = [
+        cirq.Circuit(cirq.Moment(cirq.CZ(q[0], q[1])), cirq.Moment(cirq.XPowGate(exponent=0.3, global_shift=0.1)(q[2]))),
+        cirq.Moment(cirq.H(q[0])).with_tags("t"),  # tags: asked of Cirq
+        cirq.Circuit(cirq.X(q[0]), tags=("tagged",)),
+        *[kind(exponent=0.5).on(*q[: kind().num_qubits()]) for kind in _circuits._DIRECT_FIELDS
+          if issubclass(kind, cirq.EigenGate)],
+    ]  # fmt: skip
+    for value in examples:
+        assert as_cirq_writes_it(_circuits.to_json(value)) == cirq.to_json(value, indent=None), value
