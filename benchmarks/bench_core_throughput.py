@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--circuits", type=int, default=300)
     parser.add_argument("--shots", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds of (bare pool, qnb) in turn; the best of each is compared")
+                        help="rounds of (bare pool, qnb, bare pool + storage) in turn")
     args = parser.parse_args()
     circuits = [brickwork(seed) for seed in range(args.circuits)]
     shots = args.shots
@@ -185,7 +185,7 @@ def main() -> None:
     print(f"ratio qnb / bare pool:     {qnb_time / bare_time:.2f}x   (goal <= 1.1; best of each; "
           f"qnb's own cost {1000 * (qnb_time - bare_time) / len(circuits):.1f} ms an item)")
     pairs = sorted(q / b for q, b in zip(qnb_runs, bare_runs))
-    print(f"  round by round:          {', '.join(f'{r:.2f}' for r in pairs)} (sorted; "
+    print(f"  round by round:          {shown(pairs)} (sorted; "
           f"median {statistics.median(pairs):.2f})")
     print(f"  CPU a run (median):      bare pool: {cpu(bare_rounds)}; qnb: {cpu(qnb_rounds)}")
     # The diagnostic: how much of qnb's cost is the work its guarantees need.

@@ -78,7 +78,7 @@ def _eigen_gate_fields(name: str):
 def _checked_against_cirq(writers: Mapping[type, Callable]) -> dict[type, Callable]:
     """The writers that give what Cirq's own ``_json_dict_`` gives for an example of
     their type (a future Cirq that writes a type differently gets its own way)."""
-    q0, q1, q2 = cirq.LineQubit.range(3)
+    q0, q1 = cirq.LineQubit.range(2)
     examples = {
         cirq.GateOperation: cirq.CZ(q0, q1),
         cirq.Moment: cirq.Moment(cirq.X(q0)),
@@ -431,15 +431,11 @@ def _check_widths(label: str, operations: Iterable[cirq.Operation]) -> bool | No
     """Whether ``operations`` hold a ``cirq.MeasurementGate``, refusing a key measured
     on different numbers of qubits; None at the first subcircuit met."""
     widths: dict[str, int] = {}
-    measurement_types = _measurement_gate_types
     for op in operations:
         gate = op.gate
         if gate is None and isinstance(op.untagged, cirq.CircuitOperation):
             return None
-        measures = measurement_types.get(type(gate))  # (inlined: ~350 calls a circuit)
-        if measures is None:
-            measures = _is_measurement_gate(gate)
-        if measures:
+        if _is_measurement_gate(gate):
             key, n = gate.key, len(op.qubits)
             if widths.setdefault(key, n) != n:
                 raise InvalidCircuitError(
