@@ -130,6 +130,7 @@ class JobManager:
             target=self._loop.run_forever, name="qnb-job-manager", daemon=True
         )
         self._thread.start()
+        self._apply_kept_changes()
         if requeue_interrupted:
             self.interrupted_jobs: list[str] = []
             self.requeued_jobs = self._requeue_interrupted()
@@ -148,13 +149,18 @@ class JobManager:
             if self._closed:
                 return
             self._closed = True
-        self.flush()
+        # Driving stops first, so that nothing the exit does (a vendor call cut short)
+        # reads as a job's failure; then what is known is written.
         # Unfinished jobs stay unfinished in the store: like a kernel that exits, the
-        # next manager on this store marks them interrupted (they keep their circuits).
+        # next manager on this store marks them interrupted (they keep their circuits),
+        # and follows again those that a vendor or queue server runs.
         try:
             asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), self._loop).result(timeout=5)
         except (concurrent.futures.TimeoutError, RuntimeError):
             pass
+        self.flush()
+        if self.store_error is not None:
+            self._journal_unsaved()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
@@ -163,6 +169,46 @@ class JobManager:
         if self._owner_file is not None:
             self._owner_file.close()
             (self.home / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    def _apply_kept_changes(self) -> None:
+        """What earlier processes could not write at exit (disk full) goes in first, so
+        a job that finished then is not taken for interrupted."""
+        if self.store.read_only:
+            return
+        try:
+            applied = self.store.apply_kept()
+        except StoreError as exc:
+            logger.error("qnb: %s", exc)
+            return
+        if applied:
+            logger.warning("qnb: wrote the job changes that an earlier process kept in %s",
+                           ", ".join(str(p) for p in applied))  # fmt: skip
+
+    def _journal_unsaved(self) -> None:
+        """At close, with the store not writable (disk full): the changes not written
+        are kept in a file beside it for the next process, and the user is told."""
+        with self._lock:
+            records = [r for r in self._dirty.values() if r.persisted]
+            for rec in records:
+                rec.dirty_items = set(range(len(rec.items)))
+            changes = changes_of(records)
+        if not records:
+            return
+        named = ", ".join(f"{rec.id[:8]} ({rec.status.value})" for rec in records[:10])
+        try:
+            path = self.store.keep_for_later(changes, self.owner)
+        except OSError as exc:
+            logger.error(
+                "qnb: the job store %s cannot be written (%s) and neither can a file beside "
+                "it (%s): the latest state of %d job(s) is lost: %s",
+                self.store.path, self.store_error, exc, len(records), named,
+            )  # fmt: skip
+            return
+        logger.error(
+            "qnb: the job store %s cannot be written (%s); the latest state of %d job(s) "
+            "(%s) is kept in %s and written by the next qnb process on this store",
+            self.store.path, self.store_error, len(records), named, path,
+        )  # fmt: skip
 
     def _recover_interrupted(self) -> list[str]:
         owners_dir = self.home / "owners"
@@ -297,6 +343,11 @@ class JobManager:
                 if rec.done:  # a quick job: it ended before its insert
                     self._finished.append(rec.id)
                     self._forget_old_finished()
+                elif rec.status in IN_QUEUE and not owns_queue:
+                    # It waits in the queue: its stored text is enough until it starts
+                    # (_drive loads it). Parsed circuits held by queued jobs were memory
+                    # any user could fill: ~90 MB a 75,000-operation job.
+                    rec.circuits = rec.resolvers = None
         except BaseException:
             self._discard(rec)
             raise
@@ -331,10 +382,11 @@ class JobManager:
         texts: list[str] | None,
         front: bool = False,
         answered: concurrent.futures.Future | None = None,
+        resumed: bool = False,
     ) -> None:
-        self._loop.create_task(
-            self._drive(rec, target, circuit_json=texts, front=front, answered=answered)
-        )
+        self._loop.create_task(self._drive(
+            rec, target, circuit_json=texts, front=front, answered=answered, resumed=resumed
+        ))
 
     def _forget(self, rec: JobRecord) -> None:
         """A job its target refused at hand-over: gone from memory and from the store."""
@@ -358,10 +410,14 @@ class JobManager:
                     self._records[rec.id] = rec
                     followed.append(rec)
         for rec in followed:
-            # Without a remote id the hand-over may not have reached the target: send
-            # it again; the target's idempotency key (the job id) prevents a second job.
-            texts = None if rec.remote_id else self.store.load_circuits(rec.id)
-            self._loop.call_soon_threadsafe(self._hand_over, rec, target, texts)
+            texts = None
+            if rec.remote_id is None:
+                # The process that sent it died before the target's id was stored: the
+                # target may have the job or not. It looks first (an idempotency key, or
+                # the qnb id in the job's name) and creates it only if it is not there.
+                texts = self.store.load_circuits(rec.id)
+                rec.circuits = _circuits_of(texts)
+            self._loop.call_soon_threadsafe(self._hand_over, rec, target, texts, False, None, True)
         return [rec.id for rec in followed]
 
     def _resume_following(self) -> None:
@@ -443,12 +499,19 @@ class JobManager:
         circuit_json: list[str] | None = None,
         front: bool = False,
         answered: concurrent.futures.Future | None = None,
+        resumed: bool = False,
     ) -> None:
         scheduled = isinstance(target, ScheduledTarget)
         try:
             if rec.remote_id is not None and isinstance(target, QueueOwningTarget):
                 handle = await target.reattach(rec.remote_id, len(rec.items))
             else:
+                if rec.circuits is None and scheduled:
+                    # It waited in the queue as stored text (see submit). Parsing a large
+                    # batch takes seconds: off this loop, which drives every job.
+                    rec.circuits = await self._loop.run_in_executor(
+                        None, self._stored_circuits, rec.id
+                    )
                 job = TargetJob(
                     rec.id,
                     rec.shots,
@@ -460,6 +523,7 @@ class JobManager:
                     priority=rec.priority,
                     params=rec.resolvers or _item_resolvers(rec),
                     report_waiting=lambda: _settle(answered),
+                    maybe_created=resumed,
                 )
                 try:
                     handle = await target.submit(job)
@@ -470,12 +534,16 @@ class JobManager:
                     raise
             with self._lock:
                 rec.handle = handle
+                stored_id = rec.remote_id
                 if isinstance(target, QueueOwningTarget):
-                    remote_id = target.handle_id(handle)
-                    if rec.remote_id != remote_id:
-                        rec.remote_id = remote_id
+                    rec.remote_id = target.handle_id(handle)
+                    if rec.remote_id != stored_id:
                         self._changed(rec)
                 cancel_now = rec.cancel_requested
+            if rec.remote_id != stored_id:
+                # The target's id is on disk before the submitter hears of it: a process
+                # killed right after submit() returned leaves a job the next one follows.
+                self.flush()
             _settle(answered)
             if cancel_now:
                 self._loop.create_task(self._cancel_on_target(rec, target))
@@ -491,6 +559,8 @@ class JobManager:
                     _lifecycle.apply_report(rec, statuses, outcomes)
                     self._changed(rec)
         except Exception as exc:  # a broken target fails its job, never the manager
+            if self._closed and not target.local:
+                return  # exit, not the job's fault: the next process follows it again
             logger.warning("job %s on %s failed in its target", rec.id[:8], target.name, exc_info=True)
             with self._lock:
                 _lifecycle.fail(rec, f"{type(exc).__name__}: {exc}")
@@ -504,6 +574,11 @@ class JobManager:
                 rec.circuits = rec.resolvers = None  # the store has them; don't hold memory
             if scheduled:
                 self._schedule(target)
+
+    def _stored_circuits(self, job_id: str) -> list[cirq.Circuit]:
+        """A job's circuits from the store, each distinct text parsed once (a sweep's
+        points share one circuit)."""
+        return _circuits_of(self.store.load_circuits(job_id))
 
     async def _cancel_on_target(self, rec: JobRecord, target: Target) -> None:
         try:
@@ -770,6 +845,7 @@ class JobManager:
     def _cancel_queued(self, rec: JobRecord) -> None:
         # The queue is ours, so removing it from the queue is the confirmation.
         self._queues[rec.target].remove(rec)
+        rec.circuits = rec.resolvers = None  # it never runs: the store has them
         _lifecycle.cancel_queued(rec)
         self._changed(rec)
 
@@ -912,7 +988,11 @@ class JobManager:
         self.close()
         if not left:
             return
-        store = Store(self.store.path)
+        try:
+            store = Store(self.store.path)
+        except StoreError as exc:
+            logger.error("qnb: cannot mark the jobs left at exit as interrupted (%s); the next process will", exc)
+            return
         try:
             # Some may have failed already, as the pool's shutdown ended their items:
             # the others are marked here. Either way they are the jobs left, named below.
@@ -922,6 +1002,9 @@ class JobManager:
             store.save_whole(records)
             # (A job that completed in the last moment is not one left.)
             left = [rec for rec in left if store.load_job(rec.id).status is not JobStatus.COMPLETED]
+        except StoreError as exc:
+            logger.error("qnb: cannot mark the jobs left at exit as interrupted (%s); the next process will", exc)
+            return
         finally:
             store.close()
         if not left:
@@ -941,6 +1024,12 @@ async def _cancel_all_tasks() -> None:
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
+
+
+def _circuits_of(texts: Sequence[str]) -> list[cirq.Circuit]:
+    """Circuits from stored Cirq JSON, each distinct text parsed once."""
+    parsed = {text: _circuits.from_json(text) for text in set(texts)}
+    return [parsed[text] for text in texts]
 
 
 def _json_of_items(circuits: Iterable[cirq.Circuit]) -> list[str]:

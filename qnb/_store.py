@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import sqlite3
 import threading
 import time
@@ -157,7 +158,10 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.OperationalError:
             return  # a new file: no meta table yet
-        if row is not None and int(row[0]) > SCHEMA_VERSION:
+        if row is None:
+            return
+        version = _schema_version(self.path, row[0])
+        if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the job store {self.path} was written by a newer qnb (schema {row[0]}; "
                 f"this qnb knows {SCHEMA_VERSION}): upgrade qnb (pip install -U qnb), or "
@@ -249,6 +253,35 @@ class Store:
                 "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?",
                 [(it.status.value, it.error, job.id, i) for job in jobs for i, it in enumerate(job.items)],
             )
+
+    # -- changes kept beside the store when it cannot be written (disk full at exit) ----
+
+    def keep_for_later(self, changes: Changes, owner: str) -> Path:
+        """Write ``changes`` to a file beside the store, for the next process to apply
+        (:meth:`apply_kept`): a process that exits while the store cannot be written
+        loses no finished job. Raises ``OSError`` when that file cannot be written either."""
+        path = self.path.with_name(f"{self.path.name}.unsaved-{owner}.json")
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps(dataclasses.asdict(changes)))
+        partial.replace(path)  # whole or not at all
+        return path
+
+    def apply_kept(self) -> list[Path]:
+        """Apply (then delete) the changes earlier processes kept beside the store."""
+        applied = []
+        for path in sorted(self.path.parent.glob(f"{self.path.name}.unsaved-*.json")):
+            try:
+                kept = json.loads(path.read_text())
+                changes = Changes(*([tuple(row) for row in kept[k]] for k in ("jobs", "items", "results")))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StoreError(
+                    f"cannot read {path}, the changes a process kept when the job store "
+                    f"could not be written ({exc}); move it away to go on without them"
+                ) from None
+            self.save(changes)
+            path.unlink(missing_ok=True)
+            applied.append(path)
+        return applied
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job its target refused before it ever ran (items go with it)."""
@@ -387,6 +420,23 @@ class Store:
             ):
                 items[job_id].append(ItemRecord(label, JobStatus(status), error, params, engine))
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
+
+
+def _schema_version(path: Path, value: object) -> int:
+    """The store's schema version; one that is not a whole number >= 1 means the file
+    was damaged or written by something else: said, never read on as if it were ours."""
+    try:
+        version = int(value) if isinstance(value, (str, int)) else 0
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise StoreError(
+            f"the job store {path} has the schema version {value!r}, which no qnb writes "
+            f"(a whole number, {SCHEMA_VERSION} today): the file is damaged or not qnb's. "
+            f"Move it aside (mv {path} {path}.bad) and qnb starts a new store, or set "
+            "QNB_HOME to another folder"
+        )
+    return version
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:

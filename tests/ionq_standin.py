@@ -37,7 +37,7 @@ import cirq
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 API = "/v0.4"
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -63,6 +63,10 @@ class Fault:
     count: int
     method: str | None = None
     path: str | None = None  # a substring of the path
+    #: The request is carried out first and only its answer replaced (a job created
+    #: whose creator hears an error: the creation is in doubt).
+    after: bool = False
+    garbage: bool = False  # answer 200 with a body that is not JSON
 
 
 @dataclasses.dataclass
@@ -105,6 +109,12 @@ class StandInJob:
         if status == "failed":
             answer["failure"] = {"error": self.fail_reason or "failed", "code": "SimulationError"}
         return answer
+
+
+def _fault_answer(fault: Fault) -> Response:
+    if fault.garbage:
+        return Response("<html>502 Bad Gateway</html>", status_code=200, media_type="application/json")
+    return JSONResponse({"error": {"message": f"injected {fault.status}"}}, status_code=fault.status)
 
 
 def _iso(t: float) -> str:
@@ -192,6 +202,7 @@ class StandIn:
         self.seen_keys: set[str] = set()
         self.faults: list[Fault] = []
         self.delay = 0.0  # seconds before every /v0.4 answer
+        self.delay_after_create = 0.0  # seconds between creating a job and answering the POST
         self.hold = False  # new jobs run until released
         self.fail_next: str | None = None  # the next job created fails with this reason
         self.app = self._make_app()
@@ -205,10 +216,14 @@ class StandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def inject(self, status: int, count: int = 1, *, method: str | None = None, path: str | None = None) -> None:
-        """The next ``count`` matching requests are answered with ``status``."""
+    def inject(
+        self, status: int, count: int = 1, *, method: str | None = None, path: str | None = None,
+        after: bool = False, garbage: bool = False,
+    ) -> None:
+        """The next ``count`` matching requests are answered with ``status`` (or, with
+        ``garbage``, 200 and a body that is not JSON); ``after``: once carried out."""
         with self.lock:
-            self.faults.append(Fault(status, count, method, path))
+            self.faults.append(Fault(status, count, method, path, after, garbage))
 
     def release(self, job_id: str | None = None) -> None:
         """Held jobs (all, or one) complete now."""
@@ -242,14 +257,14 @@ class StandIn:
 
     # -- the HTTP API ------------------------------------------------------------------------
 
-    def _fault_for(self, method: str, path: str) -> int | None:
+    def _fault_for(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:
                 if (fault.method in (None, method)) and (fault.path is None or fault.path in path):
                     fault.count -= 1
                     if fault.count <= 0:
                         self.faults.remove(fault)
-                    return fault.status
+                    return fault
         return None
 
     def _make_app(self) -> FastAPI:
@@ -265,9 +280,9 @@ class StandIn:
                 await asyncio.sleep(standin.delay)
             with standin.lock:
                 standin.requests[f"{request.method} {_ID.sub('{id}', path)}"] += 1
-            status = standin._fault_for(request.method, path)
-            if status is not None:
-                return JSONResponse({"error": {"message": f"injected {status}"}}, status_code=status)
+            fault = standin._fault_for(request.method, path)
+            if fault is not None and not fault.after:
+                return _fault_answer(fault)
             header = request.headers.get("authorization", "")
             key = header.removeprefix("apiKey ")
             with standin.lock:
@@ -277,7 +292,13 @@ class StandIn:
                     {"error": {"type": "UnauthorizedError", "message": "Invalid key provided"}},
                     status_code=401,
                 )
-            return await call_next(request)
+            answer = await call_next(request)
+            if standin.delay_after_create and request.method == "POST":
+                # Created; the answer is late (until the delay ends or is set to 0).
+                until = time.monotonic() + standin.delay_after_create
+                while standin.delay_after_create and time.monotonic() < until:
+                    await asyncio.sleep(0.02)
+            return answer if fault is None else _fault_answer(fault)
 
         @app.post(f"{API}/jobs")
         async def create(request: Request):

@@ -50,6 +50,9 @@ class TargetJob:
     #: Called by a target that owns its queue when it cannot reach it yet and keeps
     #: trying: the submitter stops waiting for the hand-over (the job is "reconnecting").
     report_waiting: Callable[[], None] = lambda: None
+    #: Handed over again after a restart, before the target's id of it was stored: a
+    #: target that owns its queue may have it already and must look before creating it.
+    maybe_created: bool = False
 
 
 @dataclasses.dataclass

@@ -24,6 +24,14 @@ a short ``max_retry_seconds`` (its default retries for about an hour).
   'failed': <IonQ's reason>``). A client-side wait that runs out, or an IonQ that cannot
   be reached, never fails a job: it is read again later (``target.connected`` is False
   meanwhile).
+- **Created exactly once.** IonQ has no idempotency key, so the job's name carries its
+  qnb id (``"<name> (qnb <id>)"``). The POST goes through a client of its own that does
+  not retry (cirq-ionq's own retries would POST again after a 500) and answers only the
+  id; reading the job is the follower's work. A POST that fails other than by a
+  refusal leaves the creation in doubt: the job is looked for by name before any new
+  POST (see :mod:`qnb._targets._remote`). cirq-ionq's ``create_job`` reads the job back
+  right after its POST, and treating a failed read as a failed creation made 3 paid
+  jobs out of 12 rate-limited reads.
 - **Cancel** reads the job first: IonQ marks even a completed job canceled, so a job that
   has finished keeps its outcome.
 """
@@ -31,7 +39,6 @@ a short ``max_retry_seconds`` (its default retries for about an hour).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import functools
 import logging
@@ -59,6 +66,8 @@ from .._errors import (
 )
 from .._status import TERMINAL, JobStatus
 from ._base import ItemOutcome, QueueOwningTarget, TargetJob
+from ._calls import CallsRefused, CallTimeout, DeadlineCalls
+from ._remote import Creation, qnb_marker, qnb_name
 
 logger = logging.getLogger("qnb")
 
@@ -78,9 +87,8 @@ GET_EACH_UP_TO = 3
 #: The IonQ simulator's size; a QPU's comes from its calibration.
 SIMULATOR_QUBITS = 29
 MAX_BACKOFF_SECONDS = 30.0
-#: A submit whose POST has not answered waits this long (the job shows "reconnecting")
-#: before it fails: the POST is not sent twice, since IonQ has no idempotency key.
-SUBMIT_WAIT_SECONDS = 600.0
+#: A job in doubt is looked for among this many of the account's newest jobs.
+FIND_AMONG = 1000
 NATIVE_GATES = (
     "x", "y", "z", "h", "s", "si", "t", "ti", "v", "vi", "rx", "ry", "rz", "cnot", "swap",
     "xx", "yy", "zz", "pauliexp", "gpi", "gpi2", "ms", "zz (native)", "measure",
@@ -224,19 +232,24 @@ class IonQTarget(QueueOwningTarget):
         self.poll_seconds = poll_seconds
         self.call_timeout = call_timeout
         self.seed = seed
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=f"qnb-ionq-{name}")
+        # Daemon threads: a call IonQ never answers (cirq-ionq sets no timeout) must not
+        # keep a finished script from exiting.
+        self._calls = DeadlineCalls(f"qnb-ionq-{name}", threads=threads)
+        self.job_settings = job_settings
 
-        def service() -> cirq_ionq.Service:
+        def service(retry_seconds: int) -> cirq_ionq.Service:
             return cirq_ionq.Service(
-                remote_host=remote_host, api_key=api_key, max_retry_seconds=max_retry_seconds,
+                remote_host=remote_host, api_key=api_key, max_retry_seconds=retry_seconds,
                 job_settings=job_settings,
             )  # fmt: skip
 
         # One Service per mode: cirq-ionq reads results by its client's batch_mode flag,
         # which only its last create_job sets (see the module's notes).
-        self._single = service()
-        self._batch = service()
+        self._single = service(max_retry_seconds)
+        self._batch = service(max_retry_seconds)
         self._batch._client.batch_mode = True
+        # The creating POST alone, never retried by cirq-ionq (see "Created exactly once").
+        self._creator = service(0)._client
         self.host = self._single.remote_host
         self.device = self._device_from_ionq(max_shots, max_batch)
         self._runs: dict[str, IonQRun] = {}
@@ -248,23 +261,17 @@ class IonQTarget(QueueOwningTarget):
 
     def _blocking(self, what: str, fn: Callable[[], Any]) -> Any:
         """A call to IonQ from the caller's thread (set-up), with the call deadline."""
-        future = self._pool.submit(fn)
-        # Not future.result(timeout): cirq-ionq raises TimeoutError itself when its
-        # retries run out, and that must not read as our deadline.
-        done, _ = concurrent.futures.wait([future], timeout=self.call_timeout)
-        return self._answer(what, future, bool(done))
+        try:
+            return self._calls.call(self.call_timeout, fn)
+        except Exception as exc:
+            raise self._as_error(exc, what) from None
 
-    def _answer(self, what: str, future, done: bool) -> Any:
-        """The call's answer, or the qnb error it stands for."""
-        if not done:
-            future.cancel()  # a running call finishes on its thread; nobody waits for it
-            raise ServerUnreachableError(
+    def _as_error(self, exc: Exception, what: str) -> QnbError:
+        if isinstance(exc, (CallTimeout, CallsRefused)):
+            return ServerUnreachableError(
                 f"no answer from IonQ at {self.host} to {what} within {self.call_timeout:g} s"
             )
-        try:
-            return future.result()
-        except Exception as exc:
-            raise _as_qnb_error(exc, what, self.host) from None
+        return _as_qnb_error(exc, what, self.host)
 
     def _device_from_ionq(self, max_shots: int, max_batch: int | None) -> DeviceSpec:
         connectivity = None
@@ -328,13 +335,10 @@ class IonQTarget(QueueOwningTarget):
     # -- calls to IonQ on the pool -----------------------------------------------------------
 
     async def _call(self, what: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        future = asyncio.get_running_loop().run_in_executor(
-            self._pool, functools.partial(fn, *args, **kwargs)
-        )
-        # asyncio.wait, not wait_for: cirq-ionq's own TimeoutError (its retries ran out)
-        # must not read as our deadline.
-        done, _ = await asyncio.wait({future}, timeout=self.call_timeout)
-        return self._answer(what, future, bool(done))
+        try:
+            return await self._calls.acall(self.call_timeout, fn, *args, **kwargs)
+        except Exception as exc:
+            raise self._as_error(exc, what) from None
 
     def _service(self, batch: bool) -> cirq_ionq.Service:
         return self._batch if batch else self._single
@@ -349,53 +353,73 @@ class IonQTarget(QueueOwningTarget):
         params = job.params or [None] * len(job.circuits)
         circuits = [c if p is None else cirq.resolve_parameters(c, p) for c, p in zip(job.circuits, params)]
         batch = len(circuits) > 1
-        if batch:
-            create = functools.partial(self._batch.create_batch_job, circuits)
-        else:
-            create = functools.partial(self._single.create_job, circuits[0])
-        create = functools.partial(
-            create, repetitions=job.shots, target=self.backend,
-            name=(f"{job.name} " if job.name else "") + f"(qnb {job.job_id})",
+        program = await self._serialize(circuits, batch)
+        creation = Creation(
+            job, vendor=f"IonQ at {self.host}",
+            post=functools.partial(self._post, program, batch, job),
+            find=functools.partial(self._find, job.job_id),
         )  # fmt: skip
-        created = await self._create(job, create)
+        ionq_id = await creation.run()
         self._connected = True
-        run = IonQRun(created.job_id(), batch, self.backend, [JobStatus.QUEUED] * len(circuits), params=params)
-        self._apply(run, created, _api_dict(created))
+        # Read by the follower, never here: a failed read is no failed creation.
+        run = IonQRun(ionq_id, batch, self.backend, [JobStatus.QUEUED] * len(circuits), params=params)
         run.changed.set()  # the first poll reports the state at hand-over
         self._follow(run)
         return run
 
-    async def _create(self, job: TargetJob, create: Callable[[], cirq_ionq.Job]) -> cirq_ionq.Job:
-        """The POST, sent again only where IonQ did not take it (cirq-ionq's retries on
-        429, 5xx and no connection ran out): IonQ has no idempotency key. A POST that
-        does not answer in time is not sent again: the job waits "reconnecting" for it."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + SUBMIT_WAIT_SECONDS
-        waiting, backoff = False, 0.5
-        while True:
-            future = loop.run_in_executor(self._pool, create)
-            done, _ = await asyncio.wait({future}, timeout=self.call_timeout)
-            if not done:
-                waiting = waiting or _told(job)
-                done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()))
-                if not done:
-                    raise ServerUnreachableError(
-                        f"IonQ at {self.host} did not answer the submission of job "
-                        f"{job.job_id} in {SUBMIT_WAIT_SECONDS:g} s; it may have been created "
-                        f"there all the same (its name ends in '(qnb {job.job_id})')"
-                    )
-            try:
-                return future.result()
-            except (ValueError, ionq_exceptions.IonQSerializerMixedGatesetsException) as exc:
-                raise InvalidCircuitError(f"IonQ's serializer refuses this job: {exc}") from None
-            except Exception as exc:
-                error = _as_qnb_error(exc, "the job's creation", self.host)
-            if not error.retryable or time.monotonic() + backoff > deadline:
-                raise error
+    async def _serialize(self, circuits: list[cirq.Circuit], batch: bool) -> Any:
+        serializer = cirq_ionq.Serializer()
+        if batch:
+            make = functools.partial(serializer.serialize_many_circuits, circuits)
+        else:
+            make = functools.partial(serializer.serialize_single_circuit, circuits[0])
+        try:
+            return await self._calls.acall(self.call_timeout, make, job_settings=self.job_settings)
+        except (ValueError, ionq_exceptions.IonQSerializerMixedGatesetsException) as exc:
+            raise InvalidCircuitError(f"IonQ's serializer refuses this job: {exc}") from None
+        except CallTimeout:
+            raise InvalidCircuitError(
+                f"IonQ's serializer took more than {self.call_timeout:g} s on this job; "
+                "submit fewer or smaller circuits"
+            ) from None
+
+    async def _post(self, program: Any, batch: bool, job: TargetJob, creation: Creation) -> str:
+        """The creating POST alone: IonQ's id of the new job. Past the call deadline the
+        POST may still arrive: the creation keeps its future and sends nothing again."""
+        def create() -> str:
+            answer = self._creator.create_job(
+                serialized_program=program, repetitions=job.shots, target=self.backend,
+                name=qnb_name(job), batch_mode=batch,
+            )  # fmt: skip
+            return str(answer["id"])
+
+        future = self._calls.submit(create)
+        done, _ = await asyncio.wait({asyncio.wrap_future(future)}, timeout=self.call_timeout)
+        if not done:
+            self._calls.abandon(future)
+            creation.in_flight = future
             self._connected = False
-            waiting = waiting or _told(job)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            raise ServerUnreachableError(
+                f"no answer from IonQ at {self.host} to the job's creation within "
+                f"{self.call_timeout:g} s"
+            )
+        try:
+            return future.result()
+        except Exception as exc:
+            error = self._as_error(exc, "the job's creation")
+            self._connected = not error.retryable
+            raise error from None
+
+    async def _find(self, job_id: str) -> str | None:
+        """IonQ's id of the job whose name carries ``job_id``, if IonQ has it."""
+        marker = qnb_marker(job_id)
+        listed = await self._call(
+            "the job listing", self._single._client.list_jobs, limit=FIND_AMONG, batch_size=FIND_AMONG
+        )
+        found = next((j["id"] for j in listed if str(j.get("name") or "").endswith(marker)), None)
+        if found is not None:
+            logger.info("qnb: job %s found at IonQ as %s after a creation in doubt", job_id, found)
+        return found
 
     def handle_id(self, handle: IonQRun) -> str:
         return handle.remote_id
@@ -576,7 +600,7 @@ class IonQTarget(QueueOwningTarget):
         return texts
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.close()
 
 
 def _failure_reason(job: cirq_ionq.Job | None) -> str:
@@ -599,9 +623,3 @@ def _refused_gate(circuit: cirq.Circuit) -> cirq.Operation | None:
         except Exception:
             return op
     return None
-
-
-def _told(job: TargetJob) -> bool:
-    """The submitter stops waiting: the job shows as waiting for IonQ."""
-    job.report_waiting()
-    return True

@@ -6,6 +6,10 @@ Items run through the sampler's ``run_sweep`` on a small thread pool the target 
 one circuit go in one ``run_sweep`` call, other items one call each. A cancel stops the
 calls that have not started; one that is running finishes and is dropped.
 
+Every call has a deadline (``call_timeout``, an hour by default): past it the items fail
+("no answer from the sampler") and the call is abandoned on its thread. The threads are
+daemons, so a sampler stuck in ``run_sweep`` never keeps a finished script from exiting.
+
 A sampler has no job id, so its jobs live only as long as the process that runs them:
 like local simulations, a job that has not finished when the kernel ends is marked
 failed (interrupted) by the next one, and ``job.resubmit()`` runs it again.
@@ -14,7 +18,6 @@ failed (interrupted) by the next one, and ``job.resubmit()`` runs it again.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import itertools
 from collections.abc import Callable, Sequence
@@ -25,6 +28,7 @@ from .._device import DeviceSpec
 from .._errors import DeviceValidationError
 from .._status import JobStatus
 from ._base import ItemOutcome, RunState, ScheduledTarget, TargetJob
+from ._calls import CallsRefused, CallTimeout, DeadlineCalls
 
 #: Said wherever a sampler target is described (``qnb.targets()``, the README).
 NOT_FOLLOWED = (
@@ -33,6 +37,8 @@ NOT_FOLLOWED = (
 )
 # Where a sampler says nothing about its device: qnb does not limit it, the sampler does.
 PERMISSIVE_MAX_QUBITS = 1000
+#: The default deadline of one run_sweep call (a vendor's sampler may wait in a queue).
+SAMPLER_CALL_SECONDS = 3600.0
 
 
 class SamplerTarget(ScheduledTarget):
@@ -48,10 +54,11 @@ class SamplerTarget(ScheduledTarget):
         device: cirq.Device | DeviceSpec | None = None,
         max_threads: int = 2,
         max_running_jobs: int = 4,
+        call_timeout: float = SAMPLER_CALL_SECONDS,
     ):
         """``device``: what the sampler runs on, when it does not say itself
         (``sampler.processor.get_device()``, ``sampler.device``); ``max_threads``: how many
-        ``run_sweep`` calls run at once."""
+        ``run_sweep`` calls run at once; ``call_timeout``: the deadline of one call."""
         if not isinstance(sampler, cirq.Sampler):
             raise TypeError(f"expected a cirq.Sampler, got {type(sampler).__name__}")
         self.name = name
@@ -61,9 +68,8 @@ class SamplerTarget(ScheduledTarget):
             device = device_of(sampler)
         self.cirq_device = device if isinstance(device, cirq.Device) else None
         self.device = device if isinstance(device, DeviceSpec) else device_spec(name, sampler, device)
-        self._threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_threads, thread_name_prefix=f"qnb-sampler-{name}"
-        )
+        self.call_timeout = call_timeout
+        self._threads = DeadlineCalls(f"qnb-sampler-{name}", threads=max_threads)
 
     def check(self, label: str, circuit: cirq.Circuit) -> None:
         super().check(label, circuit)
@@ -98,11 +104,16 @@ class SamplerTarget(ScheduledTarget):
             lambda: loop.call_soon_threadsafe(started),
         )  # fmt: skip
         try:
-            ok, payloads = await loop.run_in_executor(self._threads, call)
+            ok, payloads = await self._threads.acall(self.call_timeout, call)
         except asyncio.CancelledError:
             # Not started: the thread pool drops it. Running: it ends and is ignored.
             run.finish_unfinished(indices, ItemOutcome(JobStatus.CANCELLED, error="cancelled"))
             raise
+        except (CallTimeout, CallsRefused) as exc:
+            why = f"no answer from the sampler of {self.name!r} within {self.call_timeout:g} s"
+            if isinstance(exc, CallsRefused):
+                why = f"the sampler of {self.name!r} has too many calls stuck past their deadline"
+            ok, payloads = False, [why] * len(indices)
         for i, payload in zip(indices, payloads):
             if ok:
                 run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload))
