@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import cirq
 import httpx
 
-from . import _circuits, _config, _sweeps
+from . import _circuits, _config, _secrets, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._job import Job
@@ -320,6 +320,7 @@ def register_target(name: str, target: object, **options) -> Target:
     its unfinished jobs in the local store (from a kernel that ended) followed again, as
     :func:`connect` does for a queue server.
     """
+    options = _secrets.masked(options)  # keys never sit in this frame as plain text
     made = _register_target(name, target, **options)
     if isinstance(made, QueueOwningTarget):
         get_manager().follow_target_jobs(made)

@@ -22,13 +22,14 @@ import importlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, NoReturn
 
 import cirq
 
-from .. import _config
+from .. import _config, _secrets
 from .._device import DeviceSpec
 from .._errors import InvalidOptionError, QnbError, UnknownTargetError
 from ._base import Target
@@ -36,6 +37,43 @@ from ._base import Target
 logger = logging.getLogger("qnb")
 
 ENTRY_POINT_GROUP = "qnb.targets"
+
+
+#: How long a caller waits for a plug-in (or a targets-file table's kind) to load:
+#: ``$QNB_TARGET_LOAD_TIMEOUT`` seconds. Longer than a vendor kind's own call deadline
+#: (IonQ's is 30 s), so that its clearer error comes first.
+DEFAULT_LOAD_TIMEOUT = 60.0
+
+
+def load_timeout() -> float:
+    text = os.environ.get("QNB_TARGET_LOAD_TIMEOUT", "")
+    if not text:
+        return DEFAULT_LOAD_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not (0 < seconds < float("inf")):
+        logger.warning("qnb: QNB_TARGET_LOAD_TIMEOUT=%r is not a number of seconds; "
+                       "using %g", text, DEFAULT_LOAD_TIMEOUT)  # fmt: skip
+        return DEFAULT_LOAD_TIMEOUT
+    return seconds
+
+
+class Loading:
+    """One load of a lazy target, on a daemon thread of its own (a factory that hangs
+    holds that thread, nobody else). Everyone who wants the target waits for this one
+    load, until the same deadline."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.done = threading.Event()
+        self.target: Target | None = None
+        self.error: str | None = None
+
+    def wait(self) -> bool:
+        return self.done.wait(max(0.0, self.deadline - time.monotonic()))
 
 
 @dataclasses.dataclass
@@ -48,13 +86,19 @@ class LazyTarget:
     error: str | None = None  # why loading failed, once it has
     #: Found by a scan (a plug-in, a targets-file table): a new scan replaces it.
     scanned: bool = False
+    loading: Loading | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def in_flight(self) -> bool:
+        return self.loading is not None and not self.loading.done.is_set()
 
 
 @dataclasses.dataclass(frozen=True)
 class UnloadedTarget:
     """What ``qnb.targets()`` shows for a target whose code has not loaded (a plug-in
-    before first use) or could not load (a broken plug-in): its origin, not its device.
-    It answers the fields of a :class:`~qnb.DeviceSpec` that listings read."""
+    before first use), is loading, or is broken (could not load, or its device cannot
+    be read): its origin, not its device. It answers the fields of a
+    :class:`~qnb.DeviceSpec` that listings read."""
 
     name: str
     origin: str
@@ -65,6 +109,9 @@ class UnloadedTarget:
     native_gates: tuple[str, ...] = ()
     qubits: None = None
     connectivity: None = None
+    loading: bool = False
+    #: What went wrong, for the description: loading, or reading the loaded target's device.
+    problem: str = "could not be loaded"
 
     @property
     def loaded(self) -> bool:
@@ -73,7 +120,9 @@ class UnloadedTarget:
     @property
     def description(self) -> str:
         if self.error is not None:
-            return f"broken: {self.origin} could not be loaded: {self.error}"
+            return f"broken: {self.origin} {self.problem}: {self.error}"
+        if self.loading:
+            return f"loading ({self.origin})"
         return f"not loaded ({self.origin}); loads on first use"
 
     def summary(self) -> dict:
@@ -84,44 +133,84 @@ class UnloadedTarget:
 
 class TargetRegistry:
     def __init__(self) -> None:
+        # Guards the tables below and is held only to read or change them: never while
+        # a target's code loads (a plug-in that hangs would stop every other caller).
         self._lock = threading.RLock()
         self._targets: dict[str, Target] = {}
         self._lazy: dict[str, LazyTarget] = {}
+        self._origins: dict[str, str] = {}  # loaded targets that were lazy: where from
+        self._device_warned: set[str] = set()
         self._plugins_found = False
 
     def get(self, name: str) -> Target:
+        """The target ``name``, loading it first if it is lazy (one load per target,
+        however many ask; other targets are not held up by it)."""
         with self._lock:
             target = self._targets.get(name)
             if target is not None:
                 return target
             self._find_plugins()
             lazy = self._lazy.get(name)
-            if lazy is None or lazy.error is not None:
-                known = ", ".join(self.names())
-                if lazy is not None:
-                    raise UnknownTargetError(
-                        f"target {name!r} ({lazy.origin}) could not be loaded: {lazy.error}"
-                    )
+            if lazy is None:
                 raise UnknownTargetError(
-                    f"unknown target {name!r}; known targets: {known} "
+                    f"unknown target {name!r}; known targets: {', '.join(self.names())} "
                     "(qnb.targets() describes them, qnb.register_target() adds one)"
                 )
-            return self._load(lazy)
+            if lazy.error is not None:
+                raise _load_error(lazy, lazy.error)
+            loading = lazy.loading or self._start_loading(lazy)
+        return self._wait(lazy, loading)
 
-    def _load(self, lazy: LazyTarget) -> Target:
+    def _start_loading(self, lazy: LazyTarget) -> Loading:
+        loading = lazy.loading = Loading(load_timeout())
+        threading.Thread(
+            target=self._load, args=(lazy, loading), name=f"qnb-load-{lazy.name}", daemon=True
+        ).start()
+        return loading
+
+    def _load(self, lazy: LazyTarget, loading: Loading) -> None:
+        """The loading thread: the factory's outcome, whatever it is, becomes the
+        target or the target's error."""
+        target, error = None, None
         try:
-            made = lazy.load()
-            target = as_target(lazy.name, made)
-        except Exception as exc:  # a broken plug-in is reported, never fatal
-            lazy.error = f"{type(exc).__name__}: {exc}"
+            target = as_target(lazy.name, lazy.load())
+        except BaseException as exc:  # noqa: BLE001 - a plug-in's sys.exit() is its own error
+            error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            current = self._lazy.get(lazy.name) is lazy  # not replaced while it loaded
+            if target is not None and current:
+                self._targets[lazy.name] = target
+                self._origins[lazy.name] = lazy.origin
+                del self._lazy[lazy.name]
+            lazy.error = error
+            loading.target, loading.error = target, error
+            loading.done.set()
+        if error is not None:  # a broken plug-in is reported (once: it is not loaded again)
             logger.warning("qnb: target %r from %s could not be loaded: %s",
-                           lazy.name, lazy.origin, lazy.error)  # fmt: skip
-            raise UnknownTargetError(
-                f"target {lazy.name!r} ({lazy.origin}) could not be loaded: {lazy.error}"
-            ) from None
-        self._targets[lazy.name] = target
-        del self._lazy[lazy.name]
-        return target
+                           lazy.name, lazy.origin, error)  # fmt: skip
+
+    def _wait(self, lazy: LazyTarget, loading: Loading) -> Target:
+        if not loading.wait():
+            with self._lock:
+                if not loading.done.is_set():
+                    self._timed_out(lazy, loading)
+        if loading.error is not None:
+            raise _load_error(lazy, loading.error)
+        assert loading.target is not None
+        return loading.target
+
+    def _timed_out(self, lazy: LazyTarget, loading: Loading) -> NoReturn:
+        """Past the deadline: the target is broken for everyone from now on (no new
+        waits); should its load still finish, it is usable then."""
+        error = (
+            f"it did not finish loading within {loading.timeout:g} s (it may hang; it goes "
+            "on loading in the background and is used if it ever finishes; "
+            "$QNB_TARGET_LOAD_TIMEOUT sets the limit in seconds)"
+        )
+        if lazy.error is None:
+            lazy.error = error
+            logger.warning("qnb: target %r from %s: %s", lazy.name, lazy.origin, error)
+        raise _load_error(lazy, error)
 
     def register(self, name: str, target: Target) -> None:
         if not isinstance(target, Target):
@@ -129,11 +218,15 @@ class TargetRegistry:
         with self._lock:
             self._targets[name] = target
             self._lazy.pop(name, None)
+            self._origins.pop(name, None)
+            self._device_warned.discard(name)
 
     def unregister(self, name: str) -> None:
         with self._lock:
             self._targets.pop(name, None)
             self._lazy.pop(name, None)
+            self._origins.pop(name, None)
+            self._device_warned.discard(name)
 
     def register_lazy(self, name: str, load: Callable[[], object], *, origin: str) -> None:
         with self._lock:
@@ -142,21 +235,36 @@ class TargetRegistry:
 
     def listing(self) -> dict[str, DeviceSpec | UnloadedTarget]:
         """Every target by name: a loaded one's :class:`DeviceSpec`, else what is known
-        without loading it (nothing is imported by asking)."""
+        without loading it (nothing is imported by asking, nothing waits for a load)."""
         with self._lock:
             self._find_plugins()
-            shown: dict[str, DeviceSpec | UnloadedTarget] = {
-                name: target.device for name, target in self._targets.items()
-            }
-            for name, lazy in self._lazy.items():
-                shown.setdefault(name, UnloadedTarget(name, lazy.origin, lazy.error))
-            return shown
+            loaded = dict(self._targets)
+            lazies = dict(self._lazy)
+        shown = {name: self._device_of(name, target) for name, target in loaded.items()}
+        for name, lazy in lazies.items():
+            shown.setdefault(name, UnloadedTarget(name, lazy.origin, lazy.error, loading=lazy.in_flight))
+        return shown
+
+    def _device_of(self, name: str, target: Target) -> DeviceSpec | UnloadedTarget:
+        """A target's device; one whose ``device`` raises is listed as broken (and said
+        once), never stopping the listing of the others."""
+        try:
+            return target.device
+        except Exception as exc:  # noqa: BLE001 - a plug-in's bug, shown as its state
+            error = f"{type(exc).__name__}: {exc}"
+        origin = self._origins.get(name) or f"target {type(target).__module__}.{type(target).__qualname__}"
+        if name not in self._device_warned:
+            self._device_warned.add(name)
+            logger.warning("qnb: the device of target %r (%s) cannot be read: %s", name, origin, error)
+        return UnloadedTarget(name, origin, error, problem="is loaded but its device cannot be read")
 
     def rescan(self) -> None:
         """Look again for plug-ins and the targets file's tables (installed or edited
-        since): entries found by the last scan and not loaded are dropped first."""
+        since): entries found by the last scan and not loaded are dropped first (those
+        still loading are kept: a second load of a hanging one would hang too)."""
         with self._lock:
-            self._lazy = {n: lazy for n, lazy in self._lazy.items() if not lazy.scanned}
+            self._lazy = {n: lazy for n, lazy in self._lazy.items()
+                          if not lazy.scanned or lazy.in_flight}  # fmt: skip
             self._plugins_found = False
             self._find_plugins()
 
@@ -207,9 +315,12 @@ class TargetRegistry:
             if name in self._targets or name in self._lazy:
                 continue
             origin = f"kind {kind!r} from {_config.targets_file()}"
-            self._lazy[name] = LazyTarget(
-                name, functools.partial(make, kind, name, **options), origin, scanned=True
-            )
+            load = functools.partial(make, kind, name, **_secrets.masked(options))
+            self._lazy[name] = LazyTarget(name, load, origin, scanned=True)
+
+
+def _load_error(lazy: LazyTarget, error: str) -> UnknownTargetError:
+    return UnknownTargetError(f"target {lazy.name!r} ({lazy.origin}) could not be loaded: {error}")
 
 
 def _plugin_loader(entry: metadata.EntryPoint) -> Callable[[], object]:
@@ -254,6 +365,9 @@ def kinds() -> list[str]:
 
 
 def make(kind: str, name: str, **options: Any) -> Target:
+    """A target of ``kind``; options named like secrets reach its factory as
+    :class:`~qnb._secrets.Secret` (a ``str`` whose ``repr`` is masked)."""
+    options = _secrets.masked(options)  # before anything can fail with it in a frame
     factory = _KINDS.get(kind)
     if factory is None:
         raise UnknownTargetError(f"unknown target kind {kind!r}; kinds: {', '.join(kinds())}")
@@ -303,6 +417,7 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     ``cirq.Sampler`` (options: ``device``, a ``cirq.Device`` when the sampler names
     none; ``max_threads``); such jobs have no job id and are not followed after a restart.
     """
+    options = _secrets.masked(options)  # keys never sit in this frame as plain text
     if not isinstance(name, str) or not name:
         raise InvalidOptionError(f"a target's name is a non-empty string, got {name!r}")
     if isinstance(target, str):
