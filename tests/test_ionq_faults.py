@@ -171,3 +171,9 @@ def test_a_script_ends_while_ionq_never_answers_and_its_job_stays_followable(tmp
     standin.release()
     assert sum(_follow_in_a_new_process(tmp_path, standin, job_id).values()) == 100
     assert standin.created == 1
+
+
+def test_a_key_with_a_newline_is_named_as_such(manager, standin):
+    with pytest.raises(qnb.NotAuthenticatedError, match="newline"):
+        qnb.register_target("nl", "ionq", api_key=KEY + "\n", remote_host=standin.url)
+    assert standin.requests["GET /v0.4/jobs"] == 0  # refused before any call

@@ -171,6 +171,12 @@ def _resolve_options(
             f"IonQ target {name!r} has no API key: pass api_key=..., set $IONQ_API_KEY, or "
             f"add api_key_env to [targets.{name}] (kind = \"ionq\") in {_config.targets_file()}"
         )
+    if any(ch.isspace() or not ch.isprintable() for ch in str(api_key)):
+        # requests refuses such a header, and cirq-ionq retries that as if IonQ were away.
+        raise NotAuthenticatedError(
+            f"IonQ target {name!r}: the API key contains a space, newline or control "
+            "character (often copied with the key); remove it where the key is set"
+        )
     return backend, api_key, remote_host
 
 
