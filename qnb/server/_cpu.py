@@ -1,107 +1,486 @@
-"""Where a request's CPU work runs: never on the server's event loop.
+"""Where a request's heavy CPU work runs: never on the server's event loop, never
+ahead of other users, and never after the server is gone.
 
-Small work (a few Cirq JSON circuits, no compiling) runs in the calling worker
-thread: it takes well under a millisecond, less than a hop to another process.
-Heavy work (OpenQASM, which Cirq parses at ~10 ms a circuit; compiling, ~10 ms a
-circuit; large batches) runs in one dedicated worker process. In a thread it would
-hold the GIL for seconds at a time and every other request would wait for it in
-slices of the switch interval; in a process the server's loop keeps its core. The
-process also gives each request's work a real deadline: past it, the worker is ended
-and replaced, and the request is refused.
+Small work (a few Cirq JSON circuits, one or two small OpenQASM ones) runs in the
+request's own thread (see ``_service.py``): it takes milliseconds, less than a hop to
+another process. Heavy work (OpenQASM, which Cirq parses at ~10 ms a circuit;
+compiling, ~10 ms a circuit; large batches) runs here, in a pool of worker processes,
+one per core (at most :data:`MAX_PROCESSES`: each holds Cirq, ~230 MB). In a thread it
+would hold the GIL for seconds and every other request would wait for it in slices of
+the switch interval; in a process the server's loop keeps its core.
+
+**Fair.** A user has at most one request in a worker at a time; their others wait in
+their own line, and a free worker takes the next request of the user whose turn it is
+(round robin: a user who was just served goes to the back). Two users' 300-circuit
+compiles take a worker each; a third user's cheap submit never comes here. A thread
+that comes here to wait gives its lane back first (:func:`lane`), so waits for heavy
+capacity never hold the threads that cheap requests run on. Waiting is bounded per user
+(:data:`WAITING_PER_USER`) and in total (:data:`MAX_WAITING`), and in time.
+
+**Deadlines.** Each request's work has one: past it, its worker is killed and replaced,
+and the request is refused.
+
+**No orphans.** A worker is a plain subprocess speaking pickles over its stdin and
+stdout, not a ``multiprocessing`` child: a spawned child holds the write end of the
+resource tracker's pipe, so a worker that outlived a SIGKILLed server kept the tracker
+alive too. The worker asks Linux to SIGKILL it when its parent dies
+(``PR_SET_PDEATHSIG``), watches its parent's pid as a fallback, and exits when its
+request pipe closes. The death signal follows the *thread* that forked the worker, so
+every worker is started from one thread that lives as long as the server.
 """
 
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
+import collections
+import contextlib
+import ctypes
+import dataclasses
 import gc
+import json
 import logging
-import multiprocessing
 import os
+import pickle
+import queue
+import select
+import signal
+import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from .._errors import LimitExceededError, QnbError
 
 T = TypeVar("T")
 #: How long a new worker process may take to start (it imports Cirq: ~2 s when quiet).
 STARTUP_SECONDS = 120.0
+#: Worker processes at most, whatever the cores (each holds Cirq: ~230 MB).
+MAX_PROCESSES = 4
+#: Heavy requests one user may have here at once (one running, the others waiting).
+WAITING_PER_USER = 4
+#: Heavy requests all users may have here at once (each holds a thread while it waits).
+MAX_WAITING = 32
+#: How often a worker looks whether its parent is still there (if the signal failed).
+PARENT_WATCH_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+_FRAME = struct.Struct("!Q")
 log = logging.getLogger("qnb.server")
 
 
-class CpuWorker:
-    """One worker process (spawned, so it shares nothing with the server's threads),
-    started on first use and replaced when a deadline ends it."""
+def default_processes() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_PROCESSES))
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._ready: concurrent.futures.Future | None = None
 
-    def _executor(self) -> tuple[concurrent.futures.ProcessPoolExecutor, concurrent.futures.Future]:
-        with self._lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_warm,
-                )
-                self._ready = self._pool.submit(int)  # done once the worker has started
-            return self._pool, self._ready
+# -- lanes: the threads cheap requests run on -------------------------------------------------
+
+_lane = threading.local()
+
+
+@contextlib.contextmanager
+def lane(give_back: Callable[[], None]) -> Iterator[None]:
+    """Run the body in a lane: if it comes to wait for a worker, ``give_back`` is called
+    first (once), so the lane serves cheap requests meanwhile."""
+    previous = getattr(_lane, "give_back", None)
+    _lane.give_back = give_back
+    try:
+        yield
+    finally:
+        _lane.give_back = previous
+
+
+def _give_lane_back() -> None:
+    give_back = getattr(_lane, "give_back", None)
+    if give_back is not None:
+        _lane.give_back = None
+        give_back()
+
+
+# -- the pool ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class _Ticket:
+    user: str
+    process: _Process | None = None
+    refused: str | None = None  # why it will get no turn
+
+
+class CpuPool:
+    """Worker processes, started on first use (or :meth:`warm`), shared fairly by users."""
+
+    def __init__(self, processes: int | None = None):
+        self.size = processes or default_processes()
+        self._cond = threading.Condition()
+        self._idle: list[_Process] = []
+        self._all: set[_Process] = set()
+        self._alive = 0  # processes started or starting
+        self._lines: dict[str, collections.deque[_Ticket]] = {}  # in turn order
+        self._running: set[str] = set()  # users with a request in a worker
+        self._waiting = 0
+        self._closed = False
+        self._starter = _Starter()
 
     def warm(self) -> None:
-        """Start the worker now (it imports Cirq: a few seconds), not at the first request."""
-        self._executor()
+        """Start the workers now (each imports Cirq: seconds), not at the first request."""
+        with self._cond:
+            self._top_up()
 
-    def run(self, deadline: float, fn: Callable[..., T], *args, **kwargs) -> T:
-        """``fn(*args, **kwargs)`` in the worker process; blocks the calling thread (never
-        call it on the event loop). Refused with :class:`LimitExceededError` after
-        ``deadline`` seconds (waiting for another request's work included)."""
-        pool, ready = self._executor()
+    def run(self, user: str, deadline: float, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, **kwargs)`` in a worker, in ``user``'s turn; blocks the calling
+        thread (never call it on the event loop). Refused with
+        :class:`LimitExceededError` when the work takes more than ``deadline`` seconds,
+        or when ``user`` already has :data:`WAITING_PER_USER` requests here."""
+        ticket = self._enter(user)
+        _give_lane_back()
         try:
-            # The deadline is the work's: a worker starting (importing Cirq) does not count.
-            ready.result(timeout=STARTUP_SECONDS)
-            future = pool.submit(fn, *args, **kwargs)
-            return future.result(timeout=deadline)
-        except concurrent.futures.TimeoutError:
-            self._end(pool)
+            process = self._wait_for_turn(ticket, deadline + STARTUP_SECONDS)
+        except BaseException:
+            self._abandon(ticket)
+            raise
+        try:
+            status, value = self._call(process, deadline, fn, args, kwargs)
+        finally:
+            self._leave(ticket, process)
+        if status == "error":
+            raise value
+        return value
+
+    def _enter(self, user: str) -> _Ticket:
+        with self._cond:
+            if self._closed:
+                raise QnbError("the server is shutting down; send the request again later")
+            line = self._lines.get(user, ())
+            if len(line) + (user in self._running) >= WAITING_PER_USER:
+                raise LimitExceededError(
+                    f"{user} has {WAITING_PER_USER} requests being parsed or compiled on the "
+                    "server already, its limit per user; wait for their answers first"
+                )
+            if self._waiting >= MAX_WAITING:
+                raise LimitExceededError(
+                    f"the server is parsing or compiling {MAX_WAITING} requests already, its "
+                    "limit; send this one again in a minute, or compile in your notebook"
+                )
+            ticket = _Ticket(user)
+            self._lines.setdefault(user, collections.deque()).append(ticket)
+            self._waiting += 1
+            self._top_up()
+            self._dispatch()
+            return ticket
+
+    def _wait_for_turn(self, ticket: _Ticket, timeout: float) -> _Process:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: ticket.process is not None or ticket.refused or self._closed, timeout
+            )
+            if ticket.process is not None:
+                return ticket.process
+            if ticket.refused:
+                raise QnbError(ticket.refused)
+            if self._closed:
+                raise QnbError("the server is shutting down; send the request again later")
+            raise LimitExceededError(
+                f"waited {timeout:g} s for the server's circuit workers (other users' "
+                "requests held them); send the request again later"
+            )
+
+    def _abandon(self, ticket: _Ticket) -> None:
+        """A waiting ticket given up (its wait ended without a turn, or was interrupted)."""
+        with self._cond:
+            if ticket.process is not None:  # its turn came after all: pass it on
+                self._leave_locked(ticket, ticket.process)
+                return
+            if ticket.refused:
+                return  # out of its line and of the count already
+            line = self._lines.get(ticket.user)
+            if line is not None and ticket in line:
+                line.remove(ticket)
+                if not line:
+                    del self._lines[ticket.user]
+            self._waiting -= 1
+
+    def _call(self, process: _Process, deadline: float, fn, args, kwargs) -> tuple[str, Any]:
+        try:
+            return process.call(deadline, (fn, args, kwargs))
+        except TimeoutError:
             raise LimitExceededError(
                 f"checking and compiling the circuits took more than {deadline:g} s of the "
                 "server's time, its limit per request; submit fewer or smaller circuits "
                 "per job, or compile them in your notebook (qnb.compile) and send the result"
             ) from None
-        except concurrent.futures.process.BrokenProcessPool:
-            self._end(pool)
+        except (EOFError, OSError, pickle.UnpicklingError):
             raise QnbError(
-                "the server's circuit worker ended (another request's deadline, or out of "
-                "memory) while checking these circuits; send the request again"
+                "the server's circuit worker ended (out of memory, or the server is "
+                "stopping) while checking these circuits; send the request again"
             ) from None
 
-    def _end(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        """End ``pool``'s worker at once (a deadline passed); the next call starts another."""
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        for process in processes:
+    def _leave(self, ticket: _Ticket, process: _Process) -> None:
+        with self._cond:
+            self._leave_locked(ticket, process)
+
+    def _leave_locked(self, ticket: _Ticket, process: _Process) -> None:
+        self._running.discard(ticket.user)
+        self._waiting -= 1
+        if process.broken or self._closed:
+            self._all.discard(process)
+            self._alive -= 1
             process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(timeout=5)
-        log.warning("ended the circuit worker process (a request passed its CPU deadline)")
+            if process.timed_out:
+                log.warning("ended a circuit worker process (a request passed its CPU deadline)")
+            self._top_up()
+        else:
+            self._idle.append(process)
+        self._dispatch()
+
+    def _dispatch(self) -> None:  # with self._cond held
+        while self._idle:
+            ticket = self._next_ticket()
+            if ticket is None:
+                break
+            ticket.process = self._idle.pop()
+            self._running.add(ticket.user)
+        self._cond.notify_all()
+
+    def _next_ticket(self) -> _Ticket | None:
+        """The first waiting request of the first user in turn order with none running;
+        that user goes to the back of the order."""
+        for user, line in self._lines.items():
+            if user not in self._running:
+                ticket = line.popleft()
+                del self._lines[user]
+                if line:
+                    self._lines[user] = line
+                return ticket
+        return None
+
+    def _top_up(self) -> None:  # with self._cond held
+        while self._alive < self.size and not self._closed:
+            self._alive += 1
+            self._starter.start(self._started)
+
+    def _started(self, process: _Process | None) -> None:
+        with self._cond:
+            if process is None:  # logged by the starter; the next request tries again
+                self._alive -= 1
+                if self._alive == 0:
+                    self._refuse_waiting("the server's circuit worker could not start (its "
+                                         "log says why); send the request again later")
+            elif self._closed:
+                process.kill()
+            else:
+                self._all.add(process)
+                self._idle.append(process)
+            self._dispatch()
+
+    def _refuse_waiting(self, reason: str) -> None:  # with self._cond held
+        for line in self._lines.values():
+            for ticket in line:
+                ticket.refused = reason
+        self._waiting -= sum(len(line) for line in self._lines.values())
+        self._lines.clear()
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for tests and diagnostics)."""
+        with self._cond:
+            return [process.pid for process in self._all]
 
     def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            self._end_quietly(pool)
-
-    @staticmethod
-    def _end_quietly(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
+        """Kill every worker now; waiting requests are refused."""
+        with self._cond:
+            self._closed = True
+            processes, self._all, self._idle = list(self._all), set(), []
+            self._cond.notify_all()
+        for process in processes:
             process.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: The name older code and tests use.
+CpuWorker = CpuPool
+
+
+class _Starter:
+    """Starts worker processes, one at a time, from one thread that lives as long as
+    the server: Linux sends the parent-death signal when the *thread* that started a
+    process ends, so a request thread that retires must not be the one."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[Callable[[_Process | None], None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, then: Callable[[_Process | None], None]) -> None:
+        """Start a worker; ``then(process)`` once it is ready (None if it failed)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="qnb-cpu-starter", daemon=True)
+                self._thread.start()
+        self._requests.put(then)
+
+    def _serve(self) -> None:
+        while True:
+            then = self._requests.get()
+            process = None
+            try:
+                process = _Process()
+                process.wait_ready(STARTUP_SECONDS)
+            except Exception:
+                log.warning("a circuit worker process did not start", exc_info=True)
+                if process is not None:
+                    process.kill()
+                process = None
+            then(process)
+
+
+# -- one worker process, seen from the server --------------------------------------------------
+
+_BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv[2]); " \
+        "from qnb.server._cpu import serve_requests; serve_requests(int(sys.argv[1]))"
+
+
+class _Process:
+    """A worker subprocess: a request is a pickled ``(fn, args, kwargs)`` on its stdin,
+    the answer a pickled ``(status, value)`` on its stdout, each behind its length."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, str(os.getpid()), json.dumps(sys.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+        )
+        self.pid = self._proc.pid
+        self._requests = self._proc.stdin.fileno()
+        self._answers = self._proc.stdout.fileno()
+        os.set_blocking(self._requests, False)
+        os.set_blocking(self._answers, False)
+        self.broken = False  # the pipes are out of step, or the process is gone
+        self.timed_out = False
+
+    def wait_ready(self, timeout: float) -> None:
+        status, _ = pickle.loads(_read_frame(self._answers, time.monotonic() + timeout))
+        if status != "ready":
+            raise QnbError(f"the circuit worker answered {status!r} at start")
+
+    def call(self, seconds: float, request: tuple) -> tuple[str, Any]:
+        """The answer to ``request``; TimeoutError past ``seconds`` (then the process is
+        broken: kill it)."""
+        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)  # may raise: not broken
+        until = time.monotonic() + seconds
+        try:
+            _write_frame(self._requests, data, until)
+            return pickle.loads(_read_frame(self._answers, until))
+        except TimeoutError:
+            self.broken = self.timed_out = True
+            raise
+        except BaseException:
+            self.broken = True
+            raise
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def _write_frame(fd: int, data: bytes, until: float | None) -> None:
+    view = memoryview(_FRAME.pack(len(data)) + data)
+    while view:
+        _wait(fd, select.POLLOUT, until)
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
+
+
+def _read_frame(fd: int, until: float | None) -> bytes:
+    (size,) = _FRAME.unpack(_read_exact(fd, _FRAME.size, until))
+    return _read_exact(fd, size, until)
+
+
+def _read_exact(fd: int, size: int, until: float | None) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        _wait(fd, select.POLLIN, until)
+        try:
+            chunk = os.read(fd, min(size, 1 << 20))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise EOFError("the other end of the pipe closed")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _wait(fd: int, event: int, until: float | None) -> None:
+    """Until ``fd`` is ready (poll, not select: a server's descriptors pass 1024)."""
+    poller = select.poll()
+    poller.register(fd, event)
+    timeout = None if until is None else (until - time.monotonic()) * 1000
+    if timeout is not None and timeout <= 0:
+        raise TimeoutError
+    if not poller.poll(timeout):
+        raise TimeoutError
+
+
+# -- one worker process, from the inside --------------------------------------------------------
+
+
+def serve_requests(parent: int) -> None:
+    """The worker's main loop: answer requests until the server closes the pipe."""
+    _die_with(parent)
+    requests, answers = os.dup(0), os.dup(1)
+    # Whatever Cirq or a plug-in prints goes to the server's log, not into the answers.
+    os.dup2(2, 1)
+    with open(os.devnull) as nothing:
+        os.dup2(nothing.fileno(), 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    _warm()
+    _write_frame(answers, pickle.dumps(("ready", os.getpid())), None)
+    while True:
+        try:
+            fn, args, kwargs = pickle.loads(_read_frame(requests, None))
+        except EOFError:
+            os._exit(0)  # the server closed the pipe: it has stopped, or is gone
+        try:
+            answer: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # the server re-raises it in the request's thread
+            answer = ("error", exc)
+        _write_frame(answers, _pickled(answer), None)
+
+
+def _pickled(answer: tuple[str, Any]) -> bytes:
+    try:
+        return pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an answer (or an error) that cannot travel
+        what = f"{type(answer[1]).__name__}: {answer[1]}"[:500]
+        return pickle.dumps(("error", QnbError(f"the circuit worker could not send back {what} ({exc})")))
+
+
+def _die_with(parent: int) -> None:
+    """Be SIGKILLed when ``parent`` dies (Linux), and watch for it anyway."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watch below, and the pipe's end, still end the worker
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(0)
+    threading.Thread(target=_watch_parent, args=(parent,), name="qnb-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_WATCH_SECONDS)
+    os._exit(0)
 
 
 def _warm() -> None:
@@ -120,7 +499,7 @@ def _warm() -> None:
     gc.freeze()
 
 
-#: One worker per server process, shared by every app in it (tests make many).
-worker = CpuWorker()
-# Ended before the interpreter tears its modules down (a pool collected then complains).
+#: One pool per server process, shared by every app in it (tests make many).
+worker = CpuPool()
+# Ended before the interpreter tears its modules down.
 atexit.register(worker.close)

@@ -2,13 +2,14 @@
 
 Each route turns a request into one :class:`~qnb.server._service.QueueService` call.
 Blocking routes are plain ``def`` (FastAPI runs them in its thread pool); the few
-``async`` ones do no CPU or disk work on the loop: they hand it to a worker thread
+``async`` ones do no CPU or disk work on the loop: they hand it to a lane
 (:func:`off_loop`) or only read memory.
 """
 
 # No "from __future__ import annotations": FastAPI reads the handlers' annotations.
 import asyncio
 import concurrent.futures
+import threading
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -17,17 +18,55 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._status import JobStatus
 from ._auth import User, caller
+from ._cpu import MAX_WAITING, lane
 from ._events import EventFeed
 from ._service import QueueService, Submission
 
 MAX_EVENT_WAIT_SECONDS = 60.0
 
-#: Worker threads for the async routes' blocking work (submits, reads from SQLite).
-_threads = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="qnb-server")
+class _Lanes(concurrent.futures.Executor):
+    """Threads for the async routes' blocking work (submits, reads from SQLite).
+
+    At most ``width`` of them work at once: decoding a body and checking a few circuits
+    is CPU work under the GIL, beside the event loop. A request that goes to wait for a
+    circuit worker (seconds, behind other users' compiles) gives its lane back first
+    (``_cpu.lane``) and waits on a spare thread, so cheap requests never queue behind
+    heavy ones. Spare threads: one per heavy request the CPU pool lets wait at once."""
+
+    def __init__(self, width: int, spare: int):
+        self._gate = threading.Semaphore(width)
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=width + spare, thread_name_prefix="qnb-server"
+        )
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        return self._threads.submit(self._in_lane, fn, args, kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._threads.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def _in_lane(self, fn, args, kwargs):
+        self._gate.acquire()
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._gate.release()
+
+        try:
+            with lane(give_back):
+                return fn(*args, **kwargs)
+        finally:
+            give_back()
+
+
+_threads = _Lanes(width=2, spare=MAX_WAITING)
 
 
 async def off_loop(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` in a worker thread, awaited: the loop stays free."""
+    """``fn(*args, **kwargs)`` in a lane, awaited: the loop stays free."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_threads, lambda: fn(*args, **kwargs))
 

@@ -36,15 +36,21 @@ from .._manager import JobManager
 from .._records import JobRecord
 from .._status import IN_QUEUE
 from ._auth import User
-from ._cpu import CpuWorker, worker
-from ._intake import Limits, checked, field
+from ._cpu import CpuPool, worker
+from ._intake import Counted, Limits, checked, field
 from ._intake import check as check_circuits
 from ._intake import count as count_circuits
 from ._intake import parse as parse_circuits
 
-#: A batch is checked in the worker process when it has OpenQASM, is compiled, or has
-#: more operations than this (below it, parsing takes less than a process hop).
+#: A batch of Cirq JSON is checked in the request's own thread up to this many
+#: operations (below it, parsing takes less than a hop to a worker process).
 SMALL_BATCH_OPERATIONS = 2_000
+#: OpenQASM or compiled circuits are checked in the request's own thread up to this
+#: many circuits and operations (~20 ms a small circuit: Cirq builds its OpenQASM
+#: parser each time), so a small submit never waits for a worker other users' compiles
+#: hold; more go to the worker pool (``_cpu.py``), one request per user at a time.
+SMALL_SLOW_CIRCUITS = 2
+SMALL_SLOW_OPERATIONS = 200
 MAX_NAME = 200
 MAX_KEY = 200
 
@@ -137,7 +143,7 @@ class QueueService:
         *,
         device: str,
         limits: Limits | None = None,
-        cpu: CpuWorker | None = None,
+        cpu: CpuPool | None = None,
     ):
         self.manager = manager
         self.device = device
@@ -189,7 +195,9 @@ class QueueService:
             raise field(InvalidOptionError(f"at most {MAX_KEY} characters"), "header", "idempotency-key")
         self._check_options(user, sub)
         self._check_room(user)
-        labelled, texts = self.intake(sub.circuits, shots=sub.shots, compile=sub.compile)
+        labelled, texts = self.intake(
+            sub.circuits, shots=sub.shots, compile=sub.compile, user=user.name
+        )
         self._check_size(labelled, sub.shots)
         points = _sweep_points(sub.params, labelled)
         job_id = sub.id or uuid.uuid4().hex
@@ -283,28 +291,28 @@ class QueueService:
             )
 
     def intake(
-        self, circuits: dict[str, str], *, shots: int, compile: bool
-    ) -> tuple[dict, list[str] | None]:
-        """Circuit texts to checked (and maybe compiled) circuits, and their Cirq JSON
-        when known: counted first, then parsed and checked against the target once, in
-        this thread when small, else in the worker process (the target's checks with
-        them, when the target can travel there)."""
+        self, circuits: dict[str, str], *, shots: int, compile: bool, user: str = ""
+    ) -> tuple[dict, list[str]]:
+        """Circuit texts to checked (and maybe compiled) circuits, and their Cirq JSON:
+        counted first, then parsed and checked against the target once, in this thread
+        when small (:func:`is_small`), else in the worker pool in ``user``'s turn (the
+        target's checks with them, when the target can travel there)."""
         spec = self.target.device
         counted = count_circuits(circuits, self.limits, max_batch=spec.max_batch)
-        if counted.qasm or compile or counted.operations > SMALL_BATCH_OPERATIONS:
-            # A copy of the target checks them there, if it can travel (asked each time:
-            # a cluster client or a connection it opens later would not).
-            travelling = self.target if _travels(self.target) else None
-            labelled, texts = self.cpu.run(
-                self.limits.cpu_seconds, check_circuits, circuits, counted.json_labels, spec,
-                travelling, shots=shots, compile=compile,
+        if is_small(counted, len(circuits), compile=compile):
+            return check_circuits(
+                circuits, counted.json_labels, spec, self.target, shots=shots, compile=compile
             )
-            if travelling is None:
-                labelled = checked(labelled, self.target, shots=shots)
-            return labelled, texts
-        return check_circuits(
-            circuits, counted.json_labels, spec, self.target, shots=shots, compile=False
+        # A copy of the target checks them there, if it can travel (asked each time:
+        # a cluster client or a connection it opens later would not).
+        travelling = self.target if _travels(self.target) else None
+        labelled, texts = self.cpu.run(
+            user, self.limits.cpu_seconds, check_circuits, circuits, counted.json_labels, spec,
+            travelling, shots=shots, compile=compile,
         )
+        if travelling is None:
+            labelled = checked(labelled, self.target, shots=shots)
+        return labelled, texts
 
     def view(self, user: User, job_id: str) -> dict:
         return self.full_view(self._own(user, job_id, "read it"))
@@ -446,7 +454,8 @@ class QueueService:
         counted = count_circuits(circuits, self.limits, max_batch=spec.max_batch)
         try:
             compiled = self.cpu.run(
-                self.limits.cpu_seconds, _compile_texts, circuits, counted.json_labels, spec
+                user.name, self.limits.cpu_seconds, _compile_texts, circuits,
+                counted.json_labels, spec,
             )
         except DeviceValidationError as exc:
             raise field(DeviceValidationError(f"cannot compile: {exc}"), "circuits") from None
@@ -454,6 +463,15 @@ class QueueService:
 
     def whoami(self, user: User) -> dict:
         return {"user": user.name, "role": user.role}
+
+
+def is_small(counted: Counted, circuits: int, *, compile: bool) -> bool:
+    """Whether a batch is checked in the request's own thread (milliseconds of Cirq),
+    not in the worker pool."""
+    slow = circuits - len(counted.json_labels) + (circuits if compile else 0)
+    if slow == 0:
+        return counted.operations <= SMALL_BATCH_OPERATIONS
+    return slow <= SMALL_SLOW_CIRCUITS and counted.operations <= SMALL_SLOW_OPERATIONS
 
 
 def _travels(target) -> bool:

@@ -1,0 +1,91 @@
+"""The server's processes die with it: a SIGKILLed ``qnb serve`` leaves no circuit
+worker, no simulation worker and no multiprocessing helper behind, even while a worker
+is busy with another user's compile (a busy worker reads no pipe)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import BELL_QASM, wait_until
+from test_server_support import ServeProcess, auth, make_users
+
+GONE_WITHIN_SECONDS = 20.0
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def session_members(session: int) -> dict[int, str]:
+    """Live processes of ``session`` (``qnb serve`` starts one: every process it starts,
+    and theirs, is in it), pid -> command line; zombies not counted."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat(int(entry))
+        if fields is None or fields[0] in ("Z", "X") or int(fields[3]) != session:
+            continue
+        with contextlib.suppress(OSError):
+            found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = _stat(pid)
+    return 0 if fields is None else int(fields[11]) + int(fields[12])
+
+
+def helpers(session: int) -> list[int]:
+    """The server's processes other than itself (circuit and simulation workers)."""
+    return [pid for pid in session_members(session) if pid != session]
+
+
+def test_sigkill_of_the_server_leaves_no_process_behind(tmp_path):
+    users_file = tmp_path / "users.toml"
+    tokens = make_users(users_file)
+    server = ServeProcess(tmp_path, users_file=users_file).start()
+    session = server.proc.pid  # start_new_session: the server leads its own session
+    answer: dict[str, object] = {}
+    try:
+        workers = wait_until(lambda: helpers(session), timeout=120, what="the server's workers")
+        before = {pid: cpu_ticks(pid) for pid in workers}
+        batch = {"circuits": {str(i): BELL_QASM for i in range(300)}, "shots": 10, "compile": True}
+
+        def heavy() -> None:
+            with contextlib.suppress(httpx.TransportError):
+                answer["r"] = httpx.post(f"{server.url}/v1/jobs", json=batch,
+                                         headers=auth(tokens["alice"]), timeout=120)
+
+        thread = threading.Thread(target=heavy, daemon=True)
+        thread.start()
+        # A worker is busy with the compile once its CPU time grows.
+        wait_until(lambda: any(cpu_ticks(pid) > before[pid] + 20 for pid in workers),
+                   timeout=60, what="a circuit worker to be busy compiling")
+        members = session_members(session)
+        assert len(members) >= 2, members  # the server and at least its busy worker
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        deadline = time.monotonic() + GONE_WITHIN_SECONDS
+        left = session_members(session)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = session_members(session)
+        assert left == {}, f"alive {GONE_WITHIN_SECONDS} s after the server's SIGKILL: {left}"
+        thread.join(timeout=30)
+        assert "r" not in answer, "the heavy submit was answered by a killed server"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(session, signal.SIGKILL)  # whatever is left, so it does not outlive the test
