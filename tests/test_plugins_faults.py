@@ -12,8 +12,10 @@ import importlib
 import subprocess
 import sys
 import textwrap
+import pickle
 import threading
 import time
+import traceback
 
 import cirq
 import pytest
@@ -25,7 +27,9 @@ from qnb._records import ItemRecord, JobRecord
 from qnb._status import JobStatus
 from qnb._store import Store
 from qnb._targets import registry
-from qnb._targets._registry import UnloadedTarget
+from qnb._secrets import MASK, Secret
+from qnb._targets import register_kind
+from qnb._targets._registry import _KINDS, UnloadedTarget
 
 DIST, VERSION = "qnb-fault-plugin", "0.1.0"
 HANG, DEVICE, EXITS, ODD = "fault-hang", "fault-device", "fault-exit", "fault-odd"
@@ -109,6 +113,23 @@ SOURCES = {
 
         def make_odd():
             raise Odd("raised past Exception")
+    ''',
+    "kinds.py": '''
+        """Kinds of target a package adds with qnb.register_kind (a vendor's adapter)."""
+        import cirq
+
+        from qnb._targets._registry import as_target
+
+        seen = {}
+
+
+        def unreachable(name, *, api_key, region="eu"):
+            raise ConnectionError(f"cannot reach the {region} region")
+
+
+        def recording(name, **options):
+            seen.update(options)
+            return as_target(name, cirq.Simulator())
     ''',
 }
 MODULES = ("qnb_fault_plugin", *(f"qnb_fault_plugin.{name[:-3]}" for name in SOURCES))
@@ -295,3 +316,70 @@ def qnb_log_records():
     logging.getLogger("qnb").addHandler(handler)
     yield records
     logging.getLogger("qnb").removeHandler(handler)
+
+
+# -- secrets on the way to a kind's factory ----------------------------------------------
+
+#: Never written as a literal in a call: a traceback prints the source line it fails on.
+KEY = "sk-" + "do-not-print-4242"
+
+
+def _with_locals(exc: BaseException) -> str:
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+def test_a_failing_ionq_registration_s_traceback_hides_the_key(manager):
+    pytest.importorskip("cirq_ionq")
+    with pytest.raises(qnb.QnbError) as caught:
+        qnb.register_target("q", "ionq", api_key=KEY, remote_host="http://127.0.0.1:1",
+                            call_timeout=10)  # fmt: skip
+    text = _with_locals(caught.value)
+    assert "register_target" in text and MASK in text  # the locals are there, masked
+    assert KEY not in text
+
+
+def test_a_plug_in_kind_that_raises_shows_no_key_in_its_traceback(manager, faults):
+    register_kind("fault-unreachable", "qnb_fault_plugin.kinds:unreachable")
+    try:
+        with pytest.raises(ConnectionError, match="cannot reach the us region") as caught:
+            qnb.register_target("vault", "fault-unreachable", api_key=KEY, region="us")
+        text = _with_locals(caught.value)
+        assert "in unreachable" in text and MASK in text
+        assert KEY not in text
+    finally:
+        _KINDS.pop("fault-unreachable", None)
+
+
+def test_a_kind_gets_the_key_as_text_with_a_masked_repr(manager, faults):
+    register_kind("fault-recording", "qnb_fault_plugin.kinds:recording")
+    try:
+        qnb.register_target("vault", "fault-recording", api_key=KEY, client_token=KEY, region="us")
+    finally:
+        _KINDS.pop("fault-recording", None)
+    seen = importlib.import_module("qnb_fault_plugin.kinds").seen
+    for name in ("api_key", "client_token"):
+        key = seen[name]
+        assert isinstance(key, Secret) and isinstance(key, str) and key == KEY
+        assert repr(key) == MASK and KEY not in repr(seen) and f"apiKey {key}" == f"apiKey {KEY}"
+        assert type(key.reveal()) is str and key.reveal() == KEY
+        copied = pickle.loads(pickle.dumps(key))
+        assert isinstance(copied, Secret) and copied.reveal() == KEY
+    assert type(seen["region"]) is str  # what is not a secret arrives as it was given
+
+
+def test_a_targets_file_key_is_masked_before_it_loads(manager, faults, tmp_path, monkeypatch):
+    path = tmp_path / "targets.toml"
+    path.write_text(f'[targets.vault]\nkind = "fault-recording"\napi_key = "{KEY}"\n')
+    monkeypatch.setenv("QNB_TARGETS", str(path))
+    register_kind("fault-recording", "qnb_fault_plugin.kinds:recording")
+    try:
+        registry.rescan()
+        assert KEY not in repr(registry.lazy()["vault"]) and KEY not in repr(qnb.targets())
+        registry.get("vault")
+    finally:
+        _KINDS.pop("fault-recording", None)
+        registry.unregister("vault")
+        monkeypatch.delenv("QNB_TARGETS")
+        registry.rescan()
+    key = importlib.import_module("qnb_fault_plugin.kinds").seen["api_key"]
+    assert isinstance(key, Secret) and key.reveal() == KEY
