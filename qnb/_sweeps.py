@@ -11,11 +11,15 @@ resolver back as ``params``.
 
 from __future__ import annotations
 
+import cmath
 import dataclasses
+import numbers
 import re
+import sys
 from collections.abc import Mapping, Sequence
 
 import cirq
+import sympy
 
 from ._errors import InvalidCircuitError, InvalidOptionError
 
@@ -39,24 +43,95 @@ class SweptItems:
         return any(r is not None for r in self.resolvers)
 
 
-def resolvers(params: object) -> list[cirq.ParamResolver]:
-    """The points of a sweep, in order; a clear error for what is not a sweep."""
+def resolvers(params: object) -> SweepPoints:
+    """The points of a sweep, in order, counted but not built yet (see
+    :class:`SweepPoints`); a clear error for what is not a sweep."""
     if isinstance(params, (str, bytes)):
         raise InvalidOptionError(
             f"params must be a sweep (cirq.Linspace, cirq.Points, a dict of symbol -> value, "
             f"...), got the text {params!r}; in %%qsubmit use --sweep 'theta=linspace(0, pi, 20)'"
         )
     try:
-        found = list(cirq.to_resolvers(params))
+        sweeps = cirq.to_sweeps(params)
+        count = min(sum(_length(sweep) for sweep in sweeps), sys.maxsize)
     except (TypeError, ValueError) as exc:
         raise InvalidOptionError(
             f"params is not a Cirq sweep ({type(params).__name__}: {exc}); give a "
             "cirq.Sweepable: cirq.Linspace('theta', 0, 1, 20), cirq.Points(...), a dict "
             "symbol -> value, or a list of dicts"
         ) from None
-    if not found:
+    if not count:
         raise InvalidOptionError("params is an empty sweep: give at least one point")
-    return found
+    return SweepPoints(sweeps, count)
+
+
+def _length(sweep: cirq.Sweep) -> int:
+    """A sweep's number of points without making them (a Product's is the product of
+    its factors'), even when it is too large for ``len()``."""
+    try:
+        return len(sweep)
+    except OverflowError:  # above sys.maxsize: refused by any batch limit all the same
+        return sys.maxsize
+
+
+class SweepPoints(Sequence[cirq.ParamResolver]):
+    """A sweep's points: their number is known at once, the points are made on first
+    use. A job's size is checked against its target's ``max_batch`` before anything
+    is made, so a sweep of 10^7 points is refused at once instead of filling memory."""
+
+    def __init__(self, sweeps: list[cirq.Sweep], count: int) -> None:
+        self._sweeps = sweeps
+        self._count = count
+        self._points: list[cirq.ParamResolver] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        return self._made()[index]
+
+    def __iter__(self):
+        return iter(self._made())
+
+    def __repr__(self) -> str:
+        return f"SweepPoints({self._count} points)"
+
+    def _made(self) -> list[cirq.ParamResolver]:
+        if self._points is None:
+            try:
+                points = [resolver for sweep in self._sweeps for resolver in sweep]
+            except (TypeError, ValueError) as exc:
+                raise InvalidOptionError(
+                    f"params could not be read as a sweep ({type(exc).__name__}: {exc})"
+                ) from None
+            for k, point in enumerate(points):
+                check_finite(k, point)
+            self._points = points
+        return self._points
+
+
+def check_finite(index: int, point: cirq.ParamResolver) -> None:
+    """NaN or an infinity in a sweep runs without complaint on a simulator and gives
+    meaningless counts: refused before anything is stored."""
+    for symbol, value in point.param_dict.items():
+        if not _is_finite(value):
+            raise InvalidOptionError(
+                f"sweep point {index} gives {symbol} the value {value}, which is not a "
+                "finite number; give finite values (check the sweep's start, stop and "
+                "any division that made them)"
+            )
+
+
+def _is_finite(value: object) -> bool:
+    if isinstance(value, sympy.Basic):
+        if not value.is_number:  # a symbol or expression, resolved where it runs
+            return True
+    elif not isinstance(value, numbers.Complex):  # text (another symbol's name)
+        return True
+    try:
+        return cmath.isfinite(complex(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def expand(
