@@ -285,6 +285,11 @@ class CpuPool:
         self._waiting -= sum(len(line) for line in self._lines.values())
         self._lines.clear()
 
+    def waiting(self) -> dict[str, int]:
+        """Requests waiting for a worker, by user (for tests and diagnostics)."""
+        with self._cond:
+            return {user: len(line) for user, line in self._lines.items()}
+
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and diagnostics)."""
         with self._cond:
