@@ -16,9 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-#: Option names whose text is a secret: ``api_key``, ``token``, ``client_secret``,
+#: Option names whose text is a secret: ``api_key``, ``token``, ``client_secret``, ``auth``,
 #: ``password``, ... (``api_key_env``, the *name* of a variable, is masked too: harmless).
-_SECRET_NAME = re.compile(r"key|token|secret|passw|credential", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
 
 MASK = "Secret('********')"
 

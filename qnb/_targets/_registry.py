@@ -7,8 +7,13 @@
 - A **plug-in** is a third-party target under the entry-point group ``qnb.targets``
   (``name = "package.module:factory"``; ``factory()`` returns a target or a
   ``cirq.Sampler``). Its name is listed at once, without importing it; it loads on first
-  use, in its own try: a broken plug-in is reported (once, with its distribution and
-  version) and listed as broken, never fatal. ``QNB_DISABLE_PLUGINS=1`` turns them off.
+  use, on a thread of its own: a broken plug-in (an exception, even ``sys.exit()``) is
+  reported (once, with its distribution and version) and listed as broken, never fatal;
+  one that hangs holds up only those who asked for it, and them only until
+  ``$QNB_TARGET_LOAD_TIMEOUT`` (60 s). ``QNB_DISABLE_PLUGINS=1`` turns them off.
+
+Options whose names say they are secrets (``api_key``, ``token``, ...) reach a kind's
+factory as :class:`~qnb._secrets.Secret`: text whose ``repr`` is masked.
 
 The built-in targets use the same lazy entries as plug-ins, and so do the targets file's
 tables that name a kind (``[targets.cluster]`` with ``kind = "dask"`` and its options).
