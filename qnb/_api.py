@@ -316,9 +316,9 @@ def register_target(name: str, target: object, **options) -> Target:
     its options (``qnb.register_target("qpu", "ionq", backend="qpu.aria-1")``).
 
     Kinds: ``"density"``, ``"emulator"``, ``"dask"``, ``"ionq"``, ... (their options are
-    described in the README). A target that keeps its own queue and job ids (IonQ) has
-    its unfinished jobs in the local store (from a kernel that ended) followed again, as
-    :func:`connect` does for a queue server.
+    described in the docs: ``docs/clusters.md``, ``docs/hardware/ionq.md``). A target that
+    keeps its own queue and job ids (IonQ) has its unfinished jobs in the local store (from
+    a kernel that ended) followed again, as :func:`connect` does for a queue server.
     """
     options = _secrets.masked(options)  # keys never sit in this frame as plain text
     made = _register_target(name, target, **options)
