@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -33,7 +35,7 @@ from .._manager import JobManager
 from .._records import JobRecord
 from ._auth import Users, caller
 from ._cpu import worker
-from ._events import EventFeed
+from ._events import FEED_BYTES, EventFeed
 from ._intake import Limits
 from ._routes import ROUTERS, SubmitBody, off_loop
 from ._service import QueueService
@@ -53,15 +55,17 @@ def create_app(
     users: Users | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: Limits | None = None,
+    feed_bytes: int = FEED_BYTES,
 ) -> FastAPI:
     """The queue server of ``device`` (a target of ``manager``'s registry).
 
     ``users=None`` is open mode (every caller is the admin ``local``, and only requests
     addressed to a loopback name are answered): ``qnb serve`` allows it on loopback
     only. ``limits``: what one request and one user may ask (see :class:`Limits`).
+    ``feed_bytes``: what the event feed keeps (older events: clients re-read their jobs).
     """
     svc = QueueService(manager, device=device, limits=limits)
-    feed = EventFeed(manager)
+    feed = EventFeed(manager, max_bytes=feed_bytes)
     transitions = _TransitionLog(manager)
     app = FastAPI(
         title="qnb queue server",
@@ -73,6 +77,7 @@ def create_app(
     app.state.service = svc
     app.state.feed = feed
     app.state.users = users
+    app.state.private = private = Private(manager)
 
     def close() -> None:
         """Stop listening to the manager and end the long-polls (before manager.close())."""
@@ -90,7 +95,8 @@ def create_app(
     # Added innermost first: the request log sees every answer, the fast paths skip
     # FastAPI's routing and dependency solving (several times the cost of a status read).
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(_FastPaths, service=svc, users=users, feed=feed, max_body_bytes=max_body_bytes)
+    app.add_middleware(_FastPaths, service=svc, users=users, feed=feed, max_body_bytes=max_body_bytes,
+                       private=private)
     app.add_middleware(_RequestLog)
     return app
 
@@ -101,20 +107,48 @@ def create_app(
 _PLACES = {"items": "query", "header": None}
 
 
-def error_body(exc: QnbError) -> tuple[int, dict]:
-    """The status and JSON of a QnbError's answer: ``{"detail", "code"}``.
+class Private:
+    """What no answer tells a caller: where the server keeps its files (the core's
+    messages name the store for a notebook user, whose own it is)."""
+
+    def __init__(self, manager: JobManager):
+        store = Path(manager.store.path)
+        names: dict[str, str] = {}
+        for path, name in ((store, "(the server's store)"), (store.parent, "(the server's folder)"),
+                           (Path(manager.home), "(the server's folder)")):
+            for variant in (path, path.absolute(), path.resolve()):
+                if len(variant.parts) >= 3:  # never "/" or "/tmp" alone: they are in other words
+                    names.setdefault(os.fspath(variant), name)
+        # Longest first: the store's path before its folder's.
+        self._names = sorted(names.items(), key=lambda pair: -len(pair[0]))
+
+    def hide(self, text: str) -> str:
+        for path, name in self._names:
+            if path in text:
+                text = text.replace(path, name)
+        return text
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def error_body(exc: QnbError, private: Private | None = None) -> tuple[int, dict]:
+    """The status and JSON of a QnbError's answer: ``{"detail", "code"}``, without the
+    server's paths (``private``).
 
     Errors about one field of a request (the service marks them, see
     ``_intake.field``) keep FastAPI's list form, which names the field."""
+    hide = private.hide if private is not None else _same
     where = getattr(exc, "field", None)
     if where is None and isinstance(exc, (InvalidCircuitError, DeviceValidationError)):
         where = ("circuits",)
     if where is not None:
         place = _PLACES.get(where[0], "body")
         loc = [*([place] if place else []), *where]
-        detail: object = [{"loc": loc, "msg": str(exc), "type": "value_error"}]
+        detail: object = [{"loc": loc, "msg": hide(str(exc)), "type": "value_error"}]
     else:
-        detail = str(exc)
+        detail = hide(str(exc))
     return exc.http_status, {"detail": detail, "code": exc.code}
 
 
@@ -123,7 +157,7 @@ def _headers_for(status: int) -> dict[str, str] | None:
 
 
 async def _qnb_error(request: Request, exc: QnbError) -> JSONResponse:
-    status, body = error_body(exc)
+    status, body = error_body(exc, request.app.state.private)
     return JSONResponse(body, status_code=status, headers=_headers_for(status))
 
 
@@ -153,6 +187,17 @@ def _validation_body(exc: ValidationError) -> bytes:
 # -- logging ----------------------------------------------------------------------------------
 
 
+#: Control characters (C0, DEL, C1) and Unicode line breaks as escapes: text from a request
+#: (a path with %0A, a job's name) cannot start a log line of its own.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029", 0x5C: "\\\\"})  # and "\\" itself: unambiguous
+
+
+def printable(text: object) -> str:
+    """``text`` safe to log: one line, no terminal control sequences."""
+    return str(text).translate(_ESCAPES)
+
+
 class _TransitionLog:
     """Job status changes at INFO on ``qnb.server`` (never a token: jobs carry none)."""
 
@@ -173,8 +218,8 @@ class _TransitionLog:
             self._last[rec.id] = status
         if log.isEnabledFor(logging.INFO):
             done, total = rec.progress
-            log.info("job %s %s (%s, user %s, %d/%d items)", rec.id[:8], status, rec.name,
-                     rec.user, done, total)
+            log.info("job %s %s (%s, user %s, %d/%d items)", printable(rec.id[:8]), status,
+                     printable(rec.name), printable(rec.user), done, total)
 
 
 class _RequestLog:
@@ -198,8 +243,8 @@ class _RequestLog:
         try:
             await self.app(scope, receive, noting_send)
         finally:
-            log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
-                     (time.perf_counter() - start) * 1000)
+            log.info("%s %s %d %.1f ms", printable(scope["method"]), printable(scope["path"]),
+                     status, (time.perf_counter() - start) * 1000)
 
 
 # -- the fast paths -----------------------------------------------------------------------------
@@ -217,8 +262,9 @@ class _FastPaths:
     JOBS = "/v1/jobs"
 
     def __init__(self, app, *, service: QueueService, users: Users | None, feed: EventFeed,
-                 max_body_bytes: int):
+                 max_body_bytes: int, private: Private):
         self.app = app
+        self.private = private
         self.service = service
         self.users = users
         self.feed = feed
@@ -239,7 +285,7 @@ class _FastPaths:
                 try:
                     user = caller(self.users, scope["headers"])
                 except QnbError as exc:
-                    return await _send_error(send, exc)
+                    return await _send_error(send, exc, self.private)
                 view = self.service.live_view(user, job_id)
                 if view is not None:
                     return await _send_json(send, 200, json.dumps(view).encode())
@@ -254,7 +300,7 @@ class _FastPaths:
         try:
             user = caller(self.users, scope["headers"])
         except QnbError as exc:
-            return await _send_error(send, exc)
+            return await _send_error(send, exc, self.private)
         key = _header(scope, b"idempotency-key")
         # Decoding a body of up to max_body_bytes is CPU work too: all of it off the loop.
         status, body = await off_loop(
@@ -270,7 +316,7 @@ class _FastPaths:
         try:
             return 201, json.dumps(self.service.accept(user, submission, idempotency_key=key)).encode()
         except QnbError as exc:
-            status, body = error_body(exc)
+            status, body = error_body(exc, self.private)
             return status, json.dumps(body).encode()
 
 
@@ -285,8 +331,8 @@ def _headers_for_raw(status: int) -> list[tuple[bytes, bytes]]:
     return [(b"www-authenticate", b"Bearer")] if status == 401 else []
 
 
-async def _send_error(send, exc: QnbError) -> None:
-    status, body = error_body(exc)
+async def _send_error(send, exc: QnbError, private: Private | None = None) -> None:
+    status, body = error_body(exc, private)
     await _send_json(send, status, json.dumps(body).encode(), _headers_for_raw(status))
 
 

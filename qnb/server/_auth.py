@@ -19,7 +19,7 @@ import secrets
 import tomllib
 from pathlib import Path
 
-from .._errors import HostNotAllowedError, NotAuthenticatedError, UsersFileError
+from .._errors import HostNotAllowedError, NotAuthenticatedError, QnbError, UsersFileError
 
 ROLES = ("user", "admin")
 #: Who calls a server without a users file (open mode, loopback only): an admin.
@@ -117,19 +117,24 @@ def caller(users: Users | None, headers: list[tuple[bytes, bytes]]) -> User:
     """The user a request comes from, from its raw ASGI headers.
 
     The one auth path: the FastAPI dependency and the fast paths both call this, so a
-    request is read the same way everywhere. Two ``Authorization`` headers are refused
-    (proxies and frameworks disagree on which one counts).
+    request is read the same way everywhere. Two ``Authorization``, ``Host`` or
+    ``X-Qnb-User`` headers are refused (proxies and frameworks disagree on which one
+    counts: open mode would check one Host and a proxy route by the other).
     """
     authorization: list[bytes] = []
-    named: bytes | None = None
-    host: bytes | None = None
+    named: list[bytes] = []
+    hosts: list[bytes] = []
     for key, value in headers:
         if key == b"authorization":
             authorization.append(value)
         elif key == b"x-qnb-user":
-            named = value
+            named.append(value)
         elif key == b"host":
-            host = value
+            hosts.append(value)
+    if len(hosts) > 1 or len(named) > 1:
+        which = "Host" if len(hosts) > 1 else "X-Qnb-User"
+        raise QnbError(f"{max(len(hosts), len(named))} {which} headers; send exactly one")
+    host = hosts[0] if hosts else None
     if len(authorization) > 1:
         raise NotAuthenticatedError(
             f"{len(authorization)} Authorization headers; send exactly one: "
@@ -137,7 +142,7 @@ def caller(users: Users | None, headers: list[tuple[bytes, bytes]]) -> User:
         )
     if users is None:
         _check_loopback_host(host)
-        return User(named.decode("latin-1") if named else OPEN_MODE_USER, "admin")
+        return User(named[0].decode("latin-1") if named else OPEN_MODE_USER, "admin")
     if not authorization:
         raise NotAuthenticatedError("a bearer token is required: Authorization: Bearer <token>")
     scheme, _, token = authorization[0].decode("latin-1").partition(" ")
