@@ -124,6 +124,27 @@ def _qnb():
     return qnb
 
 
+def _store():
+    """The store alone, for commands that only read it: no Cirq, no matplotlib, no
+    manager (``qnb jobs`` answers in a fraction of a second). Dead processes' jobs are
+    recovered first, as any process does."""
+    from ._core import _ownership
+
+    return _ownership.open_for_reading()
+
+
+def _statuses(wanted: list[str] | None) -> list[str] | None:
+    if not wanted:
+        return None
+    from ._status import JobStatus
+
+    known = {s.value for s in JobStatus}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise QnbError(f"unknown status {unknown[0]!r}; statuses: {', '.join(sorted(known))}")
+    return wanted
+
+
 def _connect_if_remote(target: str) -> bool:
     """Connect ``target`` when the targets file names it (and nothing is registered under
     that name yet); True for a queue server's target."""
@@ -184,8 +205,9 @@ def _print_json(value) -> None:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    qnb = _qnb()
-    found = qnb.jobs(status=args.status, target=args.target, user=args.user, limit=args.limit)
+    store = _store()
+    found = store.find_jobs(status=_statuses(args.status), target=args.target, user=args.user,
+                            limit=args.limit)  # fmt: skip
     views = [_job_json(job) for job in found]
     if args.json:
         _print_json(views)
@@ -203,13 +225,13 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    job = _qnb().get_job(args.job)
+    job = _store().resolve(args.job)
     view = _job_json(job)
     items = [{"label": it.label, "status": it.status.value, "error": it.error} for it in job.items]
     if args.json:
         _print_json({**view, "item_list": items})
         return 0
-    elapsed = job.elapsed
+    elapsed = None if job.time_started is None else (job.time_finished or time.time()) - job.time_started
     lines = [
         ("job", view["id"]),
         ("name", view["name"]),
@@ -306,17 +328,22 @@ def _resubmit(args: argparse.Namespace) -> int:
 
 
 def _queue(args: argparse.Namespace) -> int:
-    qnb = _qnb()
-    if _connect_if_remote(args.target):
+    from . import _config
+
+    if args.target in _config.configured_targets():  # a queue server: ask it
+        qnb = _qnb()
+        _connect_if_remote(args.target)
         entries = [
             {"position": e.position, "id": e.id, "user": e.user, "name": e.name,
              "status": e.status.value, "time_added": e.time_added}
             for e in qnb.queue(args.target)
         ]
     else:
-        qnb.queue(args.target)  # an unknown target fails here
         # Each process runs its own queue of a local target; the store shows them all.
-        waiting = qnb.jobs(status=["pending", "queued"], target=args.target, limit=1_000_000)
+        store = _store()
+        waiting = store.find_jobs(status=["pending", "queued"], target=args.target, limit=1_000_000)
+        if not waiting and not store.find_jobs(target=args.target, limit=1):
+            _qnb().queue(args.target)  # a name the store has never seen: unknown targets fail here
         entries = [
             {"position": None, "id": j.id, "user": j.user, "name": j.name,
              "status": j.status.value, "time_added": j.time_added}

@@ -40,7 +40,8 @@ from ._errors import (
     StoreError,
     UnknownJobError,
 )
-from ._lifecycle import Recovery
+from ._core import _ownership
+from ._core._ownership import default_home
 from ._records import ItemRecord, JobRecord, entry_at
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store, changes_of, queue_order
@@ -48,11 +49,6 @@ from ._targets import QueueOwningTarget, ScheduledTarget, Target, TargetJob, Tar
 from ._targets._pool import get_pool
 
 logger = logging.getLogger("qnb")
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock; see _owner_alive
-    fcntl = None
 
 # How long changes may wait to be written together (job.result() waits this much more).
 FLUSH_DELAY = 0.005
@@ -64,7 +60,6 @@ HAND_OVER_WAIT_SECONDS = 60.0
 # Finished jobs held in memory besides the store (the newest; a widget shows them live).
 MAX_FINISHED_RECORDS = 1000
 
-INTERRUPTED = "interrupted: the process running this job ended before it finished"
 
 Predicate = Callable[[JobRecord], bool]
 T = TypeVar("T")
@@ -98,13 +93,13 @@ class JobManager:
         except OSError:
             pass  # a read-only home: the store says what can still be done
         self.targets = targets
-        self.store = Store(store_path or self.home / "qnb.sqlite3")
+        self.store = Store(store_path or self.home / _ownership.STORE_NAME)
         # Local jobs carry the id of the process that runs them. The process holds a
         # lock on a file of that name for its whole life, so a later process can tell
         # a dead owner from a live one, even across pid reuse.
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
-            self._owner_file = _claim_owner(self.home / "owners", self.owner)
+            self._owner_file = _ownership.claim_owner(self.home / "owners", self.owner)
         except OSError:
             if not self.store.read_only:
                 raise
@@ -130,7 +125,7 @@ class JobManager:
             target=self._loop.run_forever, name="qnb-job-manager", daemon=True
         )
         self._thread.start()
-        self._apply_kept_changes()
+        _ownership.apply_kept_changes(self.store)
         if requeue_interrupted:
             self.interrupted_jobs: list[str] = []
             self.requeued_jobs = self._requeue_interrupted()
@@ -167,22 +162,7 @@ class JobManager:
             self._loop.close()
         self.store.close()
         if self._owner_file is not None:
-            self._owner_file.close()
-            (self.home / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
-
-    def _apply_kept_changes(self) -> None:
-        """What earlier processes could not write at exit (disk full) goes in first, so
-        a job that finished then is not taken for interrupted."""
-        if self.store.read_only:
-            return
-        try:
-            applied = self.store.apply_kept()
-        except StoreError as exc:
-            logger.error("qnb: %s", exc)
-            return
-        if applied:
-            logger.warning("qnb: wrote the job changes that an earlier process kept in %s",
-                           ", ".join(str(p) for p in applied))  # fmt: skip
+            _ownership.release_owner(self.home / "owners", self.owner, self._owner_file)
 
     def _journal_unsaved(self) -> None:
         """At close, with the store not writable (disk full): the changes not written
@@ -211,16 +191,7 @@ class JobManager:
         )  # fmt: skip
 
     def _recover_interrupted(self) -> list[str]:
-        owners_dir = self.home / "owners"
-        ids: list[str] = []
-        for owner in self.store.unfinished_owners():
-            if owner != self.owner and not _owner_alive(owners_dir, owner):
-                records = self.store.unfinished_jobs([owner])
-                for rec in records:
-                    _lifecycle.recover(rec, Recovery.INTERRUPTED, INTERRUPTED)
-                self.store.save_whole(records)
-                ids += [rec.id for rec in records]
-                (owners_dir / f"{owner}.lock").unlink(missing_ok=True)
+        ids = _ownership.mark_interrupted(self.store, self.home, self.owner)
         if ids:
             warnings.warn(
                 f"qnb: {len(ids)} job(s) were left unfinished by a process that ended and "
@@ -233,31 +204,9 @@ class JobManager:
         return ids
 
     def _requeue_interrupted(self) -> list[str]:
-        owners_dir = self.home / "owners"
-        dead = [
-            owner
-            for owner in self.store.unfinished_owners()
-            if owner != self.owner and not _owner_alive(owners_dir, owner)
-        ]
-        if not dead:
-            return []
-        found = self.store.unfinished_jobs(dead)  # head first
-        # Jobs that were running go back to the very head, ahead of any priority: their
-        # run was cut short. The others keep their place.
-        head = min((rec.queue_seq for rec in found), default=0.0)
-        top = max((rec.priority for rec in found), default=0)
-        running = [rec for rec in found if rec.status is JobStatus.RUNNING]
-        for offset, rec in enumerate(running):
-            rec.queue_seq = head - len(running) + offset
-            rec.priority = top
-        for rec in found:
-            _lifecycle.recover(rec, Recovery.REQUEUE, INTERRUPTED)
-            if not rec.done:
-                rec.owner = self.owner
-        self.store.save_whole(found)
-        records = sorted((rec for rec in found if not rec.done), key=queue_order)
+        records = sorted(_ownership.take_over(self.store, self.home, self.owner), key=queue_order)
         for rec in records:
-            rec.circuits = [_circuits.from_json(t) for t in self.store.load_circuits(rec.id)]
+            rec.circuits = _circuits_of(self.store.load_circuits(rec.id))
         with self._lock:
             for rec in records:
                 self._records[rec.id] = rec
@@ -268,8 +217,6 @@ class JobManager:
             self._seq_front = min(seqs, default=0.0)
             for name in {rec.target for rec in records}:
                 self._loop.call_soon_threadsafe(self._schedule, self.targets.get(name))
-        for owner in dead:
-            (owners_dir / f"{owner}.lock").unlink(missing_ok=True)
         return [rec.id for rec in records]
 
     # -- submission -----------------------------------------------------------------------
@@ -743,7 +690,7 @@ class JobManager:
             await asyncio.sleep(0.25)
             rec = self.store.load_job(job_id)
             if rec is not None and rec.owner and not rec.done:
-                if not _owner_alive(self.home / "owners", rec.owner):
+                if not _ownership.owner_alive(self.home / "owners", rec.owner):
                     self._recover_interrupted()
                     rec = self.store.load_job(job_id)
             if rec is not None and predicate(rec):
@@ -799,12 +746,7 @@ class JobManager:
     def resolve_prefix(self, prefix: str) -> str:
         """A full job id from a unique prefix of it."""
         self.flush()
-        ids = self.store.ids_with_prefix(prefix.lower())
-        if not ids:
-            raise UnknownJobError(f"no job id starts with {prefix!r}")
-        if len(ids) > 1:
-            raise UnknownJobError(f"job id prefix {prefix!r} is ambiguous; give more characters")
-        return ids[0]
+        return self.store.resolve(prefix).id
 
     def results(self, job_id: str) -> dict[int, str]:
         self.flush()
@@ -996,10 +938,7 @@ class JobManager:
         try:
             # Some may have failed already, as the pool's shutdown ended their items:
             # the others are marked here. Either way they are the jobs left, named below.
-            records = store.unfinished_jobs([self.owner])
-            for rec in records:
-                _lifecycle.recover(rec, Recovery.INTERRUPTED, INTERRUPTED)
-            store.save_whole(records)
+            _ownership.interrupt(store, self.owner)
             # (A job that completed in the last moment is not one left.)
             left = [rec for rec in left if store.load_job(rec.id).status is not JobStatus.COMPLETED]
         except StoreError as exc:
@@ -1065,40 +1004,6 @@ def _resolve(ready: list[tuple[concurrent.futures.Future, JobStatus]]) -> None:
     for future, status in ready:
         if not future.done():
             future.set_result(status)
-
-
-def _claim_owner(directory: Path, owner: str):
-    directory.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        return None
-    handle = open(directory / f"{owner}.lock", "w")
-    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return handle
-
-
-def _owner_alive(directory: Path, owner: str) -> bool:
-    if fcntl is None:  # pragma: no cover - no way to tell; never fail a live job
-        return True
-    try:
-        handle = open(directory / f"{owner}.lock", "a")
-    except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
-def default_home() -> Path:
-    home = os.environ.get("QNB_HOME")
-    if home:
-        return Path(home).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("qnb"))
 
 
 _manager: JobManager | None = None

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from ._errors import StoreError
+from ._errors import StoreError, UnknownJobError
 from ._records import ItemRecord, JobRecord
 from ._status import JobStatus
 
@@ -392,6 +392,18 @@ class Store:
             return []
         rows = self._query("SELECT id FROM jobs WHERE id LIKE ? LIMIT ?", (prefix + "%", limit))
         return [r[0] for r in rows]
+
+    def resolve(self, reference: str) -> JobRecord:
+        """A job by its id or a unique prefix of it."""
+        found = self.load_job(reference)
+        if found is not None:
+            return found
+        ids = self.ids_with_prefix(reference.lower())
+        if not ids:
+            raise UnknownJobError(f"no job id starts with {reference!r}")
+        if len(ids) > 1:
+            raise UnknownJobError(f"job id prefix {reference!r} is ambiguous; give more characters")
+        return self.load_job(ids[0])
 
     def load_results(self, job_id: str) -> dict[int, str]:
         rows = self._query(

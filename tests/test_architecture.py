@@ -25,10 +25,10 @@ README = PACKAGE.parent / "README.md"
 # the ones below, never one above.
 LAYERS = [
     ("vocabulary", {"qnb._status", "qnb._errors", "qnb._records", "qnb._circuits",
-                    "qnb._device", "qnb._config", "qnb._plot", "qnb._sweeps"}),
+                    "qnb._device", "qnb._config", "qnb._plot", "qnb._sweeps", "qnb._secrets"}),
     ("store and lifecycle", {"qnb._store", "qnb._lifecycle"}),
     ("targets", {"qnb._targets"}),
-    ("manager", {"qnb._manager"}),
+    ("core", {"qnb._manager", "qnb._core"}),
     ("handles", {"qnb._job", "qnb._queue", "qnb._results"}),
     ("public API", {"qnb._api", "qnb._backend", "qnb._sampler"}),
     ("faces", {"qnb.notebook", "qnb.server", "qnb._cli", "qnb.__main__"}),

@@ -16,7 +16,8 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb import _manager
-from qnb._manager import INTERRUPTED, JobManager
+from qnb._core._ownership import INTERRUPTED
+from qnb._manager import JobManager
 from conftest import wait_until
 
 SUBMITTER = textwrap.dedent(
