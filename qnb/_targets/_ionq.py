@@ -52,6 +52,7 @@ import cirq_ionq
 from cirq_ionq import ionq_exceptions
 
 from .. import _config
+from .._secrets import Secret
 from .._device import DeviceSpec, check_qubits_only
 from .._errors import (
     DeviceValidationError,
@@ -134,10 +135,14 @@ def parse_remote_id(remote_id: str, n_items: int) -> tuple[str, bool, str | None
     return ionq_id, batch, backend or None
 
 
+def _secret(text: str | None) -> Secret | None:
+    return Secret(text) if text and not isinstance(text, Secret) else text
+
+
 def _key_from(name: str, variable: str | None) -> str | None:
     if variable is None:
         return None
-    key = os.getenv(variable)
+    key = _secret(os.getenv(variable))
     if not key:
         raise NotAuthenticatedError(
             f"IonQ target {name!r} reads its API key from ${variable}, which is not set"
@@ -152,12 +157,12 @@ def _resolve_options(
     environment variables, else the targets file's ``[targets.NAME]`` table with
     ``kind = "ionq"`` (``backend``, ``api_key_env`` or ``api_key``, ``remote_host``)."""
     api_key = api_key or _key_from(name, api_key_env)
-    api_key = api_key or os.getenv("CIRQ_IONQ_API_KEY") or os.getenv("IONQ_API_KEY")
+    api_key = api_key or _secret(os.getenv("CIRQ_IONQ_API_KEY") or os.getenv("IONQ_API_KEY"))
     remote_host = remote_host or os.getenv("CIRQ_IONQ_REMOTE_HOST") or os.getenv("IONQ_REMOTE_HOST")
     if not (api_key and remote_host and backend):
         kind, configured = _config.configured_kinds().get(name, ("", {}))
         if kind == "ionq":
-            api_key = api_key or configured.get("api_key") or _key_from(name, configured.get("api_key_env"))
+            api_key = api_key or _secret(configured.get("api_key")) or _key_from(name, configured.get("api_key_env"))
             remote_host = remote_host or configured.get("remote_host")
             backend = backend or configured.get("backend")
     backend = backend or "simulator"
@@ -171,7 +176,8 @@ def _resolve_options(
             f"IonQ target {name!r} has no API key: pass api_key=..., set $IONQ_API_KEY, or "
             f"add api_key_env to [targets.{name}] (kind = \"ionq\") in {_config.targets_file()}"
         )
-    if any(ch.isspace() or not ch.isprintable() for ch in str(api_key)):
+    api_key = _secret(api_key)  # never a plain str in a frame (tracebacks with locals)
+    if any(ch.isspace() or not ch.isprintable() for ch in api_key):
         # requests refuses such a header, and cirq-ionq retries that as if IonQ were away.
         raise NotAuthenticatedError(
             f"IonQ target {name!r}: the API key contains a space, newline or control "
@@ -245,7 +251,7 @@ class IonQTarget(QueueOwningTarget):
 
         def service(retry_seconds: int) -> cirq_ionq.Service:
             return cirq_ionq.Service(
-                remote_host=remote_host, api_key=api_key, max_retry_seconds=retry_seconds,
+                remote_host=remote_host, api_key=api_key.reveal(), max_retry_seconds=retry_seconds,
                 job_settings=job_settings,
             )  # fmt: skip
 
