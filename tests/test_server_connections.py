@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from conftest import wait_until
 from qnb.server._serve import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from test_server_support import ServeProcess, auth, make_users
 
@@ -135,17 +136,18 @@ def test_half_sent_connections_neither_starve_reads_nor_stay_open(served):
         try:
             # Reads while all of them are held: the newest are far from their deadline.
             opened_at, before = time.monotonic(), len(reader.outcomes)
-            while len(reader.outcomes) < before + 10:
-                assert time.monotonic() < opened_at + 30, "no reads answered while the connections were held"
-                time.sleep(0.05)
+            wait_until(lambda: len(reader.outcomes) >= before + 10, timeout=30, interval=0.02,
+                       what="reads answered while the connections are held")
             assert time.monotonic() < opened_at + HEAD_TIMEOUT_SECONDS
-            took = wait_closed_by_server(socks, timeout=HEAD_TIMEOUT_SECONDS + SLACK_SECONDS)
+            # Every one is closed by the server: shed for room, or at its deadline.
+            wait_closed_by_server(socks, timeout=HEAD_TIMEOUT_SECONDS + SLACK_SECONDS)
         finally:
             for sock in socks:
                 sock.close()
     codes = [outcome for outcome, _ in reader.outcomes]
     assert codes and all(code == 200 for code in codes), {c: codes.count(c) for c in set(codes)}
-    assert max(seconds for _, seconds in reader.outcomes) < 5
+    # A full accept queue delays a connection by SYN retries (1 s, then 2 s more).
+    assert max(seconds for _, seconds in reader.outcomes) < 8
     assert reader.peak_descriptors < DESCRIPTORS - 64, reader.peak_descriptors
     log = server.log.read_text()
     assert "Too many open files" not in log

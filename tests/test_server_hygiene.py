@@ -19,7 +19,7 @@ from qnb._records import ItemRecord, JobRecord
 from qnb.server._auth import User
 from qnb.server._events import EventFeed
 from conftest import wait_until
-from test_server_support import FLIP, ServeProcess, auth, make_users
+from test_server_support import FLIP, ServeProcess, make_users
 
 ITEMS = 300
 
@@ -195,6 +195,9 @@ def open_server(tmp_path_factory):
         server.stop()
 
 
+CLOSING = "Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
 def raw_request(port: int, head: bytes, *, timeout: float = 10) -> bytes:
     """One request written as given; the whole answer (the request asks to close)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -210,9 +213,10 @@ def raw_request(port: int, head: bytes, *, timeout: float = 10) -> bytes:
 def test_a_newline_in_a_path_forges_no_log_line(open_server):
     forged = "qnb.server INFO: job 12345678 cancelled (forged, user root, 0/0 items)"
     path = "/v1/jobs/x%0A2026-01-01%2000:00:00,000%20" + forged.replace(" ", "%20")
-    raw_request(open_server.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-    raw_request(open_server.port, b"GET /v1/jobs/y%0D%1B%5B2J HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    wait_until(lambda: "\\x0d\\x1b[2J" in open_server.log.read_text(), timeout=10, what="the request's log line")
+    for target in (path, "/v1/jobs/y%0D%1B%5B2J"):  # a newline; a return and a terminal escape
+        raw_request(open_server.port, f"GET {target} HTTP/1.1\r\n{CLOSING}".encode())
+    wait_until(lambda: "\\x0d\\x1b[2J" in open_server.log.read_text(), timeout=10,
+               what="the request's log line")
     lines = open_server.log.read_text().splitlines()
     assert not any(line.startswith("2026-01-01") or line.startswith(forged) for line in lines), lines
     logged = [line for line in lines if "GET /v1/jobs/x" in line]
@@ -240,5 +244,5 @@ def test_two_host_headers_are_refused(open_server, hosts):
     answer = raw_request(open_server.port, head + b"Connection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"2 Host headers" in answer
-    one = raw_request(open_server.port, b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    one = raw_request(open_server.port, f"GET /v1/whoami HTTP/1.1\r\n{CLOSING}".encode())
     assert one.startswith(b"HTTP/1.1 200 ")

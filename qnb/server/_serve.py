@@ -61,15 +61,15 @@ def run(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
     # level of uvicorn's.
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger("qnb").setLevel(log_level.upper())
+    limit = _raise_descriptor_limit()
+    gate = _Gate(cap=connection_cap(limit), head_timeout=HEAD_TIMEOUT_SECONDS)
+    logging.getLogger("qnb.server").info(
+        "at most %d connections (descriptor limit %d)", gate.cap, limit)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False,
         timeout_graceful_shutdown=2, backlog=ACCEPT_BURST,
+        http=guarded_protocol(_http_protocol(), gate),
     )
-    limit = _raise_descriptor_limit()
-    gate = _Gate(cap=connection_cap(limit), head_timeout=HEAD_TIMEOUT_SECONDS)
-    config.http = guarded_protocol(_http_protocol(), gate)
-    logging.getLogger("qnb.server").info(
-        "at most %d connections (descriptor limit %d)", gate.cap, limit)
     _freeze_startup_heap()
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
