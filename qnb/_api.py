@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import cirq
 import httpx
 
-from . import _circuits, _config, _secrets, _sweeps
+from . import _circuits, _config, _options, _secrets, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._job import Job
@@ -37,23 +37,6 @@ def _login_name() -> str:
     return getpass.getuser()  # a passwd lookup: ~1 ms, once per process is enough
 
 
-def _check_shots(shots: object, target: Target) -> int:
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots <= 0:
-        raise InvalidOptionError(f"shots must be a positive whole number, got {shots!r}")
-    if shots > target.device.max_shots:
-        raise InvalidOptionError(
-            f"shots={shots} is above the maximum of target {target.name!r} "
-            f"({target.device.max_shots}); lower shots or split into several jobs"
-        )
-    return shots
-
-
-def _check_priority(priority: object) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
-        raise InvalidOptionError(f"priority must be a whole number from -100 to 100, got {priority!r}")
-    return priority
-
-
 def prepare(
     circuits: object, target: Target, *, shots: object, compile: bool = False
 ) -> dict[str, cirq.Circuit]:
@@ -72,8 +55,8 @@ def prepare_items(
 ) -> SweptItems:
     """:func:`prepare` for jobs with sweeps: each circuit of ``sweeps`` becomes one item
     per point (the circuit as written, with the point's resolver)."""
-    _check_shots(shots, target)
-    compile = _check_flag("compile", compile)
+    _options.check_shots(shots, max_shots=target.device.max_shots, target=target.name)
+    compile = _options.check_flag("compile", compile)
     sweeps = sweeps or {}
     labelled = _circuits.normalize(circuits)
     unknown = sorted(set(sweeps) - set(labelled))
@@ -114,41 +97,6 @@ def _compile_swept(target: Target, label: str, circuit: cirq.Circuit) -> cirq.Ci
             f"({type(exc).__name__}: {exc}); compile each point yourself with "
             "qnb.compile(cirq.resolve_parameters(circuit, point), target)"
         ) from None
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidOptionError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-#: Longest job name kept (a queue server takes the same).
-MAX_NAME_LENGTH = 200
-
-
-def _check_name(name: object, *, what: str = "name") -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise InvalidOptionError(f"{what} must be text, got {type(name).__name__}")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidOptionError(
-            f"{what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are kept"
-        )
-    return name
-
-
-def _default_name(labelled: dict[str, cirq.Circuit], *, swept: bool = False) -> str:
-    if swept:
-        bases = list(dict.fromkeys(_sweeps.base_label(label) for label in labelled))
-        if len(bases) == 1:
-            base = "circuit" if bases[0] == "0" else bases[0]
-            return f"{base}, sweep of {len(labelled)}"
-        return f"{len(bases)} circuits, sweeps of {len(labelled)}"
-    if len(labelled) == 1:
-        label = next(iter(labelled))
-        return "circuit" if label == "0" else label
-    return f"batch of {len(labelled)}"
 
 
 def submit(
@@ -201,19 +149,22 @@ def _submit_items(
     circuit a sweep of its own)."""
     manager = get_manager()
     tgt = manager.targets.get(target)
-    front = _check_flag("front", front)
-    name = _check_name(name)
-    items = prepare_items(circuits, tgt, shots=shots, compile=compile, sweeps=sweeps)
+    options = _options.check(
+        shots=shots, max_shots=tgt.device.max_shots, target=tgt.name, name=name, front=front,
+        compile=compile, priority=priority,
+    )  # fmt: skip
+    user = _options.check_name(user, what="user")
+    items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
     labelled = items.circuits
     rec = manager.submit(
         tgt,
         labelled,
-        shots=shots,
-        name=name if name is not None else _default_name(labelled, swept=bool(sweeps)),
+        shots=options.shots,
+        name=options.name if options.name is not None else _options.default_name(labelled, swept=bool(sweeps)),
         # A queue server knows the user by their token; the local record says the same.
-        user=_check_name(user, what="user") or getattr(tgt, "remote_user", None) or default_user(),
-        front=front,
-        priority=_check_priority(priority),
+        user=user or getattr(tgt, "remote_user", None) or default_user(),
+        front=options.front,
+        priority=options.priority,
         params=items.params if items.swept else None,
         resolvers=items.resolvers if items.swept else None,
     )

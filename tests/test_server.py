@@ -98,12 +98,12 @@ async def test_a_retried_submit_returns_the_first_job(lab):
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        (submit_body(shots=0), ["body", "shots"], "greater than or equal"),
+        (submit_body(shots=0), ["body", "shots"], "positive whole number"),
         (submit_body(shots=10**9), ["body", "shots"], "maximum"),
         (submit_body("not a circuit"), ["body", "circuits", "c"], "neither OpenQASM"),
         (submit_body('{"cirq_type": "LineQubit", "x": 0}'), ["body", "circuits", "c"], "not a Circuit"),
         (submit_body("OPENQASM 2.0; qreg q[1]; bogus q[0];"), ["body", "circuits", "c"], "OpenQASM"),
-        ({"circuits": {}, "shots": 5}, ["body", "circuits"], "at least 1"),
+        ({"circuits": {}, "shots": 5}, ["body", "circuits"], "at least one circuit"),
         ({"shots": 5}, ["body", "circuits"], "required"),
         (submit_body(colour="red"), ["body", "colour"], "not permitted"),
         (submit_body(position="middle"), ["body", "position"], "'end' or 'start'"),

@@ -10,12 +10,13 @@ Blocking routes are plain ``def`` (FastAPI runs them in its thread pool); the fe
 import asyncio
 import concurrent.futures
 import threading
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import _options
 from .._status import JobStatus
 from ._auth import User, caller
 from ._cpu import MAX_WAITING, lane
@@ -89,21 +90,30 @@ Service = Annotated[QueueService, Depends(service)]
 
 # -- request bodies -------------------------------------------------------------------------
 
-CircuitText = Annotated[str, Field(min_length=1, description="OpenQASM 2.0 or Cirq JSON")]
-Label = Annotated[str, Field(min_length=1, max_length=200)]
+CircuitText = Annotated[str, Field(description="OpenQASM 2.0 or Cirq JSON")]
+Label = Annotated[str, Field(description=f"1 to {_options.MAX_NAME_LENGTH} characters")]
 
 
 class SubmitBody(BaseModel):
-    # Strict: "yes" is not true and "5" is not 5.
+    """The body's shape and types (strict: "yes" is not true and "5" is not 5). Its
+    values are checked by the service, with the checks ``qnb.submit`` uses
+    (``qnb/_options.py``); the limits below are documented here, not checked twice."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     circuits: dict[Label, CircuitText] = Field(
-        min_length=1, description="label -> circuit (OpenQASM 2.0 or Cirq JSON)"
+        description="label -> circuit (OpenQASM 2.0 or Cirq JSON), at least one"
     )
-    shots: int = Field(1000, ge=1)
-    name: str | None = Field(None, max_length=200)
-    position: Literal["end", "start"] = "end"
-    priority: int = Field(0, ge=-100, le=100, description="higher runs first; above 0 only for admins")
+    shots: int = Field(1000, description="at least 1, at most the device's max_shots")
+    name: str | None = Field(
+        None, description=f"at most {_options.MAX_NAME_LENGTH} characters"
+    )
+    position: str = Field("end", description=" or ".join(map(repr, _options.POSITIONS)))
+    priority: int = Field(
+        0,
+        description=f"{_options.MIN_PRIORITY} to {_options.MAX_PRIORITY}, higher runs "
+        "first; above 0 only for admins",
+    )
     compile: bool = False
     id: str | None = Field(
         None,
@@ -130,7 +140,7 @@ class ResubmitBody(BaseModel):
 class CompileBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    circuits: dict[Label, CircuitText] = Field(min_length=1)
+    circuits: dict[Label, CircuitText] = Field(description="label -> circuit, at least one")
 
 
 # -- health ---------------------------------------------------------------------------------
@@ -155,7 +165,7 @@ async def submit_job(
     body: SubmitBody,
     user: Caller,
     svc: Service,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(description=f"at most {_options.MAX_NAME_LENGTH} characters")] = None,
 ) -> JSONResponse:
     """Queue a job; it is in the database before this answers.
 

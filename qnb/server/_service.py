@@ -12,6 +12,7 @@ server's event loop. The exception is :meth:`QueueService.live_view`, a memory r
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 import cirq
 
-from .._api import _default_name
+from .. import _options
 from .._errors import (
     DeviceValidationError,
     DuplicateJobError,
@@ -51,8 +52,8 @@ SMALL_BATCH_OPERATIONS = 2_000
 #: hold; more go to the worker pool (``_cpu.py``), one request per user at a time.
 SMALL_SLOW_CIRCUITS = 2
 SMALL_SLOW_OPERATIONS = 200
-MAX_NAME = 200
-MAX_KEY = 200
+#: Longest Idempotency-Key kept.
+MAX_KEY = _options.MAX_NAME_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +155,10 @@ class QueueService:
         # Queued jobs per user, kept by a listener: a look-up per submit, not a scan of
         # the queue (a full count confirms it before anyone is refused).
         self._queued: dict[str, set[str]] = {}
+        # And their circuit text's bytes (jobs queued before this server started: 0).
+        self._sizes: dict[str, int] = {}  # job id -> bytes
+        self._queued_bytes: dict[str, int] = collections.defaultdict(int)
+        self._bytes_lock = threading.Lock()
         self._remove_listener = manager.add_listener(self._count_queued)
         for rec in manager.pending(device):
             self._queued.setdefault(rec.user, set()).add(rec.id)
@@ -170,6 +175,28 @@ class QueueService:
             mine = self._queued.get(rec.user)
             if mine is not None:
                 mine.discard(rec.id)
+            self._forget_size(rec.id, rec.user)
+
+    def _note_size(self, job_id: str, user: User, size: int) -> None:
+        """Count ``size`` bytes against ``user`` until the job leaves the queue; refuse
+        the job if they are above the limit (admins, the queue keepers, are not)."""
+        limit = self.limits.queued_circuit_bytes_per_user
+        with self._bytes_lock:
+            held = self._queued_bytes[user.name]
+            if not user.is_admin and held + size > limit:
+                raise LimitExceededError(
+                    f"{user.name}'s waiting jobs hold {held:,} bytes of circuits; this one "
+                    f"({size:,}) would pass the server's limit of {limit:,} per user; wait "
+                    "for some to run, or remove some (DELETE /v1/queue/jobs/ID)"
+                )
+            self._sizes[job_id] = size
+            self._queued_bytes[user.name] = held + size
+
+    def _forget_size(self, job_id: str, user: str) -> None:
+        with self._bytes_lock:
+            size = self._sizes.pop(job_id, 0)
+            if size:
+                self._queued_bytes[user] -= size
 
     # -- authorisation -----------------------------------------------------------------
 
@@ -193,12 +220,12 @@ class QueueService:
         """Queue a job (or find the one a retried key made); its view once it is stored."""
         if idempotency_key is not None and len(idempotency_key) > MAX_KEY:
             raise field(InvalidOptionError(f"at most {MAX_KEY} characters"), "header", "idempotency-key")
-        self._check_options(user, sub)
+        options = self._check_options(user, sub)
         self._check_room(user)
         labelled, texts = self.intake(
-            sub.circuits, shots=sub.shots, compile=sub.compile, user=user.name
+            sub.circuits, shots=options.shots, compile=options.compile, user=user.name
         )
-        self._check_size(labelled, sub.shots)
+        self._check_size(labelled, options.shots)
         points = _sweep_points(sub.params, labelled)
         job_id = sub.id or uuid.uuid4().hex
         with self._submit_lock:
@@ -222,51 +249,40 @@ class QueueService:
                 if idempotency_key is None or existing.user != user.name:
                     raise DuplicateJobError(f"a job with id {job_id} exists already")
                 return self.full_view(existing)  # the retry of a submit that got through
-            rec = self.manager.submit(
-                self.target,
-                labelled,
-                shots=sub.shots,
-                name=sub.name or _default_name(labelled),
-                user=user.name,
-                front=sub.position == "start",
-                priority=sub.priority,
-                circuit_json=texts,
-                job_id=job_id,
-                params=points,
-            )
+            self._note_size(job_id, user, sum(map(len, texts)))
+            try:
+                rec = self.manager.submit(
+                    self.target,
+                    labelled,
+                    shots=options.shots,
+                    name=options.name or _options.default_name(labelled),
+                    user=user.name,
+                    front=options.front,
+                    priority=options.priority,
+                    circuit_json=texts,
+                    job_id=job_id,
+                    params=points,
+                )
+            except BaseException:
+                self._forget_size(job_id, user.name)
+                raise
         return self.full_view(rec)
 
-    def _check_options(self, user: User, sub: Submission) -> None:
-        """The options, checked as strictly as the HTTP body model checks them (the
-        service is also called directly): ``front="no"`` is not a boolean."""
-        if not isinstance(sub.circuits, dict) or not sub.circuits:
-            raise field(InvalidCircuitError("give at least one circuit: label -> text"), "circuits")
-        for label, text in sub.circuits.items():
-            if not isinstance(label, str) or not 1 <= len(label) <= MAX_NAME:
-                raise field(InvalidCircuitError(f"labels are 1 to {MAX_NAME} characters"), "circuits")
-            if not isinstance(text, str) or not text:
-                raise field(InvalidCircuitError(f"circuit {label!r}: give its text"), "circuits", label)
-        if isinstance(sub.shots, bool) or not isinstance(sub.shots, int) or sub.shots < 1:
-            raise field(InvalidOptionError(f"shots must be a positive whole number, got {sub.shots!r}"), "shots")
-        max_shots = self.target.device.max_shots
-        if sub.shots > max_shots:
-            raise field(InvalidOptionError(
-                f"shots={sub.shots} is above the maximum of device {self.device!r} "
-                f"({max_shots}); lower shots or split into several jobs"
-            ), "shots")
-        if sub.name is not None and (not isinstance(sub.name, str) or len(sub.name) > MAX_NAME):
-            raise field(InvalidOptionError(f"name must be text of at most {MAX_NAME} characters"), "name")
-        if sub.position not in ("end", "start"):
-            raise field(InvalidOptionError("position must be 'end' or 'start'"), "position")
-        if not isinstance(sub.compile, bool):
-            raise field(InvalidOptionError(f"compile must be true or false, got {sub.compile!r}"), "compile")
-        priority = sub.priority
-        if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
-            raise field(InvalidOptionError("priority must be a whole number from -100 to 100"), "priority")
-        if sub.position == "start" and not user.is_admin:
+    def _check_options(self, user: User, sub: Submission) -> _options.SubmitOptions:
+        """The options, by the same checks as ``qnb.submit`` (the service is also called
+        directly, so nothing is taken as checked by the HTTP body model), then what
+        only an admin may ask for."""
+        _check_circuit_texts(sub.circuits)
+        options = _options.check(
+            shots=sub.shots, max_shots=self.target.device.max_shots, target=self.device,
+            name=sub.name, front=_options.check_position(sub.position), compile=sub.compile,
+            priority=sub.priority,
+        )  # fmt: skip
+        if options.front and not user.is_admin:
             raise RemoteAuthError("only an admin may put a job at the head of the queue")
-        if priority > 0 and not user.is_admin:
+        if options.priority > 0 and not user.is_admin:
             raise RemoteAuthError("only an admin may give a job a priority above 0")
+        return options
 
     def _check_room(self, user: User) -> None:
         if user.is_admin:
@@ -450,6 +466,7 @@ class QueueService:
 
     def compile(self, user: User, circuits: dict[str, str]) -> dict:
         """The circuits rewritten for the device (Cirq JSON), not submitted."""
+        _check_circuit_texts(circuits)
         spec = self.target.device
         counted = count_circuits(circuits, self.limits, max_batch=spec.max_batch)
         try:
@@ -463,6 +480,16 @@ class QueueService:
 
     def whoami(self, user: User) -> dict:
         return {"user": user.name, "role": user.role}
+
+
+def _check_circuit_texts(circuits: object) -> None:
+    """At least one circuit, label -> non-empty text."""
+    if not isinstance(circuits, dict) or not circuits:
+        raise field(InvalidCircuitError("give at least one circuit: label -> text"), "circuits")
+    _options.check_labels(circuits)
+    for label, text in circuits.items():
+        if not isinstance(text, str) or not text:
+            raise field(InvalidCircuitError(f"circuit {label!r}: give its text"), "circuits", label)
 
 
 def is_small(counted: Counted, circuits: int, *, compile: bool) -> bool:

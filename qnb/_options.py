@@ -1,0 +1,145 @@
+"""A submission's options, checked once: by ``qnb.submit`` and by a queue server alike.
+
+Every refusal is an :class:`~qnb._errors.InvalidOptionError` (or, for circuit labels,
+an :class:`~qnb._errors.InvalidCircuitError`) whose ``field`` names the option, so the
+server's answer points at the field of the request (``["body", "shots"]``) and the
+Python API shows the same words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from . import _sweeps
+from ._errors import InvalidCircuitError, InvalidOptionError, QnbError
+
+#: Longest job name, user name or circuit label kept.
+MAX_NAME_LENGTH = 200
+#: Priorities run from -100 to 100; higher runs first.
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: Where a queue server puts a job: at the end of the queue, or at its head.
+POSITIONS = ("end", "start")
+
+
+def _about(exc: QnbError, *where: str) -> QnbError:
+    """``exc``, naming the field it is about (a server sends it in its answer)."""
+    exc.field = where  # type: ignore[attr-defined]
+    return exc
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitOptions:
+    """A submission's options once checked."""
+
+    shots: int
+    name: str | None = None
+    front: bool = False
+    compile: bool = False
+    priority: int = 0
+
+
+def check(
+    *,
+    shots: object,
+    max_shots: int,
+    target: str,
+    name: object = None,
+    front: object = False,
+    compile: object = False,
+    priority: object = 0,
+) -> SubmitOptions:
+    """The options of one submission to ``target`` (whose device takes at most
+    ``max_shots``), checked strictly: ``front="no"`` is not a boolean, ``shots=2.0`` not
+    a whole number."""
+    return SubmitOptions(
+        shots=check_shots(shots, max_shots=max_shots, target=target),
+        name=check_name(name),
+        front=check_flag("front", front),
+        compile=check_flag("compile", compile),
+        priority=check_priority(priority),
+    )
+
+
+def check_shots(shots: object, *, max_shots: int, target: str) -> int:
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots <= 0:
+        raise _about(InvalidOptionError(f"shots must be a positive whole number, got {shots!r}"), "shots")
+    if shots > max_shots:
+        raise _about(
+            InvalidOptionError(
+                f"shots={shots} is above the maximum of target {target!r} ({max_shots}); "
+                "lower shots or split into several jobs"
+            ),
+            "shots",
+        )
+    return shots
+
+
+def check_priority(priority: object) -> int:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise _about(
+            InvalidOptionError(
+                f"priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, "
+                f"got {priority!r}"
+            ),
+            "priority",
+        )
+    return priority
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _about(InvalidOptionError(f"{name} must be True or False, got {value!r}"), name)
+    return value
+
+
+def check_name(name: object, *, what: str = "name") -> str | None:
+    """A job's (or, with ``what="user"``, a user's) name: None or text of at most
+    :data:`MAX_NAME_LENGTH` characters."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise _about(InvalidOptionError(f"{what} must be text, got {type(name).__name__}"), what)
+    if len(name) > MAX_NAME_LENGTH:
+        raise _about(
+            InvalidOptionError(
+                f"{what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are kept"
+            ),
+            what,
+        )
+    return name
+
+
+def check_position(position: object) -> bool:
+    """A queue server's ``position`` option; True for the head of the queue."""
+    if position not in POSITIONS:
+        raise _about(InvalidOptionError("position must be 'end' or 'start'"), "position")
+    return position == "start"
+
+
+def check_labels(labels: Iterable[object]) -> None:
+    """Circuit labels as a queue server takes them: text of 1 to
+    :data:`MAX_NAME_LENGTH` characters."""
+    for label in labels:
+        if not isinstance(label, str) or not 1 <= len(label) <= MAX_NAME_LENGTH:
+            raise _about(
+                InvalidCircuitError(f"labels are 1 to {MAX_NAME_LENGTH} characters"), "circuits"
+            )
+
+
+def default_name(labels: Iterable[str], *, swept: bool = False) -> str:
+    """A job's name when none is given: its circuit's label, or what the batch is."""
+    labels = list(labels)
+    if swept:
+        bases = list(dict.fromkeys(_sweeps.base_label(label) for label in labels))
+        if len(bases) == 1:
+            base = "circuit" if bases[0] == "0" else bases[0]
+            return f"{base}, sweep of {len(labels)}"
+        return f"{len(bases)} circuits, sweeps of {len(labels)}"
+    if len(labels) == 1:
+        return "circuit" if labels[0] == "0" else labels[0]
+    return f"batch of {len(labels)}"
