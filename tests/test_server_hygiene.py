@@ -246,3 +246,14 @@ def test_two_host_headers_are_refused(open_server, hosts):
     assert b"2 Host headers" in answer
     one = raw_request(open_server.port, f"GET /v1/whoami HTTP/1.1\r\n{CLOSING}".encode())
     assert one.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_submit_without_a_login_is_refused_before_its_body_is_read(open_server):
+    with socket.create_connection(("127.0.0.1", open_server.port), timeout=10) as sock:
+        # A promised body that never comes: refused at once, not waited for.
+        sock.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: rebound.example.com\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        start = time.monotonic()
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 421 "), answer[:200]
+    assert time.monotonic() - start < 5

@@ -296,11 +296,12 @@ class _FastPaths:
         await self.app(scope, receive, send)
 
     async def _submit(self, scope, receive, send):
-        raw = await _read_body(receive)
+        # Who it is first: a caller without a login is not read up to max_body_bytes.
         try:
             user = caller(self.users, scope["headers"])
         except QnbError as exc:
             return await _send_error(send, exc, self.private)
+        raw = await _read_body(receive)
         key = _header(scope, b"idempotency-key")
         # Decoding a body of up to max_body_bytes is CPU work too: all of it off the loop.
         status, body = await off_loop(
