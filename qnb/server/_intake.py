@@ -48,6 +48,9 @@ class Limits:
     qubit_shots_per_job: int = 300 * 16 * 100_000
     #: Jobs one (non-admin) user may have waiting in the queue at once.
     queued_jobs_per_user: int = 1000
+    #: Bytes of stored circuit text (Cirq JSON) of one (non-admin) user's waiting jobs:
+    #: the store's disk, and the memory a job takes again when it starts.
+    queued_circuit_bytes_per_user: int = 200_000_000
     #: Seconds of CPU work (parsing, checks, compiling) one request may take.
     cpu_seconds: float = 300.0
     #: Result texts of one answer, in bytes; more are left for the next page.
