@@ -24,6 +24,13 @@ measure q -> c;
 os.environ.setdefault("QNB_EMULATOR_SECONDS_PER_SHOT", "0.0005")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``browser`` and ``load`` tests are ``slow`` too: ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("load"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def qnb_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("qnb-home")
@@ -69,3 +76,21 @@ def ipython_shell():
     shell = start_ipython() or get_ipython()  # start_ipython answers only its first call
     shell.run_line_magic("load_ext", "qnb")
     return shell
+
+
+@pytest.fixture(scope="session")
+def shared_serve(tmp_path_factory):
+    """One real ``qnb serve`` (emulator, users alice, bob, carol and root) for the tests
+    that only talk to one: ``(server, tokens)``. Tests that stop, kill or restart a
+    server, or start one configured otherwise, start their own (``ServeProcess``)."""
+    from qnb.server._auth import add_user
+    from test_server_support import ServeProcess, make_users
+
+    tmp = tmp_path_factory.mktemp("shared-serve")
+    users_file = tmp / "users.toml"
+    tokens = {**make_users(users_file), "carol": add_user(users_file, "carol")}
+    server = ServeProcess(tmp, users_file=users_file).start()
+    try:
+        yield server, tokens
+    finally:
+        server.stop()
