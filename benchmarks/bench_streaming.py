@@ -15,14 +15,18 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
+
+TESTS = str(Path(__file__).resolve().parent.parent / "tests")
 
 SETUP = r"""
 import json, random, threading, time
 from qnb._records import ItemRecord, JobRecord
 from qnb._status import JobStatus
-from qnb.notebook._stream import RecordSource
+import sys; sys.path.insert(0, TESTS)  # the stand-in for a JobManager lives with the tests
+from record_source import RecordSource
 
 source = RecordSource(
     JobRecord(id=f"{i:032x}", name=f"sweep point {i}", target="emulator", user=f"user{i % 7}",
@@ -41,7 +45,7 @@ def produce(stop):
     next_at = time.perf_counter()
     while not stop.is_set():
         rec = source.records[rng.choice(ids)]
-        with source._lock:
+        with source.lock:
             rec.status = JobStatus.RUNNING if rec.status is JobStatus.QUEUED else JobStatus.QUEUED
             rec.time_started = time.time()
             source.changed(rec)
@@ -127,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     km, kc = start_new_kernel(kernel_name="python3")
     try:
-        params = f"N_JOBS={args.jobs}\nRATE={args.rate}\nSECONDS={args.seconds}\n"
+        params = f"N_JOBS={args.jobs}\nRATE={args.rate}\nSECONDS={args.seconds}\nTESTS={TESTS!r}\n"
         run(kc, params + SETUP, timeout=120)
         lines, comm_msgs = run(kc, f"ROUNDS={args.rounds}\n" + PHASES, timeout=2 * args.seconds + 120)
         comm_id, snapshot_rows = next(l for l in lines if l.startswith("COMM ")).split()[1:]

@@ -16,24 +16,13 @@ export const STATUSES = Object.keys(STATUS_COLOURS);
 export const ROW_HEIGHT = 24;
 const VIEWPORT_HEIGHT = 320;
 
-// Queue positions (1-based, per target) from the order of the waiting jobs, so a job
-// leaving the queue does not need a patch for every job behind it. A queue server's jobs
-// have no queue_seq: the kernel sends the position the server gave (or none).
-export function computePositions(jobs) {
-  const byTarget = new Map();
-  const given = [];
-  for (const job of jobs) {
-    if (Number.isInteger(job.position)) given.push(job);
-    if (job.queue_seq === null || job.queue_seq === undefined) continue;
-    if (!byTarget.has(job.target)) byTarget.set(job.target, []);
-    byTarget.get(job.target).push(job);
-  }
+// Queue positions (1-based, per target) as the kernel sent them: in each job's row, and
+// in a patch's `positions` for jobs whose place moved (one ahead left, one of higher
+// priority came in). The kernel's queue order is the one order; the page never derives
+// one (a copy here once ordered by queue_seq alone and put prioritised jobs wrongly).
+export function positionsOf(jobs) {
   const positions = new Map();
-  for (const waiting of byTarget.values()) {
-    waiting.sort((a, b) => a.queue_seq - b.queue_seq);
-    waiting.forEach((job, i) => positions.set(job.id, i + 1));
-  }
-  for (const job of given) positions.set(job.id, job.position);
+  for (const job of jobs) if (Number.isInteger(job.position)) positions.set(job.id, job.position);
   return positions;
 }
 
@@ -68,27 +57,31 @@ export class JobTable {
     this.snapshotSeq = seq;
     const later = this.buffered.filter((patch) => patch.seq > seq);
     this.buffered = [];
-    for (const patch of later) this._apply(patch.jobs);
+    for (const patch of later) this._apply(patch.jobs, patch.positions);
     this._invalidate();
   }
 
   // Returns false when the patch was buffered (no snapshot yet) or is already included.
-  applyPatch({ seq, jobs }) {
+  applyPatch({ seq, jobs, positions = {} }) {
     if (this.snapshotSeq === null) {
-      this.buffered.push({ seq, jobs });
+      this.buffered.push({ seq, jobs, positions });
       return false;
     }
     if (seq <= this.snapshotSeq) return false;
-    this._apply(jobs);
+    this._apply(jobs, positions);
     this._invalidate();
     return true;
   }
 
-  _apply(jobs) {
+  _apply(jobs, positions = {}) {
     for (const job of jobs) {
       this.jobs.set(job.id, job);
       this._seen.target.add(job.target);
       this._seen.user.add(job.user);
+    }
+    for (const [id, position] of Object.entries(positions)) {
+      const job = this.jobs.get(id);
+      if (job) this.jobs.set(id, { ...job, position });
     }
   }
 
@@ -109,7 +102,7 @@ export class JobTable {
   }
 
   get positions() {
-    this._positions ??= computePositions(this.jobs.values());
+    this._positions ??= positionsOf(this.jobs.values());
     return this._positions;
   }
 

@@ -205,7 +205,8 @@ def get_job(job_id: str) -> Job:
         return Job(manager.resolve_prefix(job_id), manager=manager)
 
 
-def _statuses(status) -> list[str] | None:
+def status_values(status) -> list[str] | None:
+    """Statuses as the store names them (None for all), or an InvalidOptionError."""
     if status is None:
         return None
     values = [status] if isinstance(status, (str, JobStatus)) else list(status)
@@ -225,7 +226,7 @@ def jobs(
 ) -> list[Job]:
     """Jobs in the store, newest first (works in a new kernel too)."""
     manager = get_manager()
-    found = manager.find(status=_statuses(status), target=target, user=user, limit=limit)
+    found = manager.find(status=status_values(status), target=target, user=user, limit=limit)
     return [Job(r.id, manager=manager) for r in found]
 
 

@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping
 
 from . import _api
 from ._errors import ExecutionCancelledError, JobNotFinishedError
-from ._job import Job
-from ._manager import is_done
+from ._job import Job, when
 from ._results import JobResult
 from ._status import JobStatus
 
@@ -72,7 +71,7 @@ class AsyncJobBackend:
         itself goes on; ``cancel_job`` stops it).
         """
         job = _api.get_job(execution_result.job_id)
-        done = job._manager.when(job.id, is_done)
+        done = when(job)
         attempt = 0
         while True:
             attempt += 1

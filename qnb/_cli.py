@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import QnbError
+from ._views import cli_job, item_view
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -181,25 +182,6 @@ def _table(headers: list[str], rows: list[list[str]], *, limits: dict[int, int])
         print("  ".join(cells).rstrip())
 
 
-def _job_json(job) -> dict:
-    done, total = job.progress
-    return {
-        "id": job.id,
-        "name": job.name,
-        "target": job.target,
-        "user": job.user,
-        "status": job.status.value,
-        "shots": job.shots,
-        "items": total,
-        "items_done": done,
-        "time_added": job.time_added,
-        "time_started": job.time_started,
-        "time_finished": job.time_finished,
-        "error": job.error,
-        "parent_id": job.parent_id,
-    }
-
-
 def _print_json(value) -> None:
     print(json.dumps(value, indent=2))
 
@@ -208,7 +190,7 @@ def _jobs(args: argparse.Namespace) -> int:
     store = _store()
     found = store.find_jobs(status=_statuses(args.status), target=args.target, user=args.user,
                             limit=args.limit)  # fmt: skip
-    views = [_job_json(job) for job in found]
+    views = [cli_job(job) for job in found]
     if args.json:
         _print_json(views)
         return 0
@@ -226,8 +208,8 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     job = _store().resolve(args.job)
-    view = _job_json(job)
-    items = [{"label": it.label, "status": it.status.value, "error": it.error} for it in job.items]
+    view = cli_job(job)
+    items = [item_view(it) for it in job.items]
     if args.json:
         _print_json({**view, "item_list": items})
         return 0

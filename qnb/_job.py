@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import html
 import time
 from collections.abc import Callable
 
@@ -20,6 +19,7 @@ from ._manager import JobManager, get_manager, is_done
 from ._records import JobRecord
 from ._results import JobResult, resubmit_hint
 from ._status import JobStatus
+from ._views import job_fields, job_html
 
 
 #: Set by the notebook layer (``qnb.notebook``): ``hook(job) -> mimebundle`` shows a
@@ -228,11 +228,24 @@ class Job:
         return {"text/plain": repr(self), "text/html": self._repr_html_()}
 
     def _repr_html_(self) -> str:
-        rec = self._rec()
-        done, total = rec.progress
-        error = f"<br><span style='color:#b00'>{html.escape(rec.error)}</span>" if rec.error else ""
-        return (
-            f"<div class='qnb-job'><b>{html.escape(rec.name)}</b> "
-            f"<code>{self._id[:8]}</code> on {html.escape(rec.target)} — "
-            f"<b>{rec.status.value}</b> ({done}/{total} circuits){error}</div>"
-        )
+        return job_html(job_fields(self._rec()))
+
+
+# For the faces (magics, widgets, the backend): what they need of a handle, by name.
+
+
+def manager_of(job: Job) -> JobManager:
+    """The JobManager ``job`` talks to (widgets are one per manager and job)."""
+    return job._manager
+
+
+def when(job: Job, predicate: Callable[[JobRecord], bool] = is_done) -> concurrent.futures.Future:
+    """A future that resolves (to the status) once ``predicate`` holds for ``job``'s
+    record and is stored; by default once the job has ended."""
+    return job._manager.when(job.id, predicate)
+
+
+def results_so_far(job: Job) -> JobResult:
+    """``job``'s results as stored now, without waiting for it to end (a card's
+    histogram); a failed or cancelled job without any raises as ``result()`` does."""
+    return job._collect()

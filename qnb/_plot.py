@@ -9,7 +9,8 @@ import cirq
 ROTATE_LABELS_ABOVE = 8
 
 
-def _select(counts: dict[str, int], top: int | None) -> dict[str, int]:
+def select_top(counts: dict[str, int], top: int | None) -> dict[str, int]:
+    """The ``top`` most frequent outcomes (all when None), bitstrings in order."""
     if top is None or len(counts) <= top:
         return dict(sorted(counts.items()))
     kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
@@ -28,7 +29,7 @@ def plot_counts(
 
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4.0, 0.35 * min(len(counts), 64) + 2), 3.2))
-    shown = _select(counts, top)
+    shown = select_top(counts, top)
     total = sum(counts.values()) or 1
     values = [v / total if probabilities else v for v in shown.values()]
     cirq.plot_state_histogram(

@@ -66,27 +66,6 @@ class JobRecord:
         """The items are points of parameter sweeps."""
         return any(it.params is not None for it in self.items)
 
-    def public_dict(self) -> dict:
-        """The JSON-friendly view used by widgets and the server."""
-        done, total = self.progress
-        return {
-            "id": self.id,
-            "name": self.name,
-            "target": self.target,
-            "user": self.user,
-            "shots": self.shots,
-            "status": self.status.value,
-            "time_added": self.time_added,
-            "time_started": self.time_started,
-            "time_finished": self.time_finished,
-            "error": self.error,
-            "parent_id": self.parent_id,
-            "priority": self.priority,
-            "done": done,
-            "total": total,
-            "unit": "points" if self.swept else "circuits",
-        }
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueueEntry:

@@ -11,7 +11,8 @@ import pytest
 import qnb
 from qnb import JobStatus
 from qnb._records import ItemRecord, JobRecord
-from qnb.notebook._stream import JobStream, RecordSource
+from qnb.notebook._stream import JobStream
+from record_source import RecordSource
 from qnb.notebook._widgets import QueueMonitor, card_for, channel_for, JobCard
 from conftest import wait_until
 
@@ -37,7 +38,7 @@ class Recorder:
     def __init__(self):
         self.patches = []
 
-    def on_patch(self, rows):
+    def on_patch(self, rows, positions):
         self.patches.append((time.monotonic(), [row["id"] for row in rows]))
 
 

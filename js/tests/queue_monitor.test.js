@@ -1,20 +1,37 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { computePositions, JobTable, visibleRange } from "../queue_monitor.js";
+import { JobTable, positionsOf, visibleRange } from "../queue_monitor.js";
 
 const job = (id, fields = {}) => ({
   id, name: id, user: "ada", target: "sim", status: "completed", time_added: 0,
   time_started: null, time_finished: null, done: 1, total: 1, queue_seq: null, ...fields,
 });
 
-test("positions are 1-based per target, in queue order", () => {
-  const positions = computePositions([
-    job("a", { status: "queued", queue_seq: 2 }),
-    job("b", { status: "queued", queue_seq: -1 }),
-    job("c", { status: "queued", queue_seq: 1, target: "emulator" }),
+test("positions are the kernel's: a job of higher priority is ahead of an older one", () => {
+  // "hi" came later (larger queue_seq) with a priority: the kernel runs it first.
+  const positions = positionsOf([
+    job("old", { status: "queued", queue_seq: 1, position: 2 }),
+    job("hi", { status: "queued", queue_seq: 2, position: 1 }),
+    job("c", { status: "queued", queue_seq: 1, target: "emulator", position: 1 }),
     job("d", { status: "running" }),
   ]);
-  assert.deepEqual([...positions].sort(), [["a", 2], ["b", 1], ["c", 1]]);
+  assert.deepEqual([...positions].sort(), [["c", 1], ["hi", 1], ["old", 2]]);
+});
+
+test("a patch's positions move jobs it has no rows for, also when buffered", () => {
+  const table = new JobTable();
+  const waiting = [job("a", { status: "queued", queue_seq: 1, position: 1 }), job("b", { status: "queued", queue_seq: 2, position: 2 })];
+  // Buffered before the snapshot: a leaves the queue, b moves up.
+  table.applyPatch({ seq: 2, jobs: [job("a", { status: "running" })], positions: { b: 1 } });
+  table.applySnapshot({ seq: 1, jobs: waiting });
+  assert.deepEqual([...table.positions].sort(), [["b", 1]]);
+  // A job of higher priority comes in ahead of b.
+  assert.equal(table.applyPatch({ seq: 3, jobs: [job("p", { status: "queued", queue_seq: 3, position: 1 })], positions: { b: 2 } }), true);
+  assert.deepEqual([...table.positions].sort(), [["b", 2], ["p", 1]]);
+  // Positions of jobs the page does not know are ignored; a patch without positions is fine.
+  assert.equal(table.applyPatch({ seq: 4, jobs: [], positions: { nobody: 1 } }), true);
+  assert.equal(table.applyPatch({ seq: 5, jobs: [job("c")] }), true);
+  assert.equal(table.jobs.has("nobody"), false);
 });
 
 test("patches before the snapshot are buffered; older ones are dropped", () => {
@@ -58,7 +75,7 @@ test("sorting by position puts jobs that left the queue last", () => {
   const table = new JobTable();
   table.applySnapshot({
     seq: 0,
-    jobs: [job("run", { status: "running" }), job("q2", { status: "queued", queue_seq: 5 }), job("q1", { status: "queued", queue_seq: 4 })],
+    jobs: [job("run", { status: "running" }), job("q2", { status: "queued", queue_seq: 4, position: 2 }), job("q1", { status: "queued", queue_seq: 5, position: 1 })],
   });
   table.setSort("position");
   assert.deepEqual(table.rows().map((j) => j.id), ["q1", "q2", "run"]);
@@ -72,11 +89,11 @@ test("only the visible rows (plus a few spare) are rendered", () => {
 
 test("a 100-job patch on 10,000 jobs re-sorts quickly", () => {
   const table = new JobTable();
-  const jobs = Array.from({ length: 10000 }, (_, i) => job(`j${i}`, { time_added: i, status: i % 3 ? "completed" : "queued", queue_seq: i % 3 ? null : i }));
+  const jobs = Array.from({ length: 10000 }, (_, i) => job(`j${i}`, { time_added: i, status: i % 3 ? "completed" : "queued", queue_seq: i % 3 ? null : i, position: i % 3 ? null : i / 3 + 1 }));
   table.applySnapshot({ seq: 0, jobs });
   table.rows();
   const start = performance.now();
-  table.applyPatch({ seq: 1, jobs: jobs.slice(0, 100).map((j) => ({ ...j, status: "running", queue_seq: null })) });
+  table.applyPatch({ seq: 1, jobs: jobs.slice(0, 100).map((j) => ({ ...j, status: "running", queue_seq: null, position: null })) });
   assert.equal(table.rows().length, 10000);
   assert.equal(table.positions.size, 3334 - 34);
   assert.ok(performance.now() - start < 200, "generous bound: the browser benchmark measures the real figure");

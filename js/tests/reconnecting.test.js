@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeElement, fakeModel, installFakeDom } from "./fake_dom.js";
 import jobCard from "../job_card.js";
-import { computePositions, createMonitorView } from "../queue_monitor.js";
+import { createMonitorView, positionsOf } from "../queue_monitor.js";
 
 installFakeDom();
 
@@ -70,13 +70,13 @@ test("the monitor shows 'reconnecting' on the rows of a server that is away", ()
   assert.equal(rowOf("r1").byClass("qnb-position")[0].textContent, "1");
 });
 
-test("a queue server's positions are the ones the kernel sent, never derived", () => {
-  const positions = computePositions([
+test("positions are the ones the kernel sent, never derived", () => {
+  const positions = positionsOf([
     job("a", { position: 3 }),
     job("b", { position: 1 }),
     job("c", { position: null }), // unknown: no position rather than a wrong one
-    job("d", { target: "sim", queue_seq: 7 }),
-    job("e", { target: "sim", queue_seq: 2 }),
+    job("d", { target: "sim", queue_seq: 7, position: 1 }), // the kernel's order, not queue_seq's
+    job("e", { target: "sim", queue_seq: 2, position: 2 }),
   ]);
-  assert.deepEqual([...positions].sort(), [["a", 3], ["b", 1], ["d", 2], ["e", 1]]);
+  assert.deepEqual([...positions].sort(), [["a", 3], ["b", 1], ["d", 1], ["e", 2]]);
 });

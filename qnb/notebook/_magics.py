@@ -23,8 +23,8 @@ from IPython.display import display
 
 from .. import _api
 from .._errors import QnbError
-from .._job import Job
-from .._manager import get_manager, is_done
+from .._api import get_manager
+from .._job import Job, when
 from .._status import TERMINAL
 from ._widgets import monitor
 
@@ -92,7 +92,7 @@ def _circuits_value(value: object):
 
 def _wait(job: Job, timeout: float | None) -> None:
     """Wait for ``job`` in short slices, so Ctrl-C stops the wait (not the job)."""
-    done = job._manager.when(job.id, is_done)
+    done = when(job)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:

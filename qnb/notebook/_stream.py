@@ -11,54 +11,35 @@ cell sleeps or crunches numbers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from .._errors import QnbError, QueueError
-from .._manager import JobManager, get_manager
+from .._api import JobManager, get_manager
+from .._records import JobRecord
 from .._status import IN_QUEUE
 from .._targets import QueueOwningTarget
+from .._views import widget_row
 
 #: At most this many patches per second reach the page (the design's ~10 Hz).
 DEFAULT_INTERVAL = 0.1
 
 
-def job_row(rec, remote: Mapping | None = None) -> dict:
-    """The JSON row of one job, as widgets show it.
-
-    ``queue_seq`` orders waiting jobs inside their target's queue: the page derives
-    positions from it, so a job leaving the queue does not force a patch of every job
-    behind it. A queue server orders its own queue, so its jobs have no ``queue_seq``
-    but the ``position`` last read from the server (None when unknown), and
-    ``connection`` is ``"reconnecting"`` on the unfinished ones while it is away.
-    ``remote``: target name -> :class:`RemoteState` (see :func:`row_view`).
-    """
-    row = rec.public_dict()
-    state = remote.get(rec.target) if remote else None
-    waiting = rec.status in IN_QUEUE
-    if state is None:
-        row["queue_seq"] = rec.queue_seq if waiting else None
-        row["position"] = None
-        row["connection"] = None
-    else:
-        row["queue_seq"] = None
-        known = waiting and state.connected and rec.remote_id is not None
-        row["position"] = state.positions.get(rec.remote_id) if known else None
-        row["connection"] = None if state.connected or rec.done else "reconnecting"
-    return row
-
-
 def row_view(source, records: Iterable) -> Callable:
-    """:func:`job_row` for ``records``, knowing the state of their queue servers.
+    """The widget row (:func:`qnb._views.widget_row`) of each of ``records``, knowing
+    the state of their queue servers. Call the result inside ``source.snapshot`` (under
+    the source's lock), so a row never mixes two states of a job.
 
-    Called outside the source's lock: the states are read first (without I/O), then
-    the rows under the lock.
+    A job waiting in this kernel's own queue has its position from the kernel's queue
+    order (``source.position``, the one order the scheduler runs) and its
+    ``queue_seq``; a queue server orders its own queue, so its jobs have no
+    ``queue_seq`` but the ``position`` last read from the server (None when unknown),
+    and ``connection`` is ``"reconnecting"`` on the unfinished ones while it is away.
+    The servers' states are read here, before the lock, without I/O.
     """
-    if getattr(source, "targets", None) is None:  # a RecordSource: local jobs only
-        return job_row
     waiting: dict[str, bool] = {}
     for rec in records:
         waiting[rec.target] = waiting.get(rec.target, False) or rec.status in IN_QUEUE
@@ -67,7 +48,40 @@ def row_view(source, records: Iterable) -> Callable:
         state = remote_state(name, manager=source, positions=any_waiting)
         if state is not None:
             states[name] = state
-    return functools.partial(job_row, remote=states) if states else job_row
+
+    def view(rec) -> dict:
+        waiting = rec.status in IN_QUEUE
+        state = states.get(rec.target)
+        if state is None:
+            return widget_row(
+                rec,
+                position=source.position(rec) if waiting else None,
+                queue_seq=rec.queue_seq if waiting else None,
+                connection=None,
+            )
+        known = waiting and state.connected and rec.remote_id is not None
+        return widget_row(
+            rec,
+            position=state.positions.get(rec.remote_id) if known else None,
+            queue_seq=None,
+            connection=None if state.connected or rec.done else "reconnecting",
+        )
+
+    return view
+
+
+class JobSource(Protocol):
+    """What the widgets need of a JobManager (and all a test's stand-in provides)."""
+
+    targets: Any  # ``.get(name)``: the target of that name (or a QnbError)
+
+    def add_listener(self, listener: Callable) -> Callable[[], None]: ...
+    def record(self, job_id: str) -> JobRecord | None: ...
+    def live_records(self) -> list[JobRecord]: ...
+    def snapshot(self, records: Iterable[JobRecord], view: Callable) -> list: ...
+    def find(self, *, status=None, target=None, user=None, limit: int = 100) -> list[JobRecord]: ...
+    def pending(self, target: str) -> list[JobRecord]: ...
+    def position(self, rec: JobRecord) -> int | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,10 +124,14 @@ def connection_state(target: str, *, manager: JobManager | None = None) -> str |
 class JobStream:
     """Coalesces a manager's change notifications into patches on a background thread.
 
-    ``source`` needs ``add_listener(fn)``, ``record(job_id)`` and ``snapshot(records,
-    view)`` (a JobManager, or :class:`RecordSource`). Subscribers are called as ``subscriber(rows)`` with the rows of the
-    jobs that changed since the last patch; they are held weakly, so a widget that is
-    garbage collected stops receiving patches without unsubscribing.
+    ``source`` is a :class:`JobSource` (a JobManager; tests use a stand-in over records
+    they hold). Subscribers are called as ``subscriber.on_patch(rows, positions)``:
+    the rows of the jobs that changed since the last patch, and the new 1-based queue
+    positions (None: out of the queue) of other jobs whose position in this kernel's
+    queues changed meanwhile (a job ahead left, a job of higher priority came in). So
+    the page shows the kernel's own queue order and never derives one. Subscribers are
+    held weakly: a widget that is garbage collected stops receiving patches without
+    unsubscribing.
     """
 
     def __init__(self, source, *, interval: float = DEFAULT_INTERVAL):
@@ -128,6 +146,11 @@ class JobStream:
         #: CPU time this stream's thread spent building and handing out patches (it
         #: competes with the main thread for the GIL: the benchmark reports it).
         self.cpu_seconds = 0.0
+        # The positions of waiting jobs as last sent, by target: a patch sends the
+        # positions that differ (read and written on the stream's thread; read by a
+        # snapshot under the lock).
+        self._positions: dict[str, dict[str, int]] = {}
+        self._positions_lock = threading.Lock()
         self._remove_listener = source.add_listener(self._note_change)
         self._thread = threading.Thread(target=self._run, name="qnb-widget-stream", daemon=True)
         self._thread.start()
@@ -182,10 +205,11 @@ class JobStream:
             if not ids:
                 continue
             rows = self.rows(ids)
+            positions = self._moved_positions(rows)
             last_patch = time.monotonic()
-            if rows:
+            if rows or positions:
                 self.patches_sent += 1
-                self._publish(rows)
+                self._publish(rows, positions)
             self.cpu_seconds += time.thread_time() - started
 
     def rows(self, ids: Iterable[str]) -> list[dict]:
@@ -193,10 +217,35 @@ class JobStream:
         # Read under the source's lock: a row never mixes two states of a job.
         return self.source.snapshot(records, row_view(self.source, records))
 
-    def _publish(self, rows: list[dict]) -> None:
+    def _moved_positions(self, rows: list[dict]) -> dict[str, int | None]:
+        """Positions in this kernel's queues of the changed rows' targets that differ
+        from the ones last sent, except where the patch's rows say them already."""
+        in_rows = {row["id"]: row["position"] for row in rows}
+        moved: dict[str, int | None] = {}
+        for target in {row["target"] for row in rows}:
+            if remote_state(target, manager=self.source, positions=False) is not None:
+                continue  # a queue server's positions come in its jobs' rows
+            now = {rec.id: i for i, rec in enumerate(self.source.pending(target), 1)}
+            with self._positions_lock:
+                before = self._positions.get(target, {})
+                self._positions[target] = now
+            for job_id, position in now.items():
+                if before.get(job_id) != position:
+                    moved[job_id] = position
+            for job_id in before.keys() - now.keys():
+                moved[job_id] = None
+        return {job_id: p for job_id, p in moved.items() if in_rows.get(job_id, 0) != p}
+
+    def sent_positions(self) -> dict[str, int]:
+        """job id -> the queue position last sent, for a snapshot to agree with the
+        patches that follow it (they send what changed since)."""
+        with self._positions_lock:
+            return {job_id: p for queue in self._positions.values() for job_id, p in queue.items()}
+
+    def _publish(self, rows: list[dict], positions: dict[str, int | None]) -> None:
         for subscriber in list(self._subscribers):
             try:
-                subscriber.on_patch(rows)
+                subscriber.on_patch(rows, positions)
             except Exception:  # a broken view must not stop the others
                 pass
 
@@ -213,36 +262,3 @@ def stream_for(manager) -> JobStream:
             stream = JobStream(manager)
             _streams[id(manager)] = stream
         return stream
-
-
-
-class RecordSource:
-    """A job source over records you hold, for tests and benchmarks of the widgets: what
-    :class:`JobStream` and :class:`qnb.notebook._widgets.QueueMonitor` need from a JobManager.
-
-    Change a record, then call :meth:`changed` (as the JobManager's ``_touch`` does).
-    """
-
-    def __init__(self, records):
-        self._lock = threading.RLock()
-        self.records = {rec.id: rec for rec in records}
-        self._listeners: list = []
-
-    def add_listener(self, listener):
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def record(self, job_id: str):
-        return self.records.get(job_id)
-
-    def live_records(self) -> list:
-        return list(self.records.values())
-
-    def snapshot(self, records, view) -> list:
-        with self._lock:
-            return [view(rec) for rec in records]
-
-    def changed(self, rec) -> None:
-        with self._lock:
-            for listener in list(self._listeners):
-                listener(rec)

@@ -27,11 +27,13 @@ import anywidget
 import traitlets
 
 from .. import _api as qnb_api
+from .._api import JobManager, get_manager
 from .._errors import QnbError
-from .._manager import JobManager, get_manager
-from .._plot import _select
-from .._status import IN_QUEUE, TERMINAL
-from ._stream import JobStream, row_view, stream_for
+from .._job import manager_of, results_so_far
+from .._plot import select_top
+from .._status import TERMINAL
+from .._views import job_html, status_text
+from ._stream import JobSource, JobStream, row_view, stream_for
 
 
 def _static_dir() -> Path:
@@ -123,7 +125,7 @@ class ActionChannel(anywidget.AnyWidget):
     def __init__(self, manager: JobManager, **kwargs):
         code = {trait: (STATIC / name).read_text(encoding="utf-8") for trait, name in self.CODE.items()}
         super().__init__(**code, **kwargs)
-        self._manager = manager
+        self.manager = manager
         _route_page_messages_where_the_page_sends_them(self.comm)
         #: (action, job id, thread name, monotonic time) of every action handled: the
         #: tests read it to tell where and when a click was handled.
@@ -145,7 +147,7 @@ class ActionChannel(anywidget.AnyWidget):
             action, job_id = content.get("action", ""), content.get("job_id", "")
             reply = {"type": "ack", "request_id": content.get("request_id"), "thread": thread}
             try:
-                reply.update(ok=True, **perform_action(self._manager, action, job_id))
+                reply.update(ok=True, **perform_action(self.manager, action, job_id))
             except QnbError as exc:
                 reply.update(ok=False, message=str(exc))
             except Exception as exc:  # the page waits for an answer: always give one
@@ -177,34 +179,18 @@ def _with_fallbacks(bundle, text: str, html_text: str):
 # -- the job card ---------------------------------------------------------------------------
 
 
-def _rows(manager, records) -> list[dict]:
-    return manager.snapshot(records, row_view(manager, records))
-
-
-def _position(manager, rec, row: dict) -> int | None:
-    if row["queue_seq"] is None:
-        # Not in a queue of this kernel: a queue server's position as last read (the
-        # row has it), never a request to the server per refresh.
-        return row["position"]
-    position = getattr(manager, "position", None)
-    return position(rec) if position is not None and rec.status in IN_QUEUE else None
-
-
-def _status_text(row: dict) -> str:
-    reconnecting = " (reconnecting)" if row.get("connection") == "reconnecting" else ""
-    return f"{row['status']}{reconnecting}"
+def _rows(source: JobSource, records) -> list[dict]:
+    return source.snapshot(records, row_view(source, records))
 
 
 def _card_counts(job) -> dict[str, dict[str, int]]:
     """label -> the most frequent outcomes (bitstring -> count), bitstrings in order."""
-
-
     try:
-        result = job._collect()
+        result = results_so_far(job)
     except QnbError:  # failed or cancelled before any circuit completed
         return {}
     labels = [label for label in result.labels if label in set(result)][:CARD_MAX_LABELS]
-    return {label: _select(result.counts(label), CARD_TOP_OUTCOMES) for label in labels}
+    return {label: select_top(result.counts(label), CARD_TOP_OUTCOMES) for label in labels}
 
 
 class JobCard(anywidget.AnyWidget):
@@ -217,10 +203,10 @@ class JobCard(anywidget.AnyWidget):
     channel_id = traitlets.Unicode().tag(sync=True)
 
     def __init__(self, job, *, stream: JobStream | None = None, **kwargs):
-        manager = job._manager
+        manager = manager_of(job)
         super().__init__(channel_id=channel_for(manager).model_id, **kwargs)
         self._job = job
-        self._manager = manager
+        self.manager = manager
         self._update_lock = threading.Lock()
         stream = stream or stream_for(manager)
         stream.subscribe(self)
@@ -229,49 +215,38 @@ class JobCard(anywidget.AnyWidget):
         # its results are readable only once "done" is durable, which is when this fires.
         job.add_done_callback(lambda done: stream.nudge(done.id))
 
-    def on_patch(self, rows: list[dict]) -> None:
-        """Called from the stream's thread with the rows of the jobs that changed."""
+    def on_patch(self, rows: list[dict], positions: dict[str, int | None]) -> None:
+        """Called from the stream's thread with the rows of the jobs that changed and
+        the queue positions that moved."""
         mine = next((row for row in rows if row["id"] == self._job.id), None)
         if mine is not None:
             self._refresh(mine)
-        elif self.job.get("status") in {s.value for s in IN_QUEUE} and any(
-            row["target"] == self.job.get("target") for row in rows
-        ):
-            self._refresh()  # a job ahead of it moved: its position may have changed
+        elif self._job.id in positions:  # a job ahead of it left, or one came in ahead
+            with self._update_lock:
+                self.position = positions[self._job.id]
 
     def _refresh(self, row: dict | None = None) -> None:
         with self._update_lock:
-            rec = self._manager.load(self._job.id)
-            row = row or _rows(self._manager, [rec])[0]
+            if row is None:
+                row = _rows(self.manager, [self.manager.load(self._job.id)])[0]
             counts = self.counts
             if not counts and row["status"] in {s.value for s in TERMINAL}:
                 counts = _card_counts(self._job)
             with self.hold_sync():
                 self.job = row
-                self.position = _position(self._manager, rec, row)
+                self.position = row["position"]
                 self.counts = counts
 
     def _text(self) -> str:
         row = self.job
         where = f", position {self.position}" if self.position else ""
         return (
-            f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {_status_text(row)} "
+            f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {status_text(row)} "
             f"{row['done']}/{row['total']}{where}"
         )
 
     def _html(self) -> str:
-        row = self.job
-        error = (
-            f"<br><span style='color:#b00020'>{html.escape(row['error'])}</span>"
-            if row.get("error")
-            else ""
-        )
-        where = f", position {self.position}" if self.position else ""
-        return (
-            f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
-            f"<code>{row['id'][:8]}</code> on {html.escape(row['target'])}: "
-            f"<b>{_status_text(row)}</b> ({row['done']}/{row['total']} {row.get('unit', 'circuits')}{where}){error}</div>"
-        )
+        return job_html(self.job, position=self.position)
 
     def __repr__(self) -> str:
         return f"<JobCard {self._text()}>"
@@ -286,7 +261,7 @@ _cards_lock = threading.Lock()
 
 def card_for(job) -> JobCard:
     """The card of ``job``: one per job, so showing a job twice shows one live widget."""
-    key = (id(job._manager), job.id)
+    key = (id(manager_of(job)), job.id)
     with _cards_lock:
         card = _cards.get(key)
         if card is None or card.comm is None:  # closed cards are replaced
@@ -336,7 +311,7 @@ class QueueMonitor(anywidget.AnyWidget):
         manager = manager or get_manager()
         channel = channel or channel_for(manager)
         super().__init__(channel_id=channel.model_id, **kwargs)
-        self._manager = manager
+        self.manager: JobSource = manager
         self._stream = stream or stream_for(manager)
         self._seq = 0
         self._send_lock = threading.Lock()  # one patch at a time, in seq order
@@ -348,29 +323,30 @@ class QueueMonitor(anywidget.AnyWidget):
 
     def snapshot(self) -> dict:
         """Every job to show, and the number of the last patch it includes."""
-        found = getattr(self._manager, "find", None)
-        records = found(limit=SNAPSHOT_STORED_JOBS) if found is not None else []
+        records = self.manager.find(limit=SNAPSHOT_STORED_JOBS)
         with self._send_lock:
             # Rows read after the seq is fixed: a patch being sent meanwhile may be older
             # than this snapshot for a few jobs, but those jobs are then in the next
-            # patch (within one interval), so the page converges.
+            # patch (within one interval), so the page converges. Queue positions are
+            # the ones the stream sent last: its next patches send what changed since.
             seq = self._seq
+            sent = self._stream.sent_positions()
         rows = {}
-        view = row_view(self._manager, records)
-        for rec in records:  # from the store: maybe another process's, in its own queue
-            rows[rec.id] = {**view(rec), "queue_seq": None}
-        live = self._manager.live_records()  # this process's jobs, with their queue order
-        for row in _rows(self._manager, live):
+        for row in _rows(self.manager, records):  # from the store: maybe another process's
+            rows[row["id"]] = {**row, "queue_seq": None}
+        for row in _rows(self.manager, self.manager.live_records()):  # this process's jobs
+            if row["queue_seq"] is not None and row["id"] in sent:
+                row["position"] = sent[row["id"]]
             rows[row["id"]] = row
         self._known.update(rows)
         self.job_count = len(self._known)
         return {"seq": seq, "jobs": list(rows.values())}
 
-    def on_patch(self, rows: list[dict]) -> None:
+    def on_patch(self, rows: list[dict], positions: dict[str, int | None]) -> None:
         with self._send_lock:
             self._seq += 1
             self.patches_sent += 1
-            self.send({"type": "patch", "seq": self._seq, "jobs": rows})
+            self.send({"type": "patch", "seq": self._seq, "jobs": rows, "positions": positions})
         new = [row["id"] for row in rows if row["id"] not in self._known]
         if new:
             self._known.update(new)
@@ -384,24 +360,20 @@ class QueueMonitor(anywidget.AnyWidget):
         return self
 
     def _rows_for_text(self) -> list[dict]:
-        found = getattr(self._manager, "find", None)
-        if found is None:
-            return []
-        records = found(
+        records = self.manager.find(
             status=[self.status_filter] if self.status_filter else None,
             target=self.target_filter or None,
             user=self.user_filter or None,
             limit=FALLBACK_ROWS,
         )
-        view = row_view(self._manager, records)
-        return [view(r) for r in records]
+        return _rows(self.manager, records)
 
     def _text(self) -> str:
         rows = self._rows_for_text()
         lines = [f"Queue monitor: the {len(rows)} newest jobs"]
         for r in rows[:FALLBACK_ROWS]:
             lines.append(
-                f"  {r['id'][:8]}  {r['target']:<9} {_status_text(r):<10} "
+                f"  {r['id'][:8]}  {r['target']:<9} {status_text(r):<10} "
                 f"{r['done']}/{r['total']}  {r['user']:<10} {r['name']}"
             )
         return "\n".join(lines)
@@ -410,7 +382,7 @@ class QueueMonitor(anywidget.AnyWidget):
         rows = self._rows_for_text()
         cells = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                r["id"][:8], r["name"], r["target"], r["user"], _status_text(r), f"{r['done']}/{r['total']}"
+                r["id"][:8], r["name"], r["target"], r["user"], status_text(r), f"{r['done']}/{r['total']}"
             )) + "</tr>"
             for r in rows[:FALLBACK_ROWS]
         )
@@ -437,7 +409,7 @@ def monitor(*, target: str | None = None, user: str | None = None, status: str |
     if target is not None:
         manager.targets.get(target)  # unknown targets fail here
     if status is not None:
-        status = qnb_api._statuses(status)[0]
+        status = qnb_api.status_values(status)[0]
     with _monitors_lock:
         found = _monitors.get(manager)
         if found is None or found.comm is None:

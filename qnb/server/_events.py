@@ -24,10 +24,10 @@ import threading
 import uuid
 from collections.abc import Mapping
 
-from .._manager import JobManager
+from .._api import JobManager
 from .._records import JobRecord
+from .._views import public_part, server_job
 from ._auth import User
-from ._service import PUBLIC_FIELDS
 
 #: Bytes of events and item states the feed keeps (Python's own sizes, counted at
 #: publishing); over it the oldest events are dropped down to three quarters of it.
@@ -167,7 +167,7 @@ class EventFeed:
                 if only_mine and not user.may_act_on(fields["user"]):
                     continue
                 if not user.may_act_on(fields["user"]):
-                    events.append({"seq": seq, **{k: fields[k] for k in PUBLIC_FIELDS}})
+                    events.append({"seq": seq, **public_part(fields)})
                     continue
                 items = self._items[fields["id"]]
                 event = {"seq": seq, **fields, "changed_items": changed.expand()}
@@ -194,9 +194,7 @@ class EventFeed:
 
 
 def _take(rec: JobRecord) -> tuple[Fields, tuple, tuple, dict]:
-    public = rec.public_dict()
-    public["position"] = None
-    fields = Fields(public)
+    fields = Fields(server_job(rec))  # its position is the queue's, not the feed's
     labels = tuple(it.label for it in rec.items)
     statuses = tuple(it.status.value for it in rec.items)
     errors = {i: it.error for i, it in enumerate(rec.items) if it.error is not None}

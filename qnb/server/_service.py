@@ -1,7 +1,7 @@
 """The queue service: what a queue server does, as plain Python.
 
 Every method takes the calling :class:`~qnb.server._auth.User`, decides what they may
-do, calls the :class:`~qnb._manager.JobManager` and answers JSON-ready dicts, or
+do, calls the :class:`~qnb._api.JobManager` and answers JSON-ready dicts, or
 raises a :class:`~qnb._errors.QnbError` whose ``code`` and ``http_status`` the HTTP
 layer sends as they are. No HTTP here: tests call the service directly, and the
 routers (``_routes.py``) only turn requests into calls.
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import cirq
 
 from .. import _options
+from .._views import queue_entry, server_job
 from .._errors import (
     DeviceValidationError,
     DuplicateJobError,
@@ -33,7 +34,7 @@ from .._errors import (
     QnbError,
     RemoteAuthError,
 )
-from .._manager import JobManager
+from .._api import JobManager
 from .._records import JobRecord
 from .._status import IN_QUEUE
 from ._auth import User
@@ -105,34 +106,6 @@ def _sweep_points(params: dict[str, str] | None, labelled: dict) -> list[str | N
                 "params",
             )
     return [params.get(label) for label in labelled]
-
-
-def job_view(rec: JobRecord, *, items: bool = False, position: int | None = None) -> dict:
-    view = rec.public_dict()
-    view["position"] = position
-    if items:
-        view["items"] = [
-            {"label": it.label, "status": it.status.value, "error": it.error,
-             **({"params": it.params} if it.params is not None else {})}
-            for it in rec.items
-        ]  # fmt: skip
-    return view
-
-
-#: What every user sees of other users' jobs.
-PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
-
-
-def entry_view(rec: JobRecord, position: int | None) -> dict:
-    """A queue entry as every user may see it."""
-    return {
-        "position": position,
-        "id": rec.id,
-        "user": rec.user,
-        "name": rec.name,
-        "time_added": rec.time_added,
-        "status": rec.status.value,
-    }
 
 
 class QueueService:
@@ -212,7 +185,7 @@ class QueueService:
         return rec
 
     def full_view(self, rec: JobRecord) -> dict:
-        return job_view(rec, items=True, position=self.manager.position(rec))
+        return server_job(rec, items=True, position=self.manager.position(rec))
 
     # -- jobs --------------------------------------------------------------------------
 
@@ -355,7 +328,7 @@ class QueueService:
         if owner is not None and not user.may_act_on(owner):
             raise RemoteAuthError(f"only an admin may list the jobs of {owner}")
         found = self.manager.find(status=status or None, target=self.device, user=owner, limit=limit)
-        return {"jobs": [job_view(rec) for rec in found]}
+        return {"jobs": [server_job(rec) for rec in found]}
 
     def results(self, user: User, job_id: str, *, items: Sequence[int] | None = None) -> dict:
         """Finished items' outcomes (``items``: indices; all if None), at most
@@ -422,19 +395,19 @@ class QueueService:
         running = self.manager.find(status=["running", "cancelling"], target=self.device, limit=1000)
         return {
             "device": self.device,
-            "entries": [entry_view(rec, pos) for pos, rec in enumerate(pending, start=1)],
-            "running": [entry_view(rec, None) for rec in running],
+            "entries": [queue_entry(rec, pos) for pos, rec in enumerate(pending, start=1)],
+            "running": [queue_entry(rec, None) for rec in running],
         }
 
     def remove_by_id(self, user: User, job_id: str) -> dict:
         self._own(user, job_id, "remove it")
-        return job_view(self.manager.remove_queued(self.device, job_id=job_id))
+        return server_job(self.manager.remove_queued(self.device, job_id=job_id))
 
     def remove_by_position(self, user: User, position: int, *, expected_id: str) -> dict:
         """Remove the job at ``position`` only if it is still ``expected_id``."""
         self._own(user, expected_id, "remove it")
         rec = self.manager.remove_queued(self.device, position=position, expected_id=expected_id)
-        return job_view(rec)
+        return server_job(rec)
 
     def remove_by_user(self, user: User, owner: str) -> dict:
         if not user.may_act_on(owner):
@@ -456,7 +429,7 @@ class QueueService:
             raise RemoteAuthError("only an admin may move a job to the front of the queue")
         self._load(job_id)
         rec = self.manager.move_to_front(job_id)
-        return entry_view(rec, self.manager.position(rec))
+        return queue_entry(rec, self.manager.position(rec))
 
     # -- the device --------------------------------------------------------------------
 

@@ -1,0 +1,136 @@
+"""What a job looks like from outside: its JSON views and its HTML, written once.
+
+Every face shows a job through these functions: the widgets (a row of the queue monitor,
+the job card), the queue server (a job, a queue entry, an event of its feed) and the
+command line. The fields each face sends are an API (clients read them): a face picks
+its view here and never builds one of its own. ``tests/test_views.py`` pins each one.
+"""
+
+from __future__ import annotations
+
+import html
+
+from ._records import ItemRecord, JobRecord
+
+#: What every user of a shared queue sees of another user's job.
+PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
+
+
+def job_fields(rec: JobRecord) -> dict:
+    """A job's own fields, JSON-ready: the base of every view below."""
+    done, total = rec.progress
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "target": rec.target,
+        "user": rec.user,
+        "shots": rec.shots,
+        "status": rec.status.value,
+        "time_added": rec.time_added,
+        "time_started": rec.time_started,
+        "time_finished": rec.time_finished,
+        "error": rec.error,
+        "parent_id": rec.parent_id,
+        "priority": rec.priority,
+        "done": done,
+        "total": total,
+        "unit": "points" if rec.swept else "circuits",
+    }
+
+
+def item_view(item: ItemRecord, *, params: bool = False) -> dict:
+    """One item: label, status, error (and, with ``params``, its sweep point when it
+    has one)."""
+    view = {"label": item.label, "status": item.status.value, "error": item.error}
+    if params and item.params is not None:
+        view["params"] = item.params
+    return view
+
+
+def server_job(rec: JobRecord, *, items: bool = False, position: int | None = None) -> dict:
+    """A job as a queue server answers it (``GET /v1/jobs/ID``; without ``items`` in
+    lists and removals); also the fields of its events (position None)."""
+    view = job_fields(rec)
+    view["position"] = position
+    if items:
+        view["items"] = [item_view(it, params=True) for it in rec.items]
+    return view
+
+
+def queue_entry(rec: JobRecord, position: int | None) -> dict:
+    """A job's queue entry as every user of the queue may see it."""
+    return {
+        "position": position,
+        "id": rec.id,
+        "user": rec.user,
+        "name": rec.name,
+        "time_added": rec.time_added,
+        "status": rec.status.value,
+    }
+
+
+def public_part(view: dict) -> dict:
+    """Of a job's view, only what every user may see (:data:`PUBLIC_FIELDS`)."""
+    return {key: view[key] for key in PUBLIC_FIELDS}
+
+
+def widget_row(
+    rec: JobRecord,
+    *,
+    position: int | None,
+    queue_seq: float | None,
+    connection: str | None,
+) -> dict:
+    """A job as the widgets get it (a queue monitor's row, a card's ``job``): its
+    fields, its 1-based queue position as the kernel knows it (None out of the queue or
+    unknown), ``queue_seq`` while it waits in this kernel's own queue (None for a queue
+    server's job), ``connection`` ``"reconnecting"`` while its server is away."""
+    row = job_fields(rec)
+    row["queue_seq"] = queue_seq
+    row["position"] = position
+    row["connection"] = connection
+    return row
+
+
+def cli_job(rec: JobRecord) -> dict:
+    """A job as ``qnb jobs --json`` and ``qnb show --json`` print it (older names:
+    ``items`` is the count, ``items_done`` the finished ones)."""
+    fields = job_fields(rec)
+    return {
+        "id": fields["id"],
+        "name": fields["name"],
+        "target": fields["target"],
+        "user": fields["user"],
+        "status": fields["status"],
+        "shots": fields["shots"],
+        "items": fields["total"],
+        "items_done": fields["done"],
+        "time_added": fields["time_added"],
+        "time_started": fields["time_started"],
+        "time_finished": fields["time_finished"],
+        "error": fields["error"],
+        "parent_id": fields["parent_id"],
+    }
+
+
+def status_text(row: dict) -> str:
+    """A job's status as shown, with "(reconnecting)" while its server is away."""
+    reconnecting = " (reconnecting)" if row.get("connection") == "reconnecting" else ""
+    return f"{row['status']}{reconnecting}"
+
+
+def job_html(row: dict, *, position: int | None = None) -> str:
+    """A job as HTML, from its fields (:func:`job_fields` or a widget row): the job's
+    display without a kernel and the card's fallback in a saved notebook."""
+    error = (
+        f"<br><span style='color:#b00020'>{html.escape(row['error'])}</span>"
+        if row.get("error")
+        else ""
+    )
+    where = f", position {position}" if position else ""
+    return (
+        f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
+        f"<code>{html.escape(row['id'][:8])}</code> on {html.escape(row['target'])}: "
+        f"<b>{html.escape(status_text(row))}</b> ({row['done']}/{row['total']} "
+        f"{row.get('unit', 'circuits')}{where}){error}</div>"
+    )
