@@ -74,71 +74,37 @@ def _entry(rec: JobRecord, position: int | None) -> QueueEntry:
 class PendingJob(Job):
     """A queue entry: a :class:`Job` with the queue's vocabulary.
 
-    Your own jobs (in this kernel's store) are full jobs; another user's job on a shared
-    server shows what the queue shows of it (id, user, name, time added, status) and its
-    position, and can be waited for (or removed, by an admin).
+    Your own jobs (in this kernel's store) are full jobs. Another user's job on a
+    shared server is a :class:`ForeignPendingJob`: what the queue shows of it.
     """
 
     def __init__(self, entry: QueueEntry, queue: Queue, *, manager: JobManager):
         self._entry = entry
         self._queue = queue
-        try:
-            super().__init__(entry.id, manager=manager)
-            self._foreign = False
-        except UnknownJobError:  # another user's job on a shared server
-            self._id, self._manager = entry.id, manager
-            self._final = self._result_cache = None
-            self._foreign = True
-
-    def _rec(self) -> JobRecord:
-        if self._foreign:
-            raise QueueError(
-                f"job {self.id[:8]} belongs to {self._entry.user}; this kernel sees only "
-                "its queue entry (id, user, name, time_added, status, position)"
-            )
-        return super()._rec()
+        super().__init__(entry.id, manager=manager)
 
     @property
     def user_added(self) -> str:
         return self._entry.user
 
+    user = user_added
+    time_added = property(lambda self: self._entry.time_added)
+
     @property
     def job(self) -> Job | None:
         """The plain :class:`Job` when this kernel's store has it (your own jobs)."""
-        return None if self._foreign else Job(self.id, manager=self._manager)
+        return Job(self.id, manager=self._manager)
 
     @property
     def position(self) -> int | None:
         """The 1-based position when the queue was read (``position_in_queue()``: now)."""
         return self._entry.position
 
-    user = user_added
-    name = property(lambda self: self._entry.name if self._foreign else self._rec().name)
-    time_added = property(lambda self: self._entry.time_added)
-
-    @property
-    def status(self):
-        return self._entry.status if self._foreign else super().status
-
     def position_in_queue(self) -> int | None:
         return self._queue._position_of(self.id)
 
-    def cancel(self):
-        """Your own job: as :meth:`Job.cancel`. Another user's (admins): taken out of
-        the queue."""
-        if self._foreign:
-            return self._queue.remove_by_id(self.id).status
-        return super().cancel()
-
     def wait_for_execution(self, timeout: float | None = None) -> Job | PendingJob:
         """Block until the job starts running (or ends); returns it as a :class:`Job`."""
-        if self._foreign:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while self.position_in_queue() is not None:
-                if deadline is not None and time.monotonic() >= deadline:
-                    self._timed_out(timeout)
-                time.sleep(FOREIGN_WAIT_INTERVAL)  # another user's job: only the server knows
-            return self
         waiting = self._manager.when(self.id, has_left_queue)
         try:
             waiting.result(timeout)
@@ -152,9 +118,52 @@ class PendingJob(Job):
             f"after {timeout} s"
         ) from None
 
+    def _settled(self) -> PendingJob:
+        """This entry once this kernel's record shows a removal the target answered
+        (reads see the caller's own writes)."""
+        try:
+            self._manager.when(self.id, is_done).result(READ_YOUR_WRITES_SECONDS)
+        except concurrent.futures.TimeoutError:
+            pass  # the target answered; the record follows when its feed tells it
+        return self
+
+
+class ForeignPendingJob(PendingJob):
+    """Another user's job on a shared server: its queue entry (id, user, name, time
+    added, status) and position; it can be waited for, or removed (by an admin)."""
+
+    def __init__(self, entry: QueueEntry, queue: Queue, *, manager: JobManager):
+        # Not Job.__init__: this kernel's store does not have the job.
+        self._entry, self._queue = entry, queue
+        self._id, self._manager = entry.id, manager
+        self._final = self._result_cache = None
+
+    def _rec(self) -> JobRecord:
+        raise QueueError(
+            f"job {self.id[:8]} belongs to {self._entry.user}; this kernel sees only "
+            "its queue entry (id, user, name, time_added, status, position)"
+        )
+
+    job = property(lambda self: None)
+    name = property(lambda self: self._entry.name)
+    status = property(lambda self: self._entry.status)
+
+    def cancel(self):
+        """Taken out of the queue (admins only)."""
+        return self._queue.remove_by_id(self.id).status
+
+    def wait_for_execution(self, timeout: float | None = None) -> PendingJob:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.position_in_queue() is not None:
+            if deadline is not None and time.monotonic() >= deadline:
+                self._timed_out(timeout)
+            time.sleep(FOREIGN_WAIT_INTERVAL)  # another user's job: only the server knows
+        return self
+
+    def _settled(self) -> PendingJob:
+        return self  # no record of it here to wait for
+
     def summary(self) -> str:
-        if not self._foreign:
-            return super().summary()
         e = self._entry
         return f"{e.name!r} {e.id[:8]} of {e.user} on {self._queue.target}: {e.status.value}"
 
@@ -176,18 +185,15 @@ class Queue:
         self._submit = submit
 
     def _pending(self, entry: QueueEntry) -> PendingJob:
-        return PendingJob(entry, self, manager=self._manager)
+        try:
+            return PendingJob(entry, self, manager=self._manager)
+        except UnknownJobError:  # another user's job on a shared server
+            return ForeignPendingJob(entry, self, manager=self._manager)
 
     def _removed(self, entry: QueueEntry) -> PendingJob:
         """The entry a removal answered with, once this kernel's record of it (if it has
-        one) shows the removal too: reads see the caller's own writes."""
-        pending = self._pending(entry)
-        if not pending._foreign:
-            try:
-                self._manager.when(entry.id, is_done).result(READ_YOUR_WRITES_SECONDS)
-            except concurrent.futures.TimeoutError:
-                pass  # the target answered; the record follows when its feed tells it
-        return pending
+        one) shows the removal too."""
+        return self._pending(entry)._settled()
 
     def _entries(self) -> list[QueueEntry]:
         return self._backend.entries()
