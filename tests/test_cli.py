@@ -15,6 +15,8 @@ import pytest
 from conftest import BELL_QASM, wait_until
 from test_server_support import ServeProcess, make_users
 
+pytestmark = pytest.mark.slow
+
 HEAVY = ("cirq", "qsimcirq", "fastapi", "uvicorn", "numpy")
 JSON_FIELDS = {"id", "name", "target", "user", "status", "shots", "items", "items_done",
                "time_added", "time_started", "time_finished", "error", "parent_id"}

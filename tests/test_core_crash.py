@@ -20,6 +20,8 @@ from qnb._core._ownership import INTERRUPTED
 from qnb._manager import JobManager
 from conftest import wait_until
 
+pytestmark = pytest.mark.slow
+
 SUBMITTER = textwrap.dedent(
     """
     import json, threading

@@ -97,6 +97,7 @@ def test_circuits_move_to_their_own_table_and_everything_else_stays(tmp_path):
         store.close()
 
 
+@pytest.mark.slow
 def test_an_old_store_that_cannot_be_upgraded_is_still_read(tmp_path):
     # A schema-2 store in a home this user may not write: read where its circuits are.
     if os.geteuid() != 0:

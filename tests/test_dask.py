@@ -21,6 +21,8 @@ from qnb._targets._dask import DaskExecutor, scheduler_address
 from conftest import wait_until
 from test_server_support import ServeProcess
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cluster():

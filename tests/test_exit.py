@@ -17,6 +17,8 @@ import pytest
 
 from conftest import BELL_QASM, wait_until
 
+pytestmark = pytest.mark.slow
+
 SLOW_JOB = textwrap.dedent(
     """
     import cirq, qnb, qnb._manager

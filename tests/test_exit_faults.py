@@ -10,8 +10,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import qnb
 from qnb import JobStatus, _manager
+
+pytestmark = pytest.mark.slow
 
 STUCK_SAMPLER = textwrap.dedent(
     """

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from test_notebooks import execute, text_of  # noqa: F401  (execute is a fixture)
 from test_plugins import plugin_dir  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.slow
 
 
 def test_hardware_and_clusters_notebook(execute, plugin_dir, monkeypatch, tmp_path):  # noqa: F811

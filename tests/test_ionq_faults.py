@@ -127,6 +127,7 @@ def _follow_in_a_new_process(tmp_path, standin: StandIn, job_id: str) -> dict:
         fresh.close()
 
 
+@pytest.mark.slow
 def test_killed_right_after_submit_the_job_is_followed_not_failed(tmp_path, standin, monkeypatch):
     monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
     child = _run_script(tmp_path, standin, "kill")
@@ -137,6 +138,7 @@ def test_killed_right_after_submit_the_job_is_followed_not_failed(tmp_path, stan
     assert standin.created == 1
 
 
+@pytest.mark.slow
 def test_killed_while_the_post_is_on_its_way_the_job_is_found_by_name(tmp_path, standin, monkeypatch):
     monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
     standin.delay_after_create = 60.0  # IonQ has the job; its creator never hears so
@@ -157,6 +159,7 @@ def test_killed_while_the_post_is_on_its_way_the_job_is_found_by_name(tmp_path, 
     assert standin.created == 1
 
 
+@pytest.mark.slow
 def test_a_script_ends_while_ionq_never_answers_and_its_job_stays_followable(tmp_path, standin, monkeypatch):
     monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
     standin.hold = True

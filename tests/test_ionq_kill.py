@@ -18,6 +18,8 @@ from qnb import JobStatus, _manager
 from conftest import wait_until
 from ionq_standin import StandIn
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-standin-kill-test-4242"
 
 SUBMITTER = textwrap.dedent(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 JS = Path(__file__).resolve().parent.parent / "js"
 
 

@@ -42,6 +42,8 @@ TARGETS = '''
 """A plug-in's target: a cirq.Sampler that flips every measured bit of a simulation."""
 import cirq
 
+pytestmark = pytest.mark.slow
+
 
 class FlipSampler(cirq.Sampler):
     def run_sweep(self, program, params, repetitions=1):

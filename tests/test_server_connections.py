@@ -19,6 +19,8 @@ from conftest import wait_until
 from qnb.server._serve import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from test_server_support import ServeProcess, auth, make_users
 
+pytestmark = pytest.mark.load
+
 DESCRIPTORS = 1024
 HALF_SENT = 1100
 HALF_HEAD = b"GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "

@@ -18,6 +18,8 @@ from qnb._store import Store
 from conftest import wait_until
 from test_server_support import BELL, FLIP_JSON, ServeProcess, auth, make_users, submit_body
 
+pytestmark = pytest.mark.slow
+
 
 def test_serve_refuses_other_hosts_without_a_users_file(tmp_path):
     done = subprocess.run(
@@ -106,6 +108,7 @@ def test_sigkill_while_running_loses_nothing_and_the_client_resumes(manager, tmp
         server.stop()
 
 
+@pytest.mark.load
 def test_load_20_clients_x_100_submissions(tmp_path):
     users_file = tmp_path / "users.toml"
     tokens = make_users(users_file)

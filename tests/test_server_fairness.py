@@ -60,6 +60,7 @@ def busy_workers(since: dict[int, int]) -> int:
     return sum(cpu_ticks(pid) > ticks + 20 for pid, ticks in since.items())
 
 
+@pytest.mark.load
 def test_a_small_submit_answers_while_two_users_compile_300_circuits(tmp_path):
     users_file = tmp_path / "users.toml"
     tokens = {**make_users(users_file), "carol": add_user(users_file, "carol")}

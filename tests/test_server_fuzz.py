@@ -10,6 +10,8 @@ from schemathesis.checks import not_a_server_error
 
 from qnb.server._auth import User, Users, hash_token
 
+pytestmark = pytest.mark.load
+
 TOKENS = {"fuzz-admin-token": User("root", "admin"), "fuzz-user-token": User("alice", "user")}
 
 

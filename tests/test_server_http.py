@@ -155,6 +155,7 @@ def established_connections(port: int) -> int:
     return count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_within_3_s_during_a_long_poll_without_a_traceback(tmp_path, sig):
     users_file = tmp_path / "users.toml"
@@ -191,6 +192,7 @@ def test_serve_stops_within_3_s_during_a_long_poll_without_a_traceback(tmp_path,
     assert answers and last >= 0
 
 
+@pytest.mark.slow
 def test_serve_with_a_bad_users_file_says_so_in_one_line(tmp_path):
     broken = tmp_path / "broken.toml"
     broken.write_text("[users.alice\n")

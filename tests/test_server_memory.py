@@ -111,6 +111,7 @@ def large_job() -> dict:
     return {"circuits": {str(i): circuit(i) for i in range(LARGE_JOB_CIRCUITS)}, "shots": 10}
 
 
+@pytest.mark.slow
 def test_eight_large_queued_jobs_do_not_stay_in_the_servers_memory(tmp_path):
     users_file = tmp_path / "users.toml"
     tokens = make_users(users_file)

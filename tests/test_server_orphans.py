@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import BELL_QASM, wait_until
 from test_server_support import ServeProcess, auth, make_users
+
+pytestmark = pytest.mark.slow
 
 GONE_WITHIN_SECONDS = 20.0
 

@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import BELL_QASM
 from test_server_support import ServeProcess, auth, make_users, submit_body
+
+pytestmark = pytest.mark.load
 
 READ_LIMIT_SECONDS = 0.100
 # And as measured from outside, wait for a core included: a loaded shared machine may

@@ -5,6 +5,7 @@ and "reconnecting" while the server is away, until it is back and the jobs go on
 from __future__ import annotations
 
 import httpx
+import pytest
 
 import qnb
 from qnb._targets._simulators import registry
@@ -68,6 +69,7 @@ def test_remote_rows_carry_the_servers_positions_and_update_like_local_ones(mana
     assert 2 <= transport.requests.count("GET /v1/queue") < 100
 
 
+@pytest.mark.slow
 def test_rows_show_reconnecting_while_the_server_is_away_and_resume_when_it_is_back(manager, tmp_path):
     users_file = tmp_path / "users.toml"
     tokens = make_users(users_file)
@@ -123,8 +125,6 @@ def test_rows_show_reconnecting_while_the_server_is_away_and_resume_when_it_is_b
 
 
 def test_page_actions_on_remote_queued_jobs_go_to_the_server(manager, lab):
-    import pytest
-
     from qnb.notebook._widgets import perform_action
 
     app, server, tokens = lab
