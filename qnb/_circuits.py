@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import cirq
@@ -141,13 +142,57 @@ def to_json(circuit: cirq.Circuit) -> str:
     separators. Where orjson would write something else (NaN, which it writes as null;
     integers beyond 64 bits), the standard library's encoder writes it instead.
     """
+    encode = _Encoder().default
+    tree = circuit
+    if type(circuit) is cirq.Circuit and not circuit.tags:
+        tree = _circuit_tree(circuit, encode)
     try:
-        text = orjson.dumps(circuit, default=_Encoder().default, option=_ORJSON_OPTIONS)
+        text = orjson.dumps(tree, default=encode, option=_ORJSON_OPTIONS)
     except TypeError:  # (orjson.JSONEncodeError is one): an int beyond 64 bits, ...
         text = None
     if text is None or b"null" in text:  # null: maybe a NaN (Cirq's JSON writes NaN)
         return cirq.to_json(circuit, indent=None, cls=_Encoder)
     return text.decode()
+
+
+# -- a circuit's structure built here ----------------------------------------------------
+#
+# Moments, gate operations and their qubits are built as dicts here, in one loop, and
+# orjson writes the whole tree: ~30% quicker for a 350-gate circuit than orjson calling
+# the encoder back for each of its ~1,200 objects. Gates go to the same direct writers
+# and anything else (a tagged moment, another kind of operation, another gate) to the
+# encoder, as before: the document is the same.
+
+_qubit_dicts: dict[cirq.Qid, dict] = {}
+
+
+def _circuit_tree(circuit: cirq.Circuit, encode: Callable) -> dict:
+    direct, qubit_dicts = _DIRECT_FIELDS, _qubit_dicts
+    moments: list = []
+    for moment in circuit.moments:
+        if moment.tags:
+            moments.append(moment)
+            continue
+        ops: list = []
+        for op in moment.operations:
+            if type(op) is cirq.GateOperation:
+                gate = op.gate
+                write = direct.get(type(gate))
+                fields = None if write is None else write(gate)
+                if fields is not None:
+                    qubits = []
+                    for q in op.qubits:
+                        found = qubit_dicts.get(q)
+                        if found is None:
+                            if len(qubit_dicts) > 100_000:  # bounded, as the encoder's
+                                qubit_dicts.clear()
+                            found = qubit_dicts[q] = encode(q)
+                        qubits.append(found)
+                    ops.append({"cirq_type": "GateOperation", "gate": fields, "qubits": qubits})
+                    continue
+            ops.append(op)
+        moments.append({"cirq_type": "Moment", "operations": ops})
+    return {"cirq_type": "Circuit", "moments": moments}
 
 
 def to_json_many(circuits: Iterable[cirq.Circuit]) -> list[str]:
@@ -167,8 +212,206 @@ def to_json_many(circuits: Iterable[cirq.Circuit]) -> list[str]:
             gc.enable()
 
 
+class CircuitTexts(Sequence[str]):
+    """A job's circuits as Cirq JSON, in item order: each distinct circuit (a sweep's
+    points share one) written once, when first asked for.
+
+    One object serves both readers of the text, so a circuit is serialized once: the
+    store's insert (:meth:`written`, all of them, in the submitting thread) and the
+    executor that sends an item to a worker (``texts[i]``, on the JobManager's side: a
+    job starts before its insert, and its first items should not wait for the whole
+    batch to be written). A thread that asks for an item another is writing waits for
+    that text rather than writing it again.
+    """
+
+    def __init__(self, circuits: Iterable[cirq.Circuit]):
+        self._circuits = list(circuits)
+        self._texts: list[str | None] = [None] * len(self._circuits)
+        self._by_circuit: dict[int, str] = {}  # id(circuit) -> text, for shared circuits
+        self._writing: dict[int, threading.Lock] = {}  # id(circuit) -> its writer's lock
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        text = self._texts[index]
+        if text is None:
+            text = self._texts[index] = self._text_of(self._circuits[index])
+        return text
+
+    def _text_of(self, circuit: cirq.Circuit) -> str:
+        key = id(circuit)
+        with self._lock:
+            text = self._by_circuit.get(key)
+            if text is not None:
+                return text
+            writing = self._writing.get(key)
+            mine = writing is None
+            if mine:
+                writing = self._writing[key] = threading.Lock()
+                writing.acquire()
+        if not mine:
+            with writing:  # written by the other thread meanwhile (unless it failed)
+                text = self._by_circuit.get(key)
+            return text if text is not None else to_json(circuit)
+        try:
+            text = self._by_circuit[key] = to_json(circuit)
+        finally:
+            writing.release()
+        return text
+
+    def written(self) -> list[str]:
+        """Every item's text (those not written yet written now, the garbage collector
+        paused as in :func:`to_json_many`)."""
+        if None in self._texts:
+            was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                for i in range(len(self._texts)):
+                    self[i]
+            finally:
+                if was_enabled:
+                    gc.enable()
+        return list(self._texts)  # type: ignore[arg-type]
+
+
 def from_json(text: str) -> cirq.Circuit:
-    return cirq.read_json(json_text=text)
+    """The object (a circuit) that ``cirq.read_json`` reads from ``text``.
+
+    Read here for the common case (orjson, then what Cirq's reader would call for each
+    object, with a gate operation of a common gate on qubits checked once per gate type
+    and number of qubits): ~3x quicker than ``cirq.read_json`` for a 350-gate circuit,
+    paid per item by the simulation workers. Whatever this reader does not take (NaN,
+    Cirq's references between objects, an error of any kind) is read by
+    ``cirq.read_json``, which also gives the error.
+    """
+    try:
+        return _read(orjson.loads(text))
+    except Exception:  # noqa: BLE001 - Cirq's reader decides, and says what is wrong
+        return cirq.read_json(json_text=text)
+
+
+# -- reading Cirq JSON ----------------------------------------------------------------------
+
+_cirq_classes: dict[str, type] = {}
+# Cirq's reader keeps state across objects for these (references, legacy contexts).
+_READ_BY_CIRQ_ONLY = frozenset({"VAL", "REF", "_ContextualSerialization", "_SerializedKey",
+                                "_SerializedContext"})  # fmt: skip
+
+
+class _ReadByCirq(Exception):
+    pass
+
+
+def _cirq_class(name: str) -> type:
+    cls = _cirq_classes.get(name)
+    if cls is None:
+        if name in _READ_BY_CIRQ_ONLY:
+            raise _ReadByCirq(name)
+        from cirq.protocols.json_serialization import DEFAULT_RESOLVERS, factory_from_json
+
+        cls = _cirq_classes[name] = factory_from_json(name, resolvers=DEFAULT_RESOLVERS)
+    return cls
+
+
+def _read(value: object) -> object:
+    """What Cirq's reader makes of a parsed JSON value: each object with a ``cirq_type``
+    made after its fields, as ``cirq.read_json``'s object hook makes it."""
+    kind = type(value)
+    if kind is list:
+        return [_read(v) if type(v) in _CONTAINERS else v for v in value]
+    if kind is not dict:
+        return value
+    name = value.get("cirq_type")
+    if name == "GateOperation" and len(value) == 3:
+        qubits = [
+            _line_qubit(q["x"]) if q.get("cirq_type") == "LineQubit" and len(q) == 2 and type(q["x"]) is int
+            else _read(q)
+            for q in value["qubits"]
+        ]  # fmt: skip
+        return _operation(_read(value["gate"]), qubits)
+    if name == "LineQubit" and len(value) == 2 and type(value["x"]) is int:
+        return _line_qubit(value["x"])
+    if name == "Moment" and len(value) == 2:
+        ops = _read(value["operations"])
+        if all(type(op) is cirq.GateOperation for op in ops):  # (no trees to flatten)
+            return cirq.Moment(*ops, _flatten_contents=False)
+        return cirq.Moment(*ops)
+    if name is None:
+        return {k: _read(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if all(type(v) not in _CONTAINERS for v in value.values()):  # (most gates)
+        fields = dict(value)
+    else:
+        fields = {k: _read(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    cls = _cirq_class(name)
+    read = getattr(cls, "_from_json_dict_", None)
+    if read is not None:
+        return read(**fields)
+    del fields["cirq_type"]
+    return cls(**fields)
+
+
+_CONTAINERS = (dict, list)
+_line_qubits: dict[int, cirq.LineQubit] = {}
+
+
+def _line_qubit(x: int) -> cirq.LineQubit:
+    found = _line_qubits.get(x)
+    if found is None:
+        if len(_line_qubits) > 100_000:  # bounded: a long session's many qubits
+            _line_qubits.clear()
+        found = _line_qubits[x] = cirq.LineQubit(x)
+    return found
+
+
+# (gate type, qubit count) whose operations Cirq has checked once on qubits of dimension 2:
+# the gate's shape depends on its type alone (the X/Y/Z gates, whose dimension is a
+# field, are checked every time).
+_checked_operations: set[tuple[type, int]] = set()
+_SHAPE_BY_TYPE = (cirq.PhasedXZGate, cirq.PhasedXPowGate, cirq.CZPowGate, cirq.CXPowGate,
+                  cirq.HPowGate, cirq.SwapPowGate, cirq.ISwapPowGate, cirq.CCZPowGate,
+                  cirq.CCXPowGate, cirq.XXPowGate, cirq.YYPowGate, cirq.ZZPowGate, cirq.FSimGate)  # fmt: skip
+_QUBITS = (cirq.LineQubit, cirq.GridQubit)  # always of dimension 2
+
+
+def _operation(gate: object, qubits: list) -> cirq.GateOperation:
+    """``cirq.GateOperation(gate, qubits)``, as Cirq's reader makes it; its checks (the
+    qubits' number, dimensions, no repeats) are done once per gate type and count."""
+    key = (type(gate), len(qubits))
+    if (
+        key in _checked_operations
+        and all(type(q) in _QUBITS for q in qubits)
+        and (len(qubits) == 1 or len(set(qubits)) == len(qubits))
+    ):
+        op = _new_operation(cirq.GateOperation)
+        op._gate, op._qubits = gate, tuple(qubits)
+        return op
+    op = cirq.GateOperation(gate, qubits)
+    if _FAST_OPERATIONS and key[0] in _SHAPE_BY_TYPE and all(type(q) in _QUBITS for q in qubits):
+        _checked_operations.add(key)
+    return op
+
+
+_new_operation = object.__new__
+
+
+def _fast_operations_match() -> bool:
+    """Whether an operation made without its constructor is what the constructor makes
+    (a future Cirq may keep other attributes: then every operation is constructed)."""
+    try:
+        q0, q1 = cirq.LineQubit.range(2)
+        made = cirq.GateOperation(cirq.CZ, [q0, q1])
+        fast = _new_operation(cirq.GateOperation)
+        fast._gate, fast._qubits = cirq.CZ, (q0, q1)
+        return vars(fast) == vars(made) and fast == made and hash(fast) == hash(made)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+_FAST_OPERATIONS = _fast_operations_match()
 
 
 # -- OpenQASM 2.0 ----------------------------------------------------------------------

@@ -37,8 +37,9 @@ class TargetJob:
     shots: int
     labels: list[str]
     circuits: list[cirq.Circuit]
-    #: The circuits as compact Cirq JSON when already at hand (remote targets send it).
-    circuit_json: list[str] | None = None
+    #: The circuits as compact Cirq JSON (the text the store keeps) when at hand, in item
+    #: order: remote targets send it, executors send it to their workers.
+    circuit_json: Sequence[str] | None = None
     #: Asked for the head of the queue (targets that own their queue place it there).
     front: bool = False
     name: str = ""
@@ -62,6 +63,10 @@ class ItemOutcome:
     error: str | None = None
     #: Which simulator or device ran it, when it was not the target's usual one.
     engine: str | None = None
+    #: A failure's kind, said where it happens: True when running the item again may
+    #: succeed (a lost worker, a time limit, a device or network fault, a cancel), False
+    #: when it fails the same way every time (the circuit's own error); None: not said.
+    retryable: bool | None = None
 
 
 class Target(abc.ABC):
@@ -217,7 +222,12 @@ class Executor(Protocol):
 
     async def run(
         self, engine: str, noise: float, circuit: cirq.Circuit, shots: int, *,
-        params: cirq.ParamResolver | None = None,
+        params: cirq.ParamResolver | None = None, circuit_json: str | None = None,
     ) -> tuple[bool, str, str | None]:
         """``(True, cirq.Result as Cirq JSON, engine that ran it)`` or ``(False, error,
-        None)``; ``params``: the sweep point to resolve the circuit at."""
+        None)``; ``params``: the sweep point to resolve the circuit at.
+
+        ``circuit_json``: the circuit as the store keeps it (compact Cirq JSON), when the
+        job has it: an executor that sends circuits elsewhere sends this text rather
+        than pickling the circuit again (``qnb._circuits.from_json`` reads it quickly).
+        Optional: an executor whose ``run`` does not take it is called without it."""

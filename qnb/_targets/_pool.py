@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import cirq
@@ -159,6 +159,7 @@ class _Item:
     future: asyncio.Future
     cancelled: bool = False  # set on the caller's loop, read by the supervisor
     pickled: bytes | None = None
+    text: str | Callable[[], str] | None = None  # the circuit's Cirq JSON, or what gives it
 
 
 @dataclasses.dataclass(eq=False)
@@ -227,6 +228,7 @@ class SimulationPool:
         *,
         params: cirq.ParamResolver | None = None,
         time_limit: float | None = None,
+        circuit_json: str | Callable[[], str] | None = None,
     ) -> Outcome:
         """Simulate one circuit (at the sweep point ``params``) in the pool:
         ``(True, result json, engine)`` or ``(False, error, None)``; ``engine`` names
@@ -235,10 +237,16 @@ class SimulationPool:
         Cancelling the caller stops the circuit: dropped if it has not reached a
         worker, else its worker is killed and replaced. ``time_limit`` (seconds,
         default the pool's) fails the item and replaces its worker when exceeded.
+
+        ``circuit_json``: the circuit's Cirq JSON when the caller has it (the text the
+        store keeps), or a function that gives it, called as the item leaves for a
+        worker: the worker reads that text, and the kernel does not pickle the circuit
+        (pickling a 350-gate circuit cost the kernel ~1 ms; a text is copied).
         """
         loop = asyncio.get_running_loop()
         task = (engine, noise, circuit, shots, params)
-        item = _Item(task, _weight(circuit, shots), time_limit or self.time_limit, loop, loop.create_future())
+        item = _Item(task, _weight(circuit, shots), time_limit or self.time_limit, loop, loop.create_future(),
+                     text=circuit_json)  # fmt: skip
         with self._lock:
             if self._closed:
                 return False, "the simulation pool is shut down (the process is exiting)", None
@@ -477,6 +485,19 @@ class SimulationPool:
     # -- compatibility ------------------------------------------------------------------
 
 
+def task_of(
+    engine: str,
+    noise: float,
+    circuit: cirq.Circuit,
+    shots: int,
+    params: cirq.ParamResolver | None,
+    circuit_json: str | None = None,
+) -> tuple:
+    """What a worker runs (``_worker.Task``): the circuit travels as its stored Cirq JSON
+    when there is one, else pickled with the rest."""
+    return (engine, noise, circuit if circuit_json is None else circuit_json, shots, params)
+
+
 def _serve_in_worker(conn: Connection) -> None:
     # The worker module (Cirq, qsimcirq) is imported here, in the worker, where the
     # forkserver has it already: the kernel never pays for qsimcirq itself.
@@ -486,7 +507,8 @@ def _serve_in_worker(conn: Connection) -> None:
 
 
 def _pickled(chunk: list[_Item]) -> list[_Item]:
-    """The chunk's items with their tasks pickled; an item that cannot be pickled fails.
+    """The chunk's items with their tasks pickled (a circuit's stored text, when it has
+    one, instead of the circuit); an item that cannot be pickled fails.
 
     Pickled here, as each item leaves for a worker, not when it is queued: the first
     items of a big batch start at once instead of after the whole batch is pickled,
@@ -495,12 +517,13 @@ def _pickled(chunk: list[_Item]) -> list[_Item]:
     for item in chunk:
         if item.pickled is None:
             try:
-                item.pickled = pickle.dumps(item.task, pickle.HIGHEST_PROTOCOL)
+                text = item.text() if callable(item.text) else item.text
+                item.pickled = pickle.dumps(task_of(*item.task, text), pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
                 _settle(item, (False, f"{type(exc).__name__}: {exc}", None))
                 continue
             finally:
-                item.task = None  # the circuit is the caller's to free once it is sent
+                item.task = item.text = None  # the caller's to free once it is sent
         ready.append(item)
     return ready
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import cirq
@@ -59,8 +62,10 @@ class SimulatorTarget(ScheduledTarget):
         for i in indices:
             run.set_running(i)
             point = None if job.params is None else job.params[i]
+            # (Looked up as the item leaves: see _execute.)
+            text = None if job.circuit_json is None else functools.partial(job.circuit_json.__getitem__, i)
             try:
-                ok, payload, engine = await self._execute(job.circuits[i], job.shots, point)
+                ok, payload, engine = await self._execute(job.circuits[i], job.shots, point, text)
             except asyncio.CancelledError:
                 run.finish_unfinished(indices, ItemOutcome(JobStatus.CANCELLED, error="cancelled"))
                 raise
@@ -70,13 +75,45 @@ class SimulatorTarget(ScheduledTarget):
                 run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload))
 
     async def _execute(
-        self, circuit: cirq.Circuit, shots: int, params: cirq.ParamResolver | None
+        self,
+        circuit: cirq.Circuit,
+        shots: int,
+        params: cirq.ParamResolver | None,
+        circuit_json: Callable[[], str] | None = None,
     ) -> tuple[bool, str, str | None]:
+        """Run one circuit; its stored Cirq JSON, when the job has it, travels to the
+        workers instead of the pickled circuit. ``circuit_json`` gives that text: the
+        local pool asks for it as the item leaves for a worker (a batch's texts may still
+        be being written for the store meanwhile: each is written once)."""
         if self.executor is not None:
+            if circuit_json is not None and takes_circuit_json(self.executor):
+                return await self.executor.run(
+                    self.engine, self.noise, circuit, shots, params=params, circuit_json=circuit_json()
+                )
             return await self.executor.run(self.engine, self.noise, circuit, shots, params=params)
         return await get_pool().run(
-            self.engine, self.noise, circuit, shots, params=params, time_limit=self.item_time_limit
+            self.engine, self.noise, circuit, shots, params=params,
+            time_limit=self.item_time_limit, circuit_json=circuit_json,
+        )  # fmt: skip
+
+
+def takes_circuit_json(executor: Executor) -> bool:
+    """Whether ``executor.run`` takes ``circuit_json`` (executors written before it was
+    added to the protocol are called without it)."""
+    kind = type(executor)
+    found = _takes_json.get(kind)
+    if found is None:
+        try:
+            parameters = inspect.signature(executor.run).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        found = _takes_json[kind] = "circuit_json" in parameters or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
         )
+    return found
+
+
+_takes_json: dict[type, bool] = {}
 
 
 def check_memory(label: str, circuit: cirq.Circuit, *, density: bool) -> None:
@@ -161,9 +198,13 @@ class EmulatorTarget(SimulatorTarget):
         run.tasks = [asyncio.create_task(self._run_items(run, indices, job))]
 
     async def _execute(
-        self, circuit: cirq.Circuit, shots: int, params: cirq.ParamResolver | None
+        self,
+        circuit: cirq.Circuit,
+        shots: int,
+        params: cirq.ParamResolver | None,
+        circuit_json: Callable[[], str] | None = None,
     ) -> tuple[bool, str, str | None]:
-        simulation = asyncio.ensure_future(super()._execute(circuit, shots, params))
+        simulation = asyncio.ensure_future(super()._execute(circuit, shots, params, circuit_json))
         try:
             await asyncio.sleep(self.seconds_per_circuit + shots * self.seconds_per_shot)
             return await simulation

@@ -44,7 +44,8 @@ def _simulator(engine: str, noise: float) -> cirq.Sampler:
     return sim
 
 
-Task = tuple[str, float, cirq.Circuit, int, "cirq.ParamResolver | None"]
+#: (engine, noise, the circuit or its Cirq JSON, shots, sweep point)
+Task = tuple[str, float, "cirq.Circuit | str", int, "cirq.ParamResolver | None"]
 
 
 def run_one(pickled_task: bytes) -> tuple[bool, str, str | None]:
@@ -58,6 +59,8 @@ def run_one(pickled_task: bytes) -> tuple[bool, str, str | None]:
     """
     try:
         engine, noise, circuit, shots, params = pickle.loads(pickled_task)
+        if isinstance(circuit, str):  # the text the kernel stored: not pickled twice
+            circuit = _circuits.from_json(circuit)
         ran_on = engine
         if engine == "qsim":
             reason = _circuits.qsim_can_run(circuit)
