@@ -117,9 +117,9 @@ def _read_only_home(home: Path) -> None:
 
 
 def test_finished_jobs_in_memory_are_bounded(manager, monkeypatch):
-    from qnb import _manager
+    from qnb._core import _persistence
 
-    monkeypatch.setattr(_manager, "MAX_FINISHED_RECORDS", 5)
+    monkeypatch.setattr(_persistence, "MAX_FINISHED_RECORDS", 5)
     jobs = [qnb.submit(BELL_QASM, shots=5) for _ in range(12)]
     for job in jobs:
         job.result(timeout=60)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from .. import _lifecycle
-from .._errors import StoreError
+from .._errors import QnbWarning, StoreError
 from .._lifecycle import Recovery
 from .._records import JobRecord
 from .._store import Store
@@ -81,13 +82,22 @@ def dead_owners(store: Store, home: Path, alive: str | None) -> list[str]:
     ]  # fmt: skip
 
 
-def mark_interrupted(store: Store, home: Path, alive: str | None) -> list[str]:
+def mark_interrupted(store: Store, home: Path, alive: str | None, *, warn: bool = False) -> list[str]:
     """A kernel's way: dead owners' unfinished jobs end ``failed`` (interrupted), their
-    circuits and finished results kept. Returns their ids."""
+    circuits and finished results kept. Returns their ids; ``warn``: say so once."""
     ids: list[str] = []
     for owner in dead_owners(store, home, alive):
         ids += interrupt(store, owner)
         (home / "owners" / f"{owner}.lock").unlink(missing_ok=True)
+    if ids and warn:
+        warnings.warn(
+            f"qnb: {len(ids)} job(s) were left unfinished by a process that ended and "
+            "are now marked failed (interrupted). Their circuits and any completed "
+            "results are kept: qnb.jobs(status='failed') lists them and "
+            "job.resubmit() runs them again.",
+            QnbWarning,
+            stacklevel=5,
+        )
     return ids
 
 
@@ -123,6 +133,38 @@ def take_over(store: Store, home: Path, owner: str) -> list[JobRecord]:
     for name in dead:
         (home / "owners" / f"{name}.lock").unlink(missing_ok=True)
     return [rec for rec in found if not rec.done]
+
+
+def interrupt_at_exit(store_path: Path, owner: str, left: list[JobRecord]) -> None:
+    """At exit: this process's unfinished jobs (``left``) are marked interrupted in the
+    store, and the user is told which (a job that completed in the last moment is not
+    one left). A store that cannot be written is said, never raised: the next process
+    marks them."""
+    try:
+        store = Store(store_path)
+    except StoreError as exc:
+        logger.error("qnb: cannot mark the jobs left at exit as interrupted (%s); the next process will", exc)
+        return
+    try:
+        # Some may have failed already, as the pool's shutdown ended their items: the
+        # others are marked here. Either way they are the jobs left.
+        interrupt(store, owner)
+        left = [rec for rec in left if store.load_job(rec.id).status.value != "completed"]
+    except StoreError as exc:
+        logger.error("qnb: cannot mark the jobs left at exit as interrupted (%s); the next process will", exc)
+        return
+    finally:
+        store.close()
+    if not left:
+        return
+    names = ", ".join(f"{rec.id[:8]} {rec.name!r}" for rec in left[:10])
+    more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+    logger.warning(
+        "qnb: %d job(s) had not finished when this process exited and are marked "
+        "failed (interrupted): %s%s. job.resubmit() runs them again; to let jobs "
+        "finish, call qnb.wait_all() (or job.result()) before the script ends.",
+        len(left), names, more,
+    )  # fmt: skip
 
 
 def apply_kept_changes(store: Store) -> None:

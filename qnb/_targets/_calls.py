@@ -18,7 +18,7 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -128,6 +128,7 @@ class DeadlineCalls:
             raise
         if not done:
             self.abandon(future)
+            _quiet(wrapped)
             raise CallTimeout(f"{self.name}: no answer within {timeout:g} s")
         return wrapped.result()
 
@@ -145,8 +146,7 @@ class DeadlineCalls:
             return self._abandoned
 
 
-def result_or(future: concurrent.futures.Future, default: Any = None) -> Any:
-    """A finished future's result, or ``default`` when it raised or has not finished."""
-    if not future.done() or future.cancelled() or future.exception() is not None:
-        return default
-    return future.result()
+def _quiet(wrapped: asyncio.Future) -> None:
+    """Nobody awaits an abandoned call: its late error is dropped, not logged by asyncio
+    as "never retrieved"."""
+    wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -406,8 +406,10 @@ class IonQTarget(QueueOwningTarget):
             return str(answer["id"])
 
         future = self._calls.submit(create)
-        done, _ = await asyncio.wait({asyncio.wrap_future(future)}, timeout=self.call_timeout)
+        wrapped = asyncio.wrap_future(future)
+        done, _ = await asyncio.wait({wrapped}, timeout=self.call_timeout)
         if not done:
+            wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())  # heard later, by the creation
             self._calls.abandon(future)
             creation.in_flight = future
             self._connected = False

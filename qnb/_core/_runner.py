@@ -1,0 +1,279 @@
+"""Driving jobs on their targets: starting them, handing them over to a target that owns
+its queue, following what the targets report, cancelling on the target, and following
+again after a restart the jobs a vendor or a queue server runs for this store.
+
+Targets report (item statuses, outcomes); :mod:`qnb._lifecycle` decides what that means.
+Everything here runs on the core's loop, except the calls that wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import cirq
+
+from .. import _circuits, _lifecycle, _sweeps
+from .._errors import QnbError, QueueError
+from .._records import JobRecord
+from .._status import TERMINAL, JobStatus
+from .._targets import QueueOwningTarget, ScheduledTarget, Target, TargetJob, TargetRegistry
+from ._context import Core
+from ._persistence import WriteBehind
+from ._scheduler import Scheduler
+
+logger = logging.getLogger("qnb")
+
+# How long a submit to a target with its own queue waits for the target to take the job
+# (a target that cannot be reached says so at once, and the job waits "reconnecting").
+HAND_OVER_WAIT_SECONDS = 60.0
+
+
+class Runner:
+    def __init__(self, core: Core, persistence: WriteBehind, *, forget: Callable[[JobRecord], None]):
+        """``forget``: remove a job its target refused at hand-over (memory and store)."""
+        self.core = core
+        self.persistence = persistence
+        self._forget = forget
+        self.scheduler: Scheduler | None = None  # set by the manager (they point at each other)
+
+    def start(self, rec: JobRecord, target: Target) -> None:
+        """Drive a job that left qnb's queue (on the loop, under the core's lock)."""
+        self.core.loop.create_task(self._drive(rec, target))
+
+    # -- hand-over to a target that owns its queue ------------------------------------------
+
+    def hand_over_and_wait(self, rec: JobRecord, target: Target, texts: list[str], front: bool) -> None:
+        """Return once the target has the job (so reads see it), or is away and the job
+        waits "reconnecting". A refusal (a 4xx) raises here and leaves nothing behind."""
+        answered: concurrent.futures.Future = concurrent.futures.Future()
+        self.core.loop.call_soon_threadsafe(self.hand_over, rec, target, texts, front, answered)
+        if on_loop(self.core.loop):
+            return  # the loop cannot wait for itself; the job follows as usual
+        try:
+            answered.result(HAND_OVER_WAIT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            pass  # a target that neither answers nor says it is away: the job follows as usual
+        except QnbError:
+            self._forget(rec)
+            raise
+
+    def hand_over(
+        self,
+        rec: JobRecord,
+        target: Target,
+        texts: list[str] | None,
+        front: bool = False,
+        answered: concurrent.futures.Future | None = None,
+        resumed: bool = False,
+    ) -> None:
+        self.core.loop.create_task(self._drive(
+            rec, target, circuit_json=texts, front=front, answered=answered, resumed=resumed
+        ))  # fmt: skip
+
+    # -- driving ----------------------------------------------------------------------------
+
+    async def _drive(
+        self,
+        rec: JobRecord,
+        target: Target,
+        *,
+        circuit_json: list[str] | None = None,
+        front: bool = False,
+        answered: concurrent.futures.Future | None = None,
+        resumed: bool = False,
+    ) -> None:
+        try:
+            if rec.remote_id is not None and isinstance(target, QueueOwningTarget):
+                handle = await target.reattach(rec.remote_id, len(rec.items))
+            else:
+                job = await self._target_job(rec, target, circuit_json, front, answered, resumed)
+                try:
+                    handle = await target.submit(job)
+                except QnbError as exc:
+                    if answered is not None and not answered.done() and not exc.retryable:
+                        answered.set_exception(exc)  # the submitter raises; nothing stays
+                        return
+                    raise
+            self._taken(rec, target, handle)
+            settle(answered)
+            await self._follow(rec, target, handle)
+        except Exception as exc:  # a broken target fails its job, never the manager
+            if self.core.closed and not target.local:
+                return  # exit, not the job's fault: the next process follows it again
+            logger.warning("job %s on %s failed in its target", rec.id[:8], target.name, exc_info=True)
+            with self.core.lock:
+                _lifecycle.fail(rec, f"{type(exc).__name__}: {exc}")
+                self.persistence.changed(rec)
+        finally:
+            settle(answered)
+            with self.core.lock:
+                rec.handle = None
+                rec.circuits = rec.resolvers = None  # the store has them; don't hold memory
+            if isinstance(target, ScheduledTarget):
+                self.scheduler.ended(target)
+
+    async def _target_job(
+        self, rec: JobRecord, target: Target, circuit_json: list[str] | None, front: bool,
+        answered: concurrent.futures.Future | None, resumed: bool,
+    ) -> TargetJob:  # fmt: skip
+        if rec.circuits is None:
+            # It waited in the queue as stored text (see the manager's submit), or is
+            # handed over again after a restart. Parsing a large batch takes seconds:
+            # off this loop, which drives every job.
+            texts = circuit_json or self.core.store.load_circuits(rec.id)
+            rec.circuits = await self.core.loop.run_in_executor(None, circuits_of, texts)
+        return TargetJob(
+            rec.id,
+            rec.shots,
+            [it.label for it in rec.items],
+            rec.circuits,
+            circuit_json=circuit_json,
+            front=front,
+            name=rec.name,
+            priority=rec.priority,
+            params=rec.resolvers or item_resolvers(rec),
+            report_waiting=lambda: settle(answered),
+            maybe_created=resumed,
+        )
+
+    def _taken(self, rec: JobRecord, target: Target, handle) -> None:
+        """The target has the job: its id is on disk before the submitter hears of it (a
+        process killed right after submit() returned leaves a job the next one follows)."""
+        with self.core.lock:
+            rec.handle = handle
+            stored_id = rec.remote_id
+            if isinstance(target, QueueOwningTarget):
+                rec.remote_id = target.handle_id(handle)
+                if rec.remote_id != stored_id:
+                    self.persistence.changed(rec)
+            cancel_now = rec.cancel_requested
+        if rec.remote_id != stored_id:
+            self.persistence.flush()
+        if cancel_now:
+            self.core.loop.create_task(self.cancel_on_target(rec, target))
+
+    async def _follow(self, rec: JobRecord, target: Target, handle) -> None:
+        while not rec.done:
+            statuses = await target.poll(handle)
+            finished = [
+                i
+                for i, status in enumerate(statuses)
+                if status in TERMINAL and rec.items[i].status not in TERMINAL
+            ]
+            outcomes = await target.results(handle, finished) if finished else {}
+            with self.core.lock:
+                _lifecycle.apply_report(rec, statuses, outcomes)
+                self.persistence.changed(rec)
+
+    async def cancel_on_target(self, rec: JobRecord, target: Target) -> None:
+        try:
+            await target.cancel(rec.handle)
+        except Exception as exc:
+            # Stays CANCELLING: the job goes on and ends as the target decides.
+            with self.core.lock:
+                rec.error = f"cancel failed: {type(exc).__name__}: {exc}"
+                self.persistence.changed(rec)
+
+    def cancel_soon(self, rec: JobRecord, target: Target) -> None:
+        """From any thread: ask the target to stop ``rec`` (which has a handle)."""
+        asyncio.run_coroutine_threadsafe(self.cancel_on_target(rec, target), self.core.loop)
+
+    # -- following again after a restart ----------------------------------------------------
+
+    def follow_target_jobs(self, target: Target) -> list[str]:
+        """Follow again the unfinished jobs that ``target`` (which owns its queue) runs
+        for this store: after a kernel restart, once the target is connected again."""
+        core = self.core
+        self.persistence.flush()
+        unfinished = [s.value for s in JobStatus if not s.is_terminal]
+        found = core.store.find_jobs(status=unfinished, target=target.name, limit=1_000_000)
+        followed = []
+        with core.lock:
+            for rec in found:
+                if rec.id not in core.records and rec.owner is None:
+                    rec.cancel_requested = rec.status is JobStatus.CANCELLING
+                    core.records[rec.id] = rec
+                    followed.append(rec)
+        for rec in followed:
+            texts = None
+            if rec.remote_id is None:
+                # The process that sent it died before the target's id was stored: the
+                # target may have the job or not. It looks first (an idempotency key, or
+                # the qnb id in the job's name) and creates it only if it is not there.
+                texts = core.store.load_circuits(rec.id)
+            core.loop.call_soon_threadsafe(self.hand_over, rec, target, texts, False, None, True)
+        return [rec.id for rec in followed]
+
+    def resume_following(self) -> None:
+        """Jobs that a target with its own queue runs for this store (a vendor's cloud
+        from the targets file, a plug-in) are followed again without being asked: their
+        targets load in the background (loading may ask the vendor for its device)."""
+        followed = self.core.store.followed_targets()
+        if not followed:
+            return
+        try:
+            names = sorted(followed & set(self.core.targets.lazy()))
+        except QnbError as exc:  # e.g. an unreadable targets file: said, never fatal here
+            logger.warning("qnb: cannot look for targets to follow again: %s", exc)
+            return
+        if names:
+            threading.Thread(
+                target=self._follow_when_loaded, args=(names,), name="qnb-resume", daemon=True
+            ).start()
+
+    def _follow_when_loaded(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                target = self.core.targets.get(name)
+                if isinstance(target, QueueOwningTarget) and not self.core.closed:
+                    self.follow_target_jobs(target)
+            except Exception:  # a target that cannot load now is followed once registered
+                logger.warning("qnb: could not follow the jobs of target %r again", name, exc_info=True)
+
+
+def remote_position(targets: TargetRegistry, rec: JobRecord, *, ask: bool) -> int | None:
+    """A job's position in the queue of a target that owns it: as last heard, or with
+    ``ask`` the target's answer now (a user's explicit question, never a display)."""
+    try:
+        target = targets.get(rec.target)
+    except QnbError:
+        return None
+    if not isinstance(target, QueueOwningTarget) or rec.remote_id is None:
+        return None
+    try:
+        backend = target.queue_backend()
+    except QueueError:
+        return None
+    if ask:
+        return next((e.position for e in backend.entries() if e.id == rec.remote_id), None)
+    return backend.known_positions().get(rec.remote_id)
+
+
+def circuits_of(texts: Sequence[str]) -> list[cirq.Circuit]:
+    """Circuits from stored Cirq JSON, each distinct text parsed once (a sweep's points
+    share one circuit)."""
+    parsed = {text: _circuits.from_json(text) for text in set(texts)}
+    return [parsed[text] for text in texts]
+
+
+def item_resolvers(rec: JobRecord) -> list[cirq.ParamResolver | None] | None:
+    """The sweep points of a record loaded from the store (None: not swept)."""
+    if not rec.swept:
+        return None
+    return [None if it.params is None else _sweeps.resolver_of(it.params) for it in rec.items]
+
+
+def settle(future: concurrent.futures.Future | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
