@@ -576,7 +576,7 @@ class IonQTarget(QueueOwningTarget):
         backoff = 0.5
         while True:  # completed and paid for: read until IonQ answers
             try:
-                texts = await self._call("the results", self._results_json, run)
+                texts = await self._call("the results", _results_json, run, self.seed)
                 break
             except QnbError as exc:
                 if not exc.retryable:
@@ -594,27 +594,29 @@ class IonQTarget(QueueOwningTarget):
                 outcomes[i] = ItemOutcome(JobStatus.FAILED, error=f"IonQ returned no result for circuit {i} of job {run.ionq_id}")
         return outcomes
 
-    def _results_json(self, run: IonQRun) -> list[str | None]:
-        """On the pool: cirq-ionq reads the probabilities (counts for a QPU, sampled for
-        the simulator) and makes the ``cirq.Result``; then Cirq JSON, off the loop."""
-        answer = _api_dict(run.job)
-        for message in (answer.pop("warning", None) or {}).get("messages", []):
-            logger.info("qnb: IonQ job %s: %s", run.ionq_id, message)  # not printed from here
-        found = run.job.results(timeout_seconds=0)
-        found = found if isinstance(found, list) else [found]
-        params = run.params or [None] * len(found)
-        texts: list[str | None] = []
-        for result, point in zip(found, params):
-            resolver = point or cirq.ParamResolver({})
-            if isinstance(result, cirq_ionq.SimulatorResult):
-                made = result.to_cirq_result(params=resolver, seed=self.seed)
-            else:
-                made = result.to_cirq_result(params=resolver)
-            texts.append(cirq.to_json(made, indent=None))
-        return texts
-
     def close(self) -> None:
         self._calls.close()
+
+
+def _results_json(run: IonQRun, seed: int | None) -> list[str | None]:
+    """On the target's threads: cirq-ionq reads the probabilities (counts for a QPU,
+    sampled for the simulator with ``seed``) and makes the ``cirq.Result``; then Cirq
+    JSON, off the loop."""
+    answer = _api_dict(run.job)
+    for message in (answer.pop("warning", None) or {}).get("messages", []):
+        logger.info("qnb: IonQ job %s: %s", run.ionq_id, message)  # not printed from here
+    found = run.job.results(timeout_seconds=0)
+    found = found if isinstance(found, list) else [found]
+    params = run.params or [None] * len(found)
+    texts: list[str | None] = []
+    for result, point in zip(found, params):
+        resolver = point or cirq.ParamResolver({})
+        if isinstance(result, cirq_ionq.SimulatorResult):
+            made = result.to_cirq_result(params=resolver, seed=seed)
+        else:
+            made = result.to_cirq_result(params=resolver)
+        texts.append(cirq.to_json(made, indent=None))
+    return texts
 
 
 def _failure_reason(job: cirq_ionq.Job | None) -> str:
