@@ -166,10 +166,10 @@ class Job:
             if rec.status is JobStatus.CANCELLED:
                 raise JobCancelledError(
                     f"job {self._id[:8]} was cancelled before any circuit completed"
-                    f"{resubmit_hint('cancelled')}"
+                    f"{resubmit_hint(rec)}"
                 )
             # "resubmit" only where a rerun can help (not for a circuit that cannot run).
-            raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{resubmit_hint(rec.error)}")
+            raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{resubmit_hint(rec)}")
         params = {it.label: it.params for it in rec.items if it.params is not None}
         result = JobResult(self._id, labels, texts, missing, params)
         if rec.done:

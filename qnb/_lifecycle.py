@@ -45,6 +45,7 @@ class Outcome(Protocol):
     result: str | None
     error: str | None
     engine: str | None
+    retryable: bool | None  # a failure running it again may cure (see ItemOutcome)
 
 
 # -- the job ------------------------------------------------------------------------------
@@ -81,17 +82,21 @@ def apply_report(
         _walk_item(rec, i, steps, None if outcome is None else outcome.error)
         if outcome is not None:
             item.engine = getattr(outcome, "engine", None)
+            item.retryable = getattr(outcome, "retryable", None)
             if outcome.result is not None:
                 rec.unsaved_results[i] = outcome.result
     _derive(rec)
 
 
-def fail(rec: JobRecord, reason: str) -> None:
+def fail(rec: JobRecord, reason: str, *, retryable: bool | None = None) -> None:
     """The run broke (a target raised, the process is ending): every unfinished item
-    fails with ``reason``; finished items keep their results."""
+    fails with ``reason``; finished items keep their results. ``retryable``: whether
+    running them again may succeed, as the caller knows from what broke (a
+    ``QnbError``'s ``retryable``; the process ending: True)."""
     for i, item in enumerate(rec.items):
         if item.status not in TERMINAL:
             _walk_item(rec, i, path_to(item.status, F), reason)
+            item.retryable = retryable
     if not rec.done:
         rec.error = reason
     _derive(rec)
@@ -179,6 +184,7 @@ def recover(rec: JobRecord, rule: Recovery, reason: str, *, now: float | None = 
         for i, item in enumerate(rec.items):
             if item.status not in TERMINAL:
                 _force_item(rec, i, F, reason)
+                item.retryable = True  # lost with its process: a rerun may well succeed
         rec.error = reason
     elif new is CA:
         for i, item in enumerate(rec.items):

@@ -20,6 +20,9 @@ class ItemRecord:
     error: str | None = None
     params: str | None = None  # the sweep point's resolver (Cirq JSON), None if not swept
     engine: str | None = None  # what ran it (e.g. "qsim", or "cirq.Simulator (why)")
+    #: Whether running it again may succeed (a lost worker, a time limit, a device or
+    #: network fault), as the target that ran it said; None where nothing said.
+    retryable: bool | None = None
 
 
 @dataclasses.dataclass(slots=True, eq=False)

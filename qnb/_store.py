@@ -73,10 +73,11 @@ CREATE TABLE IF NOT EXISTS {name} (
     result  TEXT,
     params  TEXT,  -- a sweep point's cirq.ParamResolver (Cirq JSON); NULL if not swept
     engine  TEXT,  -- the simulator or device that ran it
+    retryable INTEGER,  -- 1: running it again may succeed (a lost worker, a timeout); NULL: not said
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 """
-_ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine"
+_ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine, retryable"
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
@@ -141,6 +142,8 @@ class Store:
         for column in ("params", "engine"):  # a store written before sweeps existed
             if column not in item_columns:
                 db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+        if "retryable" not in item_columns:  # a store written before failures said so
+            db.execute("ALTER TABLE items ADD COLUMN retryable INTEGER")
         if "circuit" in item_columns:  # schema 1-2: circuits inside the items' rows
             _move_circuits_out(db)
         if "created" not in _columns(db, "idempotency_keys"):  # keys written before they expired
@@ -215,10 +218,10 @@ class Store:
                 _job_row(job),
             )
             db.executemany(
-                f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (job.id, i, it.label, it.status.value, it.error, results.get(i), it.params,
-                     it.engine)
+                     it.engine, it.retryable)
                     for i, it in enumerate(job.items)
                 ],
             )
@@ -236,7 +239,8 @@ class Store:
                 changes.jobs,
             )
             db.executemany(
-                "UPDATE items SET status=?, error=?, engine=? WHERE job_id=? AND idx=?", changes.items
+                "UPDATE items SET status=?, error=?, engine=?, retryable=? WHERE job_id=? AND idx=?",
+                changes.items,
             )
             db.executemany("UPDATE items SET result=? WHERE job_id=? AND idx=?", changes.results)
 
@@ -250,8 +254,9 @@ class Store:
                 [(*_job_changes(job)[:-1], job.owner, job.id) for job in jobs],
             )
             db.executemany(
-                "UPDATE items SET status=?, error=? WHERE job_id=? AND idx=?",
-                [(it.status.value, it.error, job.id, i) for job in jobs for i, it in enumerate(job.items)],
+                "UPDATE items SET status=?, error=?, retryable=? WHERE job_id=? AND idx=?",
+                [(it.status.value, it.error, it.retryable, job.id, i)
+                 for job in jobs for i, it in enumerate(job.items)],
             )
 
     # -- changes kept beside the store when it cannot be written (disk full at exit) ----
@@ -273,6 +278,8 @@ class Store:
             try:
                 kept = json.loads(path.read_text())
                 changes = Changes(*([tuple(row) for row in kept[k]] for k in ("jobs", "items", "results")))
+                # Kept before items said whether they are retryable: (status, error, engine, id, idx).
+                changes.items[:] = [(*r[:3], None, *r[3:]) if len(r) == 5 else r for r in changes.items]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(
                     f"cannot read {path}, the changes a process kept when the job store "
@@ -425,12 +432,15 @@ class Store:
         # Chunked: SQLite limits the number of bound parameters.
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for job_id, label, status, error, params, engine in self._query(
-                "SELECT job_id, label, status, error, params, engine FROM items "
+            for job_id, label, status, error, params, engine, retryable in self._query(
+                "SELECT job_id, label, status, error, params, engine, retryable FROM items "
                 f"WHERE job_id IN ({','.join('?' * len(chunk))}) ORDER BY job_id, idx",
                 chunk,
             ):
-                items[job_id].append(ItemRecord(label, JobStatus(status), error, params, engine))
+                items[job_id].append(ItemRecord(
+                    label, JobStatus(status), error, params, engine,
+                    None if retryable is None else bool(retryable),
+                ))  # fmt: skip
         return [_record_from_row(row, items[row[0]]) for row in job_rows]
 
 
@@ -530,7 +540,8 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
     for job in jobs:
         changes.jobs.append(_job_changes(job))
         changes.items.extend(
-            (job.items[i].status.value, job.items[i].error, job.items[i].engine, job.id, i)
+            (job.items[i].status.value, job.items[i].error, job.items[i].engine,
+             job.items[i].retryable, job.id, i)
             for i in job.dirty_items
         )
         changes.results.extend((text, job.id, i) for i, text in job.unsaved_results.items())

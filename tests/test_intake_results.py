@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 
 import qnb
 from qnb._errors import QnbError
+from qnb._records import ItemRecord, JobRecord
+from qnb._status import JobStatus
 from qnb._results import JobResult, counts_of, measurement_keys, resubmit_hint
 
 Q = cirq.LineQubit.range(3)
@@ -86,4 +88,8 @@ def test_repeated_key_runs_through_submit(manager):
     ],
 )
 def test_resubmit_is_suggested_only_where_a_rerun_can_help(error, hint):
-    assert resubmit_hint(error) == ("; job.resubmit() runs it again" if hint else "")
+    # Failures whose place said nothing (retryable None: the pool's, IonQ's, older
+    # stores') are judged by their words; tests/test_retryable.py has the flags.
+    rec = JobRecord(id="j", name="j", target="sim", user="u", shots=1, time_added=0.0,
+                    items=[ItemRecord("0", JobStatus.FAILED, error=error)], status=JobStatus.FAILED)
+    assert resubmit_hint(rec) == ("; job.resubmit() runs it again" if hint else "")

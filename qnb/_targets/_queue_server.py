@@ -405,7 +405,10 @@ class RemoteTarget(QueueOwningTarget):
                 params={"items": ",".join(map(str, wanted))},
             )
             for i, o in answer["items"].items():
-                outcomes[int(i)] = ItemOutcome(JobStatus(o["status"]), result=o["result"], error=o["error"])
+                outcomes[int(i)] = ItemOutcome(
+                    JobStatus(o["status"]), result=o["result"], error=o["error"],
+                    retryable=o.get("retryable"),  # a server before 'retryable': None
+                )
             wanted = [i for i in answer.get("more", ()) if i not in outcomes]
         return outcomes
 

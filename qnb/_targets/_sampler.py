@@ -103,6 +103,7 @@ class SamplerTarget(ScheduledTarget):
             _sample, self.sampler, circuit, points, job.shots,
             lambda: loop.call_soon_threadsafe(started),
         )  # fmt: skip
+        retryable = None  # the sampler's own error: it does not say which kind
         try:
             ok, payloads = await self._threads.acall(self.call_timeout, call)
         except asyncio.CancelledError:
@@ -113,12 +114,12 @@ class SamplerTarget(ScheduledTarget):
             why = f"no answer from the sampler of {self.name!r} within {self.call_timeout:g} s"
             if isinstance(exc, CallsRefused):
                 why = f"the sampler of {self.name!r} has too many calls stuck past their deadline"
-            ok, payloads = False, [why] * len(indices)
+            ok, payloads, retryable = False, [why] * len(indices), True
         for i, payload in zip(indices, payloads):
             if ok:
                 run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload))
             else:
-                run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload))
+                run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload, retryable=retryable))
 
     def describe(self) -> str:
         return self.device.description

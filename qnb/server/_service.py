@@ -357,6 +357,7 @@ class QueueService:
                 continue
             outcomes[str(i)] = {
                 "label": item.label, "status": item.status.value, "result": text, "error": item.error,
+                "retryable": item.retryable,
             }
         answer = {"id": job_id, "status": rec.status.value, "items": outcomes}
         if more:
