@@ -18,6 +18,8 @@ from qnb._device import DeviceSpec
 from qnb._targets import registry
 from qnb._targets._registry import UnloadedTarget
 
+pytestmark = pytest.mark.slow
+
 DIST, VERSION = "qnb-demo-plugin", "0.3.1"
 
 PYPROJECT = f"""
@@ -41,8 +43,6 @@ packages = ["qnb_demo_plugin"]
 TARGETS = '''
 """A plug-in's target: a cirq.Sampler that flips every measured bit of a simulation."""
 import cirq
-
-pytestmark = pytest.mark.slow
 
 
 class FlipSampler(cirq.Sampler):

@@ -8,12 +8,12 @@ import time
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+pytestmark = pytest.mark.slow
+
 SETUP = """
 import cirq, qnb
 from IPython.display import display
 from qnb.notebook._widgets import card_for
-
-pytestmark = pytest.mark.slow
 q = cirq.LineQubit.range(2)
 bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
 qnb.submit(bell, shots=10).result(timeout=120)  # the process pool is warm
