@@ -3,7 +3,7 @@
 The layers, outside in: ASGI middleware (request log, the two hot paths, the body
 limit), FastAPI routers per resource (``_routes.py``), the queue service
 (``_service.py``, plain Python), and below it the same
-:class:`~qnb._manager.JobManager`, lifecycle table and SQLite store a kernel uses.
+:class:`~qnb._api.JobManager`, lifecycle table and SQLite store a kernel uses.
 Every error is a :class:`~qnb._errors.QnbError` answered as ``{"detail", "code"}``
 with the class's HTTP status.
 """
@@ -31,7 +31,7 @@ from .._errors import (
     PayloadTooLargeError,
     QnbError,
 )
-from .._manager import JobManager
+from .._api import JobManager
 from .._records import JobRecord
 from ._auth import Users, caller
 from ._cpu import worker
