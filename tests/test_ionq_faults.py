@@ -32,7 +32,9 @@ def _completes_once(standin: StandIn, job, shots: int = 10) -> None:
     assert standin.created == 1
 
 
-@pytest.mark.parametrize("status, count", [(429, 12), (503, 6), (500, 40)])
+# 40 failed reads, each waited out before the next: ~20 s here, so slow.
+@pytest.mark.parametrize("status, count", [(429, 12), (503, 6),
+                                           pytest.param(500, 40, marks=pytest.mark.slow)])
 def test_failed_reads_after_the_post_never_create_a_second_job(manager, standin, targets, status, count):
     target = targets(standin)
     standin.inject(status, count, method="GET", path=READ)

@@ -109,8 +109,9 @@ def test_a_small_submit_answers_while_two_users_compile_300_circuits(tmp_path):
 # -- the pool's rules, in one process ---------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def pool():
+    """Two workers for both tests (each test ends with every request done)."""
     pool = CpuPool(processes=2)
     pool.warm()
     yield pool
@@ -127,6 +128,7 @@ def run_in_thread(pool: CpuPool, user: str, seconds: float, done: list[str], nam
     return thread
 
 
+@pytest.mark.slow
 def test_one_request_per_user_in_a_worker_and_others_take_their_turn(pool):
     done: list[str] = []
     wait_until(lambda: len(pool.pids()) == 2, timeout=120, what="two workers")
@@ -141,6 +143,7 @@ def test_one_request_per_user_in_a_worker_and_others_take_their_turn(pool):
     assert done == ["bob", "alice 1", "alice 2"]
 
 
+@pytest.mark.slow
 def test_a_user_may_have_only_a_few_requests_waiting(pool):
     done: list[str] = []
     wait_until(lambda: len(pool.pids()) == 2, timeout=120, what="two workers")

@@ -210,6 +210,7 @@ def raw_request(port: int, head: bytes, *, timeout: float = 10) -> bytes:
             chunks.append(chunk)
 
 
+@pytest.mark.slow
 def test_a_newline_in_a_path_forges_no_log_line(open_server):
     forged = "qnb.server INFO: job 12345678 cancelled (forged, user root, 0/0 items)"
     path = "/v1/jobs/x%0A2026-01-01%2000:00:00,000%20" + forged.replace(" ", "%20")
@@ -224,6 +225,7 @@ def test_a_newline_in_a_path_forges_no_log_line(open_server):
     assert "\x1b" not in open_server.log.read_text()
 
 
+@pytest.mark.slow
 def test_answers_do_not_tell_where_the_store_is(open_server):
     answer = httpx.get(f"{open_server.url}/v1/jobs/{'0' * 32}", timeout=10)
     assert answer.status_code == 404 and answer.json()["code"] == "unknown_job"
@@ -236,6 +238,7 @@ def test_answers_do_not_tell_where_the_store_is(open_server):
         assert other.status_code == 404 and str(open_server.tmp) not in other.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hosts", [(b"127.0.0.1", b"rebound.example.com"),
                                    (b"rebound.example.com", b"127.0.0.1"),
                                    (b"127.0.0.1", b"127.0.0.1")])
@@ -248,6 +251,7 @@ def test_two_host_headers_are_refused(open_server, hosts):
     assert one.startswith(b"HTTP/1.1 200 ")
 
 
+@pytest.mark.slow
 def test_a_submit_without_a_login_is_refused_before_its_body_is_read(open_server):
     with socket.create_connection(("127.0.0.1", open_server.port), timeout=10) as sock:
         # A promised body that never comes: refused at once, not waited for.

@@ -73,6 +73,7 @@ def test_a_full_disk_keeps_results_in_memory_and_says_so(manager):
     assert len(manager.store.load_results(job.id)) == 40
 
 
+@pytest.mark.slow
 def test_a_read_only_home_can_still_be_read():
     # Under /tmp itself: pytest's own tmp folders are closed to other users.
     folder = Path(tempfile.mkdtemp(prefix="qnb-readonly-"))
