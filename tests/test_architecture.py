@@ -31,7 +31,7 @@ LAYERS = [
     ("core", {"qnb._manager", "qnb._core"}),
     ("handles", {"qnb._job", "qnb._queue", "qnb._results"}),
     ("public API", {"qnb._api", "qnb._backend", "qnb._sampler"}),
-    ("faces", {"qnb.notebook", "qnb.server", "qnb._cli", "qnb.__main__"}),
+    ("faces", {"qnb.notebook", "qnb.server", "qnb._cli", "qnb.__main__", "qnb.jobs_panel"}),
     ("package", {"qnb"}),
 ]
 
@@ -97,6 +97,7 @@ ALL = modules()
 HEAVY = {
     "qnb._targets._worker": "imports qsimcirq: loaded in the pool's workers, not the kernel",
     "qnb.server._intake": "imports Cirq in the server's CPU worker process",
+    "qnb.jobs_panel._actions": "imports Cirq (the qnb API): on the jobs panel's first action, not when Jupyter starts",
 }
 
 
