@@ -32,12 +32,13 @@ from . import _circuits, _lifecycle
 from ._core import _ownership
 from ._core._context import Core
 from ._core._ownership import default_home
+from ._core._control import Control, Elsewhere
 from ._core._persistence import Predicate, WriteBehind, resolve
 from ._core._resubmit import resubmission
 from ._core._runner import Runner, remote_position
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
-from ._errors import JobStateError, StoreError, UnknownJobError
+from ._errors import StoreError, UnknownJobError
 from ._records import ItemRecord, JobRecord
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store
@@ -88,10 +89,13 @@ class JobManager:
         self.home, self.store, self.targets = home, store, targets
         self.owner = owner  # local jobs this process runs carry it (see _core._ownership)
         self._persistence = WriteBehind(core)
-        self._runner = Runner(core, self._persistence, forget=self._forget)
+        self._runner = Runner(core, self._persistence)
         self._scheduler = Scheduler(core, changed=self._persistence.changed, start=self._runner.start)
         self._runner.scheduler = self._scheduler
         self._watch = StoreWatch(core, recover=self._recover_interrupted)
+        control = Control(core, carry_out=self._carry_out)
+        self._elsewhere = Elsewhere(core, control, recover=self._recover_interrupted,
+                                    follow_here=self._runner.follow_here)  # fmt: skip
         self._thread = threading.Thread(target=core.loop.run_forever, name="qnb-job-manager", daemon=True)
         self._thread.start()
         _ownership.apply_kept_changes(store)
@@ -102,6 +106,8 @@ class JobManager:
             # A read-only store is read as it is; the next writable process recovers.
             self.interrupted_jobs = [] if store.read_only else self._recover_interrupted()
             self._runner.resume_following()
+        if not store.read_only:  # carry out what other processes ask of this one's jobs
+            core.loop.call_soon_threadsafe(lambda: core.loop.create_task(control.watch()))
         if warm_pool:
             get_pool().start_warming()
 
@@ -134,17 +140,11 @@ class JobManager:
         # reads as a job's failure; then what is known is written. Unfinished jobs stay
         # unfinished in the store: the next manager marks local ones interrupted (they
         # keep their circuits) and follows again those a vendor or queue server runs.
-        try:
-            asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), core.loop).result(timeout=5)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
+        _stop_driving(core.loop)
         self.flush()
         if self.store_error is not None:
             self._persistence.keep_unsaved_for_next_process()
-        core.loop.call_soon_threadsafe(core.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            core.loop.close()
+        _stop_loop(core.loop, self._thread)
         core.store.close()
         if self._owner_file is not None:
             _ownership.release_owner(core.home / "owners", core.owner, self._owner_file)
@@ -155,13 +155,8 @@ class JobManager:
     def _requeue_interrupted(self) -> list[str]:
         # Their circuits stay in the store until each starts (the runner loads them).
         records = _ownership.take_over(self.store, self.home, self.owner)
-        core = self._core
-        with core.lock:
-            for rec in records:
-                core.records[rec.id] = rec
-            self._scheduler.restore(records)
-            for name in {rec.target for rec in records}:
-                core.loop.call_soon_threadsafe(self._scheduler.schedule, self.targets.get(name))
+        with self._core.lock:
+            self._scheduler.take_over(records)
         return [rec.id for rec in records]
 
     # -- submission -----------------------------------------------------------------------
@@ -212,7 +207,7 @@ class JobManager:
             texts = circuit_json or _json_of_items(circuits.values())
             self._insert(rec, target, texts)
         except BaseException:
-            self._discard(rec)
+            self._runner.discard(rec)
             raise
         if isinstance(target, QueueOwningTarget):
             # Handed over only once stored here, so a restarted kernel can always find
@@ -247,25 +242,6 @@ class JobManager:
                 # user could fill: ~90 MB a 75,000-operation job.
                 rec.circuits = rec.resolvers = None
         resolve(ready)
-
-    def _discard(self, rec: JobRecord) -> None:
-        """Undo an accepted-but-not-stored job (submit was interrupted)."""
-        with self._core.lock:
-            self._core.records.pop(rec.id, None)
-            self._persistence.drop(rec)
-            self._scheduler.discard(rec)
-            rec.cancel_requested = True
-            handle = rec.handle
-        if handle is not None:
-            self._runner.cancel_soon(rec, self.targets.get(rec.target))
-
-    def _forget(self, rec: JobRecord) -> None:
-        """A job its target refused at hand-over: gone from memory and from the store."""
-        with self._core.lock:
-            self._core.records.pop(rec.id, None)
-            self._persistence.drop(rec)
-        self.flush()
-        self.store.delete_job(rec.id)
 
     def follow_target_jobs(self, target: Target) -> list[str]:
         """Follow again the unfinished jobs that ``target`` (which owns its queue) runs
@@ -359,14 +335,13 @@ class JobManager:
         """Ask to cancel; returns the status now. Never raises for a finished job."""
         with self._core.lock:
             rec = self._core.records.get(job_id)
-            if rec is None:
-                stored = self.load(job_id)
-                if stored.done:
-                    return stored.status
-                raise JobStateError(
-                    f"job {job_id} is run by another process ({stored.owner}); "
-                    "cancel it from there"
-                )
+        if rec is None:
+            stored = self.load(job_id)
+            if stored.done:
+                return stored.status
+            status = self._elsewhere.act(stored, "cancel")  # None: followed here now
+            return status if status is not None or self.record(job_id) is None else self.cancel(job_id)
+        with self._core.lock:
             if rec.done or rec.cancel_requested:
                 return rec.status
             if self._scheduler.is_queued(rec):
@@ -397,13 +372,33 @@ class JobManager:
         with self._core.lock:
             if position is not None:
                 return self._scheduler.remove_at(target, position, expected_id)
-            return self._scheduler.remove(target, self.load(job_id))
+            rec = self.load(job_id)
+            if rec.owner in (self.owner, None) or rec.done:
+                return self._scheduler.remove(target, rec)
+        self._elsewhere.act(rec, "remove")  # waiting in another process's queue
+        return self.load(job_id)
 
     def move_to_front(self, job_id: str) -> JobRecord:
         with self._core.lock:
             rec = self.load(job_id)
-            self._scheduler.move_to_front(rec)
-            return rec
+            if rec.owner in (self.owner, None) or rec.done:
+                self._scheduler.move_to_front(rec)
+                return rec
+        self._elsewhere.act(rec, "front")  # waiting in another process's queue
+        return self.load(job_id)
+
+    def _carry_out(self, job_id: str, action: str) -> JobStatus:
+        """What another process asked of a job this one runs (on the loop): done, and
+        on disk before the answer, so the requester reads the outcome it is told."""
+        rec = self.load(job_id)
+        if action == "cancel":
+            self.cancel(job_id)
+        elif action == "remove":
+            self.remove_queued(rec.target, job_id=job_id)
+        else:
+            self.move_to_front(job_id)
+        self.flush()
+        return rec.status
 
     def position(self, rec: JobRecord, *, ask: bool = False) -> int | None:
         """The job's 1-based queue position, None once it left the queue. For a target
@@ -453,6 +448,21 @@ class JobManager:
         self.close()
         if left:
             _ownership.interrupt_at_exit(self.store.path, self.owner, left)
+
+
+def _stop_driving(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel every task on the loop (driving, following, watching), waiting at most 5 s."""
+    try:
+        asyncio.run_coroutine_threadsafe(_cancel_all_tasks(), loop).result(timeout=5)
+    except (concurrent.futures.TimeoutError, RuntimeError):
+        pass
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    if not thread.is_alive():
+        loop.close()
 
 
 async def _cancel_all_tasks() -> None:

@@ -83,6 +83,23 @@ _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
     "error, parent_id, queue_seq, owner, remote_id, priority"
 )
+# Actions asked of the process that runs a job, by another process of the same user
+# (cancel, remove, move to front); the owner carries them out and writes the outcome.
+# A table of its own, created if missing: older qnb versions simply ignore it.
+_REQUESTS_TABLE = """
+CREATE TABLE IF NOT EXISTS requests (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id    TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    requested REAL NOT NULL,
+    done      REAL,  -- when it was carried out, refused or given up
+    outcome   TEXT   -- the job's status after it, or "error:<code>:<message>", or "expired"
+);
+CREATE INDEX IF NOT EXISTS requests_open ON requests (done);
+"""
+# Requests answered are kept this long (the requester has read the outcome by then).
+REQUESTS_KEPT_SECONDS = 3600.0
+
 # Idempotency keys are kept this long, at most this many, pruned every so many claims.
 KEYS_KEPT_SECONDS = 24 * 3600.0
 KEYS_KEPT_MOST = 100_000
@@ -135,7 +152,7 @@ class Store:
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA foreign_keys=ON")
         self._check_schema(db)
-        db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items"))  # idempotent; commits
+        db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items") + _REQUESTS_TABLE)  # idempotent
         if "priority" not in _columns(db, "jobs"):  # a store written before priorities existed
             db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
         item_columns = _columns(db, "items")
@@ -399,6 +416,40 @@ class Store:
             return []
         rows = self._query("SELECT id FROM jobs WHERE id LIKE ? LIMIT ?", (prefix + "%", limit))
         return [r[0] for r in rows]
+
+    # -- actions asked across processes -----------------------------------------------------
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits to the store: a
+        cheap way to notice that there may be something new to read."""
+        return self._query("PRAGMA data_version")[0][0]
+
+    def add_request(self, job_id: str, action: str) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO requests (job_id, action, requested) VALUES (?,?,?)",
+                (job_id, action, time.time()),
+            )
+            # Old answered requests go as new ones come: the table stays small.
+            db.execute("DELETE FROM requests WHERE done < ?", (time.time() - REQUESTS_KEPT_SECONDS,))
+            return cursor.lastrowid
+
+    def open_requests(self) -> list[tuple[int, str, str]]:
+        """``(request id, job id, action)`` of requests nobody has answered, oldest first."""
+        return self._query("SELECT id, job_id, action FROM requests WHERE done IS NULL ORDER BY id")
+
+    def answer_request(self, request_id: int, outcome: str) -> bool:
+        """Answer a request once: False when it was answered (or given up) already."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE requests SET done=?, outcome=? WHERE id=? AND done IS NULL",
+                (time.time(), outcome, request_id),
+            )
+            return cursor.rowcount == 1
+
+    def request_outcome(self, request_id: int) -> str | None:
+        rows = self._query("SELECT outcome FROM requests WHERE id=? AND done IS NOT NULL", (request_id,))
+        return rows[0][0] if rows else None
 
     def resolve(self, reference: str) -> JobRecord:
         """A job by its id or a unique prefix of it."""

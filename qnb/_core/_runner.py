@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import cirq
 
@@ -33,11 +33,9 @@ HAND_OVER_WAIT_SECONDS = 60.0
 
 
 class Runner:
-    def __init__(self, core: Core, persistence: WriteBehind, *, forget: Callable[[JobRecord], None]):
-        """``forget``: remove a job its target refused at hand-over (memory and store)."""
+    def __init__(self, core: Core, persistence: WriteBehind):
         self.core = core
         self.persistence = persistence
-        self._forget = forget
         self.scheduler: Scheduler | None = None  # set by the manager (they point at each other)
 
     def start(self, rec: JobRecord, target: Target) -> None:
@@ -60,6 +58,25 @@ class Runner:
         except QnbError:
             self._forget(rec)
             raise
+
+    def _forget(self, rec: JobRecord) -> None:
+        """A job its target refused at hand-over: gone from memory and from the store."""
+        with self.core.lock:
+            self.core.records.pop(rec.id, None)
+            self.persistence.drop(rec)
+        self.persistence.flush()
+        self.core.store.delete_job(rec.id)
+
+    def discard(self, rec: JobRecord) -> None:
+        """Undo an accepted-but-not-stored job (its submit was interrupted)."""
+        with self.core.lock:
+            self.core.records.pop(rec.id, None)
+            self.persistence.drop(rec)
+            self.scheduler.discard(rec)
+            rec.cancel_requested = True
+            handle = rec.handle
+        if handle is not None:
+            self.cancel_soon(rec, self.core.targets.get(rec.target))
 
     def hand_over(
         self,
@@ -207,6 +224,18 @@ class Runner:
                 texts = core.store.load_circuits(rec.id)
             core.loop.call_soon_threadsafe(self.hand_over, rec, target, texts, False, None, True)
         return [rec.id for rec in followed]
+
+    def follow_here(self, target_name: str) -> bool:
+        """Follow the jobs of a target that owns its queue, if this process can reach
+        it (True): so that it can act on them itself."""
+        try:
+            target = self.core.targets.get(target_name)
+        except QnbError:
+            return False
+        if not isinstance(target, QueueOwningTarget):
+            return False
+        self.follow_target_jobs(target)
+        return True
 
     def resume_following(self) -> None:
         """Jobs that a target with its own queue runs for this store (a vendor's cloud

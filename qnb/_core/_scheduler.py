@@ -52,15 +52,20 @@ class Scheduler:
         _lifecycle.enqueue(rec)
         self._changed(rec)
 
-    def restore(self, records: Iterable[JobRecord]) -> None:
-        """Jobs taken over from a dead server process, in queue order, keep their place;
-        new jobs go behind them (or, at the front, ahead of them)."""
+    def take_over(self, records: Iterable[JobRecord]) -> None:
+        """Jobs taken over from a dead server process keep their place (in queue order)
+        and start as their targets have room; new jobs go behind them (or, at the front,
+        ahead of them)."""
         records = sorted(records, key=queue_order)
         for rec in records:
+            self.core.records[rec.id] = rec
             self._queues[rec.target].append(rec)
         seqs = [rec.queue_seq for rec in records]
         self._seq_back = max([self._seq_back, *seqs])
         self._seq_front = min([self._seq_front, *seqs])
+        loop = self.core.loop
+        for name in {rec.target for rec in records}:
+            loop.call_soon_threadsafe(self.schedule, self.core.targets.get(name))
 
     def has_room(self, target: Target) -> bool:
         return self._running[target.name] < target.max_running_jobs

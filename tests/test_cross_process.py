@@ -1,0 +1,114 @@
+"""Control from any process: a job that another live process runs can be cancelled,
+removed from its queue, moved to the front and resubmitted from here (a second kernel,
+a script, the command line). The request goes through the shared store; the owning
+process carries it out and answers. Before, every such call answered "job ... is run by
+another process (...); cancel it from there" (for a server job: "(None)")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import qnb
+from qnb import JobStatus, _manager
+from conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+OWNER = textwrap.dedent(
+    """
+    import sys, cirq, qnb
+    q = cirq.LineQubit.range(2)
+    bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
+    long = qnb.submit(bell, target="emulator", compile=True, shots=60_000, name="long")
+    jobs = [qnb.submit(bell, target="emulator", compile=True, shots=200, name=f"w{i}") for i in range(3)]
+    print(long.id, *(j.id for j in jobs), flush=True)
+    sys.stdin.readline()  # runs its jobs until the test is done with it
+    """
+)
+
+
+@pytest.fixture
+def owner(tmp_path, monkeypatch):
+    """Another live process on the same store, running a long emulator job with three
+    waiting behind it; and this process's own manager on that store."""
+    home = tmp_path / "home"
+    env = {**os.environ, "QNB_HOME": str(home), "QNB_TARGETS": str(tmp_path / "none.toml")}
+    monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
+    child = subprocess.Popen([sys.executable, "-c", OWNER], env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        line = child.stdout.readline()
+        assert line, child.stderr.read()
+        ids = line.split()
+        here = _manager.JobManager(home, warm_pool=False)
+        previous = _manager.set_manager(here)
+        try:
+            wait_until(lambda: here.store.load_job(ids[0]).status is JobStatus.RUNNING,
+                       timeout=60, what="the long job running in the other process")  # fmt: skip
+            yield here, ids
+        finally:
+            _manager.set_manager(previous)
+            here.close()
+    finally:
+        child.stdin.close()
+        child.kill()
+        child.wait(timeout=30)
+
+
+def test_cancel_a_running_job_of_another_process(owner):
+    here, (long_id, *_) = owner
+    job = qnb.get_job(long_id)
+    started = time.monotonic()
+    status = job.cancel()
+    assert status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+    assert time.monotonic() - started < 5  # the owner answered (a benchmark measures p95)
+    wait_until(lambda: job.status is JobStatus.CANCELLED, timeout=30, what="the job cancelled")
+    with pytest.raises(qnb.JobCancelledError):
+        job.result(timeout=10)  # waits across processes
+
+
+def test_remove_and_move_to_front_in_another_process_queue(owner):
+    here, (long_id, first, second, third) = owner
+    removed = here.remove_queued("emulator", job_id=second)
+    assert removed.status is JobStatus.CANCELLED
+    assert here.store.load_job(second).status is JobStatus.CANCELLED
+    moved = here.move_to_front(third)
+    assert moved.queue_seq < here.store.load_job(first).queue_seq
+    qnb.get_job(long_id).cancel()
+    # The owner runs the moved job before the one that was ahead of it.
+    wait_until(lambda: qnb.get_job(first).status is JobStatus.COMPLETED, timeout=60, what="both run")
+    assert qnb.get_job(third).time_finished <= qnb.get_job(first).time_started
+
+
+def test_a_refusal_of_the_owner_comes_back_as_its_error(owner):
+    here, (long_id, *_) = owner
+    with pytest.raises(qnb.QueueError, match="not in the 'emulator' queue"):
+        here.remove_queued("emulator", job_id=long_id)  # it runs: only cancel stops it
+    assert here.store.load_job(long_id).status is JobStatus.RUNNING
+
+
+def test_the_cli_cancels_another_process_job(owner, tmp_path):
+    here, (long_id, *_) = owner
+    env = {**os.environ, "QNB_HOME": str(here.home), "QNB_TARGETS": str(tmp_path / "none.toml")}
+    done = subprocess.run([sys.executable, "-m", "qnb", "cancel", long_id[:8]], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{long_id[:8]}  cancelled" in done.stdout
+
+
+def test_a_server_job_without_a_targets_file_says_what_to_configure(manager, tmp_path, monkeypatch):
+    monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
+    from qnb._records import ItemRecord, JobRecord
+
+    stored = JobRecord(id="f" * 32, name="remote", target="lab", user="me", shots=10,
+                       items=[ItemRecord("c")], time_added=time.time(), remote_id="abc")  # fmt: skip
+    manager.store.insert_job(stored, ["{}"], {})
+    with pytest.raises(qnb.JobStateError, match=r"\[targets\.lab\].*none\.toml") as caught:
+        qnb.get_job(stored.id).cancel()
+    assert "(None)" not in str(caught.value)
