@@ -1,10 +1,10 @@
 """One user's heavy submit never holds another user's cheap one.
 
-Against a real ``qnb serve``: two users' 300-circuit OpenQASM compiles in flight (and
+Against a real ``qnb serve``: two users' 150-circuit OpenQASM compiles in flight (and
 a second one of the first user's waiting for its turn), a third user's small submits
 (a 2-qubit OpenQASM circuit, compiled; a Cirq JSON circuit) answer before the heavy
-ones, in a small share of their time. The exact figures are in
-``benchmarks/bench_server_fairness.py``. And the pool's rules on their own: one request
+ones. How quickly (the goal: in a small share of their time) is measured by
+``benchmarks/bench_server_fairness.py``, which prints the figures and ratios. And the pool's rules on their own: one request
 per user in a worker at a time, a turn for every user, a bounded line per user.
 """
 
@@ -18,16 +18,9 @@ import pytest
 
 from conftest import BELL_QASM, wait_until
 from qnb._errors import LimitExceededError
-from qnb.server._auth import add_user
 from qnb.server._cpu import WAITING_PER_USER, CpuPool
 from test_server_orphans import cpu_ticks, session_members
-from test_server_support import BELL_JSON, ServeProcess, auth, make_users
-
-#: A small submit's share of the shortest heavy one's time, at most (measured ~0.005).
-SMALL_SHARE_OF_HEAVY = 0.2
-#: And in seconds, however noisy the machine (measured: < 0.1 s).
-SMALL_SECONDS = 5.0
-
+from test_server_support import BELL_JSON, auth
 
 class Timed:
     """A POST in its own thread; when it answered, and with what."""
@@ -61,12 +54,12 @@ def busy_workers(since: dict[int, int]) -> int:
 
 
 @pytest.mark.load
-def test_a_small_submit_answers_while_two_users_compile_300_circuits(tmp_path):
-    users_file = tmp_path / "users.toml"
-    tokens = {**make_users(users_file), "carol": add_user(users_file, "carol")}
-    server = ServeProcess(tmp_path, users_file=users_file).start()
+def test_a_small_submit_answers_while_two_users_compile_big_batches(shared_serve):
+    server, tokens = shared_serve
     session = server.proc.pid
-    heavy = {"circuits": {str(i): BELL_QASM for i in range(300)}, "shots": 10, "compile": True}
+    # 150 circuits: seconds of Cirq work each (the benchmark sends 300).
+    heavy = {"circuits": {str(i): BELL_QASM for i in range(150)}, "shots": 10, "compile": True}
+    sent: list[Timed] = []
     try:
         workers = wait_until(
             lambda: [p for p, cmd in session_members(session).items() if "serve_requests" in cmd],
@@ -75,17 +68,20 @@ def test_a_small_submit_answers_while_two_users_compile_300_circuits(tmp_path):
         ticks = {pid: cpu_ticks(pid) for pid in workers}
         alice = Timed(server.url, heavy, tokens["alice"]).begin()
         bob = Timed(server.url, heavy, tokens["bob"]).begin()
+        sent += [alice, bob]
         # Both compiles running (or, on a one-core pool, the only worker busy)...
         wait_until(lambda: busy_workers(ticks) >= min(2, len(workers)), timeout=120,
                    what="the heavy submits to be compiling")
         # ... and alice's second waiting for her turn, not for a thread.
-        again = Timed(server.url, {**heavy, "circuits": dict(list(heavy["circuits"].items())[:60])},
+        again = Timed(server.url, {**heavy, "circuits": dict(list(heavy["circuits"].items())[:30])},
                       tokens["alice"]).begin()
+        sent.append(again)
         small = [Timed(server.url, {"circuits": {"c": BELL_QASM}, "shots": 10, "compile": True},
                        tokens["carol"]),
                  Timed(server.url, {"circuits": {"c": BELL_JSON}, "shots": 10}, tokens["carol"])]
         for request in small:
-            request.begin().thread.join(timeout=120)
+            sent.append(request.begin())
+            request.thread.join(timeout=120)
             assert request.response is not None and request.response.status_code == 201, (
                 request.response.text if request.response else "no answer")
             assert not (alice.done() and bob.done()), "a small submit waited for the heavy ones"
@@ -94,14 +90,17 @@ def test_a_small_submit_answers_while_two_users_compile_300_circuits(tmp_path):
             assert request.response is not None and request.response.status_code == 201, (
                 request.response.text[:300] if request.response else "no answer")
     finally:
-        server.stop()
-    shortest = min(alice.seconds, bob.seconds)
+        # The server is shared: its device is not left busy with these jobs.
+        for request in sent:
+            request.thread.join(timeout=600)
+            if request.response is not None and request.response.status_code == 201:
+                httpx.post(f"{server.url}/v1/jobs/{request.response.json()['id']}/cancel",
+                           headers=auth(tokens["root"]), timeout=30)
     figures = (f"small {[round(r.seconds, 3) for r in small]} s, heavy alice {alice.seconds:.1f} s, "
                f"bob {bob.seconds:.1f} s, alice's second {again.seconds:.1f} s")
     print(figures)
     for request in small:
         assert request.end < min(alice.end, bob.end), figures
-        assert request.seconds < min(SMALL_SECONDS, SMALL_SHARE_OF_HEAVY * shortest), figures
     # Her second one ran after her first, not beside it.
     assert again.end > alice.end, figures
 
