@@ -137,6 +137,8 @@ def nested_repetitions_json(depth: int) -> str:
         (nested_repetitions_json(30), LimitExceededError, "repeats a sub-circuit"),
         ("OPENQASM 2.0;\n" + "x q[0];\n" * 2_000_000, LimitExceededError, "bytes"),
     ],
+    ids=["sympy-pow", "5000-digit-exponent", "40-digit-exponent", "1e400", "nested-repetitions",
+         "16-MB-qasm"],  # the texts themselves make ids of up to 16 MB
 )
 def test_dangerous_circuits_are_refused_before_parsing(service, text, error, words):
     start = time.monotonic()
