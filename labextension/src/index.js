@@ -171,7 +171,8 @@ const plugin = {
     app.commands.addCommand(COMMAND, {
       label: 'Show qnb Jobs',
       caption: 'Every job of this user: kernels, scripts and queue servers',
-      execute: () => {
+      execute: async () => {
+        await app.restored; // else the restored layout may hide the panel again
         if (!panel.isAttached) app.shell.add(panel, 'left', { rank: 950 });
         app.shell.activateById(panel.id);
         if (app.shell.expandLeft) app.shell.expandLeft();
