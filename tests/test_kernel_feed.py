@@ -21,7 +21,7 @@ import sympy
 from qnb import _circuits
 from qnb._device import DeviceSpec
 from qnb._targets import RunState, SimulatorTarget, TargetJob
-from qnb._targets._pool import SimulationPool
+from qnb._targets._pool import get_pool
 
 
 def _brickwork(seed: int, n: int = 6, depth: int = 6) -> cirq.Circuit:
@@ -144,19 +144,17 @@ def test_the_pool_sends_the_text_to_its_worker():
     q = cirq.LineQubit(0)
     plain = cirq.Circuit(cirq.measure(q, key="m"))
     flipped = cirq.Circuit(cirq.X(q), cirq.measure(q, key="m"))
-    pool = SimulationPool(1)
-    try:
-        async def run():
-            as_object = await pool.run("qsim", 0.0, plain, 20)
-            as_text = await pool.run("qsim", 0.0, plain, 20, circuit_json=_circuits.to_json(flipped))
-            given_late = await pool.run("qsim", 0.0, plain, 20, circuit_json=lambda: _circuits.to_json(flipped))
-            return as_object, as_text, given_late
+    pool = get_pool()
 
-        outcomes = asyncio.run(run())
-    finally:
-        pool.shutdown()
+    async def run():
+        as_object = await pool.run("qsim", 0.0, plain, 20)
+        as_text = await pool.run("qsim", 0.0, plain, 20, circuit_json=_circuits.to_json(flipped))
+        given_late = await pool.run("qsim", 0.0, plain, 20, circuit_json=lambda: _circuits.to_json(flipped))
+        return as_object, as_text, given_late
+
+    outcomes = asyncio.run(run())
+    assert [ok for ok, _, _ in outcomes] == [True, True, True], outcomes
     ones = [cirq.read_json(json_text=text).measurements["m"].sum() for ok, text, _ in outcomes]
-    assert [ok for ok, _, _ in outcomes] == [True, True, True]
     assert ones == [0, 20, 20]
 
 

@@ -44,7 +44,7 @@ import distributed
 from .._device import DeviceSpec
 from .._errors import InvalidOptionError, ServerUnreachableError
 from ._base import Target
-from ._pool import Outcome
+from ._pool import Outcome, task_of
 from ._simulators import SimulatorTarget
 
 DEFAULT_PORT = 8786
@@ -187,10 +187,12 @@ class DaskExecutor:
 
     async def run(
         self, engine: str, noise: float, circuit: cirq.Circuit, shots: int, *,
-        params: cirq.ParamResolver | None = None,
+        params: cirq.ParamResolver | None = None, circuit_json: str | None = None,
     ) -> Outcome:
+        """As the local pool: ``circuit_json`` (the stored text) travels to the cluster
+        instead of the pickled circuit, and the Dask worker reads it."""
         conn = self._connection()
-        item = _Item((engine, noise, circuit, shots, params), _weight(circuit, shots),
+        item = _Item(task_of(engine, noise, circuit, shots, params, circuit_json), _weight(circuit, shots),
                      conn.loop.create_future())  # fmt: skip
         conn.pending.append(item)
         if not conn.flush_scheduled:
