@@ -211,7 +211,8 @@ def test_opens_a_result_in_a_tab(page, processes):
     outcomes = page.evaluate(
         f"() => [...document.querySelectorAll(\".qnb-jp-result-body[data-job-id='{job_id}'] .qnb-jp-counts td:first-child\")].map(t => t.textContent).sort()"
     )
-    assert outcomes == ["00", "11"], outcomes
+    # The emulator's noise may add a few 01 and 10; a Bell pair is mostly 00 and 11.
+    assert {"00", "11"} <= set(outcomes) <= {"00", "01", "10", "11"}, outcomes
     page.screenshot(path=str(ARTIFACTS / "jobs-panel-result.png"))
 
 

@@ -175,7 +175,7 @@ const plugin = {
         await app.restored; // else the restored layout may hide the panel again
         if (!panel.isAttached) app.shell.add(panel, 'left', { rank: 950 });
         app.shell.activateById(panel.id);
-        if (app.shell.expandLeft) app.shell.expandLeft();
+        if (app.shell.expandLeft) app.shell.expandLeft(panel.id); // Notebook 7 expands by id
         panel.searchBox.focus();
       }
     });
