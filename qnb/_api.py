@@ -17,7 +17,7 @@ from . import _circuits, _config, _options, _secrets, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._job import Job
-from ._manager import JobManager, get_manager, is_done
+from ._manager import JobManager, default_home, get_manager, is_done  # noqa: F401 (default_home: for the faces)
 from ._queue import LocalQueueBackend, Queue
 from ._results import JobResult
 from ._sweeps import SweptItems

@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"qnb serve needs the server extra: pip install 'qnb[server]' ({exc})", file=sys.stderr)
         return 2
     from ._errors import QnbError
-    from ._manager import JobManager, default_home
+    from ._api import JobManager, default_home
     from ._targets import registry
     from .server._auth import Users
     from .server._cpu import worker

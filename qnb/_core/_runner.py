@@ -123,7 +123,9 @@ class Runner:
                 return  # exit, not the job's fault: the next process follows it again
             logger.warning("job %s on %s failed in its target", rec.id[:8], target.name, exc_info=True)
             with self.core.lock:
-                _lifecycle.fail(rec, f"{type(exc).__name__}: {exc}")
+                # A vendor or server away, a call past its deadline: a rerun may do.
+                retryable = isinstance(exc, QnbError) and exc.retryable
+                _lifecycle.fail(rec, f"{type(exc).__name__}: {exc}", retryable=retryable)
                 self.persistence.changed(rec)
         finally:
             settle(answered)
