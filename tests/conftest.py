@@ -80,16 +80,19 @@ def ipython_shell():
 
 @pytest.fixture(scope="session")
 def shared_serve(tmp_path_factory):
-    """One real ``qnb serve`` (emulator, users alice, bob, carol and root) for the tests
-    that only talk to one: ``(server, tokens)``. Tests that stop, kill or restart a
-    server, or start one configured otherwise, start their own (``ServeProcess``)."""
+    """One real ``qnb serve`` (emulator at 1 ms a shot, so a 60,000-shot job holds the
+    device for a minute; users alice, bob, carol and root) for the tests that only talk
+    to one: ``(server, tokens)``. A test leaves its device free (cancels what it started).
+    Tests that stop, kill or restart a server, or start one configured otherwise, start
+    their own (``ServeProcess``)."""
     from qnb.server._auth import add_user
     from test_server_support import ServeProcess, make_users
 
     tmp = tmp_path_factory.mktemp("shared-serve")
     users_file = tmp / "users.toml"
     tokens = {**make_users(users_file), "carol": add_user(users_file, "carol")}
-    server = ServeProcess(tmp, users_file=users_file).start()
+    server = ServeProcess(tmp, users_file=users_file,
+                          env={"QNB_EMULATOR_SECONDS_PER_SHOT": "0.001"}).start()
     try:
         yield server, tokens
     finally:

@@ -10,10 +10,11 @@ import subprocess
 import sys
 import textwrap
 
+import httpx
 import pytest
 
 from conftest import BELL_QASM, wait_until
-from test_server_support import ServeProcess, make_users
+from test_server_support import auth
 
 pytestmark = pytest.mark.slow
 
@@ -199,11 +200,9 @@ def test_ctrl_c_while_waiting_exits_130_quietly(store):
         holder.wait(timeout=60)
 
 
-def test_a_queue_server_target_from_the_targets_file(tmp_path):
-    users_file = tmp_path / "users.toml"
-    tokens = make_users(users_file)
-    server = ServeProcess(tmp_path, users_file=users_file,
-                          env={"QNB_EMULATOR_SECONDS_PER_SHOT": "0.001"}).start()
+def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve):
+    server, tokens = shared_serve
+    made_ids: list[str] = []
     home = tmp_path / "client"
     home.mkdir()
     env = environment(home, LAB_TOKEN=tokens["alice"])
@@ -221,7 +220,8 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path):
             waiting = qnb.submit({BELL_QASM!r}, target="lab", shots=20, name="waiting", compile=True)
             print(json.dumps([quick.id, busy.id, waiting.id]))
             """)], env=env, capture_output=True, text=True, timeout=300, check=True)
-        quick, busy, waiting = json.loads(made.stdout)
+        made_ids += json.loads(made.stdout)
+        quick, busy, waiting = made_ids
 
         def queued() -> list[dict]:
             return json.loads(qnb_cli("queue", "lab", "--json", env=env).stdout)
@@ -246,4 +246,6 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path):
         assert waited.returncode == 0, waited.stderr
         assert sum(json.loads(waited.stdout)["counts"]["0"].values()) == 20
     finally:
-        server.stop()
+        # The server is shared: a failed run leaves its device free for the next test.
+        for job_id in made_ids:
+            httpx.post(f"{server.url}/v1/jobs/{job_id}/cancel", headers=auth(tokens["root"]), timeout=30)
