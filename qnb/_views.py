@@ -89,7 +89,42 @@ def widget_row(
     row["queue_seq"] = queue_seq
     row["position"] = position
     row["connection"] = connection
+    row.update(outcome_counts(rec))
     return row
+
+
+#: The outcomes an item ends with, in the order views show them.
+OUTCOMES = ("completed", "failed", "cancelled")
+
+
+def outcome_counts(rec: JobRecord) -> dict:
+    """How many of the job's items ended in each outcome (``done`` counts them all): a
+    cancelled job of 150 items with 12 done is 12 completed and 138 cancelled, not a
+    full bar."""
+    counted = dict.fromkeys(OUTCOMES, 0)
+    for item in rec.items:
+        if item.status.value in counted:
+            counted[item.status.value] += 1
+    return counted
+
+
+def progress_text(row: dict) -> str:
+    """A job's progress by outcome, as the widgets show it: ``"3/50"`` (``"3 of 50
+    points"`` for a sweep) while nothing failed or was cancelled, else ``"12 done · 138
+    cancelled"`` (with ``" of 150"`` while items still wait)."""
+    done, total = row.get("done", 0), row.get("total", 0)
+    failed, cancelled = row.get("failed", 0), row.get("cancelled", 0)
+    completed = row.get("completed", done - failed - cancelled)
+    points = row.get("unit") == "points"
+    if not failed and not cancelled:
+        return f"{completed} of {total} points" if points else f"{completed}/{total}"
+    parts = [f"{completed} done"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if cancelled:
+        parts.append(f"{cancelled} cancelled")
+    rest = "" if done >= total else f" of {total}{' points' if points else ''}"
+    return " · ".join(parts) + rest
 
 
 def cli_job(rec: JobRecord) -> dict:
@@ -128,9 +163,12 @@ def job_html(row: dict, *, position: int | None = None) -> str:
         else ""
     )
     where = f", position {position}" if position else ""
+    if row.get("failed") or row.get("cancelled"):
+        progress = html.escape(progress_text(row))
+    else:
+        progress = f"{row['done']}/{row['total']} {row.get('unit', 'circuits')}"
     return (
         f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
         f"<code>{html.escape(row['id'][:8])}</code> on {html.escape(row['target'])}: "
-        f"<b>{html.escape(status_text(row))}</b> ({row['done']}/{row['total']} "
-        f"{row.get('unit', 'circuits')}{where}){error}</div>"
+        f"<b>{html.escape(status_text(row))}</b> ({progress}{where}){error}</div>"
     )

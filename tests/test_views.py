@@ -75,7 +75,15 @@ def test_the_event_feeds_views(rec, manager):
 
 def test_the_widgets_row(rec):
     row = _views.widget_row(rec, position=3, queue_seq=7.0, connection=None)
-    assert list(row.items()) == [*FIELDS.items(), ("queue_seq", 7.0), ("position", 3), ("connection", None)]
+    assert list(row.items()) == [*FIELDS.items(), ("queue_seq", 7.0), ("position", 3), ("connection", None),
+                                 ("completed", 1), ("failed", 1), ("cancelled", 0)]
+    # Progress by outcome: a failed or cancelled item never counts as done.
+    assert _views.progress_text(row) == "1 done · 1 failed"
+    assert _views.job_html(row, position=None).endswith("(1 done · 1 failed)<br><span style='color:#b00020'>1 of 2 circuits failed</span></div>")
+    cancelled = {**row, "done": 150, "total": 150, "completed": 12, "failed": 0, "cancelled": 138, "unit": "circuits"}
+    assert _views.progress_text(cancelled) == "12 done · 138 cancelled"
+    assert _views.progress_text({**cancelled, "done": 20, "cancelled": 8}) == "12 done · 8 cancelled of 150"
+    assert _views.progress_text({**cancelled, "done": 12, "cancelled": 0}) == "12/150"
 
 
 def test_the_command_lines_json(rec):
