@@ -88,6 +88,7 @@ class JobManager:
         self._core = core = Core(home, store, targets, owner, asyncio.new_event_loop())
         self.home, self.store, self.targets = home, store, targets
         self.owner = owner  # local jobs this process runs carry it (see _core._ownership)
+        self._origin = _ownership.origin()
         self._persistence = WriteBehind(core)
         self._runner = Runner(core, self._persistence)
         self._scheduler = Scheduler(core, changed=self._persistence.changed, start=self._runner.start)
@@ -196,6 +197,7 @@ class JobManager:
             time_added=time.time(),
             parent_id=parent_id,
             owner=self.owner if target.local else None,
+            origin=self._origin,
             persisted=False,
             priority=priority,
         )

@@ -43,6 +43,7 @@ class JobRecord:
     priority: int = 0  # higher runs first; queue order within a priority
     owner: str | None = None  # the process that runs it (local targets), see _manager
     remote_id: str | None = None  # the job's id on a remote target, if any
+    origin: str | None = None  # where it was submitted from (a notebook's path, a script)
 
     # Runtime state of the manager that runs it; never stored.
     persisted: bool = True

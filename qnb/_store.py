@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     queue_seq     REAL NOT NULL,
     owner         TEXT,
     remote_id     TEXT,
-    priority      INTEGER NOT NULL DEFAULT 0
+    priority      INTEGER NOT NULL DEFAULT 0,
+    origin        TEXT  -- where it was submitted from: a notebook's path, a script
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
@@ -81,7 +82,7 @@ _ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine, retr
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
-    "error, parent_id, queue_seq, owner, remote_id, priority"
+    "error, parent_id, queue_seq, owner, remote_id, priority, origin"
 )
 # Actions asked of the process that runs a job, by another process of the same user
 # (cancel, remove, move to front); the owner carries them out and writes the outcome.
@@ -153,8 +154,11 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         self._check_schema(db)
         db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items") + _REQUESTS_TABLE)  # idempotent
-        if "priority" not in _columns(db, "jobs"):  # a store written before priorities existed
+        job_columns = _columns(db, "jobs")
+        if "priority" not in job_columns:  # a store written before priorities existed
             db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+        if "origin" not in job_columns:  # a store written before jobs said where they came from
+            db.execute("ALTER TABLE jobs ADD COLUMN origin TEXT")
         item_columns = _columns(db, "items")
         for column in ("params", "engine"):  # a store written before sweeps existed
             if column not in item_columns:
@@ -231,7 +235,7 @@ class Store:
         ]
         with self._transaction() as db:
             db.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 _job_row(job),
             )
             db.executemany(
@@ -621,12 +625,13 @@ def _job_row(job: JobRecord) -> tuple:
         job.owner,
         job.remote_id,
         job.priority,
+        job.origin,
     )
 
 
 def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
     (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
-     seq, owner, remote_id, priority) = row  # fmt: skip
+     seq, owner, remote_id, priority, origin) = row  # fmt: skip
     return JobRecord(
         id=job_id,
         name=name,
@@ -644,4 +649,5 @@ def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
         owner=owner,
         remote_id=remote_id,
         priority=priority,
+        origin=origin,
     )

@@ -112,3 +112,18 @@ def test_a_server_job_without_a_targets_file_says_what_to_configure(manager, tmp
     with pytest.raises(qnb.JobStateError, match=r"\[targets\.lab\].*none\.toml") as caught:
         qnb.get_job(stored.id).cancel()
     assert "(None)" not in str(caught.value)
+
+
+def test_a_job_says_where_it_was_submitted_from(tmp_path):
+    script = tmp_path / "my_experiment.py"
+    script.write_text("import cirq, qnb\nq = cirq.LineQubit(0)\n"
+                      "qnb.run(cirq.Circuit(cirq.X(q), cirq.measure(q, key='m')), shots=3)\n")
+    env = {**os.environ, "QNB_HOME": str(tmp_path / "home")}
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+    env["JPY_SESSION_NAME"] = str(tmp_path / "analysis.ipynb")  # as Jupyter tells a kernel
+    subprocess.run([sys.executable, str(script)], env=env, check=True, timeout=120)
+    from qnb._core import _ownership
+
+    store = _ownership.open_for_reading(tmp_path / "home")
+    assert sorted(rec.origin for rec in store.find_jobs()) == [
+        str(tmp_path / "analysis.ipynb"), "my_experiment.py"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -39,6 +40,22 @@ def default_home() -> Path:
     import platformdirs  # only when no home is set (a few ms)
 
     return Path(platformdirs.user_data_dir("qnb"))
+
+
+def origin() -> str:
+    """Where this process's jobs come from, for a person looking at all their jobs: a
+    notebook's path (Jupyter tells its kernels, ``JPY_SESSION_NAME``), else the script
+    or command that runs."""
+    notebook = os.environ.get("JPY_SESSION_NAME")
+    if notebook:
+        return notebook
+    program = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if program in ("", "-c"):
+        return "python -c" if program else "python"
+    path = Path(program)
+    if path.name == "ipykernel_launcher.py":
+        return "a Jupyter kernel"
+    return f"python -m {path.parent.name}" if path.name == "__main__.py" else path.name
 
 
 def claim_owner(directory: Path, owner: str):

@@ -64,7 +64,9 @@ def panel_row(rec: JobRecord, *, servers: set[str]) -> dict:
     row["pid"] = pid
     row["server"] = rec.target if rec.target in servers else None
     row["source"] = "store"
-    if rec.owner:
+    if rec.origin:
+        row["origin"] = rec.origin if pid is None else f"{rec.origin} (process {pid})"
+    elif rec.owner:
         row["origin"] = f"process {pid}" if pid is not None else rec.owner
     elif row["server"]:
         row["origin"] = f"sent to {rec.target}"
