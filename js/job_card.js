@@ -34,45 +34,135 @@ export function elapsedSeconds(job, nowSeconds) {
 }
 
 // Bars of a histogram, bitstrings in order; `probabilities` scales to frequencies.
+// `height` is relative to the y-axis' top (`axisTop`), so no bar ever leaves the plot.
 export function histogramBars(counts, { probabilities = false } = {}) {
   const entries = Object.entries(counts || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const total = entries.reduce((sum, [, n]) => sum + n, 0) || 1;
-  const top = Math.max(1, ...entries.map(([, n]) => n));
-  return entries.map(([bitstring, n]) => ({
-    bitstring,
-    value: probabilities ? n / total : n,
-    height: n / top,
-  }));
+  const values = entries.map(([, n]) => (probabilities ? n / total : n));
+  const { top } = yTicks(Math.max(0, ...values), { probabilities });
+  return entries.map(([bitstring], i) => ({ bitstring, value: values[i], height: values[i] / top }));
+}
+
+// The y-axis: ticks at 1, 2 or 5 times a power of ten, the top one at or above `max`.
+export function yTicks(max, { probabilities = false, count = 5 } = {}) {
+  if (!(max > 0)) return { top: 1, ticks: [0, 1] };
+  const raw = max / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw - 1e-12) ?? 10 * power;
+  const usable = probabilities || step >= 1 ? step : 1;
+  const top = Number((Math.ceil(max / usable - 1e-9) * usable).toPrecision(12));
+  const ticks = [];
+  for (let t = 0; t <= top + usable / 2; t += usable) ticks.push(Number(t.toPrecision(12)));
+  return { top, ticks };
 }
 
 const escapeXml = (text) =>
   String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-// An SVG histogram as markup; labels rotate when there are many outcomes.
-export function histogramSvg(counts, { width = 420, height = 160, probabilities = false } = {}) {
+function tickText(value, probabilities) {
+  if (probabilities) return String(Number(value.toFixed(3)));
+  return value >= 10000 ? `${Number((value / 1000).toPrecision(3))}k` : String(value);
+}
+
+// An SVG histogram as markup, with a labelled y-axis (counts or probability); outcome
+// labels rotate when there are many. Colours follow the JupyterLab theme.
+export function histogramSvg(counts, { width = 440, height = 180, probabilities = false } = {}) {
   const bars = histogramBars(counts, { probabilities });
+  const values = bars.map((b) => b.value);
+  const { top, ticks } = yTicks(Math.max(0, ...values), { probabilities });
   const rotate = bars.length > 8;
   const labelSpace = rotate ? 12 + 6 * Math.max(...bars.map((b) => b.bitstring.length), 1) : 16;
-  const plotHeight = height - labelSpace - 14;
-  const slot = (width - 10) / Math.max(bars.length, 1);
+  const left = 52; // the y-axis' title and tick labels
+  const plotTop = 14;
+  const plotHeight = height - labelSpace - plotTop - 4;
+  const plotBottom = plotTop + plotHeight;
+  const slot = (width - left - 6) / Math.max(bars.length, 1);
+  const yOf = (v) => plotBottom - (v / top) * plotHeight;
+  const axis = [
+    `<g class="qnb-y-axis">`,
+    `<line x1="${left}" y1="${plotTop}" x2="${left}" y2="${plotBottom}" class="qnb-axis-line"/>`,
+    `<line x1="${left}" y1="${plotBottom}" x2="${width - 4}" y2="${plotBottom}" class="qnb-axis-line"/>`,
+    ...ticks.map(
+      (t) =>
+        `<line x1="${left - 3}" y1="${yOf(t)}" x2="${left}" y2="${yOf(t)}" class="qnb-axis-line"/>` +
+        `<text x="${left - 5}" y="${yOf(t) + 3}" text-anchor="end" class="qnb-tick">${tickText(t, probabilities)}</text>`,
+    ),
+    `<text class="qnb-axis-title" x="10" y="${plotTop + plotHeight / 2}" text-anchor="middle" transform="rotate(-90 10 ${plotTop + plotHeight / 2})">${probabilities ? "probability" : "count"}</text>`,
+    `</g>`,
+  ].join("");
   const parts = bars.map((bar, i) => {
-    const x = 5 + i * slot;
+    const x = left + 3 + i * slot;
     const h = Math.max(1, bar.height * plotHeight);
-    const y = 14 + plotHeight - h;
+    const y = plotBottom - h;
     const cx = x + slot / 2;
     const value = probabilities ? bar.value.toFixed(3) : String(bar.value);
     const label = rotate
-      ? `<text x="${cx}" y="${14 + plotHeight + 4}" transform="rotate(90 ${cx} ${14 + plotHeight + 4})">${escapeXml(bar.bitstring)}</text>`
-      : `<text x="${cx}" y="${14 + plotHeight + 12}" text-anchor="middle">${escapeXml(bar.bitstring)}</text>`;
+      ? `<text x="${cx}" y="${plotBottom + 4}" transform="rotate(90 ${cx} ${plotBottom + 4})">${escapeXml(bar.bitstring)}</text>`
+      : `<text x="${cx}" y="${plotBottom + 12}" text-anchor="middle">${escapeXml(bar.bitstring)}</text>`;
     return (
-      `<g class="qnb-bar-group" data-bitstring="${escapeXml(bar.bitstring)}">` +
-      `<rect x="${x + slot * 0.1}" y="${y}" width="${slot * 0.8}" height="${h}" fill="#1565c0"><title>${escapeXml(bar.bitstring)}: ${value}</title></rect>` +
-      (bars.length <= 16 ? `<text x="${cx}" y="${y - 2}" text-anchor="middle">${value}</text>` : "") +
+      `<g class="qnb-bar-group" data-bitstring="${escapeXml(bar.bitstring)}" data-value="${bar.value}">` +
+      `<rect x="${x + slot * 0.1}" y="${y}" width="${slot * 0.8}" height="${h}" class="qnb-bar-rect"><title>${escapeXml(bar.bitstring)}: ${value}</title></rect>` +
+      (bars.length <= 16 ? `<text x="${cx}" y="${Math.max(y - 2, 9)}" text-anchor="middle">${value}</text>` : "") +
       label +
       `</g>`
     );
   });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="histogram of counts">${parts.join("")}</svg>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" data-y-top="${top}" role="img" aria-label="histogram of ${probabilities ? "probabilities" : "counts"}">${axis}${parts.join("")}</svg>`;
+}
+
+// How many items ended in each outcome. Rows without per-outcome counts (older kernels)
+// count every ended item as completed, as they always did.
+export function progressParts(job) {
+  const done = job?.done || 0;
+  const total = job?.total || 0;
+  const failed = job?.failed || 0;
+  const cancelled = job?.cancelled || 0;
+  const completed = job?.completed ?? Math.max(0, done - failed - cancelled);
+  return { completed, failed, cancelled, done, total, waiting: Math.max(0, total - done) };
+}
+
+// Progress by outcome: "3/50" ("3 of 50 points" for a sweep) while nothing failed or was
+// cancelled, else "12 done · 138 cancelled" (" of 150" while items still wait).
+export function progressText(job) {
+  const { completed, failed, cancelled, done, total } = progressParts(job);
+  const points = job?.unit === "points";
+  if (!failed && !cancelled) return points ? `${completed} of ${total} points` : `${completed}/${total}`;
+  const parts = [`${completed} done`];
+  if (failed) parts.push(`${failed} failed`);
+  if (cancelled) parts.push(`${cancelled} cancelled`);
+  return parts.join(" · ") + (done >= total ? "" : ` of ${total}${points ? " points" : ""}`);
+}
+
+// The bar's segments, in percent of the job's items: a cancelled job is never a full
+// "completed" bar.
+export function progressSegments(job) {
+  const parts = progressParts(job);
+  const share = (n) => (parts.total ? (100 * n) / parts.total : 0);
+  return ["completed", "failed", "cancelled"].map((outcome) => ({ outcome, percent: share(parts[outcome]) }));
+}
+
+// Fills `bar` (a .qnb-bar element) with one segment per outcome.
+export function drawProgressBar(bar, job) {
+  const segments = progressSegments(job);
+  if (bar.children.length !== segments.length) {
+    bar.replaceChildren(
+      ...segments.map(({ outcome }) => {
+        const segment = document.createElement("div");
+        segment.className = `qnb-seg qnb-seg-${outcome}`;
+        return segment;
+      }),
+    );
+  }
+  segments.forEach(({ percent }, i) => {
+    bar.children[i].style.width = `${percent}%`;
+  });
+  bar.title = progressText(job);
+}
+
+// What a view says once its kernel has gone, and how to see the job again.
+export function goneText(jobId) {
+  const how = jobId ? `qnb.get_job("${jobId}") in a new kernel` : "qnb.monitor() in a new kernel";
+  return `The kernel behind this view has gone: this is the last state it sent. To see it live again, run ${how} or open the jobs panel.`;
 }
 
 const ACTION_WORDS = {
@@ -89,7 +179,9 @@ function element(tag, className, text) {
   return node;
 }
 
-function render({ model, el, client }) {
+const BUTTON = "jp-Button jp-mod-styled jp-mod-small qnb-button";
+
+function render({ model, el, client, kernel }) {
   const card = element("div", "qnb-card");
   const head = element("div", "qnb-head");
   const name = element("span", "qnb-name");
@@ -102,23 +194,29 @@ function render({ model, el, client }) {
   const line = element("div", "qnb-line");
   const position = element("span", "qnb-position");
   const bar = element("div", "qnb-bar");
-  const fill = element("div");
-  bar.append(fill);
+  bar.role = "img";
   const progress = element("span", "qnb-progress");
   const elapsed = element("span", "qnb-elapsed");
-  const cancel = element("button", "qnb-cancel", "Cancel");
-  const resubmit = element("button", "qnb-resubmit", "Resubmit");
+  const cancel = element("button", `qnb-cancel ${BUTTON} jp-mod-warn`, "Cancel");
+  cancel.title = "Cancel this job";
+  const resubmit = element("button", `qnb-resubmit ${BUTTON} jp-mod-accept`, "Resubmit");
+  resubmit.title = "Submit this job's circuits again as a new job";
   const note = element("span", "qnb-note");
   line.append(position, bar, progress, elapsed, cancel, resubmit, note);
+  const gone = element("div", "qnb-gone");
+  gone.style.display = "none";
   const error = element("div", "qnb-error");
   const hist = element("div", "qnb-hist");
-  const picker = element("select", "qnb-label-picker");
+  const picker = element("select", "qnb-label-picker jp-mod-styled");
+  picker.title = "the circuit whose counts are shown";
   const plot = element("div", "qnb-plot");
   hist.append(picker, plot);
-  card.append(head, line, error, hist);
+  card.append(head, line, gone, error, hist);
   el.append(card);
 
   let shownLabel = null;
+  let timer = null;
+  let kernelGone = false;
 
   function tick() {
     const job = model.get("job") || {};
@@ -132,7 +230,7 @@ function render({ model, el, client }) {
     if (!labels.length) return;
     if (!labels.includes(shownLabel)) shownLabel = labels[0];
     picker.style.display = labels.length > 1 ? "" : "none";
-    if (picker.options.length !== labels.length) {
+    if ([...picker.options].map((o) => o.value).join("\n") !== labels.join("\n")) {
       picker.replaceChildren(...labels.map((label) => new Option(label, label)));
     }
     picker.value = shownLabel;
@@ -145,29 +243,44 @@ function render({ model, el, client }) {
     const status = job.status || "pending";
     name.textContent = job.name || "";
     id.textContent = (job.id || "").slice(0, 8);
+    id.title = job.id || "";
     target.textContent = `on ${job.target || "?"}`;
-    chip.textContent = status;
+    chip.textContent = kernelGone && !TERMINAL.has(status) ? `${status} (last seen)` : status;
     chip.style.background = STATUS_COLOURS[status] || "#757575";
     card.dataset.status = status;
-    const reconnecting = isReconnecting(job);
+    const reconnecting = isReconnecting(job) && !kernelGone;
     connection.style.display = reconnecting ? "" : "none";
     card.dataset.connection = reconnecting ? "reconnecting" : "connected";
     card.dataset.jobId = job.id || "";
     const pos = model.get("position");
-    position.textContent = pos ? `position ${pos}` : "";
-    const total = job.total || 0;
-    fill.style.width = `${total ? (100 * (job.done || 0)) / total : 0}%`;
+    position.textContent = pos && !kernelGone ? `position ${pos}` : "";
+    drawProgressBar(bar, job);
     progress.textContent = progressText(job);
     const finished = TERMINAL.has(status);
     cancel.style.display = finished ? "none" : "";
     resubmit.style.display = finished ? "" : "none";
+    cancel.disabled = resubmit.disabled = kernelGone;
     error.textContent = job.error || "";
     error.style.display = job.error ? "" : "none";
-    tick();
+    if (!kernelGone) tick();
     drawHistogram();
   }
 
+  // The kernel that fed this view has gone (died, restarted, shut down): the view stops
+  // ticking, its actions go, and it says how to see the job again.
+  function onKernelGone() {
+    if (kernelGone) return;
+    kernelGone = true;
+    clearInterval(timer);
+    card.dataset.kernel = "gone";
+    gone.textContent = goneText((model.get("job") || {}).id);
+    gone.style.display = "";
+    note.textContent = "";
+    update();
+  }
+
   async function act(action) {
+    if (kernelGone) return;
     const job = model.get("job") || {};
     // Shown at once: the kernel may be busy with a cell and answer later.
     note.textContent = `${ACTION_WORDS[action]} requested…`;
@@ -197,20 +310,17 @@ function render({ model, el, client }) {
     { signal },
   );
   for (const name of ["job", "position", "counts"]) model.on(`change:${name}`, update);
+  card.dataset.kernel = "live";
   update();
-  const timer = setInterval(tick, 250);
+  timer = setInterval(tick, 250);
+  const stopWatching = kernel?.onGone(onKernelGone);
+  if (kernel?.gone) onKernelGone();
   return () => {
     clearInterval(timer);
+    stopWatching?.();
     listening.abort();
     for (const name of ["job", "position", "counts"]) model.off(`change:${name}`, update);
   };
-}
-
-// A sweep counts its points ("3 of 50 points"); a batch its circuits ("3/50").
-export function progressText(job) {
-  const done = job.done || 0;
-  const total = job.total || 0;
-  return job.unit === "points" ? `${done} of ${total} points` : `${done}/${total}`;
 }
 
 export default { render };

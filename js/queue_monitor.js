@@ -34,7 +34,7 @@ const SORT_KEYS = {
   target: (job) => job.target,
   added: (job) => job.time_added,
   status: (job) => STATUSES.indexOf(job.status),
-  progress: (job) => (job.total ? job.done / job.total : 0),
+  progress: (job) => (job.total ? (job.completed ?? job.done) / job.total : 0),
   elapsed: (job, _pos, now) => (job.time_started ? (job.time_finished ?? now) - job.time_started : -1),
 };
 
@@ -141,11 +141,42 @@ export class JobTable {
   }
 }
 
-// Which rows the viewport shows (with a few spare rows above and below).
-// A sweep counts its points ("3 of 50 points"); a batch its circuits ("3/50").
-export function progressText(job) {
-  return job.unit === "points" ? `${job.done} of ${job.total} points` : `${job.done}/${job.total}`;
+// How many items ended in each outcome (as job_card.js: the two modules are loaded on
+// their own, so each has its copy; js/tests checks that they agree). Rows without
+// per-outcome counts count every ended item as completed, as they always did.
+export function progressParts(job) {
+  const done = job?.done || 0;
+  const total = job?.total || 0;
+  const failed = job?.failed || 0;
+  const cancelled = job?.cancelled || 0;
+  const completed = job?.completed ?? Math.max(0, done - failed - cancelled);
+  return { completed, failed, cancelled, done, total, waiting: Math.max(0, total - done) };
 }
+
+// Progress by outcome: "3/50" ("3 of 50 points" for a sweep) while nothing failed or was
+// cancelled, else "12 done · 138 cancelled" (" of 150" while items still wait).
+export function progressText(job) {
+  const { completed, failed, cancelled, done, total } = progressParts(job);
+  const points = job?.unit === "points";
+  if (!failed && !cancelled) return points ? `${completed} of ${total} points` : `${completed}/${total}`;
+  const parts = [`${completed} done`];
+  if (failed) parts.push(`${failed} failed`);
+  if (cancelled) parts.push(`${cancelled} cancelled`);
+  return parts.join(" · ") + (done >= total ? "" : ` of ${total}${points ? " points" : ""}`);
+}
+
+// The bar's segments, in percent of the job's items.
+export function progressSegments(job) {
+  const parts = progressParts(job);
+  const share = (n) => (parts.total ? (100 * n) / parts.total : 0);
+  return ["completed", "failed", "cancelled"].map((outcome) => ({ outcome, percent: share(parts[outcome]) }));
+}
+
+// What the monitor says once its kernel has gone.
+export const GONE_TEXT =
+  "The kernel behind this monitor has gone: these are the last states it sent. To see the jobs live again, run qnb.monitor() or qnb.get_job(\"<id>\") in a new kernel, or open the jobs panel.";
+
+// Which rows the viewport shows (with a few spare rows above and below).
 
 export function visibleRange(scrollTop, viewportHeight, total, rowHeight = ROW_HEIGHT, spare = 5) {
   const first = Math.max(0, Math.floor(scrollTop / rowHeight) - spare);
@@ -176,20 +207,30 @@ function formatTime(seconds) {
   return `${two(t.getHours())}:${two(t.getMinutes())}:${two(t.getSeconds())}`;
 }
 
-const COLUMNS = [
-  ["position", "#"],
-  ["name", "name"],
-  ["id", "id"],
-  ["user", "user"],
-  ["target", "target"],
-  ["added", "added"],
-  ["status", "status"],
-  ["progress", "progress"],
-  ["elapsed", "elapsed"],
-  [null, "actions"],
+// Columns: sort key, title, and the narrowest it may get (px; qnb.css's grid holds the
+// same numbers, and the layout test in tests/test_widgets_layout.py checks them).
+export const COLUMNS = [
+  ["position", "#", 36],
+  ["name", "name", 160],
+  ["id", "id", 76],
+  ["user", "user", 80],
+  ["target", "target", 90],
+  ["added", "added", 72],
+  ["status", "status", 150],
+  ["progress", "progress", 180],
+  ["elapsed", "elapsed", 84],
+  [null, "actions", 214],
 ];
 
 const ACTION_LABELS = { cancel: "Cancel", remove: "Remove", move_to_front: "To front", resubmit: "Resubmit" };
+const ACTION_TITLES = {
+  cancel: "Cancel this job",
+  remove: "Remove this job from the queue (it ends cancelled)",
+  move_to_front: "Move this job to the front of its queue",
+  resubmit: "Submit this job's circuits again as a new job",
+};
+const ACTION_STYLES = { cancel: "jp-mod-warn", remove: "jp-mod-warn", move_to_front: "", resubmit: "jp-mod-accept" };
+const BUTTON = "jp-Button jp-mod-styled jp-mod-small qnb-button";
 
 // True while the job's queue server is away (the kernel reconnects by itself).
 export function isReconnecting(job) {
@@ -218,18 +259,47 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
   const requested = new Map(); // job id -> "cancel requested…" until the job changes
   let scrollTop = 0; // kept from scroll events: reading it while drawing forces a layout
   const root = element("div", "qnb-monitor");
+  root.dataset.kernel = "live";
   const toolbar = element("div", "qnb-toolbar");
-  const statusSelect = element("select", "qnb-filter-status");
-  const targetSelect = element("select", "qnb-filter-target");
-  const userSelect = element("select", "qnb-filter-user");
+  const statusSelect = element("select", "qnb-filter-status jp-mod-styled");
+  const targetSelect = element("select", "qnb-filter-target jp-mod-styled");
+  const userSelect = element("select", "qnb-filter-user jp-mod-styled");
   const count = element("span", "qnb-count");
-  toolbar.append("status", statusSelect, "target", targetSelect, "user", userSelect, count);
+  const labelled = (text, select) => {
+    const label = element("label", "qnb-filter", text);
+    label.append(select);
+    return label;
+  };
+  toolbar.append(
+    labelled("status ", statusSelect),
+    labelled("target ", targetSelect),
+    labelled("user ", userSelect),
+    count,
+  );
+  const gone = element("div", "qnb-gone");
+  gone.style.display = "none";
+  let kernelGone = false;
+  let frozenAt = null;
+  // Header and rows scroll sideways together when the columns' minimums do not fit.
+  const scroller = element("div", "qnb-scroll");
+  const tableEl = element("div", "qnb-table");
   const header = element("div", "qnb-header");
+  header.role = "row";
+  const sortButtons = new Map();
   for (const [key, title] of COLUMNS) {
-    const cell = element("span", null, title);
+    const cell = element("span", `qnb-col-${key ?? "actions"}`);
+    cell.role = "columnheader";
     if (key) {
-      cell.dataset.sort = key;
-      cell.addEventListener(
+      // A button: focusable and operated with Enter or Space, like every other control.
+      const button = element("button", "qnb-sort", title);
+      button.dataset.sort = key;
+      button.title = `sort by ${title === "#" ? "queue position" : title}`;
+      const arrow = element("span", "qnb-sort-arrow");
+      button.append(arrow);
+      button.arrow = arrow;
+      cell.append(button);
+      sortButtons.set(key, { cell, button });
+      button.addEventListener(
         "click",
         () => {
           table.setSort(key);
@@ -237,14 +307,29 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
         },
         { signal },
       );
+    } else {
+      cell.textContent = title;
     }
     header.append(cell);
   }
   const viewport = element("div", "qnb-viewport");
   const spacer = element("div", "qnb-spacer");
   viewport.append(spacer);
-  root.append(toolbar, header, viewport);
+  tableEl.append(header, viewport);
+  scroller.append(tableEl);
+  root.append(toolbar, gone, scroller);
   el.append(root);
+
+  // The sort indicator: an arrow on the sorted column, and aria-sort for screen readers.
+  function drawSort() {
+    for (const [key, { cell, button }] of sortButtons) {
+      const sorted = table.sort.key === key;
+      const direction = table.sort.descending ? "descending" : "ascending";
+      cell.ariaSort = sorted ? direction : "none";
+      button.dataset.sorted = sorted ? direction : "";
+      button.arrow.textContent = sorted ? (table.sort.descending ? " ▼" : " ▲") : "";
+    }
+  }
 
   function fillSelect(select, values, current) {
     const wanted = ["", ...values];
@@ -255,6 +340,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
   }
 
   function drawToolbar() {
+    drawSort();
     fillSelect(statusSelect, STATUSES, table.filters.status);
     fillSelect(targetSelect, table.values("target"), table.filters.target);
     fillSelect(userSelect, table.values("user"), table.filters.user);
@@ -271,6 +357,9 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       cells[name] = element("span", `qnb-${name}`);
       row.append(cells[name]);
     }
+    cells.bar = element("span", "qnb-bar");
+    cells.progressText = element("span", "qnb-progress-text");
+    cells.progress.append(cells.bar, cells.progressText);
     cells.chip = element("span", "qnb-chip");
     cells.connection = element("span", "qnb-reconnecting", "reconnecting");
     cells.connection.style.display = "none";
@@ -288,18 +377,34 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     }
   }
 
+  function drawBar(bar, job) {
+    const segments = progressSegments(job);
+    if (bar.children.length !== segments.length) {
+      bar.replaceChildren(...segments.map(({ outcome }) => element("span", `qnb-seg qnb-seg-${outcome}`)));
+    }
+    segments.forEach(({ percent }, i) => {
+      bar.children[i].style.width = `${percent}%`;
+    });
+  }
+
   function fillRow(row, job, position, now) {
     row.dataset.jobId = job.id;
     row.dataset.status = job.status;
     const elapsed = job.time_started ? (job.time_finished ?? now) - job.time_started : null;
     setText(row, "position", position ? String(position) : "");
     setText(row, "name", job.name);
+    if (row.cells.name.title !== job.name) row.cells.name.title = job.name;
     setText(row, "id", job.id.slice(0, 8));
     setText(row, "user", job.user);
     setText(row, "target", job.target);
     setText(row, "added", formatTime(job.time_added));
     setText(row, "chip", requested.get(job.id) ?? job.status);
-    setText(row, "progress", progressText(job));
+    const progress = progressText(job);
+    setText(row, "progressText", progress);
+    if (row.shown.bar !== progress) {
+      drawBar(row.cells.bar, job);
+      row.shown.bar = progress;
+    }
     setText(row, "elapsed", formatElapsed(elapsed));
     const reconnecting = isReconnecting(job);
     if (row.shown.reconnecting !== reconnecting) {
@@ -312,22 +417,25 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       row.shown.colour = job.status;
     }
     const actions = actionsFor(job);
-    if (row.shown.actions !== actions.join()) {
+    const shownActions = `${actions.join()}:${kernelGone}`;
+    if (row.shown.actions !== shownActions) {
       row.cells.actions.replaceChildren(
         ...actions.map((action) => {
-          const button = element("button", `qnb-${action}`, ACTION_LABELS[action]);
+          const button = element("button", `qnb-${action} ${BUTTON} ${ACTION_STYLES[action]}`, ACTION_LABELS[action]);
           button.dataset.action = action;
+          button.title = kernelGone ? "the kernel behind this view has gone" : ACTION_TITLES[action];
+          button.disabled = kernelGone;
           return button;
         }),
       );
-      row.shown.actions = actions.join();
+      row.shown.actions = shownActions;
     }
   }
 
   function drawRows() {
     const rows = table.rows();
     const positions = table.positions;
-    const now = Date.now() / 1000;
+    const now = frozenAt ?? Date.now() / 1000; // elapsed times stop with the kernel
     spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
     // The viewport's height is set here, not read back: reading it would force a layout.
     const height = Math.min(VIEWPORT_HEIGHT, Math.max(3, rows.length) * ROW_HEIGHT + 2);
@@ -347,7 +455,11 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     // Without a snapshot (no kernel yet, or a saved notebook opened without one) say so
     // rather than show an empty queue.
     count.textContent =
-      table.snapshotSeq === null ? "waiting for the kernel…" : `${rows.length} of ${table.jobs.size} jobs`;
+      table.snapshotSeq === null
+        ? kernelGone
+          ? "no jobs: the kernel went before it sent them"
+          : "waiting for the kernel…"
+        : `${rows.length} of ${table.jobs.size} jobs`;
   }
 
   // One listener for every row's buttons (rows are reused, so no per-button closures).
@@ -356,7 +468,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     (event) => {
       const button = event.target.closest("button[data-action]");
       const job = button && table.jobs.get(button.closest(".qnb-row").dataset.jobId);
-      if (job) act(button.dataset.action, job);
+      if (job && !kernelGone) act(button.dataset.action, job);
     },
     { signal },
   );
@@ -428,6 +540,17 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       draw();
     },
     tick: drawRows,
+    // The kernel behind the view has gone: no more ticking (the caller stops its timer),
+    // actions disabled, and a note on how to see the jobs again.
+    kernelGone() {
+      if (kernelGone) return;
+      kernelGone = true;
+      frozenAt = Date.now() / 1000;
+      root.dataset.kernel = "gone";
+      gone.textContent = GONE_TEXT;
+      gone.style.display = "";
+      drawRows();
+    },
     // Removes the view's DOM listeners and its pending frame.
     destroy() {
       listening.abort();
@@ -442,7 +565,7 @@ function currentFilters(model) {
 }
 
 // `client`: the action channel's client (action_client.js, handed over by view_loader.js).
-function render({ model, el, client }) {
+function render({ model, el, client, kernel }) {
   const view = createMonitorView(el, {
     send: (action, jobId) => client.request(action, jobId),
     filters: currentFilters(model),
@@ -462,8 +585,15 @@ function render({ model, el, client }) {
   for (const name of FILTERS) model.on(`change:${name}`, onFilters);
   client.send({ type: "snapshot", monitor: monitorId });
   const timer = setInterval(view.tick, 1000); // elapsed times tick in the page
+  const onGone = () => {
+    clearInterval(timer);
+    view.kernelGone();
+  };
+  const stopWatching = kernel?.onGone(onGone);
+  if (kernel?.gone) onGone();
   return () => {
     clearInterval(timer);
+    stopWatching?.();
     stopListening();
     model.off("msg:custom", onPatch);
     for (const name of FILTERS) model.off(`change:${name}`, onFilters);
