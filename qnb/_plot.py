@@ -69,13 +69,21 @@ def plot_grid(
     return axes
 
 
-def plot_sweep(xs, ys, *, ax=None, xlabel: str, ylabel: str, title: str | None = None):
-    """One measured quantity against a swept parameter (a Rabi or Ramsey curve)."""
+def plot_sweep(series, *, ax=None, xlabel: str, ylabel: str, title: str | None = None):
+    """One measured quantity against a swept parameter (a Rabi or Ramsey curve).
+
+    ``series``: legend label (None for a 1-D sweep) -> ``[(x, y), ...]``, one line each:
+    a 2-D sweep draws one curve per value of its other parameter."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.2))
-    ax.plot(xs, ys, marker="o", markersize=3)
+    for name, points in series.items():
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    if any(name is not None for name in series):
+        ax.legend(fontsize="small", title=None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -113,6 +113,15 @@ def _retryable_error_names() -> set[str]:
     return found
 
 
+def _short(value) -> str:
+    """A parameter's value in a legend: a float to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _sort_key(value):
+    return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
+
+
 class JobResult(Mapping[str, cirq.Result]):
     """Results of a job: ``result[label]`` is a ``cirq.Result``.
 
@@ -127,8 +136,12 @@ class JobResult(Mapping[str, cirq.Result]):
         texts: dict[str, str],
         missing: dict[str, str],
         params: Mapping[str, str] | None = None,
+        *,
+        name: str | None = None,
     ):
         self.job_id = job_id
+        #: The job's name, for plot titles (None: titles say "job <id>").
+        self.name = name
         self.labels = labels
         self.missing = missing
         self._texts = texts
@@ -272,20 +285,42 @@ class JobResult(Mapping[str, cirq.Result]):
                 {lb: self.counts(lb, key=key) for lb in self}, top=top, probabilities=probabilities
             )
         label = self._one_label(label)
-        title = label if key is None else f"{label} [{key if isinstance(key, str) else ', '.join(key)}]"
+        title = self._title(label)
+        if key is not None:
+            title += f" [{key if isinstance(key, str) else ', '.join(key)}]"
         return plot_counts(
             self.counts(label, key=key), ax=ax, title=title, top=top, probabilities=probabilities
         )
 
+    def _job_name(self) -> str | None:
+        """The job's name: given, or looked up once in this process's JobManager."""
+        if self.name is None:
+            from . import _manager
+
+            manager = _manager._manager  # the running one only: plotting starts nothing
+            try:
+                if manager is not None and not manager.closed:
+                    self.name = manager.load(self.job_id).name
+            except Exception:  # noqa: BLE001 - a title is not worth an error
+                pass
+        return self.name
+
+    def _title(self, label: str) -> str:
+        """A plot's title: the circuit's label, or for a job of one circuit whose label
+        is only its index ("0"), the job's name (or "job <id>")."""
+        if len(self.labels) == 1 and label.isdigit():
+            return self._job_name() or f"job {self.job_id[:8]}"
+        return label
+
     def _plot_sweep(self, label: str | None, ax, *, key, outcome: str | None = None):
         results = self.sweep(label)
-        varying = [
-            name for name in results[0].params.param_dict
-            if len({r.params.param_dict[name] for r in results}) > 1
-        ] or list(results[0].params.param_dict)
-        x_name = str(varying[0]) if varying else "point"
-        xs = [float(r.params.param_dict.get(varying[0], i)) if varying else i
-              for i, r in enumerate(results)]  # fmt: skip
+        names = list(results[0].params.param_dict)
+        values = {name: [r.params.param_dict.get(name) for r in results] for name in names}
+        varying = [name for name in names if len(set(values[name])) > 1] or names
+        # x: the parameter with the most values; one line per value of the others (a 2-D
+        # sweep is a family of curves, not one line zig-zagging between them).
+        x_param = max(varying, key=lambda name: len(set(values[name]))) if varying else None
+        others = [name for name in varying if name != x_param]
         ys = []
         for result in results:
             counts = counts_of(result, key)
@@ -295,9 +330,21 @@ class JobResult(Mapping[str, cirq.Result]):
             else:  # the mean of the measured bits: P(1) for one qubit
                 width = len(next(iter(counts), "")) or 1
                 ys.append(sum(bits.count("1") * n for bits, n in counts.items()) / (total * width))
+        lines: dict[tuple, list[tuple[float, float]]] = {}
+        for i, result in enumerate(results):
+            x = float(values[x_param][i]) if x_param is not None else i
+            group = tuple(values[name][i] for name in others)
+            lines.setdefault(group, []).append((x, ys[i]))
+        series = {
+            ", ".join(f"{name}={_short(v)}" for name, v in zip(others, group)) or None: points
+            for group, points in sorted(lines.items(), key=lambda kv: tuple(map(_sort_key, kv[0])))
+        }
         what = f"P({outcome})" if outcome is not None else "mean of measured bits"
-        return plot_sweep(xs, ys, ax=ax, xlabel=x_name, ylabel=what,
-                          title=f"{label or next(iter(self._sweeps))}" + (f" [{key}]" if key else ""))  # fmt: skip
+        swept = label or next(iter(self._sweeps))
+        name = self._job_name() if swept.isdigit() else None
+        title = name or swept
+        return plot_sweep(series, ax=ax, xlabel=str(x_param) if x_param is not None else "point",
+                          ylabel=what, title=title + (f" [{key}]" if key else ""))  # fmt: skip
 
     def __repr__(self) -> str:
         parts = [f"JobResult(job {self.job_id[:8]}, {len(self)} of {len(self.labels)} results"]

@@ -69,3 +69,40 @@ def test_one_label_of_a_batch_and_a_clear_error_without_one(result):
     assert result.plot("zero").get_title() == "zero"
     with pytest.raises(qnb.QnbError, match="name one"):
         result.counts()
+
+
+# -- sweeps, titles, axes --------------------------------------------------------------------
+
+import sympy  # noqa: E402
+
+THETA, PHI = sympy.Symbol("theta"), sympy.Symbol("phi")
+TWO_D = cirq.Circuit(cirq.rx(THETA)(Q[0]), cirq.rz(PHI)(Q[0]), cirq.measure(Q[0], key="m"))
+
+
+def test_a_2d_sweep_draws_one_line_per_value_of_the_other_parameter(manager):
+    phis = [0.0, 0.5, 1.0]
+    sweep = cirq.Product(cirq.Points("phi", phis), cirq.Linspace("theta", 0, 3.14159, 6))
+    job = qnb.submit(TWO_D, params=sweep, shots=20, name="rabi-2d")
+    ax = job.result(timeout=120).plot()
+    lines = ax.get_lines()
+    assert len(lines) == len(phis)  # not one zig-zag through every point
+    assert [line.get_label() for line in lines] == [f"phi={p:.4g}" for p in phis]
+    for line in lines:
+        xs = list(line.get_xdata())
+        assert len(xs) == 6 and xs == sorted(xs)  # each line walks theta once
+    assert ax.get_xlabel() == "theta"
+    assert ax.get_title() == "rabi-2d"
+    assert ax.get_legend() is not None
+
+
+def test_a_single_circuits_plot_is_titled_by_its_job_and_has_a_y_label(manager):
+    job = qnb.submit(BELL, shots=200, name="bell pair")
+    ax = job.result(timeout=120).plot()
+    assert ax.get_title() == "bell pair"  # not "0", its index
+    assert ax.get_ylabel() == "count" and ax.get_xlabel() == "outcome"
+    assert job.result().plot(probabilities=True).get_ylabel() == "probability"
+
+
+def test_a_batch_keeps_its_labels_as_titles_and_every_histogram_has_a_y_label(result):
+    axes = [ax for ax in result.plot().flat if ax.get_visible()]
+    assert [ax.get_ylabel() for ax in axes] == ["count"] * 3

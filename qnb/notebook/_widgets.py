@@ -32,7 +32,7 @@ from .._errors import QnbError
 from .._job import manager_of, results_so_far
 from .._plot import select_top
 from .._status import TERMINAL
-from .._views import job_html, status_text
+from .._views import job_html, progress_text, status_text
 from ._stream import JobSource, JobStream, row_view, stream_for
 
 
@@ -176,6 +176,53 @@ def _with_fallbacks(bundle, text: str, html_text: str):
     return data, metadata
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+#: Hides the widget output right after a saved view while it cannot show its widget (the
+#: page has no model for it: "Error displaying widget: model not found", or still
+#: "Loading widget..."): a live view has child elements, those states only text.
+SAVED_VIEW_STYLE = (
+    "<style>.jp-OutputArea-child:has(.qnb-saved-view) + .jp-OutputArea-child"
+    ":has(> .jp-OutputArea-output[data-mime-type='" + WIDGET_VIEW + "']:not(:has(*)))"
+    "{display:none}</style>"
+)
+
+
+def saved_view_html(html_text: str, job_id: str | None) -> str:
+    """The saved view: the widget's HTML as of its display, for a notebook opened
+    again without the widget's kernel, saying so and how to see the job live."""
+    how = (
+        f"<code>qnb.get_job(\"{html.escape(job_id)}\")</code>" if job_id else "<code>qnb.monitor()</code>"
+    )
+    when = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{SAVED_VIEW_STYLE}<div class='qnb-saved-view'>{html_text}"
+        f"<div style='font-size:smaller;opacity:0.75'>Saved view, as shown at {when}; the live view "
+        f"needs the kernel that made it. To see it live, run {how} in a kernel or open the jobs "
+        "panel.</div></div>"
+    )
+
+
+def display_with_saved_view(widget, html_text: str, job_id: str | None) -> None:
+    """Display ``widget`` as two outputs: its saved view (HTML), then the live widget.
+
+    JupyterLab renders a widget output with the widget renderer whenever the notebook is
+    trusted, and that renderer says "Error displaying widget: model not found" once the
+    kernel that made the model is gone (a reopened notebook): it never falls back to
+    the bundle's text/html. So the HTML travels as an output of its own, just before the
+    widget; the live view hides it (js/view_loader.js) and shows it again when the
+    widgets are cleared, and its style hides the widget output while that cannot render.
+    The widget's own output keeps only text/plain next to the view (an untrusted
+    notebook renders that output as text, under the saved view).
+    """
+    from IPython.display import display
+
+    display({"text/html": saved_view_html(html_text, job_id)}, raw=True)
+    data, metadata = widget._repr_mimebundle_()
+    data = {key: value for key, value in data.items() if key != "text/html"}
+    display(data, metadata=metadata, raw=True)
+
+
 # -- the job card ---------------------------------------------------------------------------
 
 
@@ -242,7 +289,7 @@ class JobCard(anywidget.AnyWidget):
         where = f", position {self.position}" if self.position else ""
         return (
             f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {status_text(row)} "
-            f"{row['done']}/{row['total']}{where}"
+            f"{progress_text(row)}{where}"
         )
 
     def _html(self) -> str:
@@ -250,6 +297,9 @@ class JobCard(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"<JobCard {self._text()}>"
+
+    def _ipython_display_(self) -> None:
+        display_with_saved_view(self, self._html(), self._job.id)
 
     def _repr_mimebundle_(self, **kwargs):
         return _with_fallbacks(super()._repr_mimebundle_(**kwargs), self._text(), self._html())
@@ -282,7 +332,13 @@ def in_kernel() -> bool:
 def job_mimebundle(job) -> dict:
     """A Job's display: its live card in a kernel, text and HTML everywhere."""
     if in_kernel():
-        return card_for(job)._repr_mimebundle_()
+        # The saved view goes first, as an output of its own (display_with_saved_view).
+        from IPython.display import display
+
+        card = card_for(job)
+        display({"text/html": saved_view_html(card._html(), job.id)}, raw=True)
+        data, metadata = card._repr_mimebundle_()
+        return {key: value for key, value in data.items() if key != "text/html"}, metadata
     return {"text/plain": repr(job), "text/html": job._repr_html_()}, {}
 
 
@@ -374,7 +430,7 @@ class QueueMonitor(anywidget.AnyWidget):
         for r in rows[:FALLBACK_ROWS]:
             lines.append(
                 f"  {r['id'][:8]}  {r['target']:<9} {status_text(r):<10} "
-                f"{r['done']}/{r['total']}  {r['user']:<10} {r['name']}"
+                f"{progress_text(r)}  {r['user']:<10} {r['name']}"
             )
         return "\n".join(lines)
 
@@ -382,7 +438,7 @@ class QueueMonitor(anywidget.AnyWidget):
         rows = self._rows_for_text()
         cells = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                r["id"][:8], r["name"], r["target"], r["user"], status_text(r), f"{r['done']}/{r['total']}"
+                r["id"][:8], r["name"], r["target"], r["user"], status_text(r), progress_text(r)
             )) + "</tr>"
             for r in rows[:FALLBACK_ROWS]
         )
@@ -394,6 +450,9 @@ class QueueMonitor(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"<QueueMonitor {self.job_count} jobs>"
+
+    def _ipython_display_(self) -> None:
+        display_with_saved_view(self, self._html(), None)
 
     def _repr_mimebundle_(self, **kwargs):
         return _with_fallbacks(super()._repr_mimebundle_(**kwargs), self._text(), self._html())
