@@ -49,7 +49,17 @@ def test_quickstart(execute):
     text = text_of(nb)
     views = [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 4  # three job cards and the queue monitor
-    assert all("text/html" in o.data and "text/plain" in o.data for o in views)
+    assert all("text/plain" in o.data for o in views)
+    # Each widget's saved view (HTML) is the output just before it: what a notebook opened
+    # again without its kernel shows instead of "Error displaying widget: model not found".
+    for cell in nb.cells:
+        for before, view in zip(cell.get("outputs", []), cell.get("outputs", [])[1:]):
+            if "application/vnd.jupyter.widget-view+json" in view.get("data", {}):
+                assert "qnb-saved-view" in before.data["text/html"]
+    saved = [o.data["text/html"] for o in outputs(nb) if "qnb-saved-view" in o.get("data", {}).get("text/html", "")]
+    assert len(saved) == 4
+    assert any("<b>bell</b>" in h for h in saved) and any("Queue monitor" in h for h in saved)
+    assert all("qnb.get_job(" in h or "qnb.monitor()" in h for h in saved)
     assert "cancelled" in text
     bell_counts = next(o for o in outputs(nb) if o.get("data", {}).get("text/plain", "").startswith("{'00'"))
     assert set(eval(bell_counts.data["text/plain"])) <= {"00", "11"}
