@@ -85,3 +85,80 @@ export function channelClient(channel, { timeoutMs = ANSWER_TIMEOUT_MS } = {}) {
     },
   };
 }
+
+// The kernel states after which the process that fed a view is gone for good (a restarted
+// kernel is another process: its widgets are not these).
+export const GONE_STATES = new Set(["dead", "restarting", "autorestarting"]);
+
+// Whether the kernel behind a view has gone: its comm closed (ipywidgets sets comm_live
+// false), or the kernel connection (JupyterLab's manager knows it) reports dead or
+// restarting, is disposed or was replaced. Checked on every change of either and once a
+// second (a status can change while no event reaches us).
+export function watchKernel({ channel, manager }, { intervalMs = 1000 } = {}) {
+  const kernel = manager?.kernel ?? null;
+  const listeners = new Set();
+  let gone = false;
+  const isGone = () =>
+    channel.comm_live === false ||
+    (kernel !== null &&
+      (GONE_STATES.has(kernel.status) || kernel.isDisposed === true || (manager.kernel ?? null) !== kernel));
+  const check = () => {
+    if (!gone && isGone()) {
+      gone = true;
+      for (const listener of [...listeners]) listener();
+    }
+    return gone;
+  };
+  channel.on?.("comm_live_update", check);
+  kernel?.statusChanged?.connect?.(check);
+  const timer = setInterval(check, intervalMs);
+  return {
+    get gone() {
+      return check();
+    },
+    onGone(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    check,
+    close() {
+      clearInterval(timer);
+      listeners.clear();
+      channel.off?.("comm_live_update", check);
+      kernel?.statusChanged?.disconnect?.(check);
+    },
+  };
+}
+
+// The saved view (qnb/notebook/_widgets.py displays one just before each widget): the
+// output right before this view's output, when it holds one (view_loader.js hides it
+// while the live view shows).
+export function savedViewNextTo(el) {
+  const output = el.closest?.(".jp-OutputArea-child");
+  const previous = output?.previousElementSibling;
+  return previous?.querySelector?.(".qnb-saved-view") ? previous : null;
+}
+
+// Renders `view` (a module's default export) for view_loader.js: with its own client of
+// the channel, a watch on the kernel, and the saved view before it hidden while it shows.
+export async function renderView(view, { model, el, channel }) {
+  const client = channelClient(channel);
+  const kernel = watchKernel({ channel, manager: model.widget_manager });
+  const saved = savedViewNextTo(el);
+  const close = () => {
+    kernel.close();
+    client.close();
+  };
+  try {
+    const cleanup = await view.render({ model, el, client, kernel });
+    if (saved) saved.style.display = "none";
+    return () => {
+      cleanup?.();
+      close();
+      if (saved) saved.style.display = ""; // widgets cleared (a restart): the saved view again
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}

@@ -8,7 +8,7 @@ import queueMonitor, {
   progressSegments as monitorSegments,
   progressText as monitorText,
 } from "../queue_monitor.js";
-import { watchKernel } from "../view_loader.js";
+import { watchKernel } from "../action_client.js";
 
 installFakeDom();
 
