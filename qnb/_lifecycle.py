@@ -8,7 +8,7 @@ job first runs, ``time_finished`` when it ends, whoever ran it (a local pool, a 
 server, a vendor's cloud).
 
 Each function changes the record in place and notes the changed items in
-``rec.dirty_items``; the caller (the JobManager, under its lock) then stores and
+``rec.live.dirty_items``; the caller (the JobManager, under its lock) then stores and
 announces the change. The store saves what these produced and writes no status of its
 own.
 """
@@ -84,7 +84,7 @@ def apply_report(
             item.engine = getattr(outcome, "engine", None)
             item.retryable = getattr(outcome, "retryable", None)
             if outcome.result is not None:
-                rec.unsaved_results[i] = outcome.result
+                rec.live.unsaved_results[i] = outcome.result
     _derive(rec)
 
 
@@ -105,13 +105,13 @@ def fail(rec: JobRecord, reason: str, *, retryable: bool | None = None) -> None:
 def request_cancel(rec: JobRecord) -> None:
     """A cancel was asked for a job that has started: CANCELLING until the target
     confirms (never CANCELLED before that)."""
-    rec.cancel_requested = True
+    rec.live.cancel_requested = True
     _derive(rec)
 
 
 def cancel_queued(rec: JobRecord) -> None:
     """A job taken out of qnb's own queue: that is the confirmation, it ends CANCELLED."""
-    rec.cancel_requested = True
+    rec.live.cancel_requested = True
     for i, item in enumerate(rec.items):
         if item.status not in TERMINAL:
             _walk_item(rec, i, path_to(item.status, CA), "cancelled")
@@ -119,7 +119,7 @@ def cancel_queued(rec: JobRecord) -> None:
 
 
 def _derive(rec: JobRecord) -> None:
-    new = derive_job_status((it.status for it in rec.items), cancelling=rec.cancel_requested)
+    new = derive_job_status((it.status for it in rec.items), cancelling=rec.live.cancel_requested)
     if new is not rec.status:
         for step in path_to(rec.status, new):
             _set_job_status(rec, step)
@@ -149,7 +149,7 @@ def _walk_item(rec: JobRecord, index: int, steps: Sequence[JobStatus], error: st
         item.status = step
     if error is not None:
         item.error = error
-    rec.dirty_items.add(index)
+    rec.live.dirty_items.add(index)
 
 
 # -- recovery after a restart ----------------------------------------------------------------
@@ -205,4 +205,4 @@ def _force_item(rec: JobRecord, index: int, status: JobStatus, error: str | None
     item: ItemRecord = rec.items[index]
     item.status = status
     item.error = error
-    rec.dirty_items.add(index)
+    rec.live.dirty_items.add(index)

@@ -39,7 +39,7 @@ from ._core._runner import Runner, remote_position
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
 from ._errors import StoreError, UnknownJobError
-from ._records import ItemRecord, JobRecord
+from ._records import ItemRecord, JobRecord, JobRuntime
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store
 from ._targets import QueueOwningTarget, Target, TargetRegistry, registry
@@ -198,14 +198,14 @@ class JobManager:
             parent_id=parent_id,
             owner=self.owner if target.local else None,
             origin=self._origin,
-            persisted=False,
+            live=JobRuntime(persisted=False),
             priority=priority,
         )
-        rec.circuits = list(circuits.values())
-        rec.resolvers = None if resolvers is None else list(resolvers)
+        rec.live.circuits = list(circuits.values())
+        rec.live.resolvers = None if resolvers is None else list(resolvers)
         self._accept(rec, target, front=front)
         try:
-            # Not rec.circuits: a quick job may have finished and dropped them already.
+            # Not rec.live.circuits: a quick job may have finished and dropped them already.
             texts = circuit_json or _json_of_items(circuits.values())
             self._insert(rec, target, texts)
         except BaseException:
@@ -236,13 +236,13 @@ class JobManager:
 
     def _insert(self, rec: JobRecord, target: Target, texts: Sequence[str]) -> None:
         with self._core.lock:
-            self.store.insert_job(rec, texts, rec.unsaved_results)
+            self.store.insert_job(rec, texts, rec.live.unsaved_results)
             ready = self._persistence.inserted(rec)
             if rec.status in IN_QUEUE and not isinstance(target, QueueOwningTarget):
                 # It waits in the queue: its stored text is enough until it starts (the
                 # runner loads it). Parsed circuits held by queued jobs were memory any
                 # user could fill: ~90 MB a 75,000-operation job.
-                rec.circuits = rec.resolvers = None
+                rec.live.circuits = rec.live.resolvers = None
         resolve(ready)
 
     def follow_target_jobs(self, target: Target) -> list[str]:
@@ -344,14 +344,14 @@ class JobManager:
             status = self._elsewhere.act(stored, "cancel")  # None: followed here now
             return status if status is not None or self.record(job_id) is None else self.cancel(job_id)
         with self._core.lock:
-            if rec.done or rec.cancel_requested:
+            if rec.done or rec.live.cancel_requested:
                 return rec.status
             if self._scheduler.is_queued(rec):
                 self._scheduler.cancel_queued(rec)
                 return rec.status
             _lifecycle.request_cancel(rec)  # CANCELLING until the target confirms
             self._persistence.changed(rec)
-            handle = rec.handle
+            handle = rec.live.handle
         if handle is not None:
             self._runner.cancel_soon(rec, self.targets.get(rec.target))
         # Without a handle yet, the runner cancels as soon as the target has the job.

@@ -26,6 +26,23 @@ class ItemRecord:
 
 
 @dataclasses.dataclass(slots=True, eq=False)
+class JobRuntime:
+    """A job's state in the process that runs or follows it, beside its stored record:
+    write-behind bookkeeping, waiters, the target's handle, the parsed circuits."""
+
+    persisted: bool = True  # False until its submit has inserted it
+    dirty: bool = False
+    version: int = 0  # bumped on every change, so a flush knows what it wrote
+    dirty_items: set[int] = dataclasses.field(default_factory=set)
+    cancel_requested: bool = False
+    circuits: list[Any] | None = None  # cirq.Circuit objects until the run ends
+    resolvers: list[Any] | None = None  # their sweep points (cirq.ParamResolver), if swept
+    unsaved_results: dict[int, str] = dataclasses.field(default_factory=dict)
+    waiters: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    handle: Any = None
+
+
+@dataclasses.dataclass(slots=True, eq=False)
 class JobRecord:
     id: str
     name: str
@@ -45,17 +62,8 @@ class JobRecord:
     remote_id: str | None = None  # the job's id on a remote target, if any
     origin: str | None = None  # where it was submitted from (a notebook's path, a script)
 
-    # Runtime state of the manager that runs it; never stored.
-    persisted: bool = True
-    dirty: bool = False
-    version: int = 0  # bumped on every change, so a flush knows what it wrote
-    dirty_items: set[int] = dataclasses.field(default_factory=set)
-    cancel_requested: bool = False
-    circuits: list[Any] | None = None  # cirq.Circuit objects until the run ends
-    resolvers: list[Any] | None = None  # their sweep points (cirq.ParamResolver), if swept
-    unsaved_results: dict[int, str] = dataclasses.field(default_factory=dict)
-    waiters: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
-    handle: Any = None
+    #: What the process that runs or follows the job holds besides (never stored).
+    live: JobRuntime = dataclasses.field(default_factory=lambda: JobRuntime(), repr=False)
 
     @property
     def done(self) -> bool:

@@ -597,9 +597,9 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
         changes.items.extend(
             (job.items[i].status.value, job.items[i].error, job.items[i].engine,
              job.items[i].retryable, job.id, i)
-            for i in job.dirty_items
+            for i in job.live.dirty_items
         )
-        changes.results.extend((text, job.id, i) for i, text in job.unsaved_results.items())
+        changes.results.extend((text, job.id, i) for i, text in job.live.unsaved_results.items())
     return changes
 
 

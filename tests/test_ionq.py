@@ -264,7 +264,7 @@ def test_an_unknown_status_is_not_terminal(manager, standin, targets):
     wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run")
     with standin.lock:
         standin.jobs[ionq_id(job)].forced = "calibrating"  # a status IonQ may add one day
-    handle = manager.record(job.id).handle
+    handle = manager.record(job.id).live.handle
     wait_until(lambda: handle.vendor_status == "calibrating", what="the new status to be read")
     assert job.status is JobStatus.RUNNING
     with standin.lock:

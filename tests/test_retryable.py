@@ -61,7 +61,7 @@ def test_the_flag_is_stored_and_read_back(tmp_path):
         store.insert_job(rec, ["c0", "c1", "c2"], {})
         rec.items[0].status, rec.items[0].retryable = F, True
         rec.items[1].status, rec.items[1].retryable = F, False
-        rec.dirty_items.update({0, 1})
+        rec.live.dirty_items.update({0, 1})
         store.save(changes_of([rec]))
         assert [it.retryable for it in store.load_job(rec.id).items] == [True, False, None]
     finally:

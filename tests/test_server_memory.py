@@ -57,12 +57,12 @@ def test_queued_jobs_hold_no_parsed_circuits_and_run_from_the_store(service, man
     for view in (json_job, qasm_job, removed, cancelled):
         rec = manager.record(view["id"])
         assert rec.status is JobStatus.QUEUED
-        assert rec.circuits is None and rec.resolvers is None, "a queued job holds its circuits"
+        assert rec.live.circuits is None and rec.live.resolvers is None, "a queued job holds its circuits"
     service.remove_by_id(ALICE, removed["id"])
     service.cancel(ALICE, cancelled["id"])
     for view in (removed, cancelled):
         rec = manager.record(view["id"])
-        assert rec.status is JobStatus.CANCELLED and rec.circuits is None
+        assert rec.status is JobStatus.CANCELLED and rec.live.circuits is None
     service.cancel(ROOT, blocker)
     # The queued jobs start, load their circuits from the store, and run them right.
     for view in (json_job, qasm_job):

@@ -49,8 +49,8 @@ class WriteBehind:
 
     def changed(self, rec: JobRecord) -> None:
         """Store (write-behind) and announce a change of ``rec``."""
-        rec.dirty = True
-        rec.version += 1
+        rec.live.dirty = True
+        rec.live.version += 1
         self._dirty[rec.id] = rec
         if not self._scheduled and not self.core.closed:
             self._scheduled = True
@@ -61,10 +61,10 @@ class WriteBehind:
     def inserted(self, rec: JobRecord) -> Ready:
         """``rec`` was written whole by its insert, as it is now: nothing is left for a
         flush to write. Returns the waiters to wake (outside the lock)."""
-        rec.persisted = True
-        rec.unsaved_results = {}
-        rec.dirty_items.clear()
-        rec.dirty = False
+        rec.live.persisted = True
+        rec.live.unsaved_results = {}
+        rec.live.dirty_items.clear()
+        rec.live.dirty = False
         self._dirty.pop(rec.id, None)
         if rec.done:  # a quick job: it ended before its insert
             self._finished.append(rec.id)
@@ -106,16 +106,16 @@ class WriteBehind:
             with core.lock:
                 self._scheduled = False
                 # Records not yet persisted are written whole by their submit.
-                records = [r for r in self._dirty.values() if r.persisted]
-                self._dirty = {k: r for k, r in self._dirty.items() if not r.persisted}
+                records = [r for r in self._dirty.values() if r.live.persisted]
+                self._dirty = {k: r for k, r in self._dirty.items() if not r.live.persisted}
                 if not records:
                     return
                 changes = changes_of(records)
-                written = [(r, r.version) for r in records]
-                taken = [(r.unsaved_results, set(r.dirty_items)) for r in records]
+                written = [(r, r.live.version) for r in records]
+                taken = [(r.live.unsaved_results, set(r.live.dirty_items)) for r in records]
                 for r in records:
-                    r.unsaved_results = {}
-                    r.dirty_items.clear()
+                    r.live.unsaved_results = {}
+                    r.live.dirty_items.clear()
             try:
                 core.store.save(changes)
             except StoreError as exc:
@@ -127,8 +127,8 @@ class WriteBehind:
                     self.store_error = None
                 ready: Ready = []
                 for r, version in written:
-                    if r.version == version:  # nothing changed while it was written
-                        r.dirty = False
+                    if r.live.version == version:  # nothing changed while it was written
+                        r.live.dirty = False
                         ready += ready_waiters(r)
                         if r.done:
                             self._finished.append(r.id)
@@ -141,7 +141,7 @@ class WriteBehind:
         records = self.core.records
         while len(self._finished) > MAX_FINISHED_RECORDS:
             rec = records.get(self._finished.popleft())
-            if rec is not None and rec.done and not rec.dirty and not rec.waiters:
+            if rec is not None and rec.done and not rec.live.dirty and not rec.live.waiters:
                 del records[rec.id]
 
     def _keep_unsaved(self, records: list[JobRecord], taken: list, exc: StoreError) -> None:
@@ -151,14 +151,14 @@ class WriteBehind:
         failed = []
         with core.lock:
             for rec, (results, items) in zip(records, taken):
-                rec.unsaved_results = {**results, **rec.unsaved_results}
-                rec.dirty_items |= items
-                rec.dirty = True
+                rec.live.unsaved_results = {**results, **rec.live.unsaved_results}
+                rec.live.dirty_items |= items
+                rec.live.dirty = True
                 self._dirty[rec.id] = rec
-                for predicate, future in rec.waiters:
+                for predicate, future in rec.live.waiters:
                     if predicate(rec):
                         failed.append(future)
-                rec.waiters = [(p, f) for p, f in rec.waiters if f not in failed]
+                rec.live.waiters = [(p, f) for p, f in rec.live.waiters if f not in failed]
             first = self.store_error is None
             self.store_error = exc
             if not core.closed:
@@ -175,13 +175,13 @@ class WriteBehind:
         """A future that resolves (to the status) once ``predicate(rec)`` holds and is
         stored (under the core's lock)."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        if predicate(rec) and rec.persisted and not rec.dirty:
+        if predicate(rec) and rec.live.persisted and not rec.live.dirty:
             future.set_result(rec.status)
             return future
         if predicate(rec) and self.store_error is not None and not self.core.closed:
             # Writes are failing: try again now; the waiter hears either way.
             self.core.loop.call_soon_threadsafe(self.flush)
-        rec.waiters.append((predicate, future))
+        rec.live.waiters.append((predicate, future))
         return future
 
     # -- at close -------------------------------------------------------------------------
@@ -191,9 +191,9 @@ class WriteBehind:
         are kept in a file beside it for the next process, and the user is told."""
         core = self.core
         with core.lock:
-            records = [r for r in self._dirty.values() if r.persisted]
+            records = [r for r in self._dirty.values() if r.live.persisted]
             for rec in records:
-                rec.dirty_items = set(range(len(rec.items)))
+                rec.live.dirty_items = set(range(len(rec.items)))
             changes = changes_of(records)
         if not records:
             return
@@ -216,12 +216,12 @@ class WriteBehind:
 
 def ready_waiters(rec: JobRecord) -> Ready:
     ready, waiting = [], []
-    for predicate, future in rec.waiters:
+    for predicate, future in rec.live.waiters:
         if predicate(rec):
             ready.append((future, rec.status))
         else:
             waiting.append((predicate, future))
-    rec.waiters = waiting
+    rec.live.waiters = waiting
     return ready
 
 

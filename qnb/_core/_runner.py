@@ -73,8 +73,8 @@ class Runner:
             self.core.records.pop(rec.id, None)
             self.persistence.drop(rec)
             self.scheduler.discard(rec)
-            rec.cancel_requested = True
-            handle = rec.handle
+            rec.live.cancel_requested = True
+            handle = rec.live.handle
         if handle is not None:
             self.cancel_soon(rec, self.core.targets.get(rec.target))
 
@@ -130,8 +130,8 @@ class Runner:
         finally:
             settle(answered)
             with self.core.lock:
-                rec.handle = None
-                rec.circuits = rec.resolvers = None  # the store has them; don't hold memory
+                rec.live.handle = None
+                rec.live.circuits = rec.live.resolvers = None  # the store has them; don't hold memory
             if isinstance(target, ScheduledTarget):
                 self.scheduler.ended(target)
 
@@ -139,22 +139,22 @@ class Runner:
         self, rec: JobRecord, target: Target, circuit_json: list[str] | None, front: bool,
         answered: concurrent.futures.Future | None, resumed: bool,
     ) -> TargetJob:  # fmt: skip
-        if rec.circuits is None:
+        if rec.live.circuits is None:
             # It waited in the queue as stored text (see the manager's submit), or is
             # handed over again after a restart. Parsing a large batch takes seconds:
             # off this loop, which drives every job.
             texts = circuit_json or self.core.store.load_circuits(rec.id)
-            rec.circuits = await self.core.loop.run_in_executor(None, circuits_of, texts)
+            rec.live.circuits = await self.core.loop.run_in_executor(None, circuits_of, texts)
         return TargetJob(
             rec.id,
             rec.shots,
             [it.label for it in rec.items],
-            rec.circuits,
+            rec.live.circuits,
             circuit_json=circuit_json,
             front=front,
             name=rec.name,
             priority=rec.priority,
-            params=rec.resolvers or item_resolvers(rec),
+            params=rec.live.resolvers or item_resolvers(rec),
             report_waiting=lambda: settle(answered),
             maybe_created=resumed,
         )
@@ -163,13 +163,13 @@ class Runner:
         """The target has the job: its id is on disk before the submitter hears of it (a
         process killed right after submit() returned leaves a job the next one follows)."""
         with self.core.lock:
-            rec.handle = handle
+            rec.live.handle = handle
             stored_id = rec.remote_id
             if isinstance(target, QueueOwningTarget):
                 rec.remote_id = target.handle_id(handle)
                 if rec.remote_id != stored_id:
                     self.persistence.changed(rec)
-            cancel_now = rec.cancel_requested
+            cancel_now = rec.live.cancel_requested
         if rec.remote_id != stored_id:
             self.persistence.flush()
         if cancel_now:
@@ -190,7 +190,7 @@ class Runner:
 
     async def cancel_on_target(self, rec: JobRecord, target: Target) -> None:
         try:
-            await target.cancel(rec.handle)
+            await target.cancel(rec.live.handle)
         except Exception as exc:
             # Stays CANCELLING: the job goes on and ends as the target decides.
             with self.core.lock:
@@ -214,7 +214,7 @@ class Runner:
         with core.lock:
             for rec in found:
                 if rec.id not in core.records and rec.owner is None:
-                    rec.cancel_requested = rec.status is JobStatus.CANCELLING
+                    rec.live.cancel_requested = rec.status is JobStatus.CANCELLING
                     core.records[rec.id] = rec
                     followed.append(rec)
         for rec in followed:
