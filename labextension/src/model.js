@@ -34,13 +34,18 @@ export function elapsed(row, now) {
 
 const KEYS = {
   status: r => STATUS_ORDER.indexOf(r.status),
-  progress: r => (r.total ? (r.completed + r.failed + r.cancelled) / r.total : 0),
+  progress: r => (r.total ? ((r.completed || 0) + (r.failed || 0) + (r.cancelled || 0)) / r.total : 0),
   name: r => (r.name || '').toLowerCase(),
   target: r => (r.target || '').toLowerCase(),
   origin: r => (r.origin || '').toLowerCase(),
   added: r => r.time_added || 0,
   elapsed: (r, now) => elapsed(r, now) ?? -1
 };
+
+// Sort keys that depend on the clock cannot be kept in an incremental order.
+const TIME_DEPENDENT = new Set(['elapsed']);
+// A patch larger than this share of the shown rows re-sorts everything instead.
+const FULL_REFRESH_SHARE = 0.25;
 
 export class JobsModel {
   constructor() {
@@ -52,7 +57,12 @@ export class JobsModel {
     this.search = '';
     this.sortKey = 'added';
     this.sortDir = -1; // newest first
+    // What is shown, filtered and sorted, and each shown row's sort key (same index).
+    // A patch moves only the rows it changes (binary search on the sort key), so its
+    // cost follows the patch, not the 10,000 rows.
     this.shown = [];
+    this.keys = [];
+    this.changedShown = false; // did the last apply change what is shown (for render)
   }
 
   // A full snapshot; returns nothing (the first one ends nothing).
@@ -68,34 +78,141 @@ export class JobsModel {
   // A patch; returns the rows that ended with it (were unfinished before).
   apply(patch) {
     const ended = [];
-    for (const row of patch.changed || []) {
+    const changed = patch.changed || [];
+    const removed = patch.removed || [];
+    const incremental = !TIME_DEPENDENT.has(this.sortKey) &&
+      changed.length + removed.length <= Math.max(64, this.shown.length * FULL_REFRESH_SHARE);
+    const keep = FILTERS[this.filter] || FILTERS.all;
+    const needle = this.search.trim().toLowerCase();
+    const key = KEYS[this.sortKey] || KEYS.added;
+    let moved = false;
+    for (let i = 0; i < changed.length; i++) {
+      const row = changed[i];
       const before = this.rows.get(row.id);
       if (before && !TERMINAL.has(before.status) && TERMINAL.has(row.status)) ended.push(row);
       this.rows.set(row.id, row);
+      if (!incremental) continue;
+      const at = before ? this._position(before, keep, needle, key) : -1;
+      const show = matches(row, keep, needle);
+      if (at >= 0 && show) this._move(at, row, key(row));
+      else if (at >= 0) this._removeAt(at);
+      else if (show) this._insert(row, key(row));
+      if (at >= 0 || show) moved = true;
     }
-    for (const id of patch.removed || []) this.rows.delete(id);
+    for (let i = 0; i < removed.length; i++) {
+      const before = this.rows.get(removed[i]);
+      if (!before) continue;
+      this.rows.delete(removed[i]);
+      if (!incremental) continue;
+      const at = this._position(before, keep, needle, key);
+      if (at >= 0) {
+        this._removeAt(at);
+        moved = true;
+      }
+    }
     this.version = patch.version;
     if (patch.servers) this.servers = patch.servers;
     this.error = patch.error || null;
-    this.refresh();
+    if (incremental) this.changedShown = moved;
+    else this.refresh();
     return ended;
   }
 
+  // Filters, searches and sorts every row (a snapshot, a new filter, search or sort).
   refresh(now = Date.now() / 1000) {
     const keep = FILTERS[this.filter] || FILTERS.all;
     const needle = this.search.trim().toLowerCase();
-    const out = [];
-    for (const row of this.rows.values()) {
-      if (!keep(row)) continue;
-      if (needle && !haystack(row).includes(needle)) continue;
-      out.push(row);
-    }
     const key = KEYS[this.sortKey] || KEYS.added;
+    const rows = [];
+    const keys = [];
+    for (const row of this.rows.values()) {
+      if (!matches(row, keep, needle)) continue;
+      rows.push(row);
+      keys.push(key(row, now));
+    }
+    const order = new Uint32Array(rows.length);
+    for (let i = 0; i < order.length; i++) order[i] = i;
     const dir = this.sortDir;
-    const keyed = out.map(r => [key(r, now), r]);
-    keyed.sort((a, b) => (a[0] < b[0] ? -dir : a[0] > b[0] ? dir : (b[1].time_added - a[1].time_added)));
-    this.shown = keyed.map(k => k[1]);
+    order.sort((a, b) => compare(dir, keys[a], rows[a], keys[b], rows[b]));
+    const shown = [];
+    const sortedKeys = [];
+    for (let i = 0; i < order.length; i++) {
+      shown.push(rows[order[i]]);
+      sortedKeys.push(keys[order[i]]);
+    }
+    this.shown = shown;
+    this.keys = sortedKeys;
+    this.changedShown = true;
     return this.shown;
+  }
+
+  // Where a row (as it was stored) stands in what is shown; -1 if not shown.
+  _position(row, keep, needle, key) {
+    if (!matches(row, keep, needle)) return -1;
+    const at = this._lowerBound(key(row), row);
+    if (this.shown[at] === row) return at;
+    return this.shown.indexOf(row); // not expected: the order is kept by the same keys
+  }
+
+  // The first index whose row sorts at or after (k, row).
+  _lowerBound(k, row) {
+    const shown = this.shown;
+    const keys = this.keys;
+    const dir = this.sortDir;
+    let lo = 0;
+    let hi = shown.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compare(dir, keys[mid], shown[mid], k, row) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  _insert(row, k) {
+    const shown = this.shown;
+    const keys = this.keys;
+    const at = this._lowerBound(k, row);
+    for (let i = shown.length; i > at; i--) {
+      shown[i] = shown[i - 1];
+      keys[i] = keys[i - 1];
+    }
+    shown[at] = row;
+    keys[at] = k;
+  }
+
+  _removeAt(at) {
+    const shown = this.shown;
+    const keys = this.keys;
+    const last = shown.length - 1;
+    for (let i = at; i < last; i++) {
+      shown[i] = shown[i + 1];
+      keys[i] = keys[i + 1];
+    }
+    shown.length = last;
+    keys.length = last;
+  }
+
+  // Replaces the row at `from` by `row` (sort key k) at its new place; only the rows
+  // between the old and the new place shift by one.
+  _move(from, row, k) {
+    const shown = this.shown;
+    const keys = this.keys;
+    const p = this._lowerBound(k, row); // in the array that still holds the old row
+    const to = from < p ? p - 1 : p;
+    if (to > from) {
+      for (let i = from; i < to; i++) {
+        shown[i] = shown[i + 1];
+        keys[i] = keys[i + 1];
+      }
+    } else {
+      for (let i = from; i > to; i--) {
+        shown[i] = shown[i - 1];
+        keys[i] = keys[i - 1];
+      }
+    }
+    shown[to] = row;
+    keys[to] = k;
   }
 
   setSort(key) {
@@ -110,6 +227,21 @@ export class JobsModel {
   targets() {
     return [...new Set([...this.rows.values()].map(r => r.target))].sort();
   }
+}
+
+function matches(row, keep, needle) {
+  return keep(row) && (!needle || haystack(row).includes(needle));
+}
+
+// The shown order: the sort key in the chosen direction, then newest first, then by id
+// (a total order, so a row's place can be found by binary search).
+function compare(dir, ka, a, kb, b) {
+  if (ka < kb) return -dir;
+  if (ka > kb) return dir;
+  const ta = a.time_added || 0;
+  const tb = b.time_added || 0;
+  if (ta !== tb) return tb - ta;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 function haystack(row) {

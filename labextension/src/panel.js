@@ -164,28 +164,54 @@ export class JobsPanel extends Widget {
         el('span', { text: `${s.name}: ${s.reachable === null ? 'connecting…' : ok ? 'reachable' : 'unreachable'}${ok || !s.error ? '' : ` (${s.error})`}` })]));
     }
     this.status.replaceChildren(...parts);
+    this._statusShown = this._statusSignature();
   }
 
+  // The status lines again only when what they say may have changed.
+  _renderStatusIfChanged() {
+    if (this._statusShown !== this._statusSignature()) this.renderStatus();
+  }
+
+  _statusSignature() {
+    const m = this.model;
+    return m.servers.length || m.error || this.connection
+      ? JSON.stringify([m.error, this.connection, m.servers])
+      : '';
+  }
+
+  // What is shown: the count, the sort arrows, the status lines, and only the rows in
+  // view (nodes kept by job id; a node is filled again only when its row changed).
   render() {
     const m = this.model;
     const shown = m.shown;
-    this.count.textContent = shown.length === m.rows.size ? `${m.rows.size} jobs` : `${shown.length} of ${m.rows.size} jobs`;
-    for (const col of COLUMNS) {
-      if (!col.sort) continue;
-      const cell = this.headCells[col.key];
-      const on = m.sortKey === col.key;
-      cell.setAttribute('aria-sort', on ? (m.sortDir > 0 ? 'ascending' : 'descending') : 'none');
-      cell.lastChild.textContent = on ? (m.sortDir > 0 ? ' ▲' : ' ▼') : '';
+    const count = shown.length === m.rows.size ? `${m.rows.size} jobs` : `${shown.length} of ${m.rows.size} jobs`;
+    if (this.count.textContent !== count) this.count.textContent = count;
+    const sorted = `${m.sortKey}:${m.sortDir}`;
+    if (this._sorted !== sorted) {
+      this._sorted = sorted;
+      for (const col of COLUMNS) {
+        if (!col.sort) continue;
+        const cell = this.headCells[col.key];
+        const on = m.sortKey === col.key;
+        cell.setAttribute('aria-sort', on ? (m.sortDir > 0 ? 'ascending' : 'descending') : 'none');
+        cell.lastChild.textContent = on ? (m.sortDir > 0 ? ' ▲' : ' ▼') : '';
+      }
     }
-    this.renderStatus();
-    this.empty.style.display = m.rows.size ? 'none' : '';
-    this.table.setAttribute('aria-rowcount', String(shown.length + 1));
-    this.body.style.height = `${shown.length * ROW_HEIGHT}px`;
+    this._renderStatusIfChanged();
+    const empty = m.rows.size ? 'none' : '';
+    if (this.empty.style.display !== empty) this.empty.style.display = empty;
+    if (this._rowCount !== shown.length) {
+      this._rowCount = shown.length;
+      this.table.setAttribute('aria-rowcount', String(shown.length + 1));
+      this.body.style.height = `${shown.length * ROW_HEIGHT}px`;
+    }
     const top = Math.max(0, this.scroller.scrollTop - this.head.offsetHeight);
     const height = this.scroller.clientHeight || 800;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(shown.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
-    const keep = new Map();
+    // Two maps used in turn (no new map per render).
+    const keep = this._spare || new Map();
+    this._spare = null;
     const now = Date.now() / 1000;
     for (let i = first; i < last; i++) {
       const row = shown[i];
@@ -197,11 +223,16 @@ export class JobsPanel extends Widget {
       }
       this.live.delete(row.id);
       keep.set(row.id, node);
-      node.style.transform = `translateY(${i * ROW_HEIGHT}px)`;
-      node.setAttribute('aria-rowindex', String(i + 2));
+      if (node._index !== i) {
+        node._index = i;
+        node.style.transform = `translateY(${i * ROW_HEIGHT}px)`;
+        node.setAttribute('aria-rowindex', String(i + 2));
+      }
       this._fill(node, row, false, now);
     }
     for (const node of this.live.values()) node.remove();
+    this.live.clear();
+    this._spare = this.live;
     this.live = keep;
   }
 
@@ -211,7 +242,11 @@ export class JobsPanel extends Widget {
     for (const [id, node] of this.live) {
       const row = this.model.rows.get(id);
       if (row && row.time_started != null && row.time_finished == null) {
-        node.children[6].textContent = durationText(elapsed(row, now));
+        const took = durationText(elapsed(row, now));
+        if (node._elapsed !== took) {
+          node._elapsed = took;
+          node.children[6].textContent = took;
+        }
       }
     }
   }
@@ -271,7 +306,11 @@ export class JobsPanel extends Widget {
         button.disabled = !offered[action] || this.busy.has(`${row.id}:${action}`);
       }
     }
-    c[6].textContent = durationText(elapsed(row, now));
+    const took = durationText(elapsed(row, now));
+    if (node._elapsed !== took) {
+      node._elapsed = took;
+      c[6].textContent = took;
+    }
   }
 }
 
