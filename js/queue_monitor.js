@@ -210,19 +210,21 @@ function formatTime(seconds) {
 // Columns: sort key, title, and the narrowest it may get (px; qnb.css's grid holds the
 // same numbers, and the layout test in tests/test_widgets_layout.py checks them).
 export const COLUMNS = [
-  ["position", "#", 36],
-  ["name", "name", 160],
-  ["id", "id", 76],
-  ["user", "user", 80],
-  ["target", "target", 90],
-  ["added", "added", 72],
-  ["status", "status", 150],
-  ["progress", "progress", 180],
-  ["elapsed", "elapsed", 84],
-  [null, "actions", 214],
+  ["position", "#", 28],
+  ["name", "name", 140],
+  ["id", "id", 64],
+  ["user", "user", 60],
+  ["target", "target", 70],
+  ["added", "added", 60],
+  ["status", "status", 100],
+  ["progress", "progress", 140],
+  ["elapsed", "elapsed", 72],
+  [null, "actions", 96],
 ];
 
 const ACTION_LABELS = { cancel: "Cancel", remove: "Remove", move_to_front: "To front", resubmit: "Resubmit" };
+// Rows show each action as an icon; its title (and aria-label) says it in full.
+const ACTION_ICONS = { cancel: "✕", remove: "🗑", move_to_front: "⤒", resubmit: "↻" };
 const ACTION_TITLES = {
   cancel: "Cancel this job",
   remove: "Remove this job from the queue (it ends cancelled)",
@@ -421,8 +423,9 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     if (row.shown.actions !== shownActions) {
       row.cells.actions.replaceChildren(
         ...actions.map((action) => {
-          const button = element("button", `qnb-${action} ${BUTTON} ${ACTION_STYLES[action]}`, ACTION_LABELS[action]);
+          const button = element("button", `qnb-${action} ${BUTTON} ${ACTION_STYLES[action]}`, ACTION_ICONS[action]);
           button.dataset.action = action;
+          button.ariaLabel = ACTION_LABELS[action];
           button.title = kernelGone ? "the kernel behind this view has gone" : ACTION_TITLES[action];
           button.disabled = kernelGone;
           return button;

@@ -443,7 +443,7 @@ class QueueMonitor(anywidget.AnyWidget):
             for r in rows[:FALLBACK_ROWS]
         )
         return (
-            f"<div class='qnb-monitor'><b>Queue monitor</b>: the {len(rows)} newest jobs"
+            f"<div class='qnb-monitor-saved'><b>Queue monitor</b>: the {len(rows)} newest jobs"
             "<table><tr><th>id</th><th>name</th><th>target</th><th>user</th><th>status</th>"
             f"<th>progress</th></tr>{cells}</table></div>"
         )
