@@ -63,6 +63,8 @@ def test_rows_say_outcomes_and_origin():
     row = panel_row(rec, servers=set())
     assert (row["completed"], row["failed"], row["cancelled"], row["total"]) == (12, 0, 138, 150)
     assert (row["pid"], row["origin"], row["source"]) == (4242, "process 4242", "store")
+    rec.origin = "analysis.ipynb"  # stored by the submitting process
+    assert panel_row(rec, servers=set())["origin"] == "analysis.ipynb (process 4242)"
     remote = JobRecord("b" * 32, "far", "lab", "me", 10, [ItemRecord("0")], 2.0, status=JobStatus.QUEUED)
     srow = server_row({"id": "b" * 32, "name": "far", "status": "completed", "done": 1, "total": 1,
                        "time_added": 2.0}, "lab")
@@ -181,7 +183,7 @@ def test_lists_every_process_and_server_live(page, lab, processes):
     text = page.text_content(f"[data-job-id='{ids['short']}'] .qnb-jp-ptext")
     assert text == "1 done", text
     origin = page.text_content(f"[data-job-id='{ids['short']}'] .qnb-jp-origin")
-    assert origin.startswith("process "), origin
+    assert origin.startswith("python -c (process "), origin  # the script that submitted it
     wait_status(page, ids["http"], {"completed"}, timeout=60)
     page.screenshot(path=str(ARTIFACTS / "jobs-panel-live.png"))
 
