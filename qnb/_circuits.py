@@ -332,7 +332,7 @@ def _read(value: object) -> object:
             else _read(q)
             for q in value["qubits"]
         ]  # fmt: skip
-        return _operation(_read(value["gate"]), qubits)
+        return _operation(_read_gate(value["gate"]), qubits)
     if name == "LineQubit" and len(value) == 2 and type(value["x"]) is int:
         return _line_qubit(value["x"])
     if name == "Moment" and len(value) == 2:
@@ -355,6 +355,53 @@ def _read(value: object) -> object:
 
 
 _CONTAINERS = (dict, list)
+_NUMBERS = (float, int)
+
+
+def _read_gate(value: object) -> object:
+    """:func:`_read` for a gate, the most common ones made directly: a PhasedXZGate, and
+    the EigenGates written with exponent and global shift (one object for each value:
+    a brickwork circuit's CZs are one gate, as ``cirq.CZ`` is). Each is what Cirq's
+    reader makes: ``cls(**fields)``, as these types have no ``_from_json_dict_``."""
+    if type(value) is dict:
+        name = value.get("cirq_type")
+        if name == "PhasedXZGate" and len(value) == 4:
+            x, z, a = value.get("x_exponent"), value.get("z_exponent"), value.get("axis_phase_exponent")
+            if type(x) in _NUMBERS and type(z) in _NUMBERS and type(a) in _NUMBERS and _PLAIN_PHASED_XZ:
+                return cirq.PhasedXZGate(x_exponent=x, z_exponent=z, axis_phase_exponent=a)
+        elif name in _PLAIN_EIGEN_GATES and len(value) == 3:
+            exponent, shift = value.get("exponent"), value.get("global_shift")
+            # (The types too: 1 == 1.0 == True, but each reads back as itself.)
+            key = (name, type(exponent), exponent, type(shift), shift)
+            found = _eigen_gates.get(key)
+            if found is not None:
+                return found
+            if type(exponent) in _NUMBERS and type(shift) in _NUMBERS:
+                if len(_eigen_gates) > 10_000:  # bounded: a long session's many exponents
+                    _eigen_gates.clear()
+                found = _eigen_gates[key] = _PLAIN_EIGEN_GATES[name](exponent=exponent, global_shift=shift)
+                return found
+    return _read(value)
+
+
+def _made_as_cirq_makes(kind: type) -> bool:
+    """Cirq's reader makes ``kind`` from its fields with its constructor, and finds it
+    by its name."""
+    try:
+        return not hasattr(kind, "_from_json_dict_") and _cirq_class(kind.__name__) is kind
+    except Exception:  # noqa: BLE001
+        return False
+
+
+_PLAIN_PHASED_XZ = _made_as_cirq_makes(cirq.PhasedXZGate)
+_PLAIN_EIGEN_GATES = {
+    kind.__name__: kind
+    for kind in (cirq.CZPowGate, cirq.CXPowGate, cirq.HPowGate, cirq.SwapPowGate, cirq.ISwapPowGate,
+                 cirq.CCZPowGate, cirq.CCXPowGate, cirq.XXPowGate, cirq.YYPowGate, cirq.ZZPowGate,
+                 cirq.XPowGate, cirq.YPowGate, cirq.ZPowGate)
+    if _made_as_cirq_makes(kind)
+}  # fmt: skip
+_eigen_gates: dict[tuple, object] = {}
 _line_qubits: dict[int, cirq.LineQubit] = {}
 
 

@@ -105,6 +105,15 @@ def test_from_json_fails_as_cirq_does():
         _circuits.from_json("{not json")
 
 
+def test_from_json_keeps_each_numbers_type():
+    """Gates read are shared by equal fields; 1, 1.0 and True are equal but not the same."""
+    a, b = cirq.LineQubit.range(2)
+    circuits = [cirq.Circuit(cirq.CZPowGate(exponent=e)(a, b)) for e in (1, 1.0, 1.0, 2)]
+    texts = [_circuits.to_json(c) for c in circuits]
+    for text in texts + [texts[0].replace('"exponent":1,', '"exponent":true,')]:
+        assert cirq.to_json(_circuits.from_json(text)) == cirq.to_json(cirq.read_json(json_text=text))
+
+
 def test_from_json_reads_nan_and_references_through_cirq():
     a = cirq.LineQubit(0)
     text = cirq.to_json(cirq.Circuit(cirq.rx(float("nan"))(a)))
