@@ -210,15 +210,15 @@ function formatTime(seconds) {
 // Columns: sort key, title, and the narrowest it may get (px; qnb.css's grid holds the
 // same numbers, and the layout test in tests/test_widgets_layout.py checks them).
 export const COLUMNS = [
-  ["position", "#", 28],
+  ["position", "#", 36],
   ["name", "name", 140],
   ["id", "id", 64],
   ["user", "user", 60],
   ["target", "target", 70],
-  ["added", "added", 60],
+  ["added", "added", 72],
   ["status", "status", 100],
   ["progress", "progress", 140],
-  ["elapsed", "elapsed", 72],
+  ["elapsed", "elapsed", 80],
   [null, "actions", 96],
 ];
 
