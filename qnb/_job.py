@@ -171,7 +171,7 @@ class Job:
             # "resubmit" only where a rerun can help (not for a circuit that cannot run).
             raise JobFailedError(f"job {self._id[:8]} failed: {rec.error}{resubmit_hint(rec)}")
         params = {it.label: it.params for it in rec.items if it.params is not None}
-        result = JobResult(self._id, labels, texts, missing, params)
+        result = JobResult(self._id, labels, texts, missing, params, name=rec.name)
         if rec.done:
             self._result_cache = result
         return result

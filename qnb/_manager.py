@@ -203,10 +203,14 @@ class JobManager:
         )
         rec.live.circuits = list(circuits.values())
         rec.live.resolvers = None if resolvers is None else list(resolvers)
+        # One text per circuit, for the store and for the workers alike (serialize once):
+        # the executor takes an item's text as it leaves, the insert all of them.
+        texts = rec.live.circuit_json = circuit_json or _circuits.CircuitTexts(rec.live.circuits)
         self._accept(rec, target, front=front)
         try:
-            # Not rec.live.circuits: a quick job may have finished and dropped them already.
-            texts = circuit_json or _json_of_items(circuits.values())
+            # Not rec.live.circuit_json: a quick job may have finished and dropped it.
+            if isinstance(texts, _circuits.CircuitTexts):
+                texts = texts.written()
             self._insert(rec, target, texts)
         except BaseException:
             self._runner.discard(rec)
@@ -242,7 +246,7 @@ class JobManager:
                 # It waits in the queue: its stored text is enough until it starts (the
                 # runner loads it). Parsed circuits held by queued jobs were memory any
                 # user could fill: ~90 MB a 75,000-operation job.
-                rec.live.circuits = rec.live.resolvers = None
+                rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None
         resolve(ready)
 
     def follow_target_jobs(self, target: Target) -> list[str]:
@@ -472,15 +476,6 @@ async def _cancel_all_tasks() -> None:
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
-
-
-def _json_of_items(circuits: Iterable[cirq.Circuit]) -> list[str]:
-    """Cirq JSON per item, each distinct circuit written once (a sweep's points share
-    one circuit: writing it again per point would cost more than simulating it)."""
-    circuits = list(circuits)
-    distinct = list({id(c): c for c in circuits}.values())
-    texts = dict(zip(map(id, distinct), _circuits.to_json_many(distinct)))
-    return [texts[id(c)] for c in circuits]
 
 
 _manager: JobManager | None = None

@@ -36,6 +36,7 @@ class JobRuntime:
     dirty_items: set[int] = dataclasses.field(default_factory=set)
     cancel_requested: bool = False
     circuits: list[Any] | None = None  # cirq.Circuit objects until the run ends
+    circuit_json: Any = None  # their Cirq JSON (a Sequence[str]) until the run ends
     resolvers: list[Any] | None = None  # their sweep points (cirq.ParamResolver), if swept
     unsaved_results: dict[int, str] = dataclasses.field(default_factory=dict)
     waiters: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)

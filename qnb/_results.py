@@ -66,51 +66,21 @@ def counts_of(result: cirq.Result, key: str | Sequence[str] | None = None) -> di
 
 def is_retryable(rec: JobRecord) -> bool:
     """Whether running the job's unfinished items again may succeed: it was cancelled,
-    or a failure was one a rerun may cure (a lost worker, a time limit, a device or
-    network fault, an interrupted run), as the place it happened said
-    (``ItemOutcome.retryable``, kept as ``ItemRecord.retryable``). A circuit's own
-    error fails the same way every time."""
+    or a failure was one a rerun may cure (a lost worker, a cluster or vendor away, an
+    interrupted run), as the place it happened said (``ItemOutcome.retryable``, kept as
+    ``ItemRecord.retryable``). A circuit's own error fails the same way every time; a
+    failure nobody classified (a sampler's own error, an item stored before the flag)
+    promises nothing."""
     if rec.status is JobStatus.CANCELLED:
         return True
-    ended = [it for it in rec.items if it.status in (JobStatus.FAILED, JobStatus.CANCELLED)]
-    if any(it.status is JobStatus.CANCELLED or it.retryable for it in ended):
-        return True
-    return any(_unclassified_transient(it.error) for it in ended if it.retryable is None)
+    return any(it.status is JobStatus.CANCELLED or (it.status is JobStatus.FAILED and it.retryable)
+               for it in rec.items)  # fmt: skip
 
 
 def resubmit_hint(rec: JobRecord) -> str:
     """``"; job.resubmit() runs it again"`` after a failure that is not deterministic,
     else ``""`` (a message should not promise what a rerun cannot give)."""
     return "; job.resubmit() runs it again" if is_retryable(rec) else ""
-
-
-# Failures whose place has not said yet (retryable None): the process pool's and Dask's
-# executors (their results carry no kind yet), IonQ's, items stored before the flag.
-# Until they do, their words are read; delete this once every target says.
-_TRANSIENT_WORDS = re.compile(
-    r"\b(interrupted|cancell?ed|timed out|timeout|connection|unreachable|network|"
-    r"disconnected|BrokenProcessPool|worker (?:died|crashed|exited)|process (?:died|ended)|"
-    r"killed|device (?:fault|error|offline|unavailable)|temporar(?:y|ily)|try again)\b",
-    re.I,
-)
-
-
-def _unclassified_transient(error_text: str | None) -> bool:
-    if not error_text:
-        return False
-    if _TRANSIENT_WORDS.search(error_text):
-        return True
-    return error_text.split(":", 1)[0].strip() in _retryable_error_names()
-
-
-def _retryable_error_names() -> set[str]:
-    found, stack = set(), [QnbError]
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        if cls.retryable:
-            found.add(cls.__name__)
-    return found
 
 
 def _short(value) -> str:
@@ -292,24 +262,11 @@ class JobResult(Mapping[str, cirq.Result]):
             self.counts(label, key=key), ax=ax, title=title, top=top, probabilities=probabilities
         )
 
-    def _job_name(self) -> str | None:
-        """The job's name: given, or looked up once in this process's JobManager."""
-        if self.name is None:
-            from . import _manager
-
-            manager = _manager._manager  # the running one only: plotting starts nothing
-            try:
-                if manager is not None and not manager.closed:
-                    self.name = manager.load(self.job_id).name
-            except Exception:  # noqa: BLE001 - a title is not worth an error
-                pass
-        return self.name
-
     def _title(self, label: str) -> str:
         """A plot's title: the circuit's label, or for a job of one circuit whose label
         is only its index ("0"), the job's name (or "job <id>")."""
         if len(self.labels) == 1 and label.isdigit():
-            return self._job_name() or f"job {self.job_id[:8]}"
+            return self.name or f"job {self.job_id[:8]}"
         return label
 
     def _plot_sweep(self, label: str | None, ax, *, key, outcome: str | None = None):
@@ -341,7 +298,7 @@ class JobResult(Mapping[str, cirq.Result]):
         }
         what = f"P({outcome})" if outcome is not None else "mean of measured bits"
         swept = label or next(iter(self._sweeps))
-        name = self._job_name() if swept.isdigit() else None
+        name = self.name if swept.isdigit() else None
         title = name or swept
         return plot_sweep(series, ax=ax, xlabel=str(x_param) if x_param is not None else "point",
                           ylabel=what, title=title + (f" [{key}]" if key else ""))  # fmt: skip

@@ -8,6 +8,7 @@ its view here and never builds one of its own. ``tests/test_views.py`` pins each
 
 from __future__ import annotations
 
+import collections
 import html
 
 from ._records import ItemRecord, JobRecord
@@ -101,11 +102,8 @@ def outcome_counts(rec: JobRecord) -> dict:
     """How many of the job's items ended in each outcome (``done`` counts them all): a
     cancelled job of 150 items with 12 done is 12 completed and 138 cancelled, not a
     full bar."""
-    counted = dict.fromkeys(OUTCOMES, 0)
-    for item in rec.items:
-        if item.status.value in counted:
-            counted[item.status.value] += 1
-    return counted
+    ended = collections.Counter(item.status.value for item in rec.items)
+    return {outcome: ended[outcome] for outcome in OUTCOMES}
 
 
 def progress_text(row: dict) -> str:

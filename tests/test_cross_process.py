@@ -127,3 +127,11 @@ def test_a_job_says_where_it_was_submitted_from(tmp_path):
     store = _ownership.open_for_reading(tmp_path / "home")
     assert sorted(rec.origin for rec in store.find_jobs()) == [
         str(tmp_path / "analysis.ipynb"), "my_experiment.py"]
+
+
+def test_resubmit_a_job_another_process_ran(owner):
+    here, (long_id, first, *_) = owner
+    here.remove_queued("emulator", job_id=first)  # ends cancelled in its owner's process
+    again = qnb.get_job(first).resubmit()  # a new job, linked, run by this process
+    assert again.parent_id == first
+    assert sum(again.result(timeout=120).counts().values()) == 200

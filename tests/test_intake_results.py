@@ -73,23 +73,18 @@ def test_repeated_key_runs_through_submit(manager):
 
 
 @pytest.mark.parametrize(
-    "error, hint",
+    "status, retryable, hint",
     [
-        ("interrupted: the process running this job ended before it finished", True),
-        ("cancelled", True),
-        ("ServerUnreachableError: no answer from http://lab:8000 within 30 s", True),
-        ("RemoteError: the server answered 502", True),
-        ("BrokenProcessPool: A process in the process pool was terminated abruptly", True),
-        ("ValueError: Encountered unparseable op: X(q(1)).with_classical_controls(a)", False),
-        ("ValueError: Parameters must be numeric.", False),
-        ("InvalidCircuitError: circuit 'x' has no measurements", False),
-        ("RemoteAuthError: not your job", False),
-        (None, False),
+        (JobStatus.CANCELLED, None, True),  # cancelled: running it again is what resubmit is for
+        (JobStatus.FAILED, True, True),  # a lost worker, a cluster or vendor away, interrupted
+        (JobStatus.FAILED, False, False),  # the circuit's own error, its time limit
+        (JobStatus.FAILED, None, False),  # nobody said (a sampler's own error, an old store)
     ],
 )
-def test_resubmit_is_suggested_only_where_a_rerun_can_help(error, hint):
-    # Failures whose place said nothing (retryable None: the pool's, IonQ's, older
-    # stores') are judged by their words; tests/test_retryable.py has the flags.
-    rec = JobRecord(id="j", name="j", target="sim", user="u", shots=1, time_added=0.0,
-                    items=[ItemRecord("0", JobStatus.FAILED, error=error)], status=JobStatus.FAILED)
+def test_resubmit_is_suggested_only_where_a_rerun_can_help(status, retryable, hint):
+    # Decided where the failure happened (ItemOutcome.retryable), never from its words:
+    # tests/test_retryable.py follows the flag from each place that sets it.
+    rec = JobRecord(id="j", name="j", target="sim", user="u", shots=1, time_added=0.0, status=status,
+                    items=[ItemRecord("0", status, error="BrokenProcessPool: words say nothing",
+                                      retryable=retryable)])  # fmt: skip
     assert resubmit_hint(rec) == ("; job.resubmit() runs it again" if hint else "")

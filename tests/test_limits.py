@@ -51,6 +51,7 @@ def test_a_target_bounds_the_time_of_one_circuit(manager):
                      target="quick", shots=100_000)  # fmt: skip
     result = job.result(timeout=120)
     assert job.status is JobStatus.FAILED and "time limit" in result.missing["slow"]
+    assert manager.load(job.id).items[0].retryable is False  # it would take as long again
     assert result.counts("fast") == {"1": 100_000}
 
 

@@ -130,7 +130,7 @@ def test_an_item_that_cannot_be_pickled_fails_alone_and_the_rest_of_its_chunk_ru
 
     (first_ok, _, _), (bad_ok, error, engine), (last_ok, last, _) = asyncio.run(together())
     assert first_ok and last_ok and '"m"' in last
-    assert not bad_ok and engine is None
+    assert not bad_ok and engine is False  # failed where it happened: not retryable
     assert "pickle" in error.lower() or "lambda" in error, error
 
 
@@ -182,3 +182,25 @@ def test_a_worker_busy_with_a_long_item_does_not_hold_up_the_others():
     assert len(finished) == 12, f"only {len(finished)} of 12 items ended beside the slow ones"
     assert all(ok for ok, _, _ in finished)
     wait_until(lambda: len(pool.worker_pids()) == pool.workers, timeout=30, what="replacements")
+
+
+def test_a_lost_worker_fails_its_item_as_retryable_where_it_happens(manager):
+    import os
+    import signal
+
+    pool = get_pool()
+    assert pool.wait_ready(120)
+    job = qnb.submit(SLOW, target="cirq", shots=1_000_000, name="lost")
+    wait_until(lambda: busy_workers(pool) >= 1, timeout=30, what="a worker busy with it")
+    with pool._lock:
+        (busy,) = [w for w in pool._workers if w.items]
+    os.kill(busy.process.pid, signal.SIGKILL)  # out of memory, say
+    wait_until(lambda: job.status is JobStatus.FAILED, timeout=60, what="its item failed")
+    item = manager.load(job.id).items[0]
+    assert item.retryable is True  # the pool said so where the worker was lost
+    try:
+        job.result(timeout=5)
+    except qnb.JobFailedError as exc:
+        assert "job.resubmit() runs it again" in str(exc)
+    else:
+        raise AssertionError("a job whose only item failed gave a result")

@@ -65,6 +65,8 @@ def test_a_restarted_server_keeps_priority_order(tmp_path):
         first.close()  # its owner lock goes: like a killed server
     second = JobManager(tmp_path / "server", requeue_interrupted=True)
     try:
+        # The job that was running goes first (it starts as soon as the loop turns).
+        wait_until(lambda: second.find(status=["running"]), what="a job running again")
         order = [r.name for r in [*second.find(status=["running"]), *second.pending("emulator")]]
         assert order == ["was running", "p5", "p5 later", "p0", "low"]
     finally:

@@ -131,7 +131,7 @@ class Runner:
             settle(answered)
             with self.core.lock:
                 rec.live.handle = None
-                rec.live.circuits = rec.live.resolvers = None  # the store has them; don't hold memory
+                rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None  # the store has them
             if isinstance(target, ScheduledTarget):
                 self.scheduler.ended(target)
 
@@ -139,12 +139,14 @@ class Runner:
         self, rec: JobRecord, target: Target, circuit_json: list[str] | None, front: bool,
         answered: concurrent.futures.Future | None, resumed: bool,
     ) -> TargetJob:  # fmt: skip
+        # The texts the store keeps travel to the workers (serialize once).
+        circuit_json = circuit_json or rec.live.circuit_json
         if rec.live.circuits is None:
             # It waited in the queue as stored text (see the manager's submit), or is
             # handed over again after a restart. Parsing a large batch takes seconds:
             # off this loop, which drives every job.
-            texts = circuit_json or self.core.store.load_circuits(rec.id)
-            rec.live.circuits = await self.core.loop.run_in_executor(None, circuits_of, texts)
+            circuit_json = circuit_json or self.core.store.load_circuits(rec.id)
+            rec.live.circuits = await self.core.loop.run_in_executor(None, circuits_of, circuit_json)
         return TargetJob(
             rec.id,
             rec.shots,

@@ -104,7 +104,7 @@ class Scheduler:
     def cancel_queued(self, rec: JobRecord) -> None:
         # The queue is ours, so removing it from the queue is the confirmation.
         self._queues[rec.target].remove(rec)
-        rec.live.circuits = rec.live.resolvers = None  # it never runs: the store has them
+        rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None  # it never runs
         _lifecycle.cancel_queued(rec)
         self._changed(rec)
 

@@ -223,9 +223,11 @@ class Executor(Protocol):
     async def run(
         self, engine: str, noise: float, circuit: cirq.Circuit, shots: int, *,
         params: cirq.ParamResolver | None = None, circuit_json: str | None = None,
-    ) -> tuple[bool, str, str | None]:
+    ) -> tuple[bool, str, str | bool | None]:
         """``(True, cirq.Result as Cirq JSON, engine that ran it)`` or ``(False, error,
-        None)``; ``params``: the sweep point to resolve the circuit at.
+        retryable)``: whether a rerun may succeed (a lost worker, a cluster away: True;
+        the circuit's own error, its time limit: False; None: cannot say). ``params``:
+        the sweep point to resolve the circuit at.
 
         ``circuit_json``: the circuit as the store keeps it (compact Cirq JSON), when the
         job has it: an executor that sends circuits elsewhere sends this text rather

@@ -256,7 +256,7 @@ class DaskExecutor:
             client = await self.client()
         except ServerUnreachableError as exc:
             for item in items:
-                _settle(item, (False, str(exc), None))
+                _settle(item, (False, str(exc), True))  # the cluster away: a rerun may do
             return
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
         for chunk in self._chunks([item for item in items if not item.future.done()], max(1, threads)):
@@ -266,7 +266,7 @@ class DaskExecutor:
                 tasks = [pickle.dumps(item.task, protocol=pickle.HIGHEST_PROTOCOL) for item in chunk.items]
             except Exception as exc:
                 for item in chunk.items:
-                    _settle(item, (False, f"cannot send the circuit to the cluster: {exc}", None))
+                    _settle(item, (False, f"cannot send the circuit to the cluster: {exc}", True))
                 continue
             chunk.future = client.submit(
                 run_chunk, tasks, key=f"qnb-{uuid.uuid4().hex}", pure=False, retries=self.retries
@@ -313,7 +313,7 @@ class DaskExecutor:
         except Exception as exc:  # the task raised (after its retries) or was lost
             error = f"the Dask cluster at {self.address} could not run it: {type(exc).__name__}: {exc}"
             for item in chunk.items:
-                _settle(item, (False, error, None))
+                _settle(item, (False, error, True))  # a worker lost, or the cluster
             return
         for item, outcome in zip(chunk.items, outcomes):
             _settle(item, outcome)

@@ -231,8 +231,10 @@ class SimulationPool:
         circuit_json: str | Callable[[], str] | None = None,
     ) -> Outcome:
         """Simulate one circuit (at the sweep point ``params``) in the pool:
-        ``(True, result json, engine)`` or ``(False, error, None)``; ``engine`` names
-        the simulator that ran it (qsim hands what it cannot run to Cirq's).
+        ``(True, result json, engine)`` or ``(False, error, retryable)``; ``engine``
+        names the simulator that ran it (qsim hands what it cannot run to Cirq's);
+        ``retryable``: a lost worker or a pool that could not start (True), not the
+        circuit's own error or its time limit (False).
 
         Cancelling the caller stops the circuit: dropped if it has not reached a
         worker, else its worker is killed and replaced. ``time_limit`` (seconds,
@@ -249,7 +251,7 @@ class SimulationPool:
                      text=circuit_json)  # fmt: skip
         with self._lock:
             if self._closed:
-                return False, "the simulation pool is shut down (the process is exiting)", None
+                return False, "the simulation pool is shut down (the process is exiting)", True
             # The supervisor waits with items pending only while every worker is full;
             # an outcome wakes it then. So only the first of a batch needs to wake it
             # (300 wakes were 300 turns of its loop).
@@ -340,6 +342,7 @@ class SimulationPool:
                         worker,
                         f"stopped after the time limit of {head.time_limit:g} s for one circuit "
                         "(QNB_ITEM_TIME_LIMIT sets it)" if overdue else None,
+                        retryable=False,  # it would take as long again
                     )
 
     def _start_workers(self) -> None:
@@ -358,7 +361,7 @@ class SimulationPool:
                     self._start_failure = f"simulation pool unavailable: {type(exc).__name__}: {exc}"
                     failed, self._pending = list(self._pending), deque()
                 for item in failed:
-                    _settle(item, (False, self._start_failure, None))
+                    _settle(item, (False, self._start_failure, True))
                 return
             with self._lock:
                 if self._closed:  # shutdown() ran while this one was starting
@@ -464,7 +467,7 @@ class SimulationPool:
         if not worker.process.is_alive():
             self._replace(worker, DIED)
 
-    def _replace(self, worker: _Worker, head_error: str | None) -> None:
+    def _replace(self, worker: _Worker, head_error: str | None, *, retryable: bool = True) -> None:
         """End ``worker``; its running item fails with ``head_error`` (None: it was
         cancelled), the items queued behind it go back to the front of the pending
         queue. A new worker starts on the next round."""
@@ -478,7 +481,7 @@ class SimulationPool:
         items = list(worker.items)
         worker.items.clear()
         if items and head_error is not None:
-            _settle(items[0], (False, head_error, None))
+            _settle(items[0], (False, head_error, retryable))
         with self._lock:
             self._pending.extendleft(reversed([it for it in items[1:] if not it.cancelled]))
 
@@ -520,7 +523,7 @@ def _pickled(chunk: list[_Item]) -> list[_Item]:
                 text = item.text() if callable(item.text) else item.text
                 item.pickled = pickle.dumps(task_of(*item.task, text), pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
-                _settle(item, (False, f"{type(exc).__name__}: {exc}", None))
+                _settle(item, (False, f"{type(exc).__name__}: {exc}", False))  # cannot be sent
                 continue
             finally:
                 item.task = item.text = None  # the caller's to free once it is sent

@@ -72,7 +72,9 @@ class SimulatorTarget(ScheduledTarget):
             if ok:
                 run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload, engine=engine))
             else:
-                run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload))
+                # An executor's third answer on failure: whether a rerun may do.
+                retryable = engine if isinstance(engine, bool) else None
+                run.finish(i, ItemOutcome(JobStatus.FAILED, error=payload, retryable=retryable))
 
     async def _execute(
         self,

@@ -70,7 +70,7 @@ def run_one(pickled_task: bytes) -> tuple[bool, str, str | None]:
         result = _simulator(engine, noise).run(circuit, param_resolver=params, repetitions=shots)
         return True, cirq.to_json(result, indent=None), ran_on
     except Exception as exc:  # reported per item; the other items still run
-        return False, f"{type(exc).__name__}: {exc}", None
+        return False, f"{type(exc).__name__}: {exc}", False  # the circuit's own: not retryable
 
 
 _ENGINE_NAMES = {"cirq": "cirq.Simulator", "density": "cirq.DensityMatrixSimulator"}
