@@ -190,8 +190,9 @@ def test_a_lost_worker_fails_its_item_as_retryable_where_it_happens(manager):
 
     pool = get_pool()
     assert pool.wait_ready(120)
+    wait_until(lambda: busy_workers(pool) == 0, timeout=60, what="the pool idle (earlier tests' items)")
     job = qnb.submit(SLOW, target="cirq", shots=1_000_000, name="lost")
-    wait_until(lambda: busy_workers(pool) >= 1, timeout=30, what="a worker busy with it")
+    wait_until(lambda: busy_workers(pool) == 1, timeout=30, what="a worker busy with it")
     with pool._lock:
         (busy,) = [w for w in pool._workers if w.items]
     os.kill(busy.process.pid, signal.SIGKILL)  # out of memory, say

@@ -146,7 +146,10 @@ class Runner:
             # handed over again after a restart. Parsing a large batch takes seconds:
             # off this loop, which drives every job.
             circuit_json = circuit_json or self.core.store.load_circuits(rec.id)
-            rec.live.circuits = await self.core.loop.run_in_executor(None, circuits_of, circuit_json)
+            try:
+                rec.live.circuits = await self.core.loop.run_in_executor(None, circuits_of, circuit_json)
+            except RuntimeError:  # the interpreter is exiting: its thread pools take nothing
+                rec.live.circuits = circuits_of(circuit_json)
         return TargetJob(
             rec.id,
             rec.shots,
