@@ -50,7 +50,7 @@ def main() -> None:
     del jobs  # the handles are the user's; the manager keeps its records
     gc.collect()
     after = rss_mb()
-    held = sum(1 for r in get_manager()._records.values() if r.done)
+    held = sum(1 for r in get_manager().live_records() if r.done)
     assert get_manager().record(last) is not None
     print(f"{held} finished jobs held by the manager (ran in {elapsed:.1f} s)")
     print(f"RSS before {before:.0f} MB, after {after:.0f} MB: extra {after - before:.1f} MB "
