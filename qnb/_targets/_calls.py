@@ -77,11 +77,11 @@ class DeadlineCalls:
             future, fn, args, kwargs = item
             if not future.set_running_or_notify_cancel():
                 continue
-            future._qnb_thread = threading.current_thread()  # noqa: SLF001 - ours, see abandon
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - the caller gets it, whatever it is
                 future.set_exception(exc)
+            # (abandon() marks only a future not yet done, so this reads the final word.)
             if getattr(future, "_qnb_abandoned", False):
                 with self._lock:
                     self._abandoned -= 1
