@@ -8,19 +8,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import qnb
 
 PACKAGE = Path(qnb.__file__).parent
 MAX_CLASS_LINES = 400
 MAX_FUNCTION_LINES = 80
-
-# Over the limits now and being split ("path name"): while any is listed, the first test
-# is an expected failure and the second still fails for any other offender. Take a name
-# out once it is split.
-KNOWN_OFFENDERS: set[str] = set()
-
 
 def too_long(root: Path = PACKAGE) -> dict[str, str]:
     """"path name" -> what is too long, for every class and function under ``root``."""
@@ -39,17 +31,8 @@ def too_long(root: Path = PACKAGE) -> dict[str, str]:
                 found[f"{where} {node.name}"] = f"{where}:{node.lineno} {kind} {node.name}: {lines} lines"
     return found
 
-
-@pytest.mark.xfail(bool(KNOWN_OFFENDERS), strict=False,
-                   reason="being split: " + ", ".join(sorted(KNOWN_OFFENDERS)))
 def test_no_class_over_400_lines_and_no_function_over_80_lines():
     assert sorted(too_long().values()) == []
-
-
-def test_no_offender_beside_the_known_ones():
-    new = {name: what for name, what in too_long().items() if name not in KNOWN_OFFENDERS}
-    assert new == {}
-
 
 def test_the_check_finds_a_long_class_and_a_long_function(tmp_path):
     package = tmp_path / "pkg"

@@ -110,7 +110,7 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed")
+        pytest.fail("the playwright package is not installed (the test extra brings it)")
     with sync_playwright() as p:
         chromium = launch_chromium(p)
         try:

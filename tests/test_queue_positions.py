@@ -6,7 +6,6 @@ older ones."""
 
 from __future__ import annotations
 
-import time
 
 import cirq
 
@@ -132,8 +131,9 @@ def test_the_monitor_and_a_card_show_a_prioritised_job_ahead(manager):
                    what="back to 1 once the prioritised job left")
         wait_until(lambda: card.position == 1, what="the card back at 1")
         # A fresh snapshot agrees with the patches.
-        time.sleep(0.3)  # (the stream's last patch of these changes is out)
-        assert {i: p for i, p in positions_in(monitor.snapshot()).items() if i in (older.id, urgent.id)} == {older.id: 1}
+        wait_until(lambda: {i: p for i, p in positions_in(monitor.snapshot()).items()
+                            if i in (older.id, urgent.id)} == {older.id: 1},
+                   what="a fresh snapshot agreeing with the patches")  # fmt: skip
     finally:
         for job in (running, older):
             job.cancel()

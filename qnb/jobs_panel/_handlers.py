@@ -22,9 +22,11 @@ _actions_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name
 
 
 def _actions():
-    from . import _actions  # imports Cirq (the qnb API): on the first action only
+    # Imports Cirq (the qnb API): on the first action only. By its full name, not
+    # "from . import": that would import this package from inside it.
+    import qnb.jobs_panel._actions as actions
 
-    return _actions
+    return actions
 
 
 class _Base(APIHandler):
