@@ -278,6 +278,13 @@ class CircuitTexts(Sequence[str]):
         return list(self._texts)  # type: ignore[arg-type]
 
 
+def from_json_many(texts: Sequence[str]) -> list[cirq.Circuit]:
+    """Circuits from stored Cirq JSON, each distinct text parsed once (a sweep's points
+    share one circuit), in order."""
+    parsed = {text: from_json(text) for text in set(texts)}
+    return [parsed[text] for text in texts]
+
+
 def from_json(text: str) -> cirq.Circuit:
     """The object (a circuit) that ``cirq.read_json`` reads from ``text``.
 

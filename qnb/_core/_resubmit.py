@@ -36,11 +36,10 @@ def resubmission(rec: JobRecord, texts: Sequence[str], *, only_failed: bool) -> 
     ]
     if not redo:
         raise JobStateError(f"nothing to resubmit: every item of job {rec.id[:8]} completed")
-    # The points of a sweep share one circuit: each distinct text is read once.
-    parsed = {text: _circuits.from_json(text) for text in {texts[i] for i in redo}}
+    parsed = _circuits.from_json_many([texts[i] for i in redo])
     params = [rec.items[i].params for i in redo]  # failed sweep points only
     return Resubmission(
-        circuits={rec.items[i].label: parsed[texts[i]] for i in redo},
+        circuits={rec.items[i].label: circuit for i, circuit in zip(redo, parsed)},
         texts=[texts[i] for i in redo],
         params=params,
         resolvers=[None if p is None else _sweeps.resolver_of(p) for p in params],

@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Sequence
 
 import cirq
 
@@ -147,9 +146,9 @@ class Runner:
             # off this loop, which drives every job.
             circuit_json = circuit_json or self.core.store.load_circuits(rec.id)
             try:
-                rec.live.circuits = await self.core.loop.run_in_executor(None, circuits_of, circuit_json)
+                rec.live.circuits = await self.core.loop.run_in_executor(None, _circuits.from_json_many, circuit_json)
             except RuntimeError:  # the interpreter is exiting: its thread pools take nothing
-                rec.live.circuits = circuits_of(circuit_json)
+                rec.live.circuits = _circuits.from_json_many(circuit_json)
         return TargetJob(
             rec.id,
             rec.shots,
@@ -287,13 +286,6 @@ def remote_position(targets: TargetRegistry, rec: JobRecord, *, ask: bool) -> in
     if ask:
         return next((e.position for e in backend.entries() if e.id == rec.remote_id), None)
     return backend.known_positions().get(rec.remote_id)
-
-
-def circuits_of(texts: Sequence[str]) -> list[cirq.Circuit]:
-    """Circuits from stored Cirq JSON, each distinct text parsed once (a sweep's points
-    share one circuit)."""
-    parsed = {text: _circuits.from_json(text) for text in set(texts)}
-    return [parsed[text] for text in texts]
 
 
 def item_resolvers(rec: JobRecord) -> list[cirq.ParamResolver | None] | None:
