@@ -258,7 +258,10 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
   const { signal } = listening;
   const table = new JobTable();
   table.setFilters(filters);
-  const requested = new Map(); // job id -> "cancel requested…" until the job changes
+  // job id -> { text: "cancel requested…", status: the status shown when asked }. A cancel
+  // or remove note stays until the job's status changes: a patch that only moves the
+  // job's queue position (another job ended) must not wipe it.
+  const requested = new Map();
   let scrollTop = 0; // kept from scroll events: reading it while drawing forces a layout
   const root = element("div", "qnb-monitor");
   root.dataset.kernel = "live";
@@ -400,7 +403,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     setText(row, "user", job.user);
     setText(row, "target", job.target);
     setText(row, "added", formatTime(job.time_added));
-    setText(row, "chip", requested.get(job.id) ?? job.status);
+    setText(row, "chip", requested.get(job.id)?.text ?? job.status);
     const progress = progressText(job);
     setText(row, "progressText", progress);
     if (row.shown.bar !== progress) {
@@ -483,11 +486,15 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
 
   async function act(action, job) {
     // Shown at once: the kernel may be busy with a cell and handle it later.
-    requested.set(job.id, `${ACTION_LABELS[action].toLowerCase()} requested…`);
+    const note = { text: `${ACTION_LABELS[action].toLowerCase()} requested…`, status: job.status };
+    requested.set(job.id, note);
     drawRows();
     const reply = await send(action, job.id);
-    requested.delete(job.id);
-    if (!reply.ok) requested.set(job.id, reply.message);
+    const ends = action === "cancel" || action === "remove";
+    const current = table.jobs.get(job.id);
+    // A refusal shows until the next patch for the job, as before.
+    if (!reply.ok) requested.set(job.id, { text: reply.message, status: undefined });
+    else if (!ends || !current || current.status !== note.status) requested.delete(job.id);
     root.dataset.lastAck = JSON.stringify({ action, outcome: reply.outcome, ok: reply.ok, thread: reply.thread });
     drawRows();
   }
@@ -532,7 +539,9 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       const menus = table.values("target").length + table.values("user").length;
       const applied = table.applyPatch(patch);
       if (applied) {
-        for (const job of patch.jobs) requested.delete(job.id);
+        for (const job of patch.jobs) {
+          if (requested.get(job.id)?.status !== job.status) requested.delete(job.id);
+        }
         if (table.values("target").length + table.values("user").length !== menus) drawToolbar();
         drawRows();
       }

@@ -80,3 +80,24 @@ test("positions are the ones the kernel sent, never derived", () => {
   ]);
   assert.deepEqual([...positions].sort(), [["a", 3], ["b", 1], ["d", 1], ["e", 2]]);
 });
+
+test("a remove stays 'requested' until the job's status changes, whatever comes first", async () => {
+  let answer;
+  const el = new FakeElement("div");
+  const view = createMonitorView(el, { send: () => new Promise((resolve) => (answer = resolve)) });
+  view.applySnapshot({ seq: 0, jobs: [job("head", { status: "running" }), job("extra", { position: 1, queue_seq: 1 })] });
+  const chipOf = (id) =>
+    el.byClass("qnb-row").find((row) => row.dataset.jobId === id && row.style.display !== "none").byClass("qnb-chip")[0];
+  el.byClass("qnb-row").find((row) => row.dataset.jobId === "extra").byClass("qnb-remove")[0].dispatch("click");
+  assert.equal(chipOf("extra").textContent, "remove requested…");
+  // Another job ends and the queue moves: the patch carries "extra" unchanged in status.
+  view.applyPatch({ seq: 1, jobs: [job("head", { status: "cancelled" }), job("extra", { position: 1, queue_seq: 1 })] });
+  assert.equal(chipOf("extra").textContent, "remove requested…");
+  // The kernel's answer comes before the patch that shows the job ended.
+  answer({ ok: true, outcome: "removed" });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(chipOf("extra").textContent, "remove requested…");
+  view.applyPatch({ seq: 2, jobs: [job("extra", { status: "cancelled" })] });
+  assert.equal(chipOf("extra").textContent, "cancelled");
+  view.destroy();
+});
