@@ -95,3 +95,22 @@ def test_sweeps_notebook(execute):
     images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
     assert len(images) == 1  # the Rabi curve
     assert "true_count" in text and "completed" in text  # t1_decay's table, its job done
+
+
+def test_a_saved_notebook_holds_each_widgets_state_as_of_its_cells_end(tmp_path, monkeypatch):
+    # The widgets' stream sends at most every `interval`; here an interval far longer than
+    # the run, so only the flush at each cell's end can bring the card's last state into
+    # the widget state nbclient saves.
+    monkeypatch.setenv("QNB_HOME", str(tmp_path / "qnb-home"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in [
+        "import cirq, qnb\nfrom qnb.notebook._stream import stream_for\nfrom qnb._api import get_manager\n"
+        "stream_for(get_manager()).interval = 600\n"
+        "q = cirq.LineQubit.range(2)\nbell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key='m'))",
+        "job = qnb.submit(bell, shots=50, name='ends in its cell')\ndisplay(job)\njob.result(timeout=60)\n"
+        "print(job.status.value)",
+    ]], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert "completed" in text_of(nb)
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    cards = [m["state"]["job"] for m in state.values() if "job" in m["state"]]
+    assert [(c["name"], c["status"]) for c in cards] == [("ends in its cell", "completed")]

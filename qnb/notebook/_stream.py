@@ -17,6 +17,8 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from IPython import get_ipython
+
 from .._errors import QnbError, QueueError
 from .._api import JobManager, get_manager
 from .._records import JobRecord
@@ -139,9 +141,13 @@ class JobStream:
         self.interval = interval
         self._changed: dict[str, None] = {}  # insertion-ordered set
         self._changed_lock = threading.Lock()  # a leaf lock: taken inside the manager's
+        # One sender at a time (the stream's thread, or a flush at a cell's end): patches
+        # reach the page in the order their changes were taken.
+        self._send_lock = threading.Lock()
         self._wake = threading.Event()
         self._subscribers: weakref.WeakSet = weakref.WeakSet()
         self._stopped = False
+        self._stopping = threading.Event()  # ends the wait between patches at once
         self.patches_sent = 0
         #: CPU time this stream's thread spent building and handing out patches (it
         #: competes with the main thread for the GIL: the benchmark reports it).
@@ -177,6 +183,7 @@ class JobStream:
 
     def stop(self) -> None:
         self._stopped = True
+        self._stopping.set()
         if self._remove_listener is not None:
             self._remove_listener()
         self._wake.set()
@@ -196,21 +203,32 @@ class JobStream:
             # synchronisation.)
             remaining = last_patch + self.interval - time.monotonic()
             if remaining > 0:
-                time.sleep(remaining)
+                self._stopping.wait(remaining)
             self._wake.clear()
             if self._stopped:
                 return
             started = time.thread_time()
+            if self._send_changes():
+                last_patch = time.monotonic()
+            self.cpu_seconds += time.thread_time() - started
+
+    def flush(self) -> None:
+        """Send what changed now, not at the next interval. Called when a cell ends, so
+        that a notebook saved then (nbclient, ``jupyter execute``) holds each widget's
+        state as of the cell's end: a job that ended during the cell shows ended."""
+        self._send_changes()
+
+    def _send_changes(self) -> bool:
+        with self._send_lock:
             ids = self._take_changed()
             if not ids:
-                continue
+                return False
             rows = self.rows(ids)
             positions = self._moved_positions(rows)
-            last_patch = time.monotonic()
             if rows or positions:
                 self.patches_sent += 1
                 self._publish(rows, positions)
-            self.cpu_seconds += time.thread_time() - started
+            return True
 
     def rows(self, ids: Iterable[str]) -> list[dict]:
         records = [rec for rec in map(self.source.record, ids) if rec is not None]
@@ -261,4 +279,25 @@ def stream_for(manager) -> JobStream:
         if stream is None or stream.source is not manager:
             stream = JobStream(manager)
             _streams[id(manager)] = stream
+            _flush_at_cell_end()
         return stream
+
+
+def _flush_streams(*_result) -> None:
+    with _streams_lock:
+        streams = list(_streams.values())
+    for stream in streams:
+        try:
+            stream.flush()
+        except Exception:  # a closed manager's stream: its thread sends nothing more either
+            pass
+
+
+def _flush_at_cell_end() -> None:
+    """In IPython, every stream sends its changes when a cell ends (before the kernel
+    answers the cell), once per shell."""
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_qnb_flushes_streams", False):
+        return
+    shell.events.register("post_run_cell", _flush_streams)
+    shell._qnb_flushes_streams = True
