@@ -10,6 +10,7 @@ from ._base import (
     Target,
     TargetJob,
 )
+from ._remote import VendorJobState, VendorTarget
 from ._registry import TargetRegistry, register_kind, register_target, registry
 from ._simulators import EmulatorTarget, SimulatorTarget
 
@@ -25,6 +26,8 @@ __all__ = [
     "Target",
     "TargetJob",
     "TargetRegistry",
+    "VendorJobState",
+    "VendorTarget",
     "register_kind",
     "register_target",
     "registry",
