@@ -1,0 +1,274 @@
+"""IBM Quantum as a target, through IBM's own client (``qiskit-ibm-runtime``).
+
+    qnb.register_target("eagle", "ibm", backend="ibm_brisbane")   # $QISKIT_IBM_TOKEN, or a saved account
+    qnb.register_target("ibm-fake", "ibm", backend="fake_brisbane")  # rehearsal: no account
+
+Circuits go Cirq -> OpenQASM 2 -> Qiskit -> the backend's ISA (see :mod:`._ibm_convert`)
+and run through the client-side ``qiskit_ibm_runtime.executor_sampler.Sampler`` (the
+current one: ``SamplerV2`` is deprecated since 0.50), one IBM job per qnb job.
+
+- **Rehearsal.** A fake backend (``"fake_<name>"`` or an instance) runs in the client's
+  local testing mode, with the device's noise (Qiskit Aer), on threads of this process:
+  such jobs end with it (``local``), like the local simulators'.
+- **Credentials**: ``token=`` (or ``token_env=`` naming a variable), the targets file's
+  ``[targets.NAME]`` (``kind = "ibm"``), then the client's own discovery:
+  ``$QISKIT_IBM_TOKEN`` / ``$QISKIT_IBM_INSTANCE``, or Qiskit's saved account (``account=``
+  names one). The token goes to the client only; a missing or refused one raises here.
+- **Exactly once.** The job carries its qnb name as its IBM tag; the client's own
+  retries are turned off (it retries a POST after a 5xx), so a creation in doubt is
+  looked for by tag before any second POST.
+- **Statuses** are the client's (``QUEUED``, ``RUNNING``, ``DONE``, ``ERROR``,
+  ``CANCELLED``); the quantum seconds IBM charged are kept as the job's usage.
+- ``api_url=`` points the client at another deployment of the Runtime API (the tests'
+  stand-in); IBM's IAM and search hosts then come from the client's own overrides
+  (``$IAM_URL``, ``$GLOBAL_SEARCH_URL``, ``$GLOBAL_CATALOG_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import cirq
+
+from .. import _config
+from .._errors import (
+    InvalidOptionError, NotAuthenticatedError, QnbError, RemoteError, ServerUnreachableError, VendorRejectedError,
+)  # fmt: skip
+from .._secrets import Secret
+from .._status import JobStatus
+from . import _ibm_convert as convert
+from ._base import ItemOutcome, TargetJob
+from ._remote import VendorJobState, VendorTarget
+
+FINISHED = ("DONE", "ERROR", "CANCELLED")
+SAVED_ACCOUNTS = "~/.qiskit/qiskit-ibm.json"
+
+
+class IBMTarget(VendorTarget):
+    """An IBM Quantum backend (or a fake one, locally) as a qnb target.
+
+    ``optimization_level``: of Qiskit's preset pass manager. ``seed``: the local
+    simulator's (rehearsal only)."""
+
+    vendor = "IBM Quantum"
+    STATUS = {
+        "INITIALIZING": JobStatus.QUEUED, "VALIDATING": JobStatus.QUEUED, "QUEUED": JobStatus.QUEUED,
+        "RUNNING": JobStatus.RUNNING, "DONE": JobStatus.COMPLETED, "ERROR": JobStatus.FAILED,
+        "CANCELLED": JobStatus.CANCELLED, "DELETED": JobStatus.CANCELLED,
+    }  # fmt: skip
+
+    def __init__(
+        self, name: str, *, backend: Any = None, token: str | None = None, token_env: str | None = None,
+        instance: str | None = None, url: str | None = None, api_url: str | None = None,
+        account: str | None = None, optimization_level: int = 1, seed: int | None = None,
+        max_batch: int | None = None, poll_seconds: float = 1.0, call_timeout: float = 30.0, threads: int = 4,
+    ):  # fmt: skip
+        super().__init__(name, poll_seconds=poll_seconds, call_timeout=call_timeout, threads=threads)
+        given = dict(backend=backend, token=token, token_env=token_env, instance=instance, url=url,
+                     api_url=api_url, account=account)  # fmt: skip
+        options = _with_targets_file(name, given)
+        self.optimization_level = optimization_level
+        self.seed = seed
+        self._jobs: dict[str, Any] = {}  # IBM's job objects, as created or first read
+        self._local_tags: dict[str, str] = {}  # rehearsal: tag -> job id
+        self.backend = convert.fake_backend(options["backend"])
+        if self.backend is not None:
+            self.local = True  # runs in this process and ends with it
+            self.service = None
+            where = f"the local testing mode of qiskit-ibm-runtime ({self.backend.name}, Aer noise)"
+        else:
+            self.service = self.blocking_call("the account", _open_service, name, options)
+            self.backend = self.blocking_call("the backend", _backend_of, self.service, name, options["backend"])
+            _without_client_retries(self.service, call_timeout)
+            where = f"IBM Quantum backend {self.backend.name}; jobs are followed again after a restart"
+        device = self.blocking_call("the device", lambda: convert.device_from(
+            name, self.backend, description=where, max_batch=max_batch))  # fmt: skip
+        self.device = device
+
+    # -- circuits ------------------------------------------------------------------------------
+
+    def check(self, label: str, circuit: cirq.Circuit) -> None:
+        convert.check(label, circuit, self.device.max_qubits, self.name)
+
+    def prepare(self, job: TargetJob, items: list[int]) -> list:
+        params = job.params or [None] * len(job.circuits)
+        circuits = [
+            convert.to_qiskit(job.labels[i], job.circuits[i] if params[i] is None
+                              else cirq.resolve_parameters(job.circuits[i], params[i]))
+            for i in items
+        ]  # fmt: skip
+        return convert.transpiled(circuits, self.backend, self.optimization_level)
+
+    # -- the hooks -----------------------------------------------------------------------------
+
+    def create(self, program: list, job: TargetJob, items: list[int], name: str) -> str:
+        from qiskit_ibm_runtime.executor_sampler import Sampler
+
+        options: dict = {"environment": {"job_tags": [name]}}
+        if self.local:
+            options = {"simulator": {"seed_simulator": self.seed}}
+        ibm_job = Sampler(mode=self.backend, options=options).run(program, shots=job.shots)
+        vendor_id = ibm_job.job_id()
+        self._jobs[vendor_id] = ibm_job
+        if self.local:
+            self._local_tags[name] = vendor_id
+        return vendor_id
+
+    def find(self, job: TargetJob, items: list[int], name: str) -> str | None:
+        if self.local:
+            return self._local_tags.get(name)
+        found = self.service.jobs(job_tags=[name], limit=1)
+        return found[0].job_id() if found else None
+
+    def read(self, vendor_id: str) -> VendorJobState:
+        from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
+
+        ibm_job = self._jobs.get(vendor_id)
+        if ibm_job is None:
+            try:
+                ibm_job = self._jobs[vendor_id] = self.service.job(vendor_id)
+            except RuntimeJobNotFound:
+                return VendorJobState("DELETED", error="IBM Quantum no longer knows this job")
+        status = str(getattr(ibm_job.status(), "name", ibm_job.status())).upper()
+        if status not in FINISHED:
+            return VendorJobState(status, raw=ibm_job)
+        self._jobs.pop(vendor_id, None)  # the state carries it to outcomes()
+        return VendorJobState(status, error=_reason(ibm_job, status), raw=ibm_job,
+                              usage={"quantum_seconds": float(ibm_job.usage() or 0)})  # fmt: skip
+
+    def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int], params: list) -> dict[int, ItemOutcome]:
+        result = state.raw.result()
+        engine = f"ibm {self.backend.name}"
+        return {
+            i: ItemOutcome(JobStatus.COMPLETED, result=convert.to_cirq_json(result[k], params[k]), engine=engine)
+            for k, i in enumerate(items)
+            if k < len(result)
+        }
+
+    def cancel_remote(self, vendor_id: str) -> None:
+        from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
+
+        ibm_job = self._jobs.get(vendor_id) or self.service.job(vendor_id)
+        try:
+            ibm_job.cancel()
+        except RuntimeInvalidStateError:
+            pass  # finished meanwhile: the read that follows says how
+
+    def as_error(self, exc: Exception, what: str) -> QnbError:
+        status = _http_status(exc)
+        text = str(exc)[:600]
+        if status == 401 or type(exc).__name__ == "IBMNotAuthorizedError":
+            return NotAuthenticatedError(f"IBM Quantum refused the token (401) on {what}: check token= or $QISKIT_IBM_TOKEN")
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            return VendorRejectedError(f"IBM Quantum refused {what} ({status}): {text}", status=status)
+        if status is None and type(exc).__name__ == "IBMInputValueError":
+            return VendorRejectedError(f"IBM Quantum's client refused {what}: {text}")
+        return ServerUnreachableError(f"IBM Quantum did not answer {what}" + (f" ({status})" if status else "") + f": {text}")
+
+
+def _reason(ibm_job: Any, status: str) -> str | None:
+    if status == "DONE":
+        return None
+    reason = getattr(ibm_job, "_reason", None)
+    if reason or status == "CANCELLED":
+        return reason
+    future = getattr(ibm_job, "_future", None)  # a local job: its exception is the reason
+    if future is not None and future.done() and not future.cancelled() and future.exception():
+        return f"{type(future.exception()).__name__}: {future.exception()}"
+    return ibm_job.error_message() or None
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a client exception (the client re-raises ``from None``,
+    so the answer's status is on the exception it was handling)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        for attribute in ("status_code", "code"):
+            value = getattr(exc, attribute, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+# -- the account -----------------------------------------------------------------------------------
+
+
+def _with_targets_file(name: str, given: dict) -> dict:
+    kind, configured = _config.configured_kinds().get(name, ("", {}))
+    table = configured if kind == "ibm" else {}
+    options = {key: value if value is not None else table.get(key) for key, value in given.items()}
+    token_env = options.pop("token_env")
+    if token_env and not options["token"]:
+        options["token"] = os.getenv(token_env) or None
+        if not options["token"]:
+            raise NotAuthenticatedError(f"IBM target {name!r} reads its token from ${token_env}, which is not set")
+    if options["token"] is not None and not isinstance(options["token"], Secret):
+        options["token"] = Secret(options["token"])
+    if options["backend"] is None:
+        raise InvalidOptionError(
+            f"IBM target {name!r} needs backend=: an IBM backend's name (e.g. 'ibm_brisbane') or a "
+            "fake one of qiskit_ibm_runtime.fake_provider (e.g. 'fake_brisbane': no account needed)"
+        )
+    return options
+
+
+def _open_service(name: str, options: dict):
+    from qiskit_ibm_runtime import QiskitRuntimeService
+    from qiskit_ibm_runtime.accounts import AccountNotFoundError
+
+    token = options["token"]
+    kwargs: dict[str, Any] = {"instance": options["instance"]}
+    if options["api_url"]:
+        api_url = options["api_url"]
+        kwargs["url_resolver"] = lambda *_: api_url
+    if token is not None:
+        where = "the token given"
+        kwargs.update(channel="ibm_quantum_platform", token=token.reveal(), url=options["url"])
+    else:
+        where = f"$QISKIT_IBM_TOKEN or Qiskit's saved account ({SAVED_ACCOUNTS})"
+        if options["account"]:
+            kwargs["name"] = options["account"]
+    try:
+        return QiskitRuntimeService(**{k: v for k, v in kwargs.items() if v is not None})
+    except AccountNotFoundError:
+        raise NotAuthenticatedError(
+            f"IBM target {name!r} has no account: pass token=..., set $QISKIT_IBM_TOKEN, save one "
+            f"with QiskitRuntimeService.save_account(...) ({SAVED_ACCOUNTS}), or add token_env to "
+            f"[targets.{name}] (kind = \"ibm\") in {_config.targets_file()}"
+        ) from None
+    except Exception as exc:
+        status = _http_status(exc)
+        if status is None or status >= 500 or status == 429:
+            raise ServerUnreachableError(
+                f"IBM Quantum could not be reached to check the account from {where} for target "
+                f"{name!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        raise NotAuthenticatedError(
+            f"IBM Quantum refused the account from {where} for target {name!r} ({status}): {exc}"
+        ) from None
+
+
+def _backend_of(service, name: str, backend: str):
+    try:
+        return service.backend(backend)
+    except Exception as exc:
+        if type(exc).__name__ != "QiskitBackendNotFoundError":
+            raise
+        known = ", ".join(b.name for b in service.backends())
+        raise RemoteError(f"IBM target {name!r}: no backend {backend!r} in this account (it has: {known})") from None
+
+
+def _without_client_retries(service, call_timeout: float) -> None:
+    """The client retries a POST after a 5xx by itself, which could create a job twice
+    when the first POST was taken: qnb retries instead, looking before it posts. Reads
+    get a read deadline too (the client sets none), so an abandoned call ends."""
+    from requests.adapters import HTTPAdapter
+
+    clients = {id(c): c for c in [service._active_api_client, *service._api_clients.values()]}
+    for client in clients.values():
+        session = client._session
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, HTTPAdapter(max_retries=0))
+        session._timeout = (5.0, call_timeout)
