@@ -433,3 +433,4 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     return made
 register_kind("ionq", "qnb._targets._ionq:IonQTarget")  # needs the extra qnb[ionq] (cirq-ionq)
 register_kind("ibm", "qnb._targets._ibm:IBMTarget")  # needs the extra qnb[ibm] (qiskit-ibm-runtime, qiskit-aer)
+register_kind("azure", "qnb._targets._azure:AzureTarget")  # needs the extra qnb[azure] (azure-quantum)
