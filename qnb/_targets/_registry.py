@@ -432,5 +432,6 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     registry.register(name, made)
     return made
 register_kind("ionq", "qnb._targets._ionq:IonQTarget")  # needs the extra qnb[ionq] (cirq-ionq)
+register_kind("braket", "qnb._targets._braket:BraketTarget")  # needs the extra qnb[braket] (amazon-braket-sdk)
 register_kind("ibm", "qnb._targets._ibm:IBMTarget")  # needs the extra qnb[ibm] (qiskit-ibm-runtime, qiskit-aer)
 register_kind("azure", "qnb._targets._azure:AzureTarget")  # needs the extra qnb[azure] (azure-quantum)
