@@ -197,13 +197,10 @@ class AzureTarget(VendorTarget):
     def check(self, label: str, circuit: cirq.Circuit) -> None:
         self.device.validate(label, circuit)
         check_qubits_only(label, circuit, target=self.name)
-        refused = convert.refused_operation(self.provider, circuit)
-        if refused is not None:
-            raise DeviceValidationError(f"circuit {label!r}: {self._refusal(*refused)}; submit with "
+        problem = convert.refusal(self.provider, circuit)
+        if problem is not None:
+            raise DeviceValidationError(f"circuit {label!r}: {self.target_name}: {problem}; submit with "
                                         f"compile=True to rewrite it into {self.target_name}'s gates")  # fmt: skip
-
-    def _refusal(self, op: cirq.Operation, why: str) -> str:
-        return f"{self.target_name} cannot take gate {op} ({type(op.gate).__name__}): {why}"
 
     def compile(self, circuit: cirq.Circuit) -> cirq.Circuit:
         """Onto ``LineQubit(0..n-1)`` (any two couple), then into the provider's gates."""
@@ -223,9 +220,8 @@ class AzureTarget(VendorTarget):
         (circuit,) = super().prepare(job, items)  # resolved at its sweep point
         try:
             return convert.to_program(self.provider, circuit, job.shots)
-        except ValueError as exc:
-            refused = convert.refused_operation(self.provider, circuit)
-            raise InvalidCircuitError(self._refusal(*refused) if refused else f"{self.target_name}: {exc}") from None
+        except ValueError:
+            raise InvalidCircuitError(f"{self.target_name}: {convert.refusal(self.provider, circuit)}") from None
 
     def azure_id(self, job: TargetJob, items: list[int]) -> str:
         """The Azure job id of these items: chosen by the client, derived from qnb's id."""

@@ -73,19 +73,28 @@ def _qasm(circuit: cirq.Circuit) -> tuple[str, dict[str, str]]:
     return text, {register: key for key, register in output.args.meas_key_id_map.items()}
 
 
-def refused_operation(provider: str, circuit: cirq.Circuit) -> tuple[cirq.Operation, str] | None:
-    """The first operation ``provider`` cannot take, and why (for a message naming it)."""
+def refusal(provider: str, circuit: cirq.Circuit) -> str | None:
+    """Why ``provider`` cannot take ``circuit`` (naming the first gate it refuses), or None.
+    Parameters are set to a sample value first: a gate's kind does not depend on its angle."""
+    try:
+        to_program(provider, _sampled(circuit), 1)
+        return None
+    except Exception as exc:  # noqa: BLE001 - the converter's reason, whatever it is
+        whole = str(exc)
     for op in circuit.all_operations():
         if cirq.is_measurement(op):
             continue
-        probe = cirq.Circuit(op)
-        if cirq.is_parameterized(probe):  # a gate's kind does not depend on its angle
-            probe = cirq.resolve_parameters(probe, {name: 0.25 for name in cirq.parameter_names(probe)})
         try:
-            to_program(provider, probe, 1)
-        except Exception as exc:  # noqa: BLE001 - the converter's reason, whatever it is
-            return op, str(exc)
-    return None
+            to_program(provider, _sampled(cirq.Circuit(op)), 1)
+        except Exception as exc:  # noqa: BLE001
+            return f"gate {op} ({type(op.gate).__name__}) cannot be taken: {exc}"
+    return whole
+
+
+def _sampled(circuit: cirq.Circuit) -> cirq.Circuit:
+    if not cirq.is_parameterized(circuit):
+        return circuit
+    return cirq.resolve_parameters(circuit, {name: 0.25 for name in cirq.parameter_names(circuit)})
 
 
 def to_result(
