@@ -365,3 +365,16 @@ def test_a_killed_submitters_jobs_are_followed_by_a_new_process(tmp_path, standi
     finally:
         _manager.set_manager(previous)
         fresh.close()
+
+
+@pytest.mark.parametrize("backend", ["ionq.simulator", "quantinuum.sim.h2-1e"])
+def test_compile_rewrites_any_qubits_and_gates_for_the_provider(manager, standin, targets, backend):
+    target = targets(standin, backend=backend)
+    a, b, c = cirq.GridQubit.rect(1, 3)
+    circuit = cirq.Circuit(cirq.X(a), cirq.X(b), cirq.CCX(a, b, c), cirq.ISWAP(a, b) ** 0.5,
+                           cirq.measure(c, key="c"))  # fmt: skip
+    if backend.startswith("ionq"):
+        with pytest.raises(qnb.DeviceValidationError, match="compile=True"):
+            qnb.submit(circuit, target=target.name, shots=10)
+    job = qnb.submit(circuit, target=target.name, shots=10, compile=True)
+    assert job.result(timeout=30).counts() == {"1": 10}
