@@ -191,6 +191,56 @@ class QueueBackend(Protocol):
         """Positions as last known, without I/O (for display)."""
 
 
+class FollowedItems:
+    """The items of a job that runs elsewhere (at a vendor, on a queue server) as last
+    heard: the handle's part every target that owns its queue shares. ``report`` takes
+    new statuses and ``next_change`` answers ``poll`` once they differ.
+
+    Finished items keep their status: a vendor that marks a completed job cancelled, or
+    a restarted server that says "queued again", must not move a finished item back.
+    """
+
+    def __init__(self, statuses: Sequence[JobStatus]):
+        self.statuses = list(statuses)
+        self.changed = asyncio.Event()
+        self.changed.set()  # the first poll reports the state at hand-over
+
+    @property
+    def finished(self) -> bool:
+        return all(s in TERMINAL for s in self.statuses)
+
+    def report(self, statuses: Mapping[int, JobStatus] | Sequence[JobStatus]) -> None:
+        """New statuses, for all items (a sequence) or some (index -> status)."""
+        pairs = statuses.items() if isinstance(statuses, Mapping) else enumerate(statuses)
+        updated = list(self.statuses)
+        for i, status in pairs:
+            if i < len(updated) and updated[i] not in TERMINAL:
+                updated[i] = status
+        if updated != self.statuses:
+            self.statuses = updated
+            self.changed.set()
+
+    async def next_change(self) -> list[JobStatus]:
+        await self.changed.wait()
+        self.changed.clear()
+        return list(self.statuses)
+
+
+class Backoff:
+    """Waits that double while something stays away, from ``first`` up to ``most``."""
+
+    def __init__(self, first: float, most: float):
+        self.first = self.delay = first
+        self.most = most
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.most)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
 class QueueOwningTarget(Target):
     """A target with its own queue and job ids: a qnb queue server, a vendor's cloud."""
 

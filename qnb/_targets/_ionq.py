@@ -1,50 +1,34 @@
-"""IonQ's cloud as a target that owns its queue, through IonQ's own client (``cirq-ionq``).
+"""IonQ's cloud as a vendor target (:class:`~qnb._targets._remote.VendorTarget`), through
+IonQ's own client (``cirq-ionq``).
 
     qnb.register_target("qpu", "ionq", backend="qpu.aria-1")     # key: $IONQ_API_KEY
     job = qnb.submit(circuit, target="qpu", shots=1000)
 
 Every HTTP call is ``cirq_ionq.Service`` / ``cirq_ionq.Job``: no REST client or serializer
-of ours. That client is synchronous (``requests``, without a timeout), so its calls run on
-a small thread pool of the target's, each with a deadline on the manager's loop, and with
-a short ``max_retry_seconds`` (its default retries for about an hour).
+of ours. The shape does the following, creation exactly once and the rest; here are
+IonQ's hooks and what is particular to IonQ:
 
-- **Jobs survive the kernel.** The remote id the manager stores before the first poll is
-  ``"<IonQ job id>|single|<backend>"`` or ``"...|batch|..."``: enough to read the job right
-  after a restart (the measurement keys and qubit counts are in the job's metadata at
-  IonQ). A batch is one multi-circuit IonQ job; cirq-ionq reads a batch's results from
-  another address than a single circuit's, chosen by a ``batch_mode`` flag on the whole
-  client that only its last ``create_job`` sets, so the target keeps one ``Service`` per
-  mode and sets the flag of the batch one itself: a fresh process reads both right.
-- **One poller per target**, not one per job: up to :data:`GET_EACH_UP_TO` followed jobs
-  are read one by one, more through IonQ's job listing (one request per unfinished
-  status), every ``poll_seconds``. Jobs that left the listing are read by id once.
-- **Statuses** map through :data:`VENDOR_STATUS`, the one table. An unknown status is
-  not terminal (the job keeps its last known state). The raw status stays on the handle
-  (``handle.vendor_status``) and in a finished item's error text (``IonQ status
-  'failed': <IonQ's reason>``). A client-side wait that runs out, or an IonQ that cannot
-  be reached, never fails a job: it is read again later (``target.connected`` is False
-  meanwhile).
-- **Created exactly once.** IonQ has no idempotency key, so the job's name carries its
-  qnb id (``"<name> (qnb <id>)"``). The POST goes through a client of its own that does
-  not retry (cirq-ionq's own retries would POST again after a 500) and answers only the
-  id; reading the job is the follower's work. A POST that fails other than by a
-  refusal leaves the creation in doubt: the job is looked for by name before any new
-  POST (see :mod:`qnb._targets._remote`). cirq-ionq's ``create_job`` reads the job back
-  right after its POST, and treating a failed read as a failed creation made 3 paid
-  jobs out of 12 rate-limited reads.
-- **Cancel** reads the job first: IonQ marks even a completed job canceled, so a job that
-  has finished keeps its outcome.
+- **The stored id** is ``"<IonQ job id>|single|<backend>"`` or ``"...|batch|..."``: a
+  batch is one multi-circuit IonQ job, and cirq-ionq reads a batch's results from another
+  address than a single circuit's, chosen by a ``batch_mode`` flag on the whole client
+  that only its last ``create_job`` sets; so the target keeps one ``Service`` per mode and
+  sets the batch one's flag itself: a fresh process reads both right.
+- **Creation**: IonQ has no idempotency key, so the job's name carries its qnb id. The
+  POST goes through a client of its own with no retries (cirq-ionq's would POST again
+  after a 500) and answers only the id: cirq-ionq's ``create_job`` reads the job back
+  right after its POST, and treating a failed read as a failed creation made 3 paid jobs
+  out of 12 rate-limited reads. The other calls keep a short ``max_retry_seconds`` (its
+  default retries for about an hour).
+- **Reading**: up to :data:`GET_EACH_UP_TO` followed jobs one by one, more through IonQ's
+  listing (one request per unfinished status); jobs that left it are read by id. A job
+  IonQ no longer knows (404) reads as ``"deleted"``.
+- **Cancel**: the shape reads first, since IonQ marks even a completed job canceled.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import functools
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import cirq
@@ -65,10 +49,9 @@ from .._errors import (
     UnknownJobError,
     VendorRejectedError,
 )
-from .._status import TERMINAL, JobStatus
-from ._base import ItemOutcome, QueueOwningTarget, TargetJob
-from ._calls import CallsRefused, CallTimeout, DeadlineCalls
-from ._remote import Creation, qnb_marker, qnb_name
+from .._status import JobStatus
+from ._base import ItemOutcome, TargetJob
+from ._remote import VendorJobState, VendorTarget
 
 logger = logging.getLogger("qnb")
 
@@ -87,7 +70,6 @@ UNFINISHED_AT_IONQ = ("ready", "submitted", "running")
 GET_EACH_UP_TO = 3
 #: The IonQ simulator's size; a QPU's comes from its calibration.
 SIMULATOR_QUBITS = 29
-MAX_BACKOFF_SECONDS = 30.0
 #: A job in doubt is looked for among this many of the account's newest jobs.
 FIND_AMONG = 1000
 NATIVE_GATES = (
@@ -100,30 +82,6 @@ def _api_dict(job: cirq_ionq.Job) -> dict:
     """The API's last answer about ``job`` as cirq-ionq keeps it (``job.status()`` would
     ask IonQ again for an unfinished job; a listing already brought the status)."""
     return job._job
-
-
-@dataclasses.dataclass
-class IonQRun:
-    """The handle of one IonQ job: the items' statuses as last read."""
-
-    ionq_id: str
-    batch: bool
-    backend: str
-    statuses: list[JobStatus]
-    params: list[cirq.ParamResolver | None] | None = None
-    vendor_status: str = ""
-    job: cirq_ionq.Job | None = None  # the job as last read by id
-    outcomes: dict[int, ItemOutcome] | None = None  # once finished and read
-    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    reading: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-
-    @property
-    def finished(self) -> bool:
-        return all(s in TERMINAL for s in self.statuses)
-
-    @property
-    def remote_id(self) -> str:
-        return f"{self.ionq_id}|{'batch' if self.batch else 'single'}|{self.backend}"
 
 
 def parse_remote_id(remote_id: str, n_items: int) -> tuple[str, bool, str | None]:
@@ -211,7 +169,7 @@ def _as_qnb_error(exc: BaseException, what: str, host: str) -> QnbError:
     return RemoteError(f"IonQ call {what} failed: {type(exc).__name__}: {exc}")
 
 
-class IonQTarget(QueueOwningTarget):
+class IonQTarget(VendorTarget):
     """An IonQ backend (``"simulator"`` or ``"qpu.<name>"``) as a qnb target.
 
     ``poll_seconds``: how often followed jobs are read (cirq-ionq's own ``results()``
@@ -219,6 +177,9 @@ class IonQTarget(QueueOwningTarget):
     ``max_retry_seconds``: cirq-ionq's retries of one call (429, 5xx, no connection).
     ``seed``: for sampling the simulator's probabilities (cirq-ionq samples client-side).
     """
+
+    vendor = "IonQ"
+    STATUS = VENDOR_STATUS
 
     def __init__(
         self,
@@ -237,16 +198,11 @@ class IonQTarget(QueueOwningTarget):
         job_settings: dict | None = None,
         seed: int | None = None,
     ):
-        self.name = name
+        super().__init__(name, poll_seconds=poll_seconds, call_timeout=call_timeout, threads=threads)
         self.backend, api_key, remote_host = _resolve_options(
             name, backend, api_key, api_key_env, remote_host
         )
-        self.poll_seconds = poll_seconds
-        self.call_timeout = call_timeout
         self.seed = seed
-        # Daemon threads: a call IonQ never answers (cirq-ionq sets no timeout) must not
-        # keep a finished script from exiting.
-        self._calls = DeadlineCalls(f"qnb-ionq-{name}", threads=threads)
         self.job_settings = job_settings
 
         def service(retry_seconds: int) -> cirq_ionq.Service:
@@ -264,47 +220,26 @@ class IonQTarget(QueueOwningTarget):
         self._creator = service(0)._client
         self.host = self._single.remote_host
         self.device = self._device_from_ionq(max_shots, max_batch)
-        self._runs: dict[str, IonQRun] = {}
-        self._follower: asyncio.Task | None = None
-        self._wake: asyncio.Event | None = None
-        self._connected = True
-
-    # -- set-up: the device, from IonQ (this also checks the key) ----------------------------
-
-    def _blocking(self, what: str, fn: Callable[[], Any]) -> Any:
-        """A call to IonQ from the caller's thread (set-up), with the call deadline."""
-        try:
-            return self._calls.call(self.call_timeout, fn)
-        except Exception as exc:
-            raise self._as_error(exc, what) from None
-
-    def _as_error(self, exc: Exception, what: str) -> QnbError:
-        if isinstance(exc, (CallTimeout, CallsRefused)):
-            return ServerUnreachableError(
-                f"no answer from IonQ at {self.host} to {what} within {self.call_timeout:g} s"
-            )
-        return _as_qnb_error(exc, what, self.host)
 
     def _device_from_ionq(self, max_shots: int, max_batch: int | None) -> DeviceSpec:
         connectivity = None
         if self.backend == "simulator":
             # A cheap authenticated call: a wrong key is found here, not at the first job.
-            self._blocking("the job listing", lambda: self._single.list_jobs(limit=1, batch_size=1))
+            self.blocking_call("the job listing", lambda: self._single.list_jobs(limit=1, batch_size=1))
             n_qubits, source = SIMULATOR_QUBITS, "simulator's size"
         else:
-            calibration = self._blocking("the current calibration", self._single.get_current_calibration)
+            calibration = self.blocking_call("the current calibration", self._single.get_current_calibration)
             n_qubits = calibration.num_qubits()
             pairs = {frozenset(p) for p in calibration.connectivity() if p[0] != p[1]}
             if len(pairs) < n_qubits * (n_qubits - 1) // 2:  # not all-to-all
                 connectivity = tuple(tuple(sorted(p)) for p in pairs)
             source = f"calibration of {calibration.target()}"
-        qubits = tuple(cirq.LineQubit.range(n_qubits))
         coupling = "all-to-all" if connectivity is None else f"{len(connectivity)} pairs"
         extra = {} if max_batch is None else {"max_batch": max_batch}
         return DeviceSpec(
             name=self.name,
             max_qubits=n_qubits,
-            qubits=qubits,
+            qubits=tuple(cirq.LineQubit.range(n_qubits)),
             connectivity=connectivity,
             compile_to=cirq_ionq.IonQTargetGateset(),
             native_gates=NATIVE_GATES,
@@ -344,272 +279,101 @@ class IonQTarget(QueueOwningTarget):
             for moment in compiled
         )
 
-    # -- calls to IonQ on the pool -----------------------------------------------------------
+    # -- the hooks of the remote-job shape -------------------------------------------------
 
-    async def _call(self, what: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        try:
-            return await self._calls.acall(self.call_timeout, fn, *args, **kwargs)
-        except Exception as exc:
-            raise self._as_error(exc, what) from None
-
-    def _service(self, batch: bool) -> cirq_ionq.Service:
-        return self._batch if batch else self._single
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    # -- the Target protocol -------------------------------------------------------------------
-
-    async def submit(self, job: TargetJob) -> IonQRun:
-        params = job.params or [None] * len(job.circuits)
-        circuits = [c if p is None else cirq.resolve_parameters(c, p) for c, p in zip(job.circuits, params)]
-        batch = len(circuits) > 1
-        program = await self._serialize(circuits, batch)
-        creation = Creation(
-            job, vendor=f"IonQ at {self.host}",
-            post=functools.partial(self._post, program, batch, job),
-            find=functools.partial(self._find, job.job_id),
-        )  # fmt: skip
-        ionq_id = await creation.run()
-        self._connected = True
-        # Read by the follower, never here: a failed read is no failed creation.
-        run = IonQRun(ionq_id, batch, self.backend, [JobStatus.QUEUED] * len(circuits), params=params)
-        run.changed.set()  # the first poll reports the state at hand-over
-        self._follow(run)
-        return run
-
-    async def _serialize(self, circuits: list[cirq.Circuit], batch: bool) -> Any:
+    def prepare(self, job: TargetJob, items: list[int]) -> tuple[Any, bool]:
+        circuits = super().prepare(job, items)
         serializer = cirq_ionq.Serializer()
-        if batch:
-            make = functools.partial(serializer.serialize_many_circuits, circuits)
-        else:
-            make = functools.partial(serializer.serialize_single_circuit, circuits[0])
+        batch = len(circuits) > 1
         try:
-            return await self._calls.acall(self.call_timeout, make, job_settings=self.job_settings)
+            if batch:
+                return serializer.serialize_many_circuits(circuits, job_settings=self.job_settings), True
+            return serializer.serialize_single_circuit(circuits[0], job_settings=self.job_settings), False
         except (ValueError, ionq_exceptions.IonQSerializerMixedGatesetsException) as exc:
             raise InvalidCircuitError(f"IonQ's serializer refuses this job: {exc}") from None
-        except CallTimeout:
-            raise InvalidCircuitError(
-                f"IonQ's serializer took more than {self.call_timeout:g} s on this job; "
-                "submit fewer or smaller circuits"
-            ) from None
 
-    async def _post(self, program: Any, batch: bool, job: TargetJob, creation: Creation) -> str:
-        """The creating POST alone: IonQ's id of the new job. Past the call deadline the
-        POST may still arrive: the creation keeps its future and sends nothing again."""
-        def create() -> str:
-            answer = self._creator.create_job(
-                serialized_program=program, repetitions=job.shots, target=self.backend,
-                name=qnb_name(job), batch_mode=batch,
-            )  # fmt: skip
-            return str(answer["id"])
+    def create(self, program: tuple[Any, bool], job: TargetJob, items: list[int], name: str) -> str:
+        serialized, batch = program
+        answer = self._creator.create_job(
+            serialized_program=serialized, repetitions=job.shots, target=self.backend,
+            name=name, batch_mode=batch,
+        )  # fmt: skip
+        return self._stored(str(answer["id"]), batch)
 
-        future = self._calls.submit(create)
-        wrapped = asyncio.wrap_future(future)
-        done, _ = await asyncio.wait({wrapped}, timeout=self.call_timeout)
-        if not done:
-            wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())  # heard later, by the creation
-            self._calls.abandon(future)
-            creation.in_flight = future
-            self._connected = False
-            raise ServerUnreachableError(
-                f"no answer from IonQ at {self.host} to the job's creation within "
-                f"{self.call_timeout:g} s"
-            )
-        try:
-            return future.result()
-        except Exception as exc:
-            error = self._as_error(exc, "the job's creation")
-            self._connected = not error.retryable
-            raise error from None
-
-    async def _find(self, job_id: str) -> str | None:
-        """IonQ's id of the job whose name carries ``job_id``, if IonQ has it."""
-        marker = qnb_marker(job_id)
-        listed = await self._call(
-            "the job listing", self._single._client.list_jobs, limit=FIND_AMONG, batch_size=FIND_AMONG
-        )
-        found = next((j["id"] for j in listed if str(j.get("name") or "").endswith(marker)), None)
+    def find(self, job: TargetJob, items: list[int], name: str) -> str | None:
+        listed = self._single._client.list_jobs(limit=FIND_AMONG, batch_size=FIND_AMONG)
+        found = next((j["id"] for j in listed if str(j.get("name") or "") == name), None)
         if found is not None:
-            logger.info("qnb: job %s found at IonQ as %s after a creation in doubt", job_id, found)
-        return found
+            logger.info("qnb: job %s found at IonQ as %s after a creation in doubt", job.job_id, found)
+            return self._stored(found, len(items) > 1)
+        return None
 
-    def handle_id(self, handle: IonQRun) -> str:
-        return handle.remote_id
+    def _stored(self, ionq_id: str, batch: bool) -> str:
+        """The remote id kept in the store: IonQ's id, the mode and the backend (enough
+        to read the job right in a fresh process, see the module's notes)."""
+        return f"{ionq_id}|{'batch' if batch else 'single'}|{self.backend}"
 
-    async def reattach(self, remote_id: str, n_items: int) -> IonQRun:
-        """No I/O: the poller reads the job (an IonQ that is away now is no failure)."""
+    async def reattach(self, remote_id: str, n_items: int):
         ionq_id, batch, backend = parse_remote_id(remote_id, n_items)
-        run = IonQRun(ionq_id, batch, backend or self.backend, [JobStatus.QUEUED] * n_items)
-        self._follow(run)
-        return run
+        full = f"{ionq_id}|{'batch' if batch else 'single'}|{backend or self.backend}"
+        return await super().reattach(full, n_items)
 
-    async def poll(self, handle: IonQRun) -> list[JobStatus]:
-        await handle.changed.wait()
-        handle.changed.clear()
-        return list(handle.statuses)
+    def shown_id(self, vendor_id: str) -> str:
+        return vendor_id.partition("|")[0]
 
-    async def results(self, handle: IonQRun, indices: Sequence[int]) -> dict[int, ItemOutcome]:
-        async with handle.reading:
-            if handle.outcomes is None:
-                handle.outcomes = await self._read_outcomes(handle)
-        return {i: handle.outcomes[i] for i in indices}
-
-    async def cancel(self, handle: IonQRun) -> bool:
-        if not handle.finished:
-            # Read first: IonQ would mark a completed job "canceled" too.
-            job = await self._call("the job", self._service(handle.batch).get_job, handle.ionq_id)
-            self._apply(handle, job, _api_dict(job))
-        if not handle.finished:
-            job = handle.job
-            await self._call("the cancellation", job.cancel)
-            self._apply(handle, job, _api_dict(job))
-        return True
-
-    # -- following jobs: one poller per target -------------------------------------------------
-
-    def _follow(self, run: IonQRun) -> None:
-        if run.finished:
-            return
-        self._runs[run.ionq_id] = run
-        if self._follower is None or self._follower.done():
-            self._wake = asyncio.Event()
-            self._follower = asyncio.get_running_loop().create_task(self._poll_forever())
-        else:
-            self._wake.set()
-
-    async def _poll_forever(self) -> None:
-        backoff = self.poll_seconds
-        while self._runs:
-            started = time.monotonic()
-            try:
-                await self._poll_once()
-            except RemoteError as exc:
-                # IonQ away, slow, or refusing us for now: the jobs stay as they are.
-                if self._connected:
-                    logger.warning("qnb: IonQ target %r cannot read its jobs now (%s); retrying", self.name, exc)
-                self._connected = False
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                await asyncio.sleep(backoff)
-                continue
-            except Exception:  # a bug here must not stop following the other jobs
-                logger.exception("qnb: IonQ target %r: reading its jobs failed", self.name)
-                await asyncio.sleep(MAX_BACKOFF_SECONDS)
-                continue
-            self._connected = True
-            backoff = self.poll_seconds
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, self.poll_seconds - (time.monotonic() - started)))
-            except asyncio.TimeoutError:
-                pass
-
-    async def _poll_once(self) -> None:
-        runs = list(self._runs.values())
-        unread = runs
-        if len(runs) > GET_EACH_UP_TO:
-            listed: dict[str, dict] = {}
-            for status in UNFINISHED_AT_IONQ:
-                found = await self._call(
-                    "the job listing", self._single.list_jobs, status=status, limit=1_000_000
-                )
-                listed.update((j.job_id(), _api_dict(j)) for j in found)
-            unread = []
-            for run in runs:
-                answer = listed.get(run.ionq_id)
-                if answer is None:
-                    unread.append(run)  # finished (or too new to be listed): read it by id
-                else:
-                    self._apply(run, None, answer)
-        if unread:
-            answers = await asyncio.gather(
-                *(self._read(run) for run in unread), return_exceptions=True
-            )
-            problems = [a for a in answers if isinstance(a, BaseException)]
-            if problems:
-                raise problems[0]
-
-    async def _read(self, run: IonQRun) -> None:
+    def read(self, vendor_id: str) -> VendorJobState:
+        ionq_id, batch, _ = parse_remote_id(vendor_id, 1)
         try:
-            job = await self._call("the job", self._service(run.batch).get_job, run.ionq_id)
-        except UnknownJobError:
-            self._apply(run, None, {"status": "deleted", "reason": "IonQ no longer knows this job"})
-            return
-        self._apply(run, job, _api_dict(job))
+            job = (self._batch if batch else self._single).get_job(ionq_id)
+        except ionq_exceptions.IonQNotFoundException:
+            return VendorJobState("deleted", error="IonQ no longer knows this job")
+        answer = _api_dict(job)
+        return VendorJobState(answer.get("status", ""), error=_failure_reason(answer), raw=job)
 
-    def _apply(self, run: IonQRun, job: cirq_ionq.Job | None, answer: dict) -> None:
-        """IonQ's word on ``run`` (the lifecycle decides what it means for the record)."""
-        raw = answer.get("status", "")
-        if job is not None:
-            run.job = job
-        if raw != run.vendor_status:
-            logger.debug("qnb: IonQ job %s is %r", run.ionq_id, raw)
-            run.vendor_status = raw
-        mapped = VENDOR_STATUS.get(raw)
-        if mapped is None:
-            return  # unknown: not terminal, keep the last known state
-        if mapped in TERMINAL:
-            if job is None and raw != "deleted":
-                return  # from a listing: read by id first (results, reason)
-            if raw == "deleted" and job is None:
-                run.outcomes = {
-                    i: ItemOutcome(JobStatus.CANCELLED, error=f"IonQ status 'deleted': {answer.get('reason', 'deleted at IonQ')}")
-                    for i in range(len(run.statuses))
-                }
-            self._runs.pop(run.ionq_id, None)
-        statuses = [old if old in TERMINAL else mapped for old in run.statuses]
-        if statuses != run.statuses:
-            run.statuses = statuses
-            run.changed.set()
+    def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
+        """Up to :data:`GET_EACH_UP_TO` jobs one by one; more through IonQ's listing (one
+        request per unfinished status), then by id those that left it (finished)."""
+        states: dict[str, VendorJobState] = {}
+        if len(vendor_ids) > GET_EACH_UP_TO:
+            listed = {}
+            for status in UNFINISHED_AT_IONQ:
+                listed.update((j.job_id(), j) for j in self._single.list_jobs(status=status, limit=1_000_000))
+            for vendor_id in vendor_ids:
+                job = listed.get(self.shown_id(vendor_id))
+                if job is not None:
+                    states[vendor_id] = VendorJobState(_api_dict(job).get("status", ""), raw=job)
+        for vendor_id in vendor_ids:
+            if vendor_id not in states:
+                states[vendor_id] = self.read(vendor_id)
+        return states
 
-    # -- outcomes ------------------------------------------------------------------------------
+    def outcomes(self, vendor_id, state, items, params) -> dict[int, ItemOutcome]:
+        texts = _results_json(state.raw, self.shown_id(vendor_id), params, self.seed)
+        engine = f"ionq {vendor_id.rpartition('|')[2]}"
+        return {
+            i: ItemOutcome(JobStatus.COMPLETED, result=text, engine=engine)
+            for i, text in zip(items, texts)
+            if text is not None
+        }
 
-    async def _read_outcomes(self, run: IonQRun) -> dict[int, ItemOutcome]:
-        n = len(run.statuses)
-        raw = run.vendor_status
-        if raw != "completed":
-            reason = _failure_reason(run.job)
-            status = JobStatus.FAILED if raw == "failed" else JobStatus.CANCELLED
-            text = f"IonQ status {raw!r}" + (f": {reason}" if reason else "") + f" (IonQ job {run.ionq_id})"
-            return {i: ItemOutcome(status, error=text) for i in range(n)}
-        backoff = 0.5
-        while True:  # completed and paid for: read until IonQ answers
-            try:
-                texts = await self._call("the results", _results_json, run, self.seed)
-                break
-            except QnbError as exc:
-                if not exc.retryable:
-                    text = f"IonQ job {run.ionq_id} completed but its results cannot be read: {exc}"
-                    return {i: ItemOutcome(JobStatus.FAILED, error=text) for i in range(n)}
-                self._connected = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-        self._connected = True
-        outcomes = {}
-        for i in range(n):
-            if i < len(texts) and texts[i] is not None:
-                outcomes[i] = ItemOutcome(JobStatus.COMPLETED, result=texts[i], engine=f"ionq {run.backend}")
-            else:
-                outcomes[i] = ItemOutcome(JobStatus.FAILED, error=f"IonQ returned no result for circuit {i} of job {run.ionq_id}")
-        return outcomes
+    def cancel_remote(self, vendor_id: str) -> None:
+        self._single._client.cancel_job(self.shown_id(vendor_id))
 
-    def close(self) -> None:
-        self._calls.close()
+    def as_error(self, exc: Exception, what: str) -> QnbError:
+        return _as_qnb_error(exc, what, self.host)
 
 
-def _results_json(run: IonQRun, seed: int | None) -> list[str | None]:
+def _results_json(job: cirq_ionq.Job, ionq_id: str, params, seed: int | None) -> list[str | None]:
     """On the target's threads: cirq-ionq reads the probabilities (counts for a QPU,
     sampled for the simulator with ``seed``) and makes the ``cirq.Result``; then Cirq
     JSON, off the loop."""
-    answer = _api_dict(run.job)
+    answer = _api_dict(job)
     for message in (answer.pop("warning", None) or {}).get("messages", []):
-        logger.info("qnb: IonQ job %s: %s", run.ionq_id, message)  # not printed from here
-    found = run.job.results(timeout_seconds=0)
+        logger.info("qnb: IonQ job %s: %s", ionq_id, message)  # not printed from here
+    found = job.results(timeout_seconds=0)
     found = found if isinstance(found, list) else [found]
-    params = run.params or [None] * len(found)
     texts: list[str | None] = []
-    for result, point in zip(found, params):
+    for result, point in zip(found, list(params) + [None] * (len(found) - len(params))):
         resolver = point or cirq.ParamResolver({})
         if isinstance(result, cirq_ionq.SimulatorResult):
             made = result.to_cirq_result(params=resolver, seed=seed)
@@ -619,13 +383,11 @@ def _results_json(run: IonQRun, seed: int | None) -> list[str | None]:
     return texts
 
 
-def _failure_reason(job: cirq_ionq.Job | None) -> str:
-    if job is None:
-        return ""
-    failure = _api_dict(job).get("failure") or {}
+def _failure_reason(answer: dict) -> str | None:
+    failure = answer.get("failure") or {}
     if isinstance(failure, dict):
-        return str(failure.get("error") or failure.get("message") or "")
-    return str(failure)
+        return str(failure.get("error") or failure.get("message") or "") or None
+    return str(failure) or None
 
 
 def _refused_gate(circuit: cirq.Circuit) -> cirq.Operation | None:

@@ -27,7 +27,7 @@ from .._device import DeviceSpec
 from .._errors import QnbError, RemoteError, ServerUnreachableError, error_for_code
 from .._records import QueueEntry, entry_at
 from .._status import TERMINAL, JobStatus
-from ._base import ItemOutcome, QueueOwningTarget, TargetJob
+from ._base import Backoff, FollowedItems, ItemOutcome, QueueOwningTarget, TargetJob
 
 logger = logging.getLogger("qnb")
 
@@ -123,7 +123,7 @@ class ServerClient:
         """The answer's JSON; retried until ``retry_for`` seconds have passed
         (``on_retry`` is told before the first retry)."""
         deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
-        delay = 0.05
+        backoff = Backoff(0.05, MAX_BACKOFF_SECONDS)
         while True:
             try:
                 response = await self.http.request(
@@ -141,16 +141,15 @@ class ServerClient:
                 problem = f"server answered {response.status_code}: {_detail(response)}"
                 retry_after = response.headers.get("Retry-After", "")
                 if retry_after.isdigit():
-                    delay = max(delay, min(float(retry_after), MAX_BACKOFF_SECONDS))
-            if time.monotonic() + delay > deadline:
+                    backoff.delay = max(backoff.delay, min(float(retry_after), MAX_BACKOFF_SECONDS))
+            if time.monotonic() + backoff.delay > deadline:
                 raise ServerUnreachableError(
                     f"{problem}; gave up after retrying. Is `qnb serve` running there?"
                 )
             if on_retry is not None:
                 on_retry()
                 on_retry = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+            await backoff.wait()
 
     def call(self, method: str, path: str, *, timeout: float | None = None, **options) -> dict:
         """:meth:`request` from a thread other than the loop's (the kernel's main thread)."""
@@ -174,25 +173,14 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-class _RemoteRun:
-    """The handle of one job on a server: item statuses as the event feed tells them."""
+class _RemoteRun(FollowedItems):
+    """The handle of one job on a server: item statuses as the event feed tells them
+    (``report``; the lifecycle decides what they mean: a restarted server's "queued
+    again" does not move a running item back)."""
 
     def __init__(self, remote_id: str, statuses: list[JobStatus]):
+        super().__init__(statuses)
         self.remote_id = remote_id
-        self.statuses = statuses
-        self.changed = asyncio.Event()
-        self.changed.set()  # the first poll reports the state at hand-over
-
-    def apply(self, statuses: Sequence[JobStatus]) -> None:
-        """The server's latest word on the items (the lifecycle decides what it means:
-        a restarted server's "queued again" does not move a running item back)."""
-        statuses = [
-            old if old in TERMINAL else new
-            for old, new in zip(self.statuses, statuses[: len(self.statuses)])
-        ]
-        if statuses != self.statuses:
-            self.statuses = statuses
-            self.changed.set()
 
 
 def _resolved_texts(job: TargetJob) -> list[str]:
@@ -388,10 +376,8 @@ class RemoteTarget(QueueOwningTarget):
         return self._register(view)
 
     async def poll(self, handle: _RemoteRun) -> list[JobStatus]:
-        await handle.changed.wait()
-        handle.changed.clear()
-        statuses = list(handle.statuses)
-        if all(s in TERMINAL for s in statuses):
+        statuses = await handle.next_change()
+        if handle.finished:
             self._runs.pop(handle.remote_id, None)
         return statuses
 
@@ -414,7 +400,7 @@ class RemoteTarget(QueueOwningTarget):
 
     async def cancel(self, handle: _RemoteRun) -> bool:
         view = await self.client.request("POST", f"/v1/jobs/{handle.remote_id}/cancel")
-        handle.apply(_statuses(view))
+        handle.report(_statuses(view))
         return JobStatus(view["status"]) in TERMINAL
 
     def queue_backend(self) -> RemoteQueueBackend:
@@ -426,7 +412,7 @@ class RemoteTarget(QueueOwningTarget):
         run = _RemoteRun(view["id"], _statuses(view))
         early = self._unclaimed.pop(run.remote_id, None)
         if early is not None:
-            run.apply(early)
+            run.report(early)
         self._runs[run.remote_id] = run
         if self._follower is None or self._follower.done():
             self._follower = asyncio.get_running_loop().create_task(self._follow())
@@ -436,7 +422,7 @@ class RemoteTarget(QueueOwningTarget):
 
     async def _follow(self) -> None:
         """Long-poll the feed while jobs are followed; through outages, with backoff."""
-        delay = 0.05
+        away = Backoff(0.05, MAX_BACKOFF_SECONDS)
         while self._runs and not self._closed:
             # While widgets show positions, everyone's events: another user's job
             # leaving the queue moves ours up.
@@ -449,10 +435,9 @@ class RemoteTarget(QueueOwningTarget):
                     retry_for=0,
                 )
             except (RemoteError, httpx.HTTPError):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                await away.wait()
                 continue
-            delay = 0.05
+            away.reset()
             if page["epoch"] != self._epoch or page["reset"]:
                 # A restarted server numbers its events afresh; what happened while we
                 # could not listen is read from the jobs themselves.
@@ -469,7 +454,7 @@ class RemoteTarget(QueueOwningTarget):
                 statuses = [JobStatus(item["status"]) for item in event["items"]]
                 run = self._runs.get(event["id"])
                 if run is not None:
-                    run.apply(statuses)
+                    run.report(statuses)
                 else:
                     self._unclaimed[event["id"]] = statuses
                     while len(self._unclaimed) > KEEP_UNCLAIMED_EVENTS:
@@ -481,7 +466,7 @@ class RemoteTarget(QueueOwningTarget):
                 view = await self.client.request("GET", f"/v1/jobs/{remote_id}", retry_for=5)
             except RemoteError:
                 return  # gone again: the follower retries and resyncs once back
-            run.apply(_statuses(view))
+            run.report(_statuses(view))
         self._queue_moved.set()
 
     def close(self) -> None:

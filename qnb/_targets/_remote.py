@@ -37,7 +37,7 @@ import cirq
 from .._errors import InvalidCircuitError, QnbError, QueueError, RemoteError, ServerUnreachableError
 from .._records import QueueEntry
 from .._status import TERMINAL, JobStatus
-from ._base import ItemOutcome, QueueOwningTarget, TargetJob
+from ._base import Backoff, FollowedItems, ItemOutcome, QueueOwningTarget, TargetJob
 from ._calls import CallsRefused, CallTimeout, DeadlineCalls
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ class Creation:
         """The vendor's id of the job, created at most once."""
         in_doubt = self.job.maybe_created
         deadline = time.monotonic() + self.doubt_limit
-        backoff = FIRST_BACKOFF_SECONDS
+        backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         last_error: QnbError | None = None
         while True:
             if in_doubt:
@@ -99,10 +99,9 @@ class Creation:
                         raise  # a refusal: the vendor created nothing
                     last_error, in_doubt = exc, True
             self.job.report_waiting()
-            if time.monotonic() + backoff > deadline:
+            if time.monotonic() + backoff.delay > deadline:
                 raise self._gave_up(last_error)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            await backoff.wait()
 
     async def _settle_doubt(self) -> tuple[str | None, bool]:
         """``(id, False)`` if an earlier POST ended with one or the vendor lists the job;
@@ -171,25 +170,23 @@ class VendorPart:
         return self.status in TERMINAL
 
 
-@dataclasses.dataclass(eq=False)
-class VendorRun:
+class VendorRun(FollowedItems):
     """The handle of one qnb job at a vendor: its vendor jobs and its items' statuses."""
 
-    parts: list[VendorPart]
-    statuses: list[JobStatus]
-    params: list[cirq.ParamResolver | None] | None = None
-    job_id: str | None = None  # qnb's id, when submitted by this process
-    name: str = ""
-    time_added: float = dataclasses.field(default_factory=time.time)
-    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    def __init__(
+        self, parts: list[VendorPart], n_items: int, *,
+        params: list[cirq.ParamResolver | None] | None = None, job_id: str | None = None, name: str = "",
+    ):  # fmt: skip
+        super().__init__([JobStatus.QUEUED] * n_items)
+        self.parts = parts
+        self.params = params
+        self.job_id = job_id  # qnb's id, when submitted by this process
+        self.name = name
+        self.time_added = time.time()
 
     @property
     def remote_id(self) -> str:
         return stored_id(self.parts, len(self.statuses))
-
-    @property
-    def finished(self) -> bool:
-        return all(s in TERMINAL for s in self.statuses)
 
     @property
     def vendor_status(self) -> str:
@@ -377,10 +374,8 @@ class VendorTarget(QueueOwningTarget):
         self._connected = True
         run = VendorRun(
             [VendorPart(vendor_id, items) for vendor_id, items in zip(created, groups)],
-            [JobStatus.QUEUED] * len(job.circuits),
-            params=job.params, job_id=job.job_id, name=job.name,
+            len(job.circuits), params=job.params, job_id=job.job_id, name=job.name,
         )  # fmt: skip
-        run.changed.set()  # the first poll reports the state at hand-over
         self._follow(run)
         return run
 
@@ -420,7 +415,7 @@ class VendorTarget(QueueOwningTarget):
                 f"no answer from {self.vendor} to the job's creation within {self.call_timeout:g} s"
             )
         try:
-            vendor_id = str(future.result())
+            vendor_id = str(wrapped.result())  # (the asyncio side: its error counts as heard)
         except Exception as exc:
             error = self._qnb_error(exc, "the job's creation")
             self._connected = not error.retryable
@@ -440,14 +435,12 @@ class VendorTarget(QueueOwningTarget):
 
     async def reattach(self, remote_id: str, n_items: int) -> VendorRun:
         """No I/O: the follower reads the job (a vendor that is away now is no failure)."""
-        run = VendorRun(parts_from(remote_id, n_items), [JobStatus.QUEUED] * n_items)
+        run = VendorRun(parts_from(remote_id, n_items), n_items)
         self._follow(run)
         return run
 
     async def poll(self, handle: VendorRun) -> list[JobStatus]:
-        await handle.changed.wait()
-        handle.changed.clear()
-        return list(handle.statuses)
+        return await handle.next_change()
 
     async def results(self, handle: VendorRun, indices: Sequence[int]) -> dict[int, ItemOutcome]:
         wanted = set(indices)
@@ -499,7 +492,7 @@ class VendorTarget(QueueOwningTarget):
             self._wake.set()
 
     async def _poll_forever(self) -> None:
-        backoff = self.poll_seconds
+        away = Backoff(min(2 * self.poll_seconds, MAX_BACKOFF_SECONDS), MAX_BACKOFF_SECONDS)
         while self._following:
             started = time.monotonic()
             try:
@@ -510,15 +503,14 @@ class VendorTarget(QueueOwningTarget):
                     logger.warning("qnb: %s target %r cannot read its jobs now (%s); retrying",
                                    self.vendor, self.name, exc)  # fmt: skip
                 self._connected = False
-                backoff = min(max(backoff, self.poll_seconds) * 2, MAX_BACKOFF_SECONDS)
-                await asyncio.sleep(backoff)
+                await away.wait()
                 continue
             except Exception:  # a bug here must not stop following the other jobs
                 logger.exception("qnb: %s target %r: reading its jobs failed", self.vendor, self.name)
                 await asyncio.sleep(MAX_BACKOFF_SECONDS)
                 continue
             self._connected = True
-            backoff = self.poll_seconds
+            away.reset()
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, self.poll_seconds - (time.monotonic() - started)))
@@ -554,13 +546,7 @@ class VendorTarget(QueueOwningTarget):
         part.status = mapped
         if mapped in TERMINAL:
             self._following.pop(part.vendor_id, None)
-        statuses = list(run.statuses)
-        for i in part.items:
-            if statuses[i] not in TERMINAL:
-                statuses[i] = mapped
-        if statuses != run.statuses:
-            run.statuses = statuses
-            run.changed.set()
+        run.report(dict.fromkeys(part.items, mapped))
 
     def _keep_usage(self, run: VendorRun) -> None:
         self._usage[run.remote_id] = run.usage
@@ -594,7 +580,7 @@ class VendorTarget(QueueOwningTarget):
             text = f"{self.vendor} status {word!r}" + (f": {reason}" if reason else "") + f" ({shown})"
             return {i: ItemOutcome(part.status, error=text) for i in part.items}
         params = [run.params[i] if run.params else None for i in part.items]
-        backoff = FIRST_BACKOFF_SECONDS
+        away = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while True:  # completed and paid for: read until the vendor answers
             try:
                 found = await self._call("the results", self.outcomes, part.vendor_id, part.state, part.items, params)
@@ -604,8 +590,7 @@ class VendorTarget(QueueOwningTarget):
                     text = f"{shown} completed but its results cannot be read: {exc}"
                     return {i: ItemOutcome(JobStatus.FAILED, error=text) for i in part.items}
                 self._connected = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                await away.wait()
         self._connected = True
         missing = ItemOutcome(JobStatus.FAILED, error=f"{shown} returned no result for this circuit")
         return {i: found.get(i, missing) for i in part.items}
