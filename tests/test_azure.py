@@ -378,3 +378,13 @@ def test_compile_rewrites_any_qubits_and_gates_for_the_provider(manager, standin
             qnb.submit(circuit, target=target.name, shots=10)
     job = qnb.submit(circuit, target=target.name, shots=10, compile=True)
     assert job.result(timeout=30).counts() == {"1": 10}
+
+
+def test_a_job_azure_no_longer_knows_ends_cancelled(manager, standin, targets):
+    target = targets(standin)
+    standin.hold = True
+    job = qnb.submit(BELL, target=target.name, shots=10)
+    wait_until(lambda: job.status is JobStatus.QUEUED or job.status is JobStatus.RUNNING, what="the job followed")
+    standin.jobs[azure_ids(job)[0]].forced = "deleted"  # the stand-in answers 404 from now on
+    wait_until(lambda: job.status is JobStatus.CANCELLED, what="the job to end")
+    assert "Azure Quantum status 'Deleted': Azure Quantum no longer knows this job" in job.items[0].error

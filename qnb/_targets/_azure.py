@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -115,6 +116,29 @@ def _workspace(name: str, *, connection_string: Secret | None, resource_id: str 
     return Workspace(resource_id=resource_id, location=location, credential=credential, storage=storage, **override)
 
 
+def _settings(name: str, backend, connection_string, variable, resource_id) -> tuple[str, Secret | None]:
+    """The provider of ``backend``, and the connection string (``variable`` names where it
+    is, else the vendor's own variable); refuses what cannot make a workspace."""
+    provider = str(backend or "").split(".")[0].lower()
+    if provider not in PROVIDERS:
+        raise InvalidOptionError(
+            f"Azure Quantum target {name!r}: backend= names an IonQ or Quantinuum target of the workspace "
+            f"(e.g. 'ionq.simulator', 'ionq.qpu.aria-1', 'quantinuum.sim.h2-1e'), got {backend!r}"
+        )
+    connection_string = connection_string or os.environ.get(variable or CONNECTION_STRING)
+    if variable and not connection_string:
+        raise NotAuthenticatedError(
+            f"Azure Quantum target {name!r} reads its connection string from ${variable}, which is not set"
+        )
+    if not (connection_string or resource_id or os.environ.get("AZURE_QUANTUM_WORKSPACE_NAME")):
+        raise NotAuthenticatedError(
+            f"Azure Quantum target {name!r} has no workspace: pass connection_string=... (or "
+            f"connection_string_env=...), set ${CONNECTION_STRING}, pass resource_id=... and location=..., "
+            "or add them to its [targets.NAME] table (kind = \"azure\") in the targets file"
+        )
+    return provider, Secret(connection_string) if connection_string else None  # never plain in a frame
+
+
 class AzureTarget(VendorTarget):
     """An Azure Quantum target: ``backend=`` the workspace's target id (``"ionq.simulator"``,
     ``"ionq.qpu.aria-1"``, ``"quantinuum.sim.h2-1e"``, ...; ``target=`` is register_target's own).
@@ -139,38 +163,23 @@ class AzureTarget(VendorTarget):
                  endpoint: str | None = None, storage: str | None = None, seed: int | None = None,
                  max_shots: int = 10_000, poll_seconds: float = 1.0, call_timeout: float = 30.0,
                  threads: int = 4):  # fmt: skip
-        provider = str(backend or "").split(".")[0].lower()
-        if provider not in PROVIDERS:
-            raise InvalidOptionError(
-                f"Azure Quantum target {name!r}: backend= names an IonQ or Quantinuum target of the workspace "
-                f"(e.g. 'ionq.simulator', 'ionq.qpu.aria-1', 'quantinuum.sim.h2-1e'), got {backend!r}"
-            )
-        variable = connection_string_env or CONNECTION_STRING
-        connection_string = connection_string or os.environ.get(variable)
-        connection_string = Secret(connection_string) if connection_string else None  # never plain in a frame
-        if connection_string_env and not connection_string:
-            raise NotAuthenticatedError(f"Azure Quantum target {name!r} reads its connection string from "
-                                        f"${connection_string_env}, which is not set")  # fmt: skip
-        if not (connection_string or resource_id or os.environ.get("AZURE_QUANTUM_WORKSPACE_NAME")):
-            raise NotAuthenticatedError(
-                f"Azure Quantum target {name!r} has no workspace: pass connection_string=... (or "
-                f"connection_string_env=...), set ${CONNECTION_STRING}, pass resource_id=... and location=..., "
-                "or add them to its [targets.NAME] table (kind = \"azure\") in the targets file"
-            )
+        provider, connection_string = _settings(name, backend, connection_string, connection_string_env, resource_id)
         super().__init__(name, poll_seconds=poll_seconds, call_timeout=call_timeout, threads=threads)
         self.target_name, self.provider, self.seed = str(backend), provider, seed
-        make = lambda: _workspace(  # noqa: E731
-            name, connection_string=connection_string, resource_id=resource_id,
-            location=location, api_key=Secret(api_key) if api_key else None, credential=credential,
-            endpoint=endpoint, storage=storage,
+        make = functools.partial(
+            _workspace, name, connection_string=connection_string, resource_id=resource_id, location=location,
+            api_key=Secret(api_key) if api_key else None, credential=credential, endpoint=endpoint, storage=storage,
         )  # fmt: skip
         try:
             self.workspace = self.blocking_call("the workspace", make)
-        except ValueError as exc:  # azure-quantum's checks of ids, names and regions
-            raise InvalidOptionError(f"Azure Quantum target {name!r}: {exc}") from None
-        self.workspace._client._config.retry_policy.total_retries = 0  # see "One try per call"
-        self.formats = PROVIDERS[provider](self.workspace, name=self.target_name)
-        self.device = self._device(max_shots)
+            self.workspace._client._config.retry_policy.total_retries = 0  # see "One try per call"
+            self.formats = PROVIDERS[provider](self.workspace, name=self.target_name)
+            self.device = self._device(max_shots)
+        except Exception as exc:
+            self.close()  # its threads
+            if isinstance(exc, ValueError) and not isinstance(exc, QnbError):  # azure-quantum's checks of ids
+                raise InvalidOptionError(f"Azure Quantum target {name!r}: {exc}") from None
+            raise
 
     def _device(self, max_shots: int) -> DeviceSpec:
         """From the workspace's word on the target (this also checks the credential)."""
