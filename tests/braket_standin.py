@@ -131,6 +131,7 @@ class BraketStandIn:
     """The stand-in's state (tasks, S3 objects, faults, counters) and its uvicorn server."""
 
     def __init__(self, *, queue_seconds: float = 0.05, run_seconds: float = 0.15):
+        self.access_key = ACCESS_KEY  # the one key accepted (change it: credentials "rotated")
         self.queue_seconds = queue_seconds
         self.run_seconds = run_seconds
         self.tasks: dict[str, StandInTask] = {}
@@ -146,6 +147,7 @@ class BraketStandIn:
         self.hold = False
         self.fail_next: str | None = None
         self.honour_client_token = True
+        self.search_hides_newer_than = 0.0  # seconds: a search that lags behind creations
         self.devices = {SV1: ("SV1", "SIMULATOR", _capabilities(False)), QPU: ("Chain-6", "QPU", _capabilities(True))}
         self.app = self._make_app()
         self.port: int | None = None
@@ -192,8 +194,10 @@ class BraketStandIn:
     # -- HTTP ------------------------------------------------------------------------------
 
     def _fault_for(self, service: str, method: str, path: str) -> Fault | None:
-        """The next injected fault for this request (IonQ's stand-in's matching, per service)."""
-        return StandIn._fault_for(types.SimpleNamespace(faults=self.faults[service], lock=self.lock), method, path)
+        """The next injected fault for this request (IonQ's stand-in's matching, per
+        service; the path ends in ``$``: ``path="/quantum-task$"`` is the create alone)."""
+        shim = types.SimpleNamespace(faults=self.faults[service], lock=self.lock)
+        return StandIn._fault_for(shim, method, path + "$")
 
     def _make_app(self) -> FastAPI:
         app = FastAPI()
@@ -205,6 +209,7 @@ class BraketStandIn:
 
         @app.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "HEAD"])
         async def any_call(request: Request, rest: str):
+            body = await request.body()  # the request arrives whole; only its answer is slow
             if standin.delay:
                 await asyncio.sleep(standin.delay)
             found = _SCOPE.search(request.headers.get("authorization", ""))
@@ -216,9 +221,8 @@ class BraketStandIn:
             fault = standin._fault_for(service, request.method, path)
             if fault is not None and not fault.after:
                 return _error(service, fault.status, _ERROR_CODES.get(fault.status, "InternalServiceException"), "injected")
-            if key != ACCESS_KEY:
+            if key != standin.access_key:
                 return _error(service, 403, "UnrecognizedClientException", "The security token included in the request is invalid.")
-            body = await request.body()
             answer = await asyncio.to_thread(standin._answer, service, request.method, path, body)
             if request.method == "POST" and path == "/quantum-task" and standin.delay_after_create:
                 until = time.monotonic() + standin.delay_after_create
@@ -310,7 +314,8 @@ class BraketStandIn:
     def _search(self, data: dict) -> Response:
         now = time.time()
         with self.lock:
-            found = [t.summary(now) for t in reversed(self.tasks.values())]  # newest first
+            found = [t.summary(now) for t in reversed(self.tasks.values())
+                     if t.created <= now - self.search_hides_newer_than]  # newest first
         for f in data.get("filters", []):
             if f["operator"] != "EQUAL" or f["name"] not in ("deviceArn", "status", "quantumTaskArn"):
                 return _error("braket", 400, "ValidationException", f"the stand-in filters {f['name']} EQUAL only")

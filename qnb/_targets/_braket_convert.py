@@ -99,7 +99,8 @@ def to_braket(
             for gate, qubits in _translate(op, supported, where):
                 braket.add_instruction(Instruction(gate, [index[q] for q in qubits]))
     measured = [q for qubits in keys.values() for q in qubits]
-    braket.measure(measured)
+    if measured:
+        braket.measure(measured)
     return BraketProgram(braket, keys, invert)
 
 
@@ -121,7 +122,7 @@ def _translate(op: cirq.Operation, supported: Collection[str], where: str) -> li
         raise DeviceValidationError(f"{op} has unresolved parameters {sorted(map(str, cirq.parameter_names(op)))}: give them values (a sweep) before {where} runs it")
     raise DeviceValidationError(
         f"gate {op} ({type(op.untagged.gate or op.untagged).__name__}) cannot run on {where}: "
-        f"it takes {', '.join(sorted(supported))}; submit with compile=True, or rewrite it"
+        f"it takes {', '.join(sorted(supported))}; rewrite it into those (compile=True does so for a device)"
     )
 
 
