@@ -14,6 +14,7 @@ output blob); Azure pushes nothing.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import statistics
 import subprocess
@@ -41,38 +42,23 @@ CONNECTION_STRING = (f"SubscriptionId={SUBSCRIPTION};ResourceGroupName={GROUP};W
 
 
 def start_standin(run_seconds: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "azure_standin.py"), "--port", str(port), "--key", KEY,
-         "--queue-seconds", "0.5", "--run-seconds", str(run_seconds)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_standin/state", timeout=1).read()
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the stand-in did not start")
-            time.sleep(0.05)
+    """The stand-in in a process of its own (its CPU is not the kernel's); its URL once it listens."""
+    command = [sys.executable, str(ROOT / "tests" / "azure_standin.py"), "--port", str(free_port()), "--key", KEY,
+               "--queue-seconds", "0.5", "--run-seconds", str(run_seconds)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(30, proc.kill)  # a stand-in that never says it listens
+    timer.start()
+    line = proc.stdout.readline()
+    timer.cancel()
+    if " at http://" not in line:
+        raise RuntimeError(f"the stand-in did not start: {line!r}")
+    return proc, line.split(" at ")[1].split()[0]
 
 
 def run(n_jobs: int, run_seconds: float, poll_seconds: float, *, listing: bool) -> dict:
     proc, url = start_standin(run_seconds)
-    home = tempfile.mkdtemp(prefix="bench-azure-")
-    manager = _manager.JobManager(home)
+    manager = _manager.JobManager(tempfile.mkdtemp(prefix="bench-azure-"))
     previous = _manager.set_manager(manager)
-    known: dict[str, float] = {}
-    lock = threading.Lock()
-
-    def listener(rec) -> None:
-        if rec.status is JobStatus.COMPLETED:
-            with lock:
-                known.setdefault(rec.id, time.time())
-
-    manager.add_listener(listener)
     saved = _azure.GET_EACH_UP_TO
     _azure.GET_EACH_UP_TO = saved if listing else 10**9
     target = qnb.register_target(
@@ -82,15 +68,18 @@ def run(n_jobs: int, run_seconds: float, poll_seconds: float, *, listing: bool) 
     try:
         q = cirq.LineQubit.range(2)
         bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
+        known: dict[str, float] = {}  # job id -> when qnb had its completion on disk
+        jobs, waits = [], []
         started = time.perf_counter()
-        jobs = [qnb.submit(bell, target=target.name, shots=100) for _ in range(n_jobs)]
+        for _ in range(n_jobs):
+            jobs.append(job := qnb.submit(bell, target=target.name, shots=100))
+            waits.append(waiting := manager.when(job.id, lambda rec: rec.status is JobStatus.COMPLETED))
+            waiting.add_done_callback(lambda _, job_id=job.id: known.setdefault(job_id, time.time()))
         submitted = time.perf_counter() - started
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        deadline = time.monotonic() + run_seconds * 3 + 180
-        while len(known) < n_jobs:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(known)} of {n_jobs} jobs completed in time")
-            time.sleep(0.05)
+        concurrent.futures.wait(waits, timeout=run_seconds * 3 + 180)
+        if len(known) < n_jobs:
+            raise RuntimeError(f"only {len(known)} of {n_jobs} jobs completed in time")
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         state = json.loads(urllib.request.urlopen(f"{url}/_standin/state", timeout=10).read())
         lags = sorted(known[job.id] - state["jobs"][manager.load(job.id).remote_id]["done_at"] for job in jobs)
