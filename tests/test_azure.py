@@ -388,3 +388,22 @@ def test_a_job_azure_no_longer_knows_ends_cancelled(manager, standin, targets):
     standin.jobs[azure_ids(job)[0]].forced = "deleted"  # the stand-in answers 404 from now on
     wait_until(lambda: job.status is JobStatus.CANCELLED, what="the job to end")
     assert "Azure Quantum status 'Deleted': Azure Quantum no longer knows this job" in job.items[0].error
+
+
+def test_a_targets_file_table_makes_the_target_on_first_use(manager, standin, monkeypatch, tmp_path):
+    targets_file = tmp_path / "targets.toml"
+    targets_file.write_text(textwrap.dedent(f"""
+        [targets.h2]
+        kind = "azure"
+        backend = "quantinuum.sim.h2-1e"
+        connection_string_env = "LAB_AZURE"
+        endpoint = "{standin.url}/"
+        poll_seconds = 0.05
+    """))  # fmt: skip
+    monkeypatch.setenv("QNB_TARGETS", str(targets_file))
+    monkeypatch.setenv("LAB_AZURE", connection_string())
+    job = qnb.submit(KEYS, target="h2", shots=10)
+    try:
+        assert job.result(timeout=30)["0"].histogram(key="x y") == {1: 10}
+    finally:
+        qnb._targets.registry.get("h2").close()
