@@ -233,10 +233,11 @@ def test_a_put_answered_after_its_deadline_is_never_sent_again(manager, standin,
     assert standin.created == 1 and standin.requests["PUT /jobs/{id}"] == 1
 
 
-def test_a_refusal_fails_the_submit_and_stores_nothing(manager, standin, targets):
+@pytest.mark.parametrize("status, error", [(400, qnb.VendorRejectedError), (401, qnb.NotAuthenticatedError)])
+def test_a_refusal_fails_the_submit_and_stores_nothing(manager, standin, targets, status, error):
     target = targets(standin)
-    standin.inject(400, 1, method="PUT", path=JOB_PATH)
-    with pytest.raises(qnb.VendorRejectedError, match="400"):
+    standin.inject(status, 1, method="PUT", path=JOB_PATH)  # a 401: the key was revoked since
+    with pytest.raises(error, match=f"{status}|credential"):
         qnb.submit(BELL, target=target.name, shots=10)
     assert standin.created == 0 and qnb.jobs() == []
 
