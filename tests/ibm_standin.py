@@ -53,13 +53,10 @@ _JOB_ID = re.compile(r"\bd[0-9a-f]{19}\b")  # IBM's job ids: 20 characters
 _SIGNING_KEY = "the IBM stand-in signs its IAM tokens with this"
 
 
-def client_env(standin: IBMStandIn) -> dict[str, str]:
-    """The environment that points qiskit-ibm-runtime's IBM Cloud hosts at the stand-in."""
-    return {
-        "IAM_URL": standin.url,
-        "GLOBAL_SEARCH_URL": standin.url,
-        "GLOBAL_CATALOG_URL": f"{standin.url}/catalog",
-    }
+def client_env(url: str) -> dict[str, str]:
+    """The environment that points qiskit-ibm-runtime's IBM Cloud hosts at the stand-in
+    at ``url``."""
+    return {"IAM_URL": url, "GLOBAL_SEARCH_URL": url, "GLOBAL_CATALOG_URL": f"{url}/catalog"}
 
 
 def _device_json() -> tuple[dict, dict]:

@@ -48,7 +48,7 @@ def no_ambient_account(monkeypatch, tmp_path):
 def standin(monkeypatch):
     stand = IBMStandIn(KEY)
     stand.start()
-    for variable, value in client_env(stand).items():
+    for variable, value in client_env(stand.url).items():
         monkeypatch.setenv(variable, value)
     yield stand
     stand.stop()
@@ -239,7 +239,8 @@ def test_a_401_at_submit_or_a_refusal_stores_nothing(manager, standin, targets):
 
 
 def test_slow_or_failing_reads_show_reconnecting_and_never_fail_the_job(manager, standin, targets):
-    target = targets(standin, call_timeout=0.5)
+    target = targets(standin)
+    target.call_timeout = 0.5  # after the set-up, which makes several calls
     standin.hold = True
     job = qnb.submit(BELL, target=target.name, shots=10)
     wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run at IBM")
@@ -248,6 +249,7 @@ def test_slow_or_failing_reads_show_reconnecting_and_never_fail_the_job(manager,
     assert connection_state(target.name, manager=manager) == "reconnecting"
     standin.delay = 0.0
     standin.inject(503, 3, method="GET", path=JOBS)
+    standin.inject(200, 2, method="GET", path=JOBS, garbage=True)  # a proxy's page, not IBM's JSON
     standin.release()
     assert sum(job.result(timeout=60).counts().values()) == 10
     assert target.connected and standin.created == 1
@@ -264,6 +266,10 @@ def test_a_missing_or_refused_credential_raises_at_register_naming_where(manager
     assert "not-the-key" not in str(raised.value)
     with pytest.raises(qnb.NotAuthenticatedError, match=r"\$IBM_KEY_UNSET, which is not set"):
         targets(standin, token=None, token_env="IBM_KEY_UNSET")
+    with pytest.raises(qnb.NotAuthenticatedError, match="does not have access to the instance"):
+        targets(standin, instance=CRN.replace("instance-standin", "someone-elses"))
+    with pytest.raises(qnb.InvalidOptionError, match="no backend 'ibm_nowhere' in this account.*ibm_standin"):
+        targets(standin, backend="ibm_nowhere")
     assert not {"nokey"} & set(qnb.targets()) and standin.created == 0
 
 

@@ -33,15 +33,19 @@ import cirq
 
 from .. import _config
 from .._errors import (
-    InvalidOptionError, NotAuthenticatedError, QnbError, RemoteError, ServerUnreachableError, VendorRejectedError,
+    InvalidOptionError, NotAuthenticatedError, QnbError, ServerUnreachableError, VendorRejectedError,
 )  # fmt: skip
 from .._secrets import Secret
 from .._status import JobStatus
 from . import _ibm_convert as convert
 from ._base import ItemOutcome, TargetJob
+from ._calls import DeadlineCalls
 from ._remote import VendorJobState, VendorTarget
 
 FINISHED = ("DONE", "ERROR", "CANCELLED")
+#: Followed jobs read one by one up to this many; more, through the listing.
+READ_EACH_UP_TO = 3
+LIST_AT_MOST = 20_000
 SAVED_ACCOUNTS = "~/.qiskit/qiskit-ibm.json"
 
 
@@ -64,14 +68,22 @@ class IBMTarget(VendorTarget):
         account: str | None = None, optimization_level: int = 1, seed: int | None = None,
         max_batch: int | None = None, poll_seconds: float = 1.0, call_timeout: float = 30.0, threads: int = 4,
     ):  # fmt: skip
-        super().__init__(name, poll_seconds=poll_seconds, call_timeout=call_timeout, threads=threads)
         given = dict(backend=backend, token=token, token_env=token_env, instance=instance, url=url,
                      api_url=api_url, account=account)  # fmt: skip
         options = _with_targets_file(name, given)
-        self.optimization_level = optimization_level
+        super().__init__(name, poll_seconds=poll_seconds, call_timeout=call_timeout, threads=threads)
+        # Jobs that left the listing are read by id side by side (within read_many's deadline).
+        self._readers = DeadlineCalls(f"qnb-{name}-read", threads=threads)
         self.seed = seed
         self._jobs: dict[str, Any] = {}  # IBM's job objects, as created or first read
         self._local_tags: dict[str, str] = {}  # rehearsal: tag -> job id
+        try:
+            self._set_up(name, options, max_batch, optimization_level)
+        except BaseException:
+            self.close()  # nothing of a refused target stays, its threads neither
+            raise
+
+    def _set_up(self, name: str, options: dict, max_batch: int | None, optimization_level: int) -> None:
         self.backend = convert.fake_backend(options["backend"])
         if self.backend is not None:
             self.local = True  # runs in this process and ends with it
@@ -80,11 +92,10 @@ class IBMTarget(VendorTarget):
         else:
             self.service = self.blocking_call("the account", _open_service, name, options)
             self.backend = self.blocking_call("the backend", _backend_of, self.service, name, options["backend"])
-            _without_client_retries(self.service, call_timeout)
+            _without_client_retries(self.service, self.call_timeout)
             where = f"IBM Quantum backend {self.backend.name}; jobs are followed again after a restart"
-        device = self.blocking_call("the device", lambda: convert.device_from(
-            name, self.backend, description=where, max_batch=max_batch))  # fmt: skip
-        self.device = device
+        self.device = self.blocking_call("the device", convert.device_from, name, self.backend, where, max_batch)
+        self._transpile = convert.Transpiler(self.backend, optimization_level)
 
     # -- circuits ------------------------------------------------------------------------------
 
@@ -92,13 +103,8 @@ class IBMTarget(VendorTarget):
         convert.check(label, circuit, self.device.max_qubits, self.name)
 
     def prepare(self, job: TargetJob, items: list[int]) -> list:
-        params = job.params or [None] * len(job.circuits)
-        circuits = [
-            convert.to_qiskit(job.labels[i], job.circuits[i] if params[i] is None
-                              else cirq.resolve_parameters(job.circuits[i], params[i]))
-            for i in items
-        ]  # fmt: skip
-        return convert.transpiled(circuits, self.backend, self.optimization_level)
+        resolved = super().prepare(job, items)  # sweeps resolved before conversion
+        return self._transpile([convert.to_qiskit(job.labels[i], c) for i, c in zip(items, resolved)])
 
     # -- the hooks -----------------------------------------------------------------------------
 
@@ -137,6 +143,28 @@ class IBMTarget(VendorTarget):
         return VendorJobState(status, error=_reason(ibm_job, status), raw=ibm_job,
                               usage={"quantum_seconds": float(ibm_job.usage() or 0)})  # fmt: skip
 
+    def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
+        """Up to a few jobs one by one; more through IBM's listing of the account's
+        unfinished jobs (one request a round), reading by id only those that left it."""
+        if self.local or len(vendor_ids) <= READ_EACH_UP_TO:
+            return {vendor_id: self.read(vendor_id) for vendor_id in vendor_ids}
+        from qiskit_ibm_runtime.runtime_job_v2 import API_TO_JOB_STATUS
+
+        client, unfinished, total = self.service._active_api_client, {}, None
+        while total is None or len(unfinished) < min(total, LIST_AT_MOST):
+            page = client.jobs_get(limit=1000, skip=len(unfinished), pending=True)
+            unfinished.update((raw["id"], raw) for raw in page["jobs"])
+            total = 0 if not page["jobs"] else page["count"]
+        states = {}
+        for vendor_id, raw in ((i, unfinished.get(i)) for i in vendor_ids):
+            if raw is not None:
+                word = raw["state"]["status"].upper()
+                states[vendor_id] = VendorJobState(str(API_TO_JOB_STATUS.get(word, word)))
+        left = [i for i in vendor_ids if i not in states]  # finished, or too new to be listed
+        futures = [self._readers.submit(self.read, vendor_id) for vendor_id in left]
+        states.update(zip(left, (future.result(self.call_timeout) for future in futures)))
+        return states
+
     def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int], params: list) -> dict[int, ItemOutcome]:
         result = state.raw.result()
         engine = f"ibm {self.backend.name}"
@@ -155,15 +183,23 @@ class IBMTarget(VendorTarget):
         except RuntimeInvalidStateError:
             pass  # finished meanwhile: the read that follows says how
 
+    def close(self) -> None:
+        super().close()
+        self._readers.close()
+
     def as_error(self, exc: Exception, what: str) -> QnbError:
-        status = _http_status(exc)
+        """401: the token; another 4xx: a refusal with IBM's reason; an answer that cannot
+        be used (no HTTP error, a ValueError-like failure in the client or in qnb's
+        conversion): a refusal too, or it would be read again for ever; the rest
+        (429, 5xx, no connection, timeouts): IBM away for now."""
+        chain, status = _chain(exc), _http_status(exc)
         text = str(exc)[:600]
-        if status == 401 or type(exc).__name__ == "IBMNotAuthorizedError":
+        if status == 401 or any(type(e).__name__ == "IBMNotAuthorizedError" for e in chain):
             return NotAuthenticatedError(f"IBM Quantum refused the token (401) on {what}: check token= or $QISKIT_IBM_TOKEN")
         if status is not None and 400 <= status < 500 and status not in (408, 429):
             return VendorRejectedError(f"IBM Quantum refused {what} ({status}): {text}", status=status)
-        if status is None and type(exc).__name__ == "IBMInputValueError":
-            return VendorRejectedError(f"IBM Quantum's client refused {what}: {text}")
+        if not _away(exc, status) and isinstance(exc, (ValueError, KeyError, TypeError)):
+            return VendorRejectedError(f"IBM Quantum's answer to {what} cannot be used: {type(exc).__name__}: {text}")
         return ServerUnreachableError(f"IBM Quantum did not answer {what}" + (f" ({status})" if status else "") + f": {text}")
 
 
@@ -179,17 +215,34 @@ def _reason(ibm_job: Any, status: str) -> str | None:
     return ibm_job.error_message() or None
 
 
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind a client exception (the client re-raises ``from None``,
-    so the answer's status is on the exception it was handling)."""
-    seen = 0
-    while exc is not None and seen < 8:
-        for attribute in ("status_code", "code"):
-            value = getattr(exc, attribute, None)
-            if isinstance(value, int) and 100 <= value < 600:
-                return value
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and those behind it (the client re-raises ``from None``: the
+    answer's status is on the exception it was handling, its ``__context__``)."""
+    found: list[BaseException] = []
+    while exc is not None and len(found) < 8:
+        found.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for attribute in ("status_code", "code"):
+        value = getattr(exc, attribute, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
     return None
+
+
+def _http_status(exc: BaseException) -> int | None:
+    return next((s for s in map(_status_of, _chain(exc)) if s is not None), None)
+
+
+def _away(exc: BaseException, status: int | None) -> bool:
+    """IBM busy or out of reach (429, 5xx, no connection, a timeout): worth asking again."""
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    network = (OSError, TimeoutError)  # requests' errors are OSErrors; -1: the client's "no answer"
+    return any(isinstance(e, network) or type(e).__name__ == "RequestsApiError" for e in _chain(exc))
 
 
 # -- the account -----------------------------------------------------------------------------------
@@ -240,13 +293,14 @@ def _open_service(name: str, options: dict):
         ) from None
     except Exception as exc:
         status = _http_status(exc)
-        if status is None or status >= 500 or status == 429:
+        if _away(exc, status):
             raise ServerUnreachableError(
                 f"IBM Quantum could not be reached to check the account from {where} for target "
                 f"{name!r}: {type(exc).__name__}: {exc}"
             ) from None
         raise NotAuthenticatedError(
-            f"IBM Quantum refused the account from {where} for target {name!r} ({status}): {exc}"
+            f"IBM Quantum refused the account from {where} for target {name!r}"
+            + (f" ({status})" if status else "") + f": {exc}"
         ) from None
 
 
@@ -257,7 +311,7 @@ def _backend_of(service, name: str, backend: str):
         if type(exc).__name__ != "QiskitBackendNotFoundError":
             raise
         known = ", ".join(b.name for b in service.backends())
-        raise RemoteError(f"IBM target {name!r}: no backend {backend!r} in this account (it has: {known})") from None
+        raise InvalidOptionError(f"IBM target {name!r}: no backend {backend!r} in this account (it has: {known})") from None
 
 
 def _without_client_retries(service, call_timeout: float) -> None:

@@ -12,6 +12,7 @@ Register bit ``i`` is qubit ``i`` of the measurement, which is Cirq's order.
 from __future__ import annotations
 
 import inspect
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -102,14 +103,26 @@ def check(label: str, circuit: cirq.Circuit, max_qubits: int, target: str) -> No
     to_qasm(label, circuit)
 
 
-def transpiled(circuits: Sequence, backend, optimization_level: int) -> list:
+class Transpiler:
     """Onto the backend's ISA with Qiskit's preset pass manager (layout, routing, native
-    gates); the key map stays in each circuit's metadata."""
-    from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
+    gates); the key map stays in each circuit's metadata. Making the pass manager costs
+    ~0.1 s, so each thread keeps one (a pass manager is not shared between threads:
+    its passes hold the run's state while they run)."""
 
-    manager = generate_preset_pass_manager(backend=backend, optimization_level=optimization_level)
-    out = manager.run(list(circuits))
-    return out if isinstance(out, list) else [out]
+    def __init__(self, backend, optimization_level: int):
+        self.backend = backend
+        self.optimization_level = optimization_level
+        self._local = threading.local()
+
+    def __call__(self, circuits: Sequence) -> list:
+        manager = getattr(self._local, "manager", None)
+        if manager is None:
+            from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
+
+            manager = generate_preset_pass_manager(backend=self.backend, optimization_level=self.optimization_level)
+            self._local.manager = manager
+        out = manager.run(list(circuits))
+        return out if isinstance(out, list) else [out]
 
 
 def to_cirq_json(pub_result, params: cirq.ParamResolver | None) -> str:
@@ -149,7 +162,7 @@ def fake_backend(name_or_backend):
     return classes[name_or_backend]()
 
 
-def device_from(name: str, backend, *, description: str, max_batch: int | None) -> DeviceSpec:
+def device_from(name: str, backend, where: str, max_batch: int | None) -> DeviceSpec:
     """The device as the backend's target says it: qubits, coupling, native gates.
     Validation does not insist on them: Qiskit's transpiler maps every circuit onto
     the ISA before it is sent (``compile=True`` also maps it in Cirq, to CZ gates)."""
@@ -168,5 +181,6 @@ def device_from(name: str, backend, *, description: str, max_batch: int | None) 
     return DeviceSpec(
         name=name, max_qubits=n, qubits=qubits, connectivity=connectivity,
         compile_to=cirq.CZTargetGateset(), native_gates=natives,
-        max_batch=batch, max_shots=max_shots, description=description,
+        max_batch=batch, max_shots=max_shots,
+        description=f"{where} ({n} qubits, {len(connectivity or ())} couplings, native {', '.join(natives)})",
     )  # fmt: skip
