@@ -169,6 +169,7 @@ def test_qnb_sampler_runs_on_the_local_simulator(manager, local_target):
     assert [r.histogram(key="m") for r in results] == [{1: 10}, {0: 10}]
 
 
+@pytest.mark.slow  # over 2 s (a process / backoffs waited out)
 def test_the_kind_is_listed_without_importing_braket():
     code = "import sys, qnb; qnb.targets(); assert 'braket' in qnb._targets._registry.kinds(); print(sorted(m for m in sys.modules if m.startswith('braket')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -251,6 +252,7 @@ def test_missing_or_refused_credentials_raise_at_register_naming_where_qnb_looke
     assert qnb.jobs(target=target.name) == [] and standin.created == 0
 
 
+@pytest.mark.slow  # over 2 s (a process / backoffs waited out)
 def test_429_and_5xx_are_waited_out_and_each_task_is_created_once(manager, standin, targets):
     target = targets()
     standin.inject(429, 2, method="POST", path="/quantum-task$")  # ThrottlingException: nothing created
@@ -273,6 +275,7 @@ def test_a_task_created_but_answered_badly_is_found_by_its_tags(manager, standin
     assert {t.body["tags"]["qnb-name"] for t in standin.tasks.values()} >= {f"paid _v2_ _1 _qnb {job.id}_ _1"}
 
 
+@pytest.mark.slow  # over 2 s (a process / backoffs waited out)
 def test_a_create_answered_late_is_never_sent_again(manager, standin, targets):
     target = targets(call_timeout=0.5)
     standin.delay_after_create = 1.5  # created at once, answered after the call's deadline
@@ -350,6 +353,7 @@ def test_queue_positions_are_brakets(manager, standin, targets):
     wait_until(lambda: [j.position_in_queue() for j in jobs[1:]] == [1, 2], what="the queue to move")
 
 
+@pytest.mark.slow  # over 2 s (a process / backoffs waited out)
 def test_many_tasks_are_followed_through_one_search(manager, standin, targets):
     target = targets()
     standin.hold = True

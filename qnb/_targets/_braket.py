@@ -160,17 +160,21 @@ class BraketTarget(VendorTarget):
             clientToken=f"qnb-{job.job_id}-{'-'.join(map(str, items))}"[:64],
         )  # fmt: skip
 
+    def _search(self, *filters: tuple[str, list[str]], most: int | None = None) -> list[dict]:
+        """The device's tasks (summaries, tags included) that pass ``filters`` (name, values)."""
+        pages = self.session.braket_client.get_paginator("search_quantum_tasks").paginate(
+            filters=[{"name": "deviceArn", "operator": "EQUAL", "values": [self.device_arn]}]
+            + [{"name": name, "operator": "EQUAL", "values": values} for name, values in filters],
+            PaginationConfig={"MaxItems": most, "PageSize": 100},
+        )
+        return [task for page in pages for task in page["quantumTasks"]]
+
     def find(self, job: TargetJob, items: list[int], name: str) -> str | None:
         wanted = self._tags(job, items, name)
-        pages = self.session.braket_client.get_paginator("search_quantum_tasks").paginate(
-            filters=[{"name": "deviceArn", "operator": "EQUAL", "values": [self.device_arn]}],
-            PaginationConfig={"MaxItems": FIND_AMONG, "PageSize": 100},
-        )
-        for page in pages:
-            for task in page["quantumTasks"]:
-                tags = task.get("tags") or {}
-                if tags.get("qnb-job") == wanted["qnb-job"] and tags.get("qnb-items") == wanted["qnb-items"]:
-                    return task["quantumTaskArn"]
+        for task in self._search(most=FIND_AMONG):
+            tags = task.get("tags") or {}
+            if tags.get("qnb-job") == wanted["qnb-job"] and tags.get("qnb-items") == wanted["qnb-items"]:
+                return task["quantumTaskArn"]
         return None
 
     def read(self, vendor_id: str) -> VendorJobState:
@@ -187,13 +191,9 @@ class BraketTarget(VendorTarget):
         )  # fmt: skip
 
     def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
-        listed: dict[str, dict] = {}
+        listed = {}
         if len(vendor_ids) > READ_EACH_UP_TO:
-            pages = self.session.braket_client.get_paginator("search_quantum_tasks").paginate(filters=[
-                {"name": "deviceArn", "operator": "EQUAL", "values": [self.device_arn]},
-                {"name": "status", "operator": "EQUAL", "values": UNFINISHED},
-            ], PaginationConfig={"PageSize": 100})  # fmt: skip
-            listed = {task["quantumTaskArn"]: task for page in pages for task in page["quantumTasks"]}
+            listed = {task["quantumTaskArn"]: task for task in self._search(("status", UNFINISHED))}
         # Not listed: finished (or too new to be listed): read by ARN.
         return {i: VendorJobState(listed[i]["status"], raw=listed[i]) if i in listed else self.read(i) for i in vendor_ids}
 
