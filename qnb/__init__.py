@@ -40,7 +40,11 @@ _EXPORTS: dict[str, str] = {
     "JobResult": "._results",
     "Sampler": "._sampler",
     "JobStatus": "._status",
-    **dict.fromkeys(["ItemOutcome", "Target", "TargetJob"], "._targets"),
+    **dict.fromkeys(
+        ["ItemOutcome", "QueueOwningTarget", "RunState", "ScheduledTarget", "Target", "TargetJob",
+         "VendorJobState", "VendorTarget"],
+        "._targets",
+    ),
 }
 
 __all__ = sorted([*_EXPORTS, "load_ipython_extension", "monitor"])
@@ -89,4 +93,7 @@ if TYPE_CHECKING:  # for editors and type checkers: the names as they are
     from ._results import JobResult
     from ._sampler import Sampler
     from ._status import JobStatus
-    from ._targets import ItemOutcome, Target, TargetJob
+    from ._targets import (
+        ItemOutcome, QueueOwningTarget, RunState, ScheduledTarget, Target, TargetJob, VendorJobState,
+        VendorTarget,
+    )

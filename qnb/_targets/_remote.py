@@ -160,14 +160,14 @@ class VendorPart:
 
     vendor_id: str
     items: list[int]
-    status: JobStatus = JobStatus.QUEUED  # the vendor's word mapped through STATUS
+    mapped: JobStatus = JobStatus.QUEUED  # the vendor's word through STATUS, as the items last heard it
     state: VendorJobState | None = None
     outcomes: dict[int, ItemOutcome] | None = None  # once finished and read
     reading: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL
+        return self.mapped in TERMINAL
 
 
 class VendorRun(FollowedItems):
@@ -543,7 +543,7 @@ class VendorTarget(QueueOwningTarget):
         mapped = self.STATUS.get(state.status)
         if mapped is None or part.finished:
             return  # unknown: keep the last known state; finished: it stays so
-        part.status = mapped
+        part.mapped = mapped
         if mapped in TERMINAL:
             self._following.pop(part.vendor_id, None)
         run.report(dict.fromkeys(part.items, mapped))
@@ -574,11 +574,11 @@ class VendorTarget(QueueOwningTarget):
 
     async def _read_outcomes(self, run: VendorRun, part: VendorPart) -> dict[int, ItemOutcome]:
         shown = f"{self.vendor} job {self.shown_id(part.vendor_id)}"
-        if part.status is not JobStatus.COMPLETED:
+        if part.mapped is not JobStatus.COMPLETED:
             word = part.state.status if part.state else ""
             reason = part.state.error if part.state else None
             text = f"{self.vendor} status {word!r}" + (f": {reason}" if reason else "") + f" ({shown})"
-            return {i: ItemOutcome(part.status, error=text) for i in part.items}
+            return {i: ItemOutcome(part.mapped, error=text) for i in part.items}
         params = [run.params[i] if run.params else None for i in part.items]
         away = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while True:  # completed and paid for: read until the vendor answers
