@@ -363,6 +363,7 @@ def test_a_killed_submitters_jobs_are_followed_by_a_new_process(tmp_path, standi
             assert standin.created == 2  # followed, not run again
         finally:
             target.close()
+            qnb._targets.registry.unregister("az")
     finally:
         _manager.set_manager(previous)
         fresh.close()
@@ -403,6 +404,7 @@ def test_a_targets_file_table_makes_the_target_on_first_use(manager, standin, mo
     """))  # fmt: skip
     monkeypatch.setenv("QNB_TARGETS", str(targets_file))
     monkeypatch.setenv("LAB_AZURE", connection_string())
+    qnb._targets.registry.rescan()  # the targets file is read once per process otherwise
     job = qnb.submit(KEYS, target="h2", shots=10)
     try:
         assert job.result(timeout=30)["0"].histogram(key="x y") == {1: 10}

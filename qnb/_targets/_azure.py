@@ -1,22 +1,15 @@
-"""Azure Quantum as a target, through Microsoft's own client (``azure-quantum``: its
-``Workspace``, its provider target classes, ``Job``; blobs through ``azure-storage-blob``).
+"""Azure Quantum's IonQ and Quantinuum targets, through Microsoft's own client
+(``azure-quantum``'s ``Workspace``, target classes and ``Job``; blobs through
+``azure-storage-blob``). See docs/hardware/azure.md.
 
-    qnb.register_target("h2", "azure", backend="quantinuum.sim.h2-1e")  # $AZURE_QUANTUM_CONNECTION_STRING
-    job = qnb.submit(circuit, target="h2", shots=100)
-
-- **Formats.** Each circuit is one Azure job, in its provider's own input format
-  (:mod:`qnb._targets._azure_convert`): IonQ's JSON from cirq-ionq's serializer,
-  Quantinuum's OpenQASM 2 from Cirq; formats and provider ids are those of azure-quantum's
-  own ``IonQ`` / ``Quantinuum`` target classes. azure-quantum's ``[cirq]`` extra is not
-  used (it pins an older Cirq).
-- **Created exactly once.** Azure job ids are chosen by the client (a PUT of
-  ``jobs/{id}``): qnb derives each id from its own job id and the item, so a creation in
-  doubt is looked up by that id, and a second PUT of it cannot make a second job (409).
-- **One try per call.** azure-core retries a request up to 10 times inside one call
-  (backing off up to 2 minutes); the workspace's client is cut to one try, and the
-  shape retries with its backoff, each call with a deadline.
-- **Following.** Up to :data:`GET_EACH_UP_TO` jobs are read by id; more through one
-  listing of the target's unfinished jobs, then each finished job once by id.
+- **Formats**: one Azure job per circuit, in its provider's own input format
+  (:mod:`._azure_convert`), with the formats of azure-quantum's own target classes; not
+  azure-quantum's ``[cirq]`` extra (it pins an older Cirq).
+- **Created exactly once**: Azure job ids are the client's choice (a PUT of ``jobs/{id}``);
+  each is derived from qnb's job id and the item, so a creation in doubt is looked up by
+  that id, and a second PUT of it cannot make a second job (409).
+- **One try per call**: azure-core would retry a request 10 times inside one call (backing
+  off up to 2 minutes); the shape retries instead, with its backoff and deadlines.
 """
 
 from __future__ import annotations
@@ -266,11 +259,12 @@ class AzureTarget(VendorTarget):
         return _state(job.details, job)
 
     def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
+        """A few jobs by id; more through one listing of the target's unfinished jobs (one
+        request a page of 100), then each job that left it once by id."""
         if len(vendor_ids) <= GET_EACH_UP_TO:
             return {vendor_id: self.read(vendor_id) for vendor_id in vendor_ids}
         listed = {d.id: d for d in self.workspace.list_jobs_paginated(target=[self.target_name], status=list(UNFINISHED))}
         states = {i: _state(listed[i], None) for i in vendor_ids if i in listed}
-        # Not listed: finished (or not yet listed): read by id, once each.
         states.update((i, self.read(i)) for i in vendor_ids if i not in listed)
         return states
 
