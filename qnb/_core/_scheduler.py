@@ -70,6 +70,12 @@ class Scheduler:
     def has_room(self, target: Target) -> bool:
         return self._running[target.name] < target.max_running_jobs
 
+    def starts_next(self, rec: JobRecord, target: Target) -> bool:
+        """Whether the queued ``rec`` is among the jobs the next :meth:`schedule` starts
+        (its position is within the target's room)."""
+        position = self.position(rec)
+        return position is not None and position <= target.max_running_jobs - self._running[target.name]
+
     # -- running (on the loop) --------------------------------------------------------------
 
     def schedule(self, target: Target) -> None:
