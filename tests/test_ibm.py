@@ -6,7 +6,6 @@ bad input, and a kill test (a new process follows a killed one's job; one creati
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -142,6 +141,9 @@ def test_a_fake_backend_runs_keys_a_sweep_and_refuses_a_gate(manager):
         assert [r.histogram(key="z").most_common(1)[0][0] for r in points] == [0, 1]
         with pytest.raises(qnb.DeviceValidationError, match="depolarize"):
             qnb.submit(cirq.Circuit(cirq.depolarize(0.2).on(Q[0]), cirq.measure(Q[0], key="k")), target=target.name)
+        far = cirq.Circuit(cirq.X(Q[0]), cirq.CNOT(Q[0], cirq.LineQubit(4)), cirq.measure(Q[0], cirq.LineQubit(4), key="k"))
+        compiled = qnb.submit(far, target=target.name, shots=200, compile=True).result(timeout=120)["0"]
+        assert compiled.histogram(key="k").most_common(1)[0][0] == 0b11
     finally:
         target.close()
 
@@ -311,9 +313,9 @@ SUBMITTER = textwrap.dedent(
     import cirq, qnb
     from qnb import _manager
 
-    url, key, crn = sys.argv[1:4]
+    url, key, crn, call_timeout = sys.argv[1:5]
     qnb.register_target("eagle", "ibm", backend="ibm_standin", token=key, instance=crn,
-                        api_url=url + "/api/v1", poll_seconds=0.05)
+                        api_url=url + "/api/v1", poll_seconds=0.05, call_timeout=float(call_timeout))
     q = cirq.LineQubit.range(2)
     flip = cirq.Circuit(cirq.X(q[1]), cirq.measure(*q, key="m"))
     job = qnb.submit({"flip": flip, "zero": cirq.Circuit(cirq.measure(q[0], key="z"))}, target="eagle",
@@ -326,13 +328,32 @@ SUBMITTER = textwrap.dedent(
 )
 
 
+def _submitter(tmp_path, standin: IBMStandIn, call_timeout: float = 5.0) -> subprocess.Popen:
+    env = {**os.environ, "QNB_HOME": str(tmp_path / "home"), "QNB_TARGETS": str(tmp_path / "none.toml")}
+    return subprocess.Popen([sys.executable, "-c", SUBMITTER, standin.url, KEY, CRN, str(call_timeout)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def _follow_in_a_new_process(tmp_path, standin: IBMStandIn, job_id: str):
+    """A fresh manager on the same home registers the target and follows the job: its result."""
+    fresh = _manager.JobManager(tmp_path / "home")
+    previous = _manager.set_manager(fresh)
+    try:
+        target = qnb.register_target("eagle", "ibm", backend=BACKEND, token=KEY, instance=CRN,
+                                     api_url=f"{standin.url}/api/v1", poll_seconds=0.05)  # fmt: skip
+        try:
+            return qnb.get_job(job_id).result(timeout=60)
+        finally:
+            target.close()
+    finally:
+        _manager.set_manager(previous)
+        fresh.close()
+
+
 @pytest.mark.slow
-def test_a_killed_kernels_ibm_job_is_followed_again_without_a_rerun(tmp_path, standin, monkeypatch):
-    home = tmp_path / "home"
-    env = {**os.environ, "QNB_HOME": str(home), "QNB_TARGETS": str(tmp_path / "none.toml")}
+def test_a_killed_kernels_ibm_job_is_followed_again_without_a_rerun(tmp_path, standin):
     standin.hold = True  # still running at IBM when its kernel dies
-    child = subprocess.Popen([sys.executable, "-c", SUBMITTER, standin.url, KEY, CRN],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    child = _submitter(tmp_path, standin)
     try:
         line = child.stdout.readline()
         assert line.startswith("STORED"), (line, child.stderr.read() if child.poll() is not None else "")
@@ -342,20 +363,34 @@ def test_a_killed_kernels_ibm_job_is_followed_again_without_a_rerun(tmp_path, st
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    fresh = _manager.JobManager(home)
-    previous = _manager.set_manager(fresh)
+    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
     try:
-        assert [j.status for j in qnb.jobs()] in ([JobStatus.QUEUED], [JobStatus.RUNNING])  # not interrupted
-        standin.release()
-        target = qnb.register_target("eagle", "ibm", backend=BACKEND, token=KEY, instance=CRN,
-                                     api_url=f"{standin.url}/api/v1", poll_seconds=0.05)  # fmt: skip
-        try:
-            result = qnb.get_job(job_id).result(timeout=60)
-            assert result.counts(label="flip") == {"01": 100} and result.counts(label="zero") == {"0": 100}
-            assert standin.created == 1  # followed, not run again
-            assert json.dumps(standin.state()).count(ibm_id) == 1
-        finally:
-            target.close()
+        (stored,) = peek.find()
+        assert stored.status in (JobStatus.QUEUED, JobStatus.RUNNING)  # not interrupted
     finally:
-        _manager.set_manager(previous)
-        fresh.close()
+        peek.close()
+    standin.release()
+    result = _follow_in_a_new_process(tmp_path, standin, job_id)
+    assert result.counts(label="flip") == {"01": 100} and result.counts(label="zero") == {"0": 100}
+    assert standin.created == 1  # followed, not run again
+
+
+@pytest.mark.slow
+def test_killed_while_the_post_is_on_its_way_the_job_is_found_by_its_tag(tmp_path, standin):
+    standin.delay_after_create = 60.0  # IBM has the job; its creator never hears so
+    child = _submitter(tmp_path, standin, call_timeout=120.0)
+    try:
+        wait_until(lambda: standin.created == 1, timeout=60, what="the job created at IBM")
+    finally:
+        child.kill()
+        child.communicate(timeout=60)
+    standin.delay_after_create = 0.0
+    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
+    try:
+        (stored,) = peek.find()
+        assert stored.remote_id is None and not stored.done  # in doubt, not failed
+    finally:
+        peek.close()
+    result = _follow_in_a_new_process(tmp_path, standin, stored.id)
+    assert result.counts(label="flip") == {"01": 100}
+    assert standin.created == 1 and standin.requests[f"POST {JOBS}"] == 1

@@ -26,6 +26,7 @@ current one: ``SamplerV2`` is deprecated since 0.50), one IBM job per qnb job.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -131,6 +132,8 @@ class IBMTarget(VendorTarget):
         from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
 
         ibm_job = self._jobs.get(vendor_id)
+        if ibm_job is None and self.local:
+            return VendorJobState("DELETED", error="a rehearsal's job ends with the process that ran it")
         if ibm_job is None:
             try:
                 ibm_job = self._jobs[vendor_id] = self.service.job(vendor_id)
@@ -225,16 +228,13 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return found
 
 
-def _status_of(exc: BaseException) -> int | None:
-    for attribute in ("status_code", "code"):
-        value = getattr(exc, attribute, None)
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind an exception (the client's and IBM Cloud SDK's ``status_code``)."""
+    for found in _chain(exc):
+        value = getattr(found, "status_code", None)
         if isinstance(value, int) and 100 <= value < 600:
             return value
     return None
-
-
-def _http_status(exc: BaseException) -> int | None:
-    return next((s for s in map(_status_of, _chain(exc)) if s is not None), None)
 
 
 def _away(exc: BaseException, status: int | None) -> bool:
@@ -267,9 +267,21 @@ def _with_targets_file(name: str, given: dict) -> dict:
     return options
 
 
+class _GivenTokenNote(logging.Filter):
+    """The client warns "Loading account with the given token. A saved account will not
+    be used." whenever a token is passed, which is qnb's plain intent: not shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Loading account with the given token")
+
+
 def _open_service(name: str, options: dict):
     from qiskit_ibm_runtime import QiskitRuntimeService
     from qiskit_ibm_runtime.accounts import AccountNotFoundError
+
+    client_log = logging.getLogger("qiskit_ibm_runtime.qiskit_runtime_service")
+    if not any(isinstance(f, _GivenTokenNote) for f in client_log.filters):
+        client_log.addFilter(_GivenTokenNote())
 
     token = options["token"]
     kwargs: dict[str, Any] = {"instance": options["instance"]}
