@@ -206,6 +206,14 @@ def test_failed_reads_never_fail_the_job_nor_create_twice(manager, standin, targ
     assert standin.created == 1
 
 
+def test_an_output_blob_that_cannot_be_read_now_is_read_again(manager, standin, targets):
+    target = targets(standin)
+    standin.inject(503, 2, method="GET", path="rawOutputData")  # storage away for a moment
+    job = qnb.submit(BELL, target=target.name, shots=10)
+    assert sum(job.result(timeout=60).counts().values()) == 10
+    assert standin.requests["GET /<blob>"] == 3 and standin.created == 1
+
+
 @pytest.mark.parametrize("garbage", [False, True], ids=["500", "garbage"])
 def test_a_put_that_created_the_job_but_answered_badly_is_found_by_its_id(manager, standin, targets, garbage):
     target = targets(standin)

@@ -29,7 +29,7 @@ from azure.quantum import Job, Workspace
 from azure.quantum._workspace_connection_params import WorkspaceConnectionParams
 from azure.quantum.storage import remove_sas_token
 from azure.quantum.target import IonQ, Quantinuum
-from azure.storage.blob import ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from .._circuits import check_qubits_only
 from .._device import DeviceSpec
@@ -271,7 +271,10 @@ class AzureTarget(VendorTarget):
     def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int],
                  params: list[cirq.ParamResolver | None]) -> dict[int, ItemOutcome]:  # fmt: skip
         job = state.raw if isinstance(state.raw, Job) else self.workspace.get_job(vendor_id)
-        payload = json.loads(job.download_data(job.details.output_data_uri))
+        # The blob as job.download_data() reads it, but in one try: azure-storage-blob backs
+        # off 15 s and more inside the call, past the deadline; the shape retries instead.
+        sas_uri = job._get_blob_uri_with_sas_token(job.details.output_data_uri)
+        payload = json.loads(BlobClient.from_blob_url(sas_uri, retry_total=0).download_blob().readall())
         seed = self.seed if self.seed is not None else int(hashlib.sha256(vendor_id.encode()).hexdigest(), 16) % 2**32
         simulator = ".sim" in self.target_name
         result = convert.to_result(self.provider, payload, job.details.metadata or {}, params[0],
