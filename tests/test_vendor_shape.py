@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 
 import cirq
 import pytest
@@ -339,3 +340,26 @@ def test_stored_ids_round_trip():
         assert [(p.vendor_id, p.items) for p in again] == [(p.vendor_id, p.items) for p in parts]
     with pytest.raises(qnb.QnbError, match="names 2 vendor jobs for 3 items"):
         parts_from('["a", "b"]', 3)
+
+
+@pytest.mark.slow  # ~8 s: 60 jobs
+def test_many_jobs_read_one_by_one_keep_each_calls_deadline_to_its_own_run(manager, cloud, caplog):
+    """60 reads of 20 ms on 2 threads take 0.6 s a round: each call's 0.3 s deadline
+    must count its own run, not its wait for a thread, or the vendor would look away."""
+    target = _register(cloud, threads=2)
+    target.call_timeout = 0.3
+    slow_read = cloud.read
+
+    def read(vendor_id):
+        time.sleep(0.02)  # the vendor's answer takes its time (not a wait for an event)
+        return slow_read(vendor_id)
+
+    cloud.read = read
+    jobs = [qnb.submit(FLIP, target=target.name, shots=5) for _ in range(60)]
+    wait_until(lambda: cloud.creates == 60, what="every job created")
+    cloud.set_all("DONE")
+    with caplog.at_level("WARNING", logger="qnb"):
+        for job in jobs:
+            assert job.result(timeout=60).counts() == {"01": 5}
+    assert not [r for r in caplog.records if "cannot read its jobs" in r.getMessage()]
+    assert target.connected

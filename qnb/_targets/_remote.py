@@ -267,6 +267,9 @@ class VendorTarget(QueueOwningTarget):
         # Replaced whole, never changed in place: read from other threads without a lock.
         self._positions: Mapping[str, int] = {}
         self._entries: list[QueueEntry] = []
+        self._queued_here: Mapping[str, str] = {}  # qnb's job id -> stored remote id
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._slots_free: asyncio.Semaphore | None = None
         self._usage: collections.OrderedDict[str, dict] = collections.OrderedDict()
 
     # ---- hooks: all blocking, each run on the target's own threads with the deadline ----
@@ -336,11 +339,21 @@ class VendorTarget(QueueOwningTarget):
             return exc
         return self.as_error(exc, what)
 
+    def _slots(self) -> asyncio.Semaphore:
+        """One place per thread: a call waits here for its turn, so its deadline counts
+        its own run only (200 reads queued behind 4 threads would pass theirs waiting).
+        Per loop: a target may outlive the manager whose loop first used it."""
+        loop = asyncio.get_running_loop()
+        if self._slots_loop is not loop:
+            self._slots_loop, self._slots_free = loop, asyncio.Semaphore(self._calls.threads)
+        return self._slots_free
+
     async def _call(self, what: str, fn: Callable[..., T], *args) -> T:
-        try:
-            return await self._calls.acall(self.call_timeout, fn, *args)
-        except Exception as exc:
-            raise self._qnb_error(exc, what) from None
+        async with self._slots():
+            try:
+                return await self._calls.acall(self.call_timeout, fn, *args)
+            except Exception as exc:
+                raise self._qnb_error(exc, what) from None
 
     def blocking_call(self, what: str, fn: Callable[..., T], *args) -> T:
         """A call from the caller's thread (set-up: the device, a credential check)."""
@@ -381,7 +394,8 @@ class VendorTarget(QueueOwningTarget):
 
     async def _prepare(self, job: TargetJob, items: list[int]) -> Any:
         try:
-            return await self._calls.acall(self.call_timeout, self.prepare, job, items)
+            async with self._slots():
+                return await self._calls.acall(self.call_timeout, self.prepare, job, items)
         except QnbError:
             raise
         except CallTimeout:
@@ -403,9 +417,10 @@ class VendorTarget(QueueOwningTarget):
     async def _post(self, program: Any, job: TargetJob, items: list[int], name: str, creation: Creation) -> str:
         """The creating request alone. Past the call deadline it may still arrive: the
         creation keeps its future and sends nothing again."""
-        future = self._calls.submit(self.create, program, job, items, name)
-        wrapped = asyncio.wrap_future(future)
-        done, _ = await asyncio.wait({wrapped}, timeout=self.call_timeout)
+        async with self._slots():
+            future = self._calls.submit(self.create, program, job, items, name)
+            wrapped = asyncio.wrap_future(future)
+            done, _ = await asyncio.wait({wrapped}, timeout=self.call_timeout)
         if not done:
             wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())  # heard later, by the creation
             self._calls.abandon(future)
@@ -558,13 +573,17 @@ class VendorTarget(QueueOwningTarget):
         runs = {id(run): run for run, _ in self._following.values()}.values()
         positions: dict[str, int] = {}
         entries = []
+        queued_here = {}
         for run in runs:
             known = [p.state.position for p in run.parts
                      if not p.finished and p.state is not None and p.state.position is not None]  # fmt: skip
             if known and all(s in (JobStatus.PENDING, JobStatus.QUEUED) for s in run.statuses):
                 positions[run.remote_id] = min(known)
                 entries.append(QueueEntry(min(known), run.remote_id, "", run.name, run.time_added, JobStatus.QUEUED))
+                if run.job_id is not None:
+                    queued_here[run.job_id] = run.remote_id
         self._positions = positions
+        self._queued_here = queued_here
         self._entries = sorted(entries, key=lambda e: e.position)
 
     def queue_backend(self) -> VendorQueueBackend:
@@ -608,9 +627,8 @@ class VendorQueueBackend:
 
     def entry(self, job_id: str) -> QueueEntry | None:
         """By the stored remote id, or by qnb's job id for a job submitted here."""
-        runs = {run.remote_id: run for run, _ in list(self._target._following.values())}
-        wanted = {job_id} | {remote_id for remote_id, run in runs.items() if run.job_id == job_id}
-        return next((e for e in self.entries() if e.id in wanted), None)
+        wanted = self._target._queued_here.get(job_id, job_id)
+        return next((e for e in self.entries() if e.id == wanted), None)
 
     def known_positions(self) -> Mapping[str, int]:
         return self._target._positions
