@@ -161,7 +161,15 @@ def test_a_bell_pair_on_fake_brisbane_through_qnb_sampler(manager):
         target.close()
 
 
-def test_an_unknown_fake_backend_or_none_at_all_is_named(manager):
+def test_a_fake_backend_instance_and_bad_names(manager):
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    target = qnb.register_target("ibm-instance", "ibm", backend=FakeManilaV2())
+    try:
+        assert target.local and target.device.max_qubits == 5
+        assert "fake_manila in qiskit-ibm-runtime's local testing mode" in qnb.targets()["ibm-instance"].description
+    finally:
+        target.close()
     with pytest.raises(qnb.InvalidOptionError, match="no fake backend 'fake_nowhere'.*fake_brisbane"):
         qnb.register_target("bad", "ibm", backend="fake_nowhere")
     with pytest.raises(qnb.InvalidOptionError, match="needs backend="):

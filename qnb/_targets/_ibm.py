@@ -89,12 +89,12 @@ class IBMTarget(VendorTarget):
         if self.backend is not None:
             self.local = True  # runs in this process and ends with it
             self.service = None
-            where = f"the local testing mode of qiskit-ibm-runtime ({self.backend.name}, Aer noise)"
+            where = f"{self.backend.name} in qiskit-ibm-runtime's local testing mode (its noise, on Aer)"
         else:
             self.service = self.blocking_call("the account", _open_service, name, options)
             self.backend = self.blocking_call("the backend", _backend_of, self.service, name, options["backend"])
             _without_client_retries(self.service, self.call_timeout)
-            where = f"IBM Quantum backend {self.backend.name}; jobs are followed again after a restart"
+            where = f"IBM Quantum {self.backend.name} via qiskit-ibm-runtime (jobs followed after a restart)"
         self.device = self.blocking_call("the device", convert.device_from, name, self.backend, where, max_batch)
         self._transpile = convert.Transpiler(self.backend, optimization_level)
 

@@ -182,5 +182,5 @@ def device_from(name: str, backend, where: str, max_batch: int | None) -> Device
         name=name, max_qubits=n, qubits=qubits, connectivity=connectivity,
         compile_to=cirq.CZTargetGateset(), native_gates=natives,
         max_batch=batch, max_shots=max_shots,
-        description=f"{where} ({n} qubits, {len(connectivity or ())} couplings, native {', '.join(natives)})",
+        description=f"{where}: {n} qubits, {len(connectivity or ())} couplings, native gates {', '.join(natives)}",
     )  # fmt: skip
