@@ -58,7 +58,7 @@ SIGNATURE = "standin-sas-signature"
 _SAS = f"sv=2023-11-03&se=2099-01-01T00%3A00%3A00Z&sr=c&sp=racw&sig={SIGNATURE}"
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CREG = re.compile(r"^\s*creg\s+(\w+)\[(\d+)\];", re.MULTILINE)
-TARGETS = {"IonQ": {"ionq.simulator": 29, "ionq.qpu.aria-1": 25},
+TARGETS = {"IonQ": {"ionq.simulator": 29, "ionq.qpu.aria-1": 25, "ionq.qpu.forte-1": None},  # None: size not said
            "quantinuum": {"quantinuum.sim.h2-1e": 56, "quantinuum.qpu.h2-1": 56}}  # fmt: skip
 
 
@@ -182,7 +182,8 @@ class AzureStandIn(StandIn):
         async def provider_status():
             return {"value": [
                 {"id": provider, "currentAvailability": "Available", "targets": [
-                    {"id": name, "currentAvailability": "Available", "averageQueueTime": 5, "numQubits": n}
+                    {"id": name, "currentAvailability": "Available", "averageQueueTime": 5,
+                     **({} if n is None else {"numQubits": n})}
                     for name, n in targets.items()]}
                 for provider, targets in TARGETS.items()]}  # fmt: skip
 

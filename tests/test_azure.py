@@ -101,6 +101,7 @@ def test_ionq_simulator_and_qpu_with_several_keys(manager, standin, targets):
     sim = targets(standin, seed=7)
     qpu = targets(standin, backend="ionq.qpu.aria-1")
     assert sim.device.max_qubits == 29 and qpu.device.max_qubits == 25  # the workspace's numQubits
+    assert targets(standin, backend="ionq.qpu.forte-1").device.max_qubits == 35  # not said: azure-quantum's
     assert "ionq.qpu.aria-1" in qnb.targets()[qpu.name].description
 
     counts = qnb.submit(BELL, target=sim.name, shots=200).result(timeout=30).counts()
@@ -180,7 +181,7 @@ def test_missing_or_malformed_workspace_settings_say_where_qnb_looked(manager, s
     with pytest.raises(qnb.InvalidOptionError, match="Access keys") as caught:
         targets(standin, connection_string=f"ApiKey={KEY};garbage")
     assert KEY not in str(caught.value)
-    with pytest.raises(qnb.InvalidOptionError, match="it has: ionq.qpu.aria-1, ionq.simulator, "):
+    with pytest.raises(qnb.InvalidOptionError, match="it has: ionq.qpu.aria-1, ionq.qpu.forte-1, ionq.simulator, "):
         targets(standin, backend="ionq.qpu.nowhere-9")
     with pytest.raises(qnb.InvalidOptionError, match="IonQ or Quantinuum"):
         targets(standin, backend="rigetti.sim.qvm")

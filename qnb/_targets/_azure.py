@@ -53,8 +53,8 @@ from ._remote import VendorJobState, VendorTarget
 PROVIDERS = {"ionq": IonQ, "quantinuum": Quantinuum}
 UNFINISHED = ("Queued", "Waiting", "Executing", "Finishing", "CancellationRequested", "Cancelling")
 GET_EACH_UP_TO = 3
-#: Sizes azure-quantum's Qiskit backends know, for a workspace that does not say.
-KNOWN_QUBITS = {"ionq.simulator": 29, "ionq.qpu.aria-1": 25, "ionq.qpu.forte-1": 36, ".h2-": 56, ".helios-": 98}
+#: Sizes azure-quantum's Qiskit backends know, for a workspace that does not say (else 20, as there).
+KNOWN_QUBITS = {"ionq.simulator": 29, "ionq.qpu.aria-1": 25, "ionq.qpu.forte": 35, ".h2-": 56, ".helios-": 98}
 IONQ_GATES = ("x", "y", "z", "h", "s", "si", "t", "ti", "v", "vi", "rx", "ry", "rz", "cnot", "swap",
               "xx", "yy", "zz", "gpi", "gpi2", "ms", "measure")  # fmt: skip
 #: azure-quantum's Quantinuum basis gates (any OpenQASM 2 of qelib1.inc is taken).
