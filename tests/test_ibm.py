@@ -271,7 +271,7 @@ def test_slow_or_failing_reads_show_reconnecting_and_never_fail_the_job(manager,
 def test_a_missing_or_refused_credential_raises_at_register_naming_where(manager, standin, targets):
     with pytest.raises(qnb.NotAuthenticatedError, match=r"no account.*QISKIT_IBM_TOKEN.*save_account.*token_env"):
         qnb.register_target("nokey", "ibm", backend=BACKEND, api_url=f"{standin.url}/api/v1")
-    with pytest.raises(qnb.NotAuthenticatedError, match="refused the account from the token given") as raised:
+    with pytest.raises(qnb.NotAuthenticatedError, match=r"refused the account from token= for target") as raised:
         targets(standin, token="not-the-key")
     assert "not-the-key" not in str(raised.value)
     with pytest.raises(qnb.NotAuthenticatedError, match=r"\$IBM_KEY_UNSET, which is not set"):

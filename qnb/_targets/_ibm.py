@@ -48,6 +48,7 @@ FINISHED = ("DONE", "ERROR", "CANCELLED")
 READ_EACH_UP_TO = 3
 LIST_AT_MOST = 20_000
 SAVED_ACCOUNTS = "~/.qiskit/qiskit-ibm.json"
+logger = logging.getLogger("qnb")
 
 
 class IBMTarget(VendorTarget):
@@ -149,11 +150,12 @@ class IBMTarget(VendorTarget):
     def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
         """Up to a few jobs one by one; more through IBM's listing of the account's
         unfinished jobs (one request a round), reading by id only those that left it."""
-        if self.local or len(vendor_ids) <= READ_EACH_UP_TO:
+        client = getattr(self.service, "_active_api_client", None)  # the listing without decoding each job
+        if self.local or len(vendor_ids) <= READ_EACH_UP_TO or not hasattr(client, "jobs_get"):
             return {vendor_id: self.read(vendor_id) for vendor_id in vendor_ids}
         from qiskit_ibm_runtime.runtime_job_v2 import API_TO_JOB_STATUS
 
-        client, unfinished, total = self.service._active_api_client, {}, None
+        unfinished, total = {}, None
         while total is None or len(unfinished) < min(total, LIST_AT_MOST):
             page = client.jobs_get(limit=1000, skip=len(unfinished), pending=True)
             unfinished.update((raw["id"], raw) for raw in page["jobs"])
@@ -253,8 +255,9 @@ def _with_targets_file(name: str, given: dict) -> dict:
     table = configured if kind == "ibm" else {}
     options = {key: value if value is not None else table.get(key) for key, value in given.items()}
     token_env = options.pop("token_env")
+    options["where"] = "token=" if given["token"] else f"[targets.{name}] in {_config.targets_file()}"
     if token_env and not options["token"]:
-        options["token"] = os.getenv(token_env) or None
+        options["token"], options["where"] = os.getenv(token_env) or None, f"${token_env}"
         if not options["token"]:
             raise NotAuthenticatedError(f"IBM target {name!r} reads its token from ${token_env}, which is not set")
     if options["token"] is not None and not isinstance(options["token"], Secret):
@@ -289,7 +292,7 @@ def _open_service(name: str, options: dict):
         api_url = options["api_url"]
         kwargs["url_resolver"] = lambda *_: api_url
     if token is not None:
-        where = "the token given"
+        where = options["where"]
         kwargs.update(channel="ibm_quantum_platform", token=token.reveal(), url=options["url"])
     else:
         where = f"$QISKIT_IBM_TOKEN or Qiskit's saved account ({SAVED_ACCOUNTS})"
@@ -310,9 +313,10 @@ def _open_service(name: str, options: dict):
                 f"IBM Quantum could not be reached to check the account from {where} for target "
                 f"{name!r}: {type(exc).__name__}: {exc}"
             ) from None
+        text = str(exc).replace(token.reveal(), "********") if token else str(exc)
         raise NotAuthenticatedError(
             f"IBM Quantum refused the account from {where} for target {name!r}"
-            + (f" ({status})" if status else "") + f": {exc}"
+            + (f" ({status})" if status else "") + f": {text}"
         ) from None
 
 
@@ -332,9 +336,12 @@ def _without_client_retries(service, call_timeout: float) -> None:
     get a read deadline too (the client sets none), so an abandoned call ends."""
     from requests.adapters import HTTPAdapter
 
-    clients = {id(c): c for c in [service._active_api_client, *service._api_clients.values()]}
-    for client in clients.values():
-        session = client._session
-        for prefix in ("http://", "https://"):
-            session.mount(prefix, HTTPAdapter(max_retries=0))
-        session._timeout = (5.0, call_timeout)
+    try:
+        clients = {id(c): c for c in [service._active_api_client, *service._api_clients.values()]}
+        for session in (client._session for client in clients.values()):
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, HTTPAdapter(max_retries=0))
+            session._timeout = (5.0, call_timeout)
+    except AttributeError:  # a client that keeps its HTTP session elsewhere
+        logger.warning("qnb: this qiskit-ibm-runtime's own retries could not be turned off; a job "
+                       "whose creation IBM answers with a 5xx may be created twice")  # fmt: skip

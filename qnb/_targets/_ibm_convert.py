@@ -11,6 +11,7 @@ Register bit ``i`` is qubit ``i`` of the measurement, which is Cirq's order.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import threading
 import warnings
@@ -38,39 +39,25 @@ def to_qasm(label: str, circuit: cirq.Circuit) -> tuple[str, dict[str, str]]:
     """OpenQASM 2 text of a resolved circuit and ``{register: key}``; refuses what
     OpenQASM 2 (hence IBM) cannot take, naming it."""
     circuit = cirq.unroll_circuit_op(circuit, deep=True, tags_to_check=None)
-    keys: dict[str, int] = {}
-    for op in circuit.all_operations():
-        if isinstance(op.gate, cirq.MeasurementGate):
-            key = cirq.measurement_key_name(op)
-            keys[key] = keys.get(key, 0) + 1
-            if keys[key] > 1:
-                raise DeviceValidationError(
-                    f"circuit {label!r} measures key {key!r} more than once; IBM's sampler "
-                    "keeps one register per key: give each measurement its own key"
-                )
-    if not keys:
+    keys = collections.Counter(
+        cirq.measurement_key_name(op) for op in circuit.all_operations() if isinstance(op.gate, cirq.MeasurementGate)
+    )
+    if not keys or keys.most_common(1)[0][1] > 1:
         raise DeviceValidationError(
-            f"circuit {label!r} measures nothing, and IBM's sampler returns only measured "
-            "bits: add cirq.measure(...) at the end"
-        )
+            f"circuit {label!r} measures key {keys.most_common(1)[0][0]!r} more than once; IBM's sampler "
+            "keeps one register per key: give each measurement its own key" if keys else
+            f"circuit {label!r} measures nothing, and IBM's sampler returns only measured bits: "
+            "add cirq.measure(...) at the end"
+        )  # fmt: skip
     output = cirq.QasmOutput(circuit.all_operations(), tuple(sorted(circuit.all_qubits())))
     try:
         text = str(output)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # Cirq's message names the operation
         raise DeviceValidationError(
-            f"circuit {label!r}: OpenQASM 2 (the road to IBM) cannot say {_refused(circuit)}: "
-            f"{exc}; replace it by gates (noise channels run only on simulators)"
+            f"circuit {label!r}: OpenQASM 2 (the road to IBM) cannot say it: {exc}; replace the "
+            "operation by gates (noise channels run only on simulators)"
         ) from None
     return text, {register: key for key, register in output.args.meas_key_id_map.items()}
-
-
-def _refused(circuit: cirq.Circuit) -> str:
-    for op in circuit.all_operations():
-        try:
-            str(cirq.QasmOutput([op], op.qubits))
-        except (ValueError, TypeError):
-            return f"{op} ({type(op.gate or op).__name__})"
-    return "one of its operations"
 
 
 def to_qiskit(label: str, circuit: cirq.Circuit):
