@@ -571,20 +571,7 @@ class VendorTarget(QueueOwningTarget):
 
     def _note_positions(self) -> None:
         runs = {id(run): run for run, _ in self._following.values()}.values()
-        positions: dict[str, int] = {}
-        entries = []
-        queued_here = {}
-        for run in runs:
-            known = [p.state.position for p in run.parts
-                     if not p.finished and p.state is not None and p.state.position is not None]  # fmt: skip
-            if known and all(s in (JobStatus.PENDING, JobStatus.QUEUED) for s in run.statuses):
-                positions[run.remote_id] = min(known)
-                entries.append(QueueEntry(min(known), run.remote_id, "", run.name, run.time_added, JobStatus.QUEUED))
-                if run.job_id is not None:
-                    queued_here[run.job_id] = run.remote_id
-        self._positions = positions
-        self._queued_here = queued_here
-        self._entries = sorted(entries, key=lambda e: e.position)
+        self._entries, self._positions, self._queued_here = queue_view(runs)
 
     def queue_backend(self) -> VendorQueueBackend:
         return VendorQueueBackend(self)
@@ -613,6 +600,22 @@ class VendorTarget(QueueOwningTarget):
         self._connected = True
         missing = ItemOutcome(JobStatus.FAILED, error=f"{shown} returned no result for this circuit")
         return {i: found.get(i, missing) for i in part.items}
+
+
+def queue_view(runs: Iterable[VendorRun]) -> tuple[list[QueueEntry], dict[str, int], dict[str, str]]:
+    """The waiting jobs whose position the vendor tells: their entries (head first),
+    positions by stored remote id, and remote ids by qnb id (jobs submitted here). A job
+    split into several vendor jobs is as far ahead as its foremost one."""
+    entries, positions, queued_here = [], {}, {}
+    for run in runs:
+        known = [p.state.position for p in run.parts
+                 if not p.finished and p.state is not None and p.state.position is not None]  # fmt: skip
+        if known and all(s in (JobStatus.PENDING, JobStatus.QUEUED) for s in run.statuses):
+            positions[run.remote_id] = min(known)
+            entries.append(QueueEntry(min(known), run.remote_id, "", run.name, run.time_added, JobStatus.QUEUED))
+            if run.job_id is not None:
+                queued_here[run.job_id] = run.remote_id
+    return sorted(entries, key=lambda e: e.position), positions, queued_here
 
 
 class VendorQueueBackend:
