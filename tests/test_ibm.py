@@ -161,7 +161,9 @@ def test_a_bell_pair_on_fake_brisbane_through_qnb_sampler(manager):
         target.close()
 
 
-def test_a_fake_backend_instance_and_bad_names(manager):
+def test_a_fake_backend_instance_and_bad_names(manager, monkeypatch):
+    import importlib.util
+
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
     target = qnb.register_target("ibm-instance", "ibm", backend=FakeManilaV2())
@@ -174,6 +176,10 @@ def test_a_fake_backend_instance_and_bad_names(manager):
         qnb.register_target("bad", "ibm", backend="fake_nowhere")
     with pytest.raises(qnb.InvalidOptionError, match="needs backend="):
         qnb.register_target("bad", "ibm")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qiskit_aer" else find_spec(name, *a))
+    with pytest.raises(qnb.InvalidOptionError, match="runs on Qiskit Aer, which is not installed: pip install qiskit-aer"):
+        qnb.register_target("bad", "ibm", backend="fake_manila")
     assert "bad" not in qnb.targets()
 
 

@@ -12,6 +12,7 @@ Register bit ``i`` is qubit ``i`` of the measurement, which is Cirq's order.
 from __future__ import annotations
 
 import collections
+import importlib.util
 import inspect
 import threading
 import warnings
@@ -132,10 +133,15 @@ def fake_backend(name_or_backend):
     from qiskit_ibm_runtime import fake_provider
     from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
 
+    if not isinstance(name_or_backend, FakeBackendV2) and not str(name_or_backend).startswith("fake_"):
+        return None
+    if importlib.util.find_spec("qiskit_aer") is None:  # the local testing mode's simulator
+        raise InvalidOptionError(
+            "a rehearsal on a fake IBM backend runs on Qiskit Aer, which is not installed: "
+            "pip install qiskit-aer (the extra qnb[ibm] brings it)"
+        )
     if isinstance(name_or_backend, FakeBackendV2):
         return name_or_backend
-    if not isinstance(name_or_backend, str) or not name_or_backend.startswith("fake_"):
-        return None
     classes = {
         cls.backend_name: cls
         for cls in vars(fake_provider).values()
