@@ -211,7 +211,7 @@ def test_a_failing_job_fails_with_ibms_reason(manager, standin, targets):
         job.result(timeout=60)
 
 
-def test_cancel_and_a_cancel_at_ibms_console(manager, standin, targets):
+def test_cancel_a_cancel_at_ibms_console_and_a_deletion(manager, standin, targets):
     target = targets(standin)
     standin.hold = True
     job = qnb.submit(BELL, target=target.name, shots=10)
@@ -224,6 +224,11 @@ def test_cancel_and_a_cancel_at_ibms_console(manager, standin, targets):
     standin.cancel_at_console(_ibm_id(other))
     wait_until(lambda: other.status is JobStatus.CANCELLED, what="IBM's cancel to be seen")
     assert "Cancelled by the user" in (manager.load(other.id).items[0].error or "")
+    gone = qnb.submit(BELL, target=target.name, shots=10)
+    wait_until(lambda: gone.status is JobStatus.RUNNING, what="the third job to run")
+    standin.jobs[_ibm_id(gone)].forced = "deleted"  # deleted at IBM: its reads answer 404
+    wait_until(lambda: gone.status is JobStatus.CANCELLED, what="the deletion to be seen")
+    assert "no longer knows this job" in (manager.load(gone.id).items[0].error or "")
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
@@ -254,6 +259,7 @@ def test_a_401_at_submit_or_a_refusal_stores_nothing(manager, standin, targets):
     assert standin.created == 0 and qnb.jobs() == []
 
 
+@pytest.mark.slow
 def test_slow_or_failing_reads_show_reconnecting_and_never_fail_the_job(manager, standin, targets):
     target = targets(standin)
     target.call_timeout = 0.5  # after the set-up, which makes several calls
@@ -289,6 +295,7 @@ def test_a_missing_or_refused_credential_raises_at_register_naming_where(manager
     assert not {"nokey"} & set(qnb.targets()) and standin.created == 0
 
 
+@pytest.mark.slow
 def test_credentials_from_the_environment_a_saved_account_and_the_targets_file(manager, standin, tmp_path, monkeypatch):
     from qiskit_ibm_runtime import QiskitRuntimeService
     from qiskit_ibm_runtime.accounts import management

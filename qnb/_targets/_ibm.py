@@ -135,12 +135,15 @@ class IBMTarget(VendorTarget):
         ibm_job = self._jobs.get(vendor_id)
         if ibm_job is None and self.local:
             return VendorJobState("DELETED", error="a rehearsal's job ends with the process that ran it")
-        if ibm_job is None:
-            try:
+        try:
+            if ibm_job is None:
                 ibm_job = self._jobs[vendor_id] = self.service.job(vendor_id)
-            except RuntimeJobNotFound:
-                return VendorJobState("DELETED", error="IBM Quantum no longer knows this job")
-        status = str(getattr(ibm_job.status(), "name", ibm_job.status())).upper()
+            status = str(getattr(ibm_job.status(), "name", ibm_job.status())).upper()
+        except Exception as exc:
+            if not isinstance(exc, RuntimeJobNotFound) and _http_status(exc) != 404:
+                raise
+            self._jobs.pop(vendor_id, None)
+            return VendorJobState("DELETED", error="IBM Quantum no longer knows this job (deleted there?)")
         if status not in FINISHED:
             return VendorJobState(status, raw=ibm_job)
         self._jobs.pop(vendor_id, None)  # the state carries it to outcomes()
