@@ -241,6 +241,8 @@ def test_missing_or_refused_credentials_raise_at_register_naming_where_qnb_looke
         standin.inject(status, 1, path="/device/")
         with pytest.raises(qnb.NotAuthenticatedError, match=str(status)):
             targets()
+    with pytest.raises(qnb.InvalidOptionError, match="3 to 63 characters"):
+        targets(s3_destination="s3://b/prefix")
     assert not any(name.startswith("braket-") for name in qnb.targets())
     assert standin.created == 0
 

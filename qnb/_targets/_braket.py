@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 import cirq
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError, ProfileNotFound
 from braket.aws import AwsDevice, AwsQuantumTask, AwsSession
 from braket.device_schema import GateModelQpuParadigmProperties
 from braket.devices import LocalSimulator
@@ -109,6 +109,8 @@ class BraketTarget(VendorTarget):
         if not isinstance(destination, str) or not AwsSession.is_s3_uri(destination):
             raise InvalidOptionError(f"Braket target {self.name!r}: s3_destination is 's3://bucket/prefix', got {destination!r}")
         bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+        if not 3 <= len(bucket) <= 63:
+            raise InvalidOptionError(f"Braket target {self.name!r}: S3 bucket names have 3 to 63 characters, got {bucket!r}")
         return bucket, prefix.strip("/") or "tasks"
 
     def as_error(self, exc: Exception, what: str) -> QnbError:
@@ -126,6 +128,8 @@ class BraketTarget(VendorTarget):
             return VendorRejectedError(f"Amazon Braket refused {what} {said}", status=status)
         if isinstance(exc, NoCredentialsError):
             return NotAuthenticatedError(f"no AWS credentials for {what}; qnb looked in {LOOKED_FOR_CREDENTIALS}")
+        if isinstance(exc, ParamValidationError):  # boto3 refuses it before sending: no retry helps
+            return VendorRejectedError(f"Amazon Braket's client refuses {what}: {exc}")
         if isinstance(exc, BotoCoreError):  # no connection, timeouts, bad answers
             return ServerUnreachableError(f"Amazon Braket did not answer {what}: {exc}")
         if isinstance(exc, ValueError):  # the SDK's "device not found", bad ARNs
