@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import cirq
@@ -138,7 +139,8 @@ class IBMTarget(VendorTarget):
         try:
             if ibm_job is None:
                 ibm_job = self._jobs[vendor_id] = self.service.job(vendor_id)
-            status = str(getattr(ibm_job.status(), "name", ibm_job.status())).upper()
+            said = ibm_job.status()  # a word, or (a rehearsal's job) qiskit's JobStatus
+            status = str(getattr(said, "name", said)).upper()
         except Exception as exc:
             if not isinstance(exc, RuntimeJobNotFound) and _http_status(exc) != 404:
                 raise
@@ -170,7 +172,8 @@ class IBMTarget(VendorTarget):
                 states[vendor_id] = VendorJobState(str(API_TO_JOB_STATUS.get(word, word)))
         left = [i for i in vendor_ids if i not in states]  # finished, or too new to be listed
         futures = [self._readers.submit(self.read, vendor_id) for vendor_id in left]
-        states.update(zip(left, (future.result(self.call_timeout) for future in futures)))
+        deadline = time.monotonic() + self.call_timeout
+        states.update(zip(left, (f.result(max(0.0, deadline - time.monotonic())) for f in futures)))
         return states
 
     def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int], params: list) -> dict[int, ItemOutcome]:
