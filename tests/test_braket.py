@@ -169,11 +169,29 @@ def test_qnb_sampler_runs_on_the_local_simulator(manager, local_target):
     assert [r.histogram(key="m") for r in results] == [{1: 10}, {0: 10}]
 
 
-@pytest.mark.slow  # over 2 s (a process / backoffs waited out)
-def test_the_kind_is_listed_without_importing_braket():
-    code = "import sys, qnb; qnb.targets(); assert 'braket' in qnb._targets._registry.kinds(); print(sorted(m for m in sys.modules if m.startswith('braket')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+IN_A_KERNEL = textwrap.dedent(
+    """
+    import asyncio, sys, types
+    fake = types.ModuleType("IPython")  # what braket asks to know it runs in Jupyter
+    fake.get_ipython = lambda: types.SimpleNamespace(kernel=object())
+    sys.modules["IPython"] = fake
+    import qnb
+    qnb.targets()
+    print(sorted(m for m in sys.modules if m.startswith("braket")))
+    qnb.register_target("here", "braket", device="local")
+    import _asyncio  # the C tasks, which nest_asyncio swaps for pure-Python ones
+    print(hasattr(asyncio, "_nest_patched"), asyncio.Task is _asyncio.Task)
+    """
+)
+
+
+@pytest.mark.slow  # a process of its own
+def test_the_kind_is_listed_without_importing_braket_and_leaves_asyncio_alone_in_a_kernel():
+    """braket.tasks applies nest_asyncio to all of asyncio when imported in a Jupyter
+    kernel; qnb's loop must stay asyncio's own."""
+    out = subprocess.run([sys.executable, "-c", IN_A_KERNEL], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "False True"]
 
 
 # -- against the stand-in of Braket's API ------------------------------------------------------

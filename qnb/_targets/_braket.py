@@ -31,11 +31,21 @@ import boto3
 import cirq
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError, ProfileNotFound
-from braket.aws import AwsDevice, AwsQuantumTask, AwsSession
-from braket.device_schema import GateModelQpuParadigmProperties
-from braket.devices import LocalSimulator
-from braket.ir.openqasm import Program
-from braket.tasks import GateModelQuantumTaskResult
+from braket import ipython_utils
+
+# In a Jupyter kernel, importing braket.tasks applies nest_asyncio to all of asyncio
+# (pure-Python tasks, re-entrant loops). qnb's loop stays asyncio's own: the SDK's calls
+# here run on the target's threads, and the SDK's own result() polls on a thread of its
+# own when a loop is running, so nothing needs the patch.
+_in_jupyter, ipython_utils.running_in_jupyter = ipython_utils.running_in_jupyter, lambda: False
+try:
+    from braket.aws import AwsDevice, AwsQuantumTask, AwsSession
+    from braket.device_schema import GateModelQpuParadigmProperties
+    from braket.devices import LocalSimulator
+    from braket.ir.openqasm import Program
+    from braket.tasks import GateModelQuantumTaskResult
+finally:
+    ipython_utils.running_in_jupyter = _in_jupyter
 
 from .._device import DeviceSpec
 from .._errors import (
