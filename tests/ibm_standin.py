@@ -147,8 +147,8 @@ class IBMStandIn(ionq_standin.StandIn):
         async def token(request: Request):
             form = urllib.parse.parse_qs((await request.body()).decode())  # no python-multipart needed
             if form.get("apikey") != [standin.api_key]:
-                return JSONResponse({"errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."},
-                                    status_code=400)  # fmt: skip
+                refusal = {"errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."}
+                return JSONResponse(refusal, status_code=400)
             now = int(time.time())
             access = jwt.encode({"iat": now, "exp": now + 3600, "sub": "standin"}, _SIGNING_KEY, algorithm="HS256")
             with standin.lock:
@@ -164,7 +164,8 @@ class IBMStandIn(ionq_standin.StandIn):
 
         @app.get("/catalog/{plan_id}")
         async def catalog(plan_id: str):
-            return {"id": plan_id, "overview_ui": {"en": {"display_name": "Open"}}, "metadata": {"pricing": {"type": "free"}}}
+            return {"id": plan_id, "overview_ui": {"en": {"display_name": "Open"}},
+                    "metadata": {"pricing": {"type": "free"}}}  # fmt: skip
 
         @app.get(f"{API}/backends")
         async def backends():
@@ -190,8 +191,8 @@ class IBMStandIn(ionq_standin.StandIn):
         async def create(request: Request):
             body = await request.json()
             if body.get("program_id") != "executor" or body.get("backend") != BACKEND:
-                return JSONResponse({"errors": [{"message": f"bad job {body.get('program_id')!r} on {body.get('backend')!r}"}]},
-                                    status_code=400)  # fmt: skip
+                wrong = f"bad job {body.get('program_id')!r} on {body.get('backend')!r}"
+                return JSONResponse({"errors": [{"message": wrong}]}, status_code=400)
             return await asyncio.to_thread(standin._create, body)
 
         @app.get(f"{API}/jobs")

@@ -141,7 +141,8 @@ def test_a_fake_backend_runs_keys_a_sweep_and_refuses_a_gate(manager):
         assert [r.histogram(key="z").most_common(1)[0][0] for r in points] == [0, 1]
         with pytest.raises(qnb.DeviceValidationError, match="depolarize"):
             qnb.submit(cirq.Circuit(cirq.depolarize(0.2).on(Q[0]), cirq.measure(Q[0], key="k")), target=target.name)
-        far = cirq.Circuit(cirq.X(Q[0]), cirq.CNOT(Q[0], cirq.LineQubit(4)), cirq.measure(Q[0], cirq.LineQubit(4), key="k"))
+        q4 = cirq.LineQubit(4)  # not coupled to q0 on Manila
+        far = cirq.Circuit(cirq.X(Q[0]), cirq.CNOT(Q[0], q4), cirq.measure(Q[0], q4, key="k"))
         compiled = qnb.submit(far, target=target.name, shots=200, compile=True).result(timeout=120)["0"]
         assert compiled.histogram(key="k").most_common(1)[0][0] == 0b11
     finally:
@@ -177,8 +178,8 @@ def test_a_fake_backend_instance_and_bad_names(manager, monkeypatch):
     with pytest.raises(qnb.InvalidOptionError, match="needs backend="):
         qnb.register_target("bad", "ibm")
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qiskit_aer" else find_spec(name, *a))
-    with pytest.raises(qnb.InvalidOptionError, match="runs on Qiskit Aer, which is not installed: pip install qiskit-aer"):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "qiskit_aer" else find_spec(n, *a))
+    with pytest.raises(qnb.InvalidOptionError, match="Qiskit Aer, which is not installed: pip install qiskit-aer"):
         qnb.register_target("bad", "ibm", backend="fake_manila")
     assert "bad" not in qnb.targets()
 
@@ -296,7 +297,8 @@ def test_a_missing_or_refused_credential_raises_at_register_naming_where(manager
 
 
 @pytest.mark.slow
-def test_credentials_from_the_environment_a_saved_account_and_the_targets_file(manager, standin, tmp_path, monkeypatch):
+def test_credentials_from_the_environment_a_saved_account_and_the_targets_file(manager, standin, tmp_path,
+                                                                                monkeypatch):
     from qiskit_ibm_runtime import QiskitRuntimeService
     from qiskit_ibm_runtime.accounts import management
 
@@ -305,7 +307,8 @@ def test_credentials_from_the_environment_a_saved_account_and_the_targets_file(m
     monkeypatch.setenv("QISKIT_IBM_INSTANCE", CRN)
     from_env = qnb.register_target("from-env", "ibm", backend=BACKEND, api_url=api)
     monkeypatch.delenv("QISKIT_IBM_TOKEN")
-    QiskitRuntimeService.save_account(token=KEY, instance=CRN, name="lab", filename=management._DEFAULT_ACCOUNT_CONFIG_JSON_FILE)
+    saved_file = management._DEFAULT_ACCOUNT_CONFIG_JSON_FILE  # the test's own (see no_ambient_account)
+    QiskitRuntimeService.save_account(token=KEY, instance=CRN, name="lab", filename=saved_file)
     saved = qnb.register_target("saved", "ibm", backend=BACKEND, account="lab", api_url=api)
     targets_file = tmp_path / "targets.toml"
     targets_file.write_text(f'[targets.filed]\nkind = "ibm"\nbackend = "{BACKEND}"\ntoken_env = "LAB_IBM_KEY"\n'

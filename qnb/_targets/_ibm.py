@@ -176,7 +176,9 @@ class IBMTarget(VendorTarget):
         states.update(zip(left, (f.result(max(0.0, deadline - time.monotonic())) for f in futures)))
         return states
 
-    def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int], params: list) -> dict[int, ItemOutcome]:
+    def outcomes(
+        self, vendor_id: str, state: VendorJobState, items: list[int], params: list
+    ) -> dict[int, ItemOutcome]:
         result = state.raw.result()
         engine = f"ibm {self.backend.name}"
         return {
@@ -206,12 +208,15 @@ class IBMTarget(VendorTarget):
         chain, status = _chain(exc), _http_status(exc)
         text = str(exc)[:600]
         if status == 401 or any(type(e).__name__ == "IBMNotAuthorizedError" for e in chain):
-            return NotAuthenticatedError(f"IBM Quantum refused the token (401) on {what}: check token= or $QISKIT_IBM_TOKEN")
+            return NotAuthenticatedError(
+                f"IBM Quantum refused the token (401) on {what}: check token= or $QISKIT_IBM_TOKEN"
+            )
         if status is not None and 400 <= status < 500 and status not in (408, 429):
             return VendorRejectedError(f"IBM Quantum refused {what} ({status}): {text}", status=status)
         if not _away(exc, status) and isinstance(exc, (ValueError, KeyError, TypeError)):
             return VendorRejectedError(f"IBM Quantum's answer to {what} cannot be used: {type(exc).__name__}: {text}")
-        return ServerUnreachableError(f"IBM Quantum did not answer {what}" + (f" ({status})" if status else "") + f": {text}")
+        said = f" ({status})" if status else ""
+        return ServerUnreachableError(f"IBM Quantum did not answer {what}{said}: {text}")
 
 
 def _reason(ibm_job: Any, status: str) -> str | None:
@@ -333,7 +338,9 @@ def _backend_of(service, name: str, backend: str):
         if type(exc).__name__ != "QiskitBackendNotFoundError":
             raise
         known = ", ".join(b.name for b in service.backends())
-        raise InvalidOptionError(f"IBM target {name!r}: no backend {backend!r} in this account (it has: {known})") from None
+        raise InvalidOptionError(
+            f"IBM target {name!r}: no backend {backend!r} in this account (it has: {known})"
+        ) from None
 
 
 def _without_client_retries(service, call_timeout: float) -> None:

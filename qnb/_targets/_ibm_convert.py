@@ -170,7 +170,8 @@ def device_from(name: str, backend, where: str, max_batch: int | None) -> Device
     config = backend.configuration() if hasattr(backend, "configuration") else None
     max_shots = int(getattr(config, "max_shots", 0) or 100_000)
     batch = max_batch or min(int(getattr(config, "max_experiments", 0) or 300), 300)
-    natives = tuple(sorted(g for g in target.operation_names if g not in ("delay", "for_loop", "if_else", "switch_case")))
+    control = ("delay", "for_loop", "if_else", "switch_case")  # instructions, not gates
+    natives = tuple(sorted(g for g in target.operation_names if g not in control))
     return DeviceSpec(
         name=name, max_qubits=n, qubits=qubits, connectivity=connectivity,
         compile_to=cirq.CZTargetGateset(), native_gates=natives,
