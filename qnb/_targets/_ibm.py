@@ -281,12 +281,10 @@ def _with_targets_file(name: str, given: dict) -> dict:
     return options
 
 
-class _GivenTokenNote(logging.Filter):
+def _not_the_given_token_note(record: logging.LogRecord) -> bool:
     """The client warns "Loading account with the given token. A saved account will not
     be used." whenever a token is passed, which is qnb's plain intent: not shown."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Loading account with the given token")
+    return not str(record.msg).startswith("Loading account with the given token")
 
 
 def _open_service(name: str, options: dict):
@@ -294,8 +292,8 @@ def _open_service(name: str, options: dict):
     from qiskit_ibm_runtime.accounts import AccountNotFoundError
 
     client_log = logging.getLogger("qiskit_ibm_runtime.qiskit_runtime_service")
-    if not any(isinstance(f, _GivenTokenNote) for f in client_log.filters):
-        client_log.addFilter(_GivenTokenNote())
+    if _not_the_given_token_note not in client_log.filters:
+        client_log.addFilter(_not_the_given_token_note)
 
     token = options["token"]
     kwargs: dict[str, Any] = {"instance": options["instance"]}
