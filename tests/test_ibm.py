@@ -204,6 +204,18 @@ def test_submit_status_results_and_usage(manager, standin, targets):
     assert job.status is JobStatus.COMPLETED
 
 
+def test_qsubmit_sends_a_qasm_cell_and_a_cirq_cell(manager, standin, targets):
+    from conftest import BELL_QASM, ipython_shell
+
+    target = targets(standin)
+    ip = ipython_shell()
+    ip.run_cell_magic("qsubmit", f"--qasm --target {target.name} --shots 30 --wait", BELL_QASM)
+    assert sum(ip.user_ns["_qjob"].result().counts().values()) == 30  # OpenQASM in, OpenQASM out
+    cell = "import cirq\nq = cirq.LineQubit.range(2)\nflip = cirq.Circuit(cirq.X(q[1]), cirq.measure(*q, key='m'))\n"
+    job = ip.run_cell_magic("qsubmit", f"--target {target.name} --shots 30", cell)
+    assert job.result(timeout=60).counts("flip") == {"01": 30} and standin.created == 2
+
+
 def test_a_failing_job_fails_with_ibms_reason(manager, standin, targets):
     target = targets(standin)
     standin.fail_next = "Qubit 3 is being recalibrated"
