@@ -422,7 +422,9 @@ SUBMITTER = textwrap.dedent(
     import cirq, qnb
     from qnb import _manager
 
-    qnb.register_target("aws", "braket", device="%s", s3_destination="s3://qnb-results/kill", poll_seconds=0.05)
+    import os
+    qnb.register_target("aws", "braket", device="%s", s3_destination="s3://qnb-results/kill", poll_seconds=0.05,
+                        call_timeout=float(os.environ.get("CALL_TIMEOUT", "5")))
     q = cirq.LineQubit.range(3)
     keys = cirq.Circuit(cirq.X(q[0]), cirq.X(q[2]), cirq.measure(q[1], q[0], key="ba"), cirq.measure(q[2], key="c"))
     bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q[:2]), cirq.measure(*q[:2], key="m"))
@@ -435,27 +437,18 @@ SUBMITTER = textwrap.dedent(
 ) % SV1
 
 
-@pytest.mark.slow
-def test_killed_submitter_the_tasks_are_followed_by_a_new_process_and_created_once(tmp_path, standin, monkeypatch):
-    home = tmp_path / "home"
-    standin.hold = True  # still running at Braket when the kernel dies
-    child = subprocess.Popen([sys.executable, "-c", SUBMITTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "QNB_HOME": str(home)})  # fmt: skip
-    try:
-        line = child.stdout.readline()
-        assert line.startswith("STORED"), (line, child.stderr.read() if child.poll() is not None else "")
-        job_id = line.split()[1]
-        wait_until(lambda: standin.created == 2, what="both tasks at Braket")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+def _submitter(home, **env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SUBMITTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "QNB_HOME": str(home), **env})  # fmt: skip
 
+
+def _follow_in_a_new_process(home, standin: BraketStandIn, job_id: str) -> None:
+    """A fresh manager on the same home follows the job to its end, with no new task."""
     fresh = _manager.JobManager(home)
     previous = _manager.set_manager(fresh)
     try:
         (listed,) = qnb.jobs()
-        assert listed.id == job_id and listed.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        assert listed.id == job_id and not listed.status.is_terminal  # not "interrupted"
         standin.release()
         target = qnb.register_target("aws", "braket", device=SV1, s3_destination="s3://qnb-results/kill",
                                      poll_seconds=0.05)  # fmt: skip
@@ -469,6 +462,42 @@ def test_killed_submitter_the_tasks_are_followed_by_a_new_process_and_created_on
     finally:
         _manager.set_manager(previous)
         fresh.close()
+
+
+@pytest.mark.slow
+def test_killed_submitter_the_tasks_are_followed_by_a_new_process_and_created_once(tmp_path, standin):
+    standin.hold = True  # still running at Braket when the kernel dies
+    child = _submitter(tmp_path / "home")
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("STORED"), (line, child.stderr.read() if child.poll() is not None else "")
+        job_id = line.split()[1]
+        wait_until(lambda: standin.created == 2, what="both tasks at Braket")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    _follow_in_a_new_process(tmp_path / "home", standin, job_id)
+
+
+@pytest.mark.slow
+def test_killed_while_the_creates_are_on_their_way_the_tasks_are_found_by_their_tags(tmp_path, standin):
+    standin.delay_after_create = 60.0  # Braket has the tasks; their creator never hears so
+    standin.honour_client_token = False  # found by the tags alone
+    child = _submitter(tmp_path / "home", CALL_TIMEOUT="120")
+    try:
+        wait_until(lambda: standin.created == 2, timeout=120, what="both tasks created at Braket (the child starts first)")
+    finally:
+        child.kill()
+        child.communicate(timeout=60)
+    standin.delay_after_create = 0.0
+    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
+    try:
+        (stored,) = peek.find()
+        assert stored.remote_id is None and not stored.done  # in doubt, not failed
+    finally:
+        peek.close()
+    _follow_in_a_new_process(tmp_path / "home", standin, stored.id)
 
 
 def test_cirq_results_keep_the_bit_order_of_each_key():
