@@ -92,6 +92,18 @@ def test_keys_travel_as_registers_and_come_back_in_cirqs_bit_order():
     assert result.params == cirq.ParamResolver({"t": 1})
 
 
+def test_the_road_through_openqasm_keeps_every_circuits_unitary():
+    from qiskit.quantum_info import Operator
+
+    for seed in range(20):
+        circuit = cirq.testing.random_circuit(Q, n_moments=6, op_density=0.8, random_state=seed)
+        loaded = convert.to_qiskit("0", circuit + cirq.measure(*Q, key="m"))
+        # Qiskit numbers qubit 0 as the lowest bit, Cirq as the highest.
+        ours = Operator(loaded.remove_final_measurements(inplace=False)).reverse_qargs().data
+        assert cirq.allclose_up_to_global_phase(ours, cirq.unitary(circuit + cirq.I.on_each(*Q)),
+                                                atol=1e-6), seed  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "circuit, words",
     [
