@@ -103,7 +103,7 @@ def test_every_translated_gate_is_exact_up_to_a_global_phase():
         cirq.MatrixGate(cirq.unitary(cirq.H(a))).on(b), cirq.ControlledGate(cirq.Y).on(c, a),
         cirq.GlobalPhaseGate(1j).on(), cirq.I(b),
     ]  # fmt: skip
-    supported = _braket.supported_operations(_braket.LocalSimulator().properties)
+    supported = _braket.supported_operations(_braket.LocalSimulator().properties, "local")
     for op in operations:
         circuit = cirq.Circuit(cirq.I.on_each(a, b, c), op)
         program = _braket_convert.to_braket(circuit, supported=supported)
@@ -161,6 +161,8 @@ def test_local_simulator_refuses_what_braket_cannot_take_at_submit(manager, loca
     assert qnb.jobs(target=local_target.name) == []
     with pytest.raises(qnb.InvalidOptionError, match="no local simulator 'braket_qsim'"):
         qnb.register_target("nope", "braket", device="local:braket_qsim")
+    with pytest.raises(qnb.InvalidOptionError, match="does not run gate circuits"):
+        qnb.register_target("ahs", "braket", device="local:braket_ahs")
 
 
 def test_qnb_sampler_runs_on_the_local_simulator(manager, local_target):

@@ -78,8 +78,10 @@ REFUSED_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException
                        "ExpiredTokenException", "InvalidClientTokenId", "UnauthorizedException"}  # fmt: skip
 
 
-def supported_operations(properties: Any) -> frozenset[str]:
-    action = properties.action["braket.ir.openqasm.program"]
+def supported_operations(properties: Any, device: str) -> frozenset[str]:
+    action = properties.action.get("braket.ir.openqasm.program")
+    if action is None:  # annealing, analog Hamiltonian simulation, photonic devices
+        raise InvalidOptionError(f"Braket device {device} does not run gate circuits (OpenQASM); qnb runs Cirq circuits")
     return frozenset(op.lower() for op in action.supportedOperations)
 
 
@@ -106,7 +108,7 @@ class BraketTarget(VendorTarget):
             self.session, self.credentials_from = _session(name, device, region, profile, call_timeout, threads)
             aws_device = self.blocking_call("reading the device", AwsDevice, device, self.session)
             self.s3_folder = self._s3_folder(s3_destination)
-            self.supported = supported_operations(aws_device.properties)
+            self.supported = supported_operations(aws_device.properties, device)
             self.device = _device_spec(name, aws_device, self.supported, max_batch)
         except BaseException:
             self.close()
@@ -311,7 +313,7 @@ class BraketLocalTarget(SamplerTarget):
             raise InvalidOptionError(
                 f"Braket target {name!r}: no local simulator {backend!r}; use 'local' (braket_sv) or 'local:braket_dm'"
             ) from None
-        self.supported = supported_operations(simulator.properties)
+        self.supported = supported_operations(simulator.properties, device)
         where = f"Braket's local simulator {backend}"
         spec = DeviceSpec(
             name, max_qubits=int(simulator.properties.paradigm.qubitCount), native_gates=tuple(sorted(self.supported)),
