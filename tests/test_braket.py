@@ -274,6 +274,18 @@ def test_missing_or_refused_credentials_raise_at_register_naming_where_qnb_looke
     assert qnb.jobs(target=target.name) == [] and standin.created == 0
 
 
+def test_qsubmit_sends_a_qasm_cell_and_a_cirq_cell(manager, standin, targets):
+    from conftest import BELL_QASM, ipython_shell
+
+    target = targets()
+    ip = ipython_shell()
+    ip.run_cell_magic("qsubmit", f"--qasm --target {target.name} --shots 30 --wait", BELL_QASM)
+    assert set(ip.user_ns["_qjob"].result().counts()) <= {"00", "11"}
+    cell = "import cirq\nq = cirq.LineQubit.range(2)\nflip = cirq.Circuit(cirq.X(q[1]), cirq.measure(*q, key='m'))\n"
+    job = ip.run_cell_magic("qsubmit", f"--target {target.name} --shots 30", cell)
+    assert job.result(timeout=60).counts("flip") == {"01": 30} and standin.created == 2
+
+
 @pytest.mark.slow  # over 2 s (a process / backoffs waited out)
 def test_429_and_5xx_are_waited_out_and_each_task_is_created_once(manager, standin, targets):
     target = targets()
@@ -371,6 +383,9 @@ def test_queue_positions_are_brakets(manager, standin, targets):
     target = targets()
     jobs = [qnb.submit(BELL, target=target.name, shots=10) for _ in range(3)]
     wait_until(lambda: [j.position_in_queue() for j in jobs] == [1, 2, 3], what="Braket's positions")
+    assert [e.position for e in target.queue_backend().entries()] == [1, 2, 3]
+    with pytest.raises(qnb.QueueError, match="Amazon Braket's queue cannot be reordered"):
+        qnb.queue(target.name).move_to_front(jobs[2].id)
     jobs[0].cancel()
     wait_until(lambda: [j.position_in_queue() for j in jobs[1:]] == [1, 2], what="the queue to move")
 
