@@ -222,7 +222,7 @@ class AzureTarget(VendorTarget):
         (circuit,) = super().prepare(job, items)  # resolved at its sweep point
         try:
             return convert.to_program(self.provider, circuit, job.shots)
-        except ValueError:
+        except Exception:  # noqa: BLE001 - a converter's refusal (cirq-ionq raises its own kinds too)
             raise InvalidCircuitError(f"{self.target_name}: {convert.refusal(self.provider, circuit)}") from None
 
     def azure_id(self, job: TargetJob, items: list[int]) -> str:
