@@ -66,7 +66,7 @@ STATUS = {
 }  # fmt: skip
 UNFINISHED = ["CREATED", "QUEUED", "RUNNING", "CANCELLING"]
 #: Followed tasks read one by one (with their queue positions) up to this many; more,
-#: through one search for the device's unfinished tasks.
+#: through searches: the device's unfinished tasks, then the others ten at a time.
 READ_EACH_UP_TO = 8
 #: A task in doubt is looked for among this many of the device's tasks.
 FIND_AMONG = 2000
@@ -207,11 +207,15 @@ class BraketTarget(VendorTarget):
         )  # fmt: skip
 
     def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
-        listed = {}
-        if len(vendor_ids) > READ_EACH_UP_TO:
-            listed = {task["quantumTaskArn"]: task for task in self._search(("status", UNFINISHED))}
-        # Not listed: finished (or too new to be listed): read by ARN.
-        return {i: VendorJobState(listed[i]["status"], raw=listed[i]) if i in listed else self.read(i) for i in vendor_ids}
+        if len(vendor_ids) <= READ_EACH_UP_TO:
+            return {i: self.read(i) for i in vendor_ids}
+        listed = {task["quantumTaskArn"]: task for task in self._search(("status", UNFINISHED))}
+        finished = [i for i in vendor_ids if i not in listed]
+        for start in range(0, len(finished), 10):  # Braket takes 10 values a filter
+            listed.update((t["quantumTaskArn"], t) for t in self._search(("quantumTaskArn", finished[start : start + 10])))
+        # By ARN: a task too new to be listed, and a failed one (its reason is not in a listing).
+        return {i: self.read(i) if listed.get(i, {}).get("status", "FAILED") == "FAILED"
+                else VendorJobState(listed[i]["status"], raw=listed[i]) for i in vendor_ids}  # fmt: skip
 
     def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int], params: list) -> dict[int, ItemOutcome]:
         text = self.session.retrieve_s3_object_body(
