@@ -18,7 +18,7 @@ from typing import Any
 
 #: Option names whose text is a secret: ``api_key``, ``token``, ``client_secret``, ``auth``,
 #: ``password``, ... (``api_key_env``, the *name* of a variable, is masked too: harmless).
-_SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"key|token|secret|passw|credential|auth|connection_str", re.IGNORECASE)
 
 MASK = "Secret('********')"
 

@@ -43,7 +43,13 @@ class DeadlineCalls:
         self.max_abandoned = max_abandoned
         self._lock = threading.Lock()
         self._work: queue.SimpleQueue = queue.SimpleQueue()
+        # A call is claimed by an idle thread when it is queued (``_idle`` counts threads
+        # waiting and not yet promised a call); calls no idle thread was promised are
+        # ``_unclaimed`` and taken by the next thread that comes free. Counting an idle
+        # thread only when it takes work would send two calls queued at once to one
+        # thread, the second waiting behind the first.
         self._idle = 0
+        self._unclaimed = 0
         self._live = 0  # threads not abandoned
         self._abandoned = 0
         self._closed = False
@@ -58,20 +64,26 @@ class DeadlineCalls:
                     f"{self.name}: {self._abandoned} earlier calls are stuck past their deadlines"
                 )
             self._work.put((future, fn, args, kwargs))
-            if self._idle == 0 and self._live < self.threads:
-                self._live += 1
-                threading.Thread(
-                    target=self._serve, name=f"{self.name}-{next(_numbers)}", daemon=True
-                ).start()
+            if self._idle > 0:
+                self._idle -= 1
+            else:
+                self._unclaimed += 1
+                if self._live < self.threads:
+                    self._start_thread()
         return future
+
+    def _start_thread(self) -> None:
+        self._live += 1
+        threading.Thread(target=self._serve, name=f"{self.name}-{next(_numbers)}", daemon=True).start()
 
     def _serve(self) -> None:
         while True:
             with self._lock:
-                self._idle += 1
+                if self._unclaimed > 0:
+                    self._unclaimed -= 1  # a call waits for no one in particular: take it
+                else:
+                    self._idle += 1  # a call queued from now on is promised to this thread
             item = self._work.get()
-            with self._lock:
-                self._idle -= 1
             if item is None:
                 return
             future, fn, args, kwargs = item
@@ -98,11 +110,8 @@ class DeadlineCalls:
             future._qnb_abandoned = True  # noqa: SLF001
             self._abandoned += 1
             self._live -= 1
-            if not self._work.empty() and self._idle == 0 and not self._closed:
-                self._live += 1
-                threading.Thread(
-                    target=self._serve, name=f"{self.name}-{next(_numbers)}", daemon=True
-                ).start()
+            if self._unclaimed > 0 and not self._closed:
+                self._start_thread()
 
     def call(self, timeout: float, fn: Callable[..., T], *args, **kwargs) -> T:
         """From a thread that may block (set-up): the answer, or :class:`CallTimeout`."""
