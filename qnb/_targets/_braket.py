@@ -81,7 +81,9 @@ REFUSED_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException
 def supported_operations(properties: Any, device: str) -> frozenset[str]:
     action = properties.action.get("braket.ir.openqasm.program")
     if action is None:  # annealing, analog Hamiltonian simulation, photonic devices
-        raise InvalidOptionError(f"Braket device {device} does not run gate circuits (OpenQASM); qnb runs Cirq circuits")
+        raise InvalidOptionError(
+            f"Braket device {device} does not run gate circuits (OpenQASM); qnb runs Cirq circuits"
+        )
     return frozenset(op.lower() for op in action.supportedOperations)
 
 
@@ -119,10 +121,14 @@ class BraketTarget(VendorTarget):
         if destination is None:
             return self.blocking_call("the default S3 bucket", self.session.default_bucket), "tasks"
         if not isinstance(destination, str) or not AwsSession.is_s3_uri(destination):
-            raise InvalidOptionError(f"Braket target {self.name!r}: s3_destination is 's3://bucket/prefix', got {destination!r}")
+            raise InvalidOptionError(
+                f"Braket target {self.name!r}: s3_destination is 's3://bucket/prefix', got {destination!r}"
+            )
         bucket, _, prefix = destination.removeprefix("s3://").partition("/")
         if not 3 <= len(bucket) <= 63:
-            raise InvalidOptionError(f"Braket target {self.name!r}: S3 bucket names have 3 to 63 characters, got {bucket!r}")
+            raise InvalidOptionError(
+                f"Braket target {self.name!r}: S3 bucket names have 3 to 63 characters, got {bucket!r}"
+            )
         return bucket, prefix.strip("/") or "tasks"
 
     def as_error(self, exc: Exception, what: str) -> QnbError:
@@ -199,7 +205,8 @@ class BraketTarget(VendorTarget):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
-            return VendorJobState("NOT_FOUND", error="Amazon Braket does not know this task (another account or region?)")
+            why = "Amazon Braket does not know this task (another account or region?)"
+            return VendorJobState("NOT_FOUND", error=why)
         position = (metadata.get("queueInfo") or {}).get("position")  # as AwsQuantumTask.queue_position() reads it
         return VendorJobState(
             metadata["status"], error=metadata.get("failureReason"), raw=metadata,
@@ -212,16 +219,20 @@ class BraketTarget(VendorTarget):
         listed = {task["quantumTaskArn"]: task for task in self._search(("status", UNFINISHED))}
         finished = [i for i in vendor_ids if i not in listed]
         for start in range(0, len(finished), 10):  # Braket takes 10 values a filter
-            listed.update((t["quantumTaskArn"], t) for t in self._search(("quantumTaskArn", finished[start : start + 10])))
+            found = self._search(("quantumTaskArn", finished[start : start + 10]))
+            listed.update((task["quantumTaskArn"], task) for task in found)
         # By ARN: a task too new to be listed, and a failed one (its reason is not in a listing).
         return {i: self.read(i) if listed.get(i, {}).get("status", "FAILED") == "FAILED"
                 else VendorJobState(listed[i]["status"], raw=listed[i]) for i in vendor_ids}  # fmt: skip
 
-    def outcomes(self, vendor_id: str, state: VendorJobState, items: list[int], params: list) -> dict[int, ItemOutcome]:
+    def outcomes(
+        self, vendor_id: str, state: VendorJobState, items: list[int], params: list
+    ) -> dict[int, ItemOutcome]:
         text = self.session.retrieve_s3_object_body(
             state.raw["outputS3Bucket"], state.raw["outputS3Directory"] + "/" + AwsQuantumTask.RESULTS_FILENAME
         )
-        return {items[0]: ItemOutcome(JobStatus.COMPLETED, result=_result_json(GateModelQuantumTaskResult.from_string(text)))}
+        result = _result_json(GateModelQuantumTaskResult.from_string(text))
+        return {items[0]: ItemOutcome(JobStatus.COMPLETED, result=result)}
 
     def cancel_remote(self, vendor_id: str) -> None:
         try:
@@ -255,7 +266,9 @@ def _session(name: str, arn: str, region: str | None, profile: str | None, timeo
         raise NotAuthenticatedError(f"Braket target {name!r}: {exc} ($AWS_CONFIG_FILE, ~/.aws/config)") from None
     credentials = boto.get_credentials()
     if credentials is None:
-        raise NotAuthenticatedError(f"Braket target {name!r} found no AWS credentials; qnb looked in {LOOKED_FOR_CREDENTIALS}")
+        raise NotAuthenticatedError(
+            f"Braket target {name!r} found no AWS credentials; qnb looked in {LOOKED_FOR_CREDENTIALS}"
+        )
     config = Config(retries={"total_max_attempts": 1}, connect_timeout=min(timeout, 10), read_timeout=timeout,
                     max_pool_connections=max(10, threads * 2))  # fmt: skip
     where = f"boto3: {credentials.method}" + (f", profile {profile!r}" if profile else "")
@@ -274,7 +287,8 @@ def _device_spec(name: str, device: AwsDevice, supported: frozenset[str], max_ba
             qubits = tuple(cirq.LineQubit.range(n))
         else:
             qubits = tuple(cirq.LineQubit(k) for k in sorted(set(graph) | {b for bs in graph.values() for b in bs}))
-            connectivity = tuple({tuple(sorted((cirq.LineQubit(a), cirq.LineQubit(b)))) for a, bs in graph.items() for b in bs})
+            pairs = {tuple(sorted((a, b))) for a, bs in graph.items() for b in bs}
+            connectivity = tuple((cirq.LineQubit(a), cirq.LineQubit(b)) for a, b in sorted(pairs))
     coupling = "any qubits" if connectivity is None else f"{len(connectivity)} couplings"
     extra = {} if max_batch is None else {"max_batch": max_batch}
     return DeviceSpec(
@@ -294,7 +308,9 @@ class BraketLocalSampler(cirq.Sampler):
     def __init__(self, simulator: LocalSimulator, supported: frozenset[str], where: str):
         self.simulator, self.supported, self.where = simulator, supported, where
 
-    def run_sweep(self, program: cirq.AbstractCircuit, params: cirq.Sweepable, repetitions: int = 1) -> list[cirq.Result]:
+    def run_sweep(
+        self, program: cirq.AbstractCircuit, params: cirq.Sweepable, repetitions: int = 1
+    ) -> list[cirq.Result]:
         results = []
         for point in cirq.to_resolvers(params):
             circuit = cirq.resolve_parameters(program, point)

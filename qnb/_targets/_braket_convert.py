@@ -119,7 +119,8 @@ def _translate(op: cirq.Operation, supported: Collection[str], where: str) -> li
     if "unitary" in supported and cirq.has_unitary(op) and len(op.qubits) <= 10:
         return [(gates.Unitary(cirq.unitary(op)), op.qubits)]
     if cirq.is_parameterized(op):
-        raise DeviceValidationError(f"{op} has unresolved parameters {sorted(map(str, cirq.parameter_names(op)))}: give them values (a sweep) before {where} runs it")
+        names = sorted(map(str, cirq.parameter_names(op)))
+        raise DeviceValidationError(f"{op} has unresolved parameters {names}: give them values (a sweep)")
     raise DeviceValidationError(
         f"gate {op} ({type(op.untagged.gate or op.untagged).__name__}) cannot run on {where}: "
         f"it takes {', '.join(sorted(supported))}; rewrite it into those (compile=True does so for a device)"
