@@ -42,7 +42,7 @@ def prepare(
 ) -> dict[str, cirq.Circuit]:
     """Everything that can be wrong with a submission is found here, before anything is
     queued or stored: label -> circuit as it will run."""
-    return prepare_items(circuits, target, shots=shots, compile=compile).circuits
+    return prepare_items(circuits, target, shots=shots, compile=compile, write=False).circuits
 
 
 def prepare_items(
@@ -52,9 +52,12 @@ def prepare_items(
     shots: object,
     compile: object = False,
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None = None,
+    write: bool = True,
 ) -> SweptItems:
     """:func:`prepare` for jobs with sweeps: each circuit of ``sweeps`` becomes one item
-    per point (the circuit as written, with the point's resolver)."""
+    per point (the circuit as written, with the point's resolver). With ``write``, the
+    walk that checks a circuit also writes its Cirq JSON (the items' ``texts``), where
+    it can (:func:`qnb._circuits.scan`)."""
     _options.check_shots(shots, max_shots=target.device.max_shots, target=target.name)
     compile = _options.check_flag("compile", compile)
     sweeps = sweeps or {}
@@ -69,8 +72,12 @@ def prepare_items(
             f"a batch of {what} is above the max_batch of target "
             f"{target.name!r} ({target.device.max_batch}); submit it as several jobs"
         )
+    scans: dict[str, _circuits.Scan | None] = {}
     for label, circuit in labelled.items():
-        _circuits.check_measured(label, circuit)  # (and repeated subcircuits' size, first)
+        # (Compiled circuits are written once compiled: by the store's insert.)
+        scans[label] = _circuits.scan(label, circuit) if write and not compile else None
+        if scans[label] is None:
+            _circuits.check_measured(label, circuit)  # (and repeated subcircuits' size, first)
         if label in sweeps:
             _sweeps.check_covered(label, circuit, sweeps[label])
     if compile:
@@ -82,8 +89,11 @@ def prepare_items(
         # A swept circuit is checked as it runs at its sweep's first point.
         points = sweeps.get(label)
         target.check(label, circuit if points is None else cirq.resolve_parameters(circuit, points[0]))
-        _circuits.check_serializable(label, circuit, resolved=points is None)
-    return _sweeps.expand(labelled, sweeps)
+        scan = scans.get(label) if not compile else None
+        unchecked = None if scan is None else scan.unchecked
+        _circuits.check_serializable(label, circuit, resolved=points is None, operations=unchecked)
+    texts = {label: scan.text for label, scan in scans.items() if scan is not None and not compile}
+    return _sweeps.expand(labelled, sweeps, texts)
 
 
 def _compile_swept(target: Target, label: str, circuit: cirq.Circuit) -> cirq.Circuit:
@@ -156,6 +166,7 @@ def _submit_items(
     user = _options.check_name(user, what="user")
     items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
     labelled = items.circuits
+    texts = None if items.texts is None else _circuits.CircuitTexts(labelled.values(), items.texts)
     rec = manager.submit(
         tgt,
         labelled,
@@ -167,6 +178,7 @@ def _submit_items(
         priority=options.priority,
         params=items.params if items.swept else None,
         resolvers=items.resolvers if items.swept else None,
+        circuit_json=texts,
     )
     return Job(rec.id, manager=manager)
 

@@ -242,16 +242,11 @@ class JobManager:
         with self._core.lock:
             self.store.insert_job(rec, texts, rec.live.unsaved_results)
             ready = self._persistence.inserted(rec)
-            if (
-                rec.status in IN_QUEUE
-                and not isinstance(target, QueueOwningTarget)
-                and not self._scheduler.starts_next(rec, target)
-            ):
-                # It waits in the queue: its stored text is enough until it starts (the
-                # runner loads it). Parsed circuits held by queued jobs were memory any
-                # user could fill: ~90 MB a 75,000-operation job. (One that starts as
-                # soon as the loop schedules it keeps them: parsing them again would
-                # cost ~2 ms of the kernel's CPU a circuit.)
+            if self._scheduler.waits(rec, target):
+                # Its stored text is enough until it starts (the runner loads it): parsed
+                # circuits of queued jobs were memory any user could fill (~90 MB a
+                # 75,000-operation job). One about to start keeps them (parsing them
+                # again costs ~2 ms of kernel CPU a circuit).
                 rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None
         resolve(ready)
 

@@ -32,6 +32,9 @@ class SweptItems:
 
     circuits: dict[str, cirq.Circuit]  # item label -> circuit (the points of a sweep share one)
     resolvers: list[cirq.ParamResolver | None]  # per item; None when not swept
+    #: Per item, its circuit's Cirq JSON when the checks wrote it (one text for the
+    #: points of a sweep); None where they did not.
+    texts: list[str | None] | None = None
 
     @property
     def params(self) -> list[str | None]:
@@ -137,16 +140,21 @@ def _is_finite(value: object) -> bool:
 def expand(
     labelled: Mapping[str, cirq.Circuit],
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]],
+    texts: Mapping[str, str] | None = None,
 ) -> SweptItems:
     """Items for each circuit and each point of its sweep (circuits without a sweep in
-    ``sweeps`` are one item, unchanged)."""
+    ``sweeps`` are one item, unchanged). ``texts``: circuits' Cirq JSON by label, where
+    written already."""
     circuits: dict[str, cirq.Circuit] = {}
     found: list[cirq.ParamResolver | None] = []
+    item_texts: list[str | None] = []
+    texts = texts or {}
     for label, circuit in labelled.items():
         points = sweeps.get(label)
         if points is None:
             circuits[label] = circuit
             found.append(None)
+            item_texts.append(texts.get(label))
             continue
         for k, resolver in enumerate(points):
             item = point_label(label, k)
@@ -157,7 +165,8 @@ def expand(
                 )
             circuits[item] = circuit
             found.append(resolver)
-    return SweptItems(circuits, found)
+            item_texts.append(texts.get(label))
+    return SweptItems(circuits, found, item_texts if texts else None)
 
 
 def check_covered(label: str, circuit: cirq.Circuit, points: Sequence[cirq.ParamResolver]) -> None:

@@ -35,7 +35,7 @@ class _Answers:
 def _target(name: str = "feed") -> tuple[SimulatorTarget, _Answers]:
     bell = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(*Q), cirq.measure(*Q, key="m"))
     answers = _Answers(cirq.to_json(cirq.Simulator(seed=1).run(bell, repetitions=5), indent=None))
-    target = SimulatorTarget(name, engine="qsim", device=DeviceSpec(name, max_qubits=4), executor=answers)
+    target = SimulatorTarget(name, engine="qsim", device=DeviceSpec(name, max_qubits=12), executor=answers)
     qnb.register_target(name, target)
     return target, answers
 
@@ -80,3 +80,138 @@ def test_items_of_one_circuit_store_its_text_once_and_read_back_whole(manager):
     rows = manager.store._query("SELECT idx, circuit FROM circuits WHERE job_id=? ORDER BY idx", (rec.id,))
     assert [text if text.startswith("@") else "text" for _, text in rows] == ["text", "@0", "@0", "text"]
     assert manager.store.load_circuits(rec.id) == [equal_copy] * 4
+
+
+# -- one walk for the checks and the text (_circuits.scan) ------------------------------
+
+from test_kernel_feed import _assorted, _brickwork  # noqa: E402
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import sympy  # noqa: E402
+
+from qnb._api import prepare_items  # noqa: E402
+from qnb._targets import registry  # noqa: E402
+
+
+class _Unstorable(cirq.Gate):
+    """A gate Cirq's JSON cannot write (no _json_dict_)."""
+
+    def _num_qubits_(self):
+        return 1
+
+    def _unitary_(self):
+        return np.eye(2)
+
+
+A, B, C = cirq.LineQubit.range(3)
+T = sympy.Symbol("t")
+
+
+def _odd_circuits() -> dict[str, cirq.Circuit]:
+    """What the text writer must leave to the tree, or write with care."""
+    return {
+        "percent in names": cirq.Circuit(cirq.X(cirq.NamedQubit("q%s%%")), cirq.measure(cirq.NamedQubit("q%s%%"), key="m%d")),
+        "nan": cirq.Circuit(cirq.X(A) ** float("nan"), cirq.measure(A)),
+        "huge int": cirq.Circuit(cirq.CZ(A, B) ** (2**70), cirq.measure(A, B)),
+        "numpy numbers": cirq.Circuit(cirq.PhasedXZGate(x_exponent=np.float64(0.5), z_exponent=np.int64(1),
+                                                        axis_phase_exponent=np.float32(0.25))(A), cirq.measure(A)),
+        "bools": cirq.Circuit(cirq.CZPowGate(exponent=True)(A, B), cirq.measure(A, B)),
+        "symbols": cirq.Circuit(cirq.PhasedXZGate(x_exponent=T, z_exponent=2 * T + 1, axis_phase_exponent=0.5)(A),
+                                cirq.CZ(A, B) ** T, cirq.measure(A, B)),
+        "qutrit X": cirq.Circuit(cirq.XPowGate(dimension=3, exponent=1)(cirq.LineQid(0, 3)), cirq.measure(cirq.LineQid(0, 3))),
+        "tagged moment": cirq.Circuit(cirq.Moment(cirq.H(A)).with_tags("t"), cirq.measure(A)),
+        "tagged measurement only": cirq.Circuit(cirq.H(A), cirq.measure(A, key="m").with_tags("t")),
+        "empty": cirq.Circuit(),
+        "empty moments": cirq.Circuit(cirq.Moment(), cirq.Moment(cirq.H(A)), cirq.Moment()),
+    }  # fmt: skip
+
+
+_REFUSED_ODD_ONES = ("symbols", "empty", "empty moments")  # unresolved, unmeasured
+
+
+def _all_circuits() -> list[cirq.Circuit]:
+    return _assorted() + list(_odd_circuits().values()) + [_brickwork(seed, n=12, depth=20) for seed in range(3)]
+
+
+@pytest.mark.parametrize("index", range(len(_all_circuits())))
+def test_the_text_writer_writes_cirqs_document(index):
+    circuit = _all_circuits()[index]
+    expected = json.loads(cirq.to_json(circuit))
+    assert json.loads(_circuits.to_json(circuit)) == expected
+    try:
+        scanned = _circuits.scan("c", circuit)
+    except qnb.InvalidCircuitError:
+        return  # (unmeasured: compared with check_measured below)
+    if scanned is not None:
+        assert scanned.text == _circuits.to_json(circuit)
+        assert _circuits.from_json(scanned.text) == circuit
+
+
+def _outcome(fn):
+    try:
+        return "ok", fn()
+    except Exception as exc:  # noqa: BLE001 - compared whole: type and message
+        return type(exc).__name__, str(exc)
+
+
+def _bad_batches() -> dict[str, tuple[dict[str, cirq.Circuit], dict | None]]:
+    unmeasured = cirq.Circuit(cirq.X(A))
+    widths = cirq.Circuit(cirq.measure(A, key="m"), cirq.measure(A, B, key="m"))
+    unstorable = cirq.Circuit(_Unstorable()(A), cirq.measure(A))
+    free = cirq.Circuit(cirq.PhasedXZGate(x_exponent=T, z_exponent=0, axis_phase_exponent=0)(A), cirq.measure(A))
+    free_other = cirq.Circuit(cirq.rx(T)(A), cirq.measure(A))
+    mod = cirq.Circuit(cirq.X(A) ** sympy.Mod(T, 2), cirq.measure(A))
+    good = _brickwork(0)
+    return {
+        "unmeasured": ({"g": good, "u": unmeasured}, None),
+        "unmeasured, of written gates only": ({"g": good, "u": cirq.Circuit(cirq.H(A), cirq.CZ(A, B) ** 0.5)}, None),
+        "key widths": ({"w": widths, "g": good}, None),
+        "unstorable": ({"g": good, "s": unstorable}, None),
+        "unstorable, then unmeasured": ({"s": unstorable, "u": unmeasured}, None),
+        "free symbol": ({"f": free}, None),
+        "free symbol of another gate": ({"g": good, "f": free_other}, None),
+        "Mod in a sweep": ({"m": mod}, {"m": [cirq.ParamResolver({T: 0.5})]}),
+        "swept, fine": ({"f": free, "o": free_other}, {"f": [cirq.ParamResolver({T: 0.5})], "o": [cirq.ParamResolver({T: 1})]}),
+        "odd ones, fine": ({k: v for k, v in _odd_circuits().items() if k not in _REFUSED_ODD_ONES}, None),
+        "odd ones refused": ({k: v for k, v in _odd_circuits().items() if k in _REFUSED_ODD_ONES}, None),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(_bad_batches()))
+def test_the_one_walk_refuses_what_the_separate_checks_refuse(name):
+    circuits, sweeps = _bad_batches()[name]
+    target = registry.get("cirq")  # takes qudits, any gate
+
+    def checked(write: bool):
+        items = prepare_items(circuits, target, shots=10, sweeps=sweeps, write=write)
+        return items.circuits, items.resolvers
+
+    walked_once, walked_apart = _outcome(lambda: checked(True)), _outcome(lambda: checked(False))
+    assert walked_once == walked_apart
+    if name.endswith("fine"):
+        assert walked_once[0] == "ok"
+        items = prepare_items(circuits, target, shots=10, sweeps=sweeps)
+        assert items.texts is not None and len(items.texts) == len(items.circuits)
+        for text, circuit in zip(items.texts, items.circuits.values()):
+            assert text is None or text == _circuits.to_json(circuit)
+    else:
+        assert walked_once[0] in ("InvalidCircuitError", "DeviceValidationError"), walked_once
+
+
+def test_a_bad_batch_leaves_nothing_stored_and_a_good_one_stores_the_checked_text(manager):
+    before = manager.store._query("SELECT count(*) FROM jobs")
+    for name, (circuits, sweeps) in _bad_batches().items():
+        if name.endswith("fine"):
+            continue
+        params = None if sweeps is None else next(iter(sweeps.values()))
+        with pytest.raises(qnb.InvalidCircuitError):
+            qnb.submit(circuits, target="cirq", shots=10, params=params)
+    assert manager.store._query("SELECT count(*) FROM jobs") == before
+    target, _ = _target()
+    circuits = {str(seed): _brickwork(seed) for seed in range(4)}
+    job = qnb.submit(circuits, target=target.name, shots=5)
+    job.result(timeout=30)
+    assert manager.store.load_circuits(job.id) == [_circuits.to_json(c) for c in circuits.values()]

@@ -70,11 +70,11 @@ class Scheduler:
     def has_room(self, target: Target) -> bool:
         return self._running[target.name] < target.max_running_jobs
 
-    def starts_next(self, rec: JobRecord, target: Target) -> bool:
-        """Whether the queued ``rec`` is among the jobs the next :meth:`schedule` starts
-        (its position is within the target's room)."""
-        position = self.position(rec)
-        return position is not None and position <= target.max_running_jobs - self._running[target.name]
+    def waits(self, rec: JobRecord, target: Target) -> bool:
+        """Whether ``rec`` waits in qnb's queue of ``target`` for a running job to end
+        (it is not among the jobs the next :meth:`schedule` starts)."""
+        position = self.position(rec)  # (None: not in qnb's queue)
+        return position is not None and position > target.max_running_jobs - self._running[target.name]
 
     # -- running (on the loop) --------------------------------------------------------------
 
