@@ -522,3 +522,5 @@ def test_cirq_results_keep_the_bit_order_of_each_key():
     made = _braket_convert.to_cirq_result(layout, [0, 1, 2], np.array([[1, 0, 0], [0, 1, 1]]))
     assert made.measurements["b"].tolist() == [[0, 0], [1, 1]]
     assert made.measurements["a"].tolist() == [[0], [1]]
+    # A task qnb did not send (no keys in its program): every measured qubit under "m".
+    assert _braket_convert.layout_of("OPENQASM 3.0;\nqubit[2] q;", [1, 0]) == {"keys": {"m": [1, 0]}, "invert": {"m": [False, False]}}

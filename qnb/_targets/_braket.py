@@ -230,7 +230,7 @@ class BraketTarget(VendorTarget):
     ) -> dict[int, ItemOutcome]:
         key = f"{state.raw['outputS3Directory']}/{AwsQuantumTask.RESULTS_FILENAME}"
         text = self.s3.get_object(Bucket=state.raw["outputS3Bucket"], Key=key)["Body"].read().decode()
-        result = _result_json(GateModelQuantumTaskResult.from_string(text))
+        result = cirq.to_json(_cirq_result(GateModelQuantumTaskResult.from_string(text)), indent=None)
         return {items[0]: ItemOutcome(JobStatus.COMPLETED, result=result)}
 
     def cancel_remote(self, vendor_id: str) -> None:
@@ -241,9 +241,10 @@ class BraketTarget(VendorTarget):
                 raise  # Conflict: it has just finished; the next read says how
 
 
-def _result_json(result: GateModelQuantumTaskResult) -> str:
-    layout = layout_of(result.additional_metadata.action.source)
-    return cirq.to_json(to_cirq_result(layout, result.measured_qubits, result.measurements), indent=None)
+def _cirq_result(found: GateModelQuantumTaskResult) -> cirq.Result:
+    """Braket's result as Cirq's, with the keys its program carries."""
+    layout = layout_of(found.additional_metadata.action.source, found.measured_qubits)
+    return to_cirq_result(layout, found.measured_qubits, found.measurements)
 
 
 def _translate(label: str, circuit: cirq.Circuit, supported, physical: bool, where: str):
@@ -318,8 +319,7 @@ class BraketLocalSampler(cirq.Sampler):
             circuit = cirq.resolve_parameters(program, point)
             source = to_openqasm(to_braket(circuit, supported=self.supported, where=self.where), point)
             found = self.simulator.run(Program(source=source), shots=repetitions).result()
-            results.append(to_cirq_result(layout_of(found.additional_metadata.action.source),
-                                          found.measured_qubits, found.measurements))  # fmt: skip
+            results.append(_cirq_result(found))
         return results
 
 

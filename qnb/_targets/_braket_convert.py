@@ -166,12 +166,13 @@ def to_openqasm(program: BraketProgram, params: cirq.ParamResolver | None) -> st
     return f"{header}\n{LAYOUT_MARK}{json.dumps(layout, separators=(',', ':'))}\n{body}"
 
 
-def layout_of(source: str) -> dict:
-    """The layout :func:`to_openqasm` wrote into a program's source."""
+def layout_of(source: str, measured_qubits: list[int]) -> dict:
+    """The layout :func:`to_openqasm` wrote into a program's source; for a program
+    without one (not sent by qnb), every measured qubit under the key ``m``."""
     for line in source.splitlines():
         if line.startswith(LAYOUT_MARK):
             return json.loads(line[len(LAYOUT_MARK) :])
-    raise ValueError("the program carries no qnb measurement keys (not submitted by qnb?)")
+    return {"keys": {"m": list(measured_qubits)}, "invert": {"m": [False] * len(measured_qubits)}}
 
 
 def to_cirq_result(layout: dict, measured_qubits: list[int], measurements: np.ndarray) -> cirq.ResultDict:
