@@ -328,6 +328,18 @@ def test_a_search_that_lags_is_covered_by_the_client_token(manager, standin, tar
     assert standin.created == 1
 
 
+def test_a_refused_create_fails_the_submit_with_brakets_reason_and_leaves_nothing(manager, standin, targets):
+    target = targets()
+    standin.inject(400, 1, method="POST", path="/quantum-task$")  # ValidationException
+    with pytest.raises(qnb.VendorRejectedError, match="400 ValidationException"):
+        qnb.submit({"a": BELL, "b": KEYS}, target=target.name, shots=10)
+    assert qnb.jobs(target=target.name) == []
+    # The other circuit's task, made meanwhile, is not left to run (and be paid for) unfollowed.
+    assert standin.created == 1
+    (arn,) = standin.tasks
+    wait_until(lambda: standin.status_of(arn) == "CANCELLED", what="the orphan task to be cancelled")
+
+
 def test_slow_answers_never_fail_a_job(manager, standin, targets):
     target = targets(call_timeout=0.5)
     standin.hold = True
