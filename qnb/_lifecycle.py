@@ -74,11 +74,15 @@ def apply_report(
         item = rec.items[i]
         if reported is item.status or item.status in TERMINAL:
             continue
+        outcome = outcomes.get(i)
+        # A finished item's outcome is the last word: a vendor job that completed but
+        # whose results cannot be read is a failed item, not a completed one.
+        if outcome is not None and reported in TERMINAL and outcome.status in TERMINAL:
+            reported = outcome.status
         try:
             steps = path_to(item.status, reported)
         except InvalidTransitionError:
             continue  # backwards (RUNNING -> QUEUED after a server restart): keep ours
-        outcome = outcomes.get(i)
         _walk_item(rec, i, steps, None if outcome is None else outcome.error)
         if outcome is not None:
             item.engine = getattr(outcome, "engine", None)

@@ -372,7 +372,9 @@ def test_results_that_cannot_be_read_fail_the_item_naming_why(manager, standin, 
     job = qnb.submit(BELL, target=target.name, shots=10)
     wait_until(lambda: job.items[0].error is not None, what="the results to be given up")
     assert "completed but its results cannot be read" in job.items[0].error and "403" in job.items[0].error
-    with pytest.raises(qnb.JobFailedError):
+    wait_until(lambda: job.status.is_terminal, what="the job to end")
+    assert job.items[0].status is JobStatus.FAILED and job.status is JobStatus.FAILED
+    with pytest.raises(qnb.JobFailedError, match="cannot be read"):
         job.result(timeout=5)
 
 
