@@ -31,6 +31,14 @@ def test_hardware_and_clusters_notebook(execute, plugin_dir, monkeypatch, tmp_pa
     assert "jobs created at IonQ: 1" in text
     assert "refused:" in text and "TOFFOLI" in text
     assert "compiled: {'111': 100}" in text
+    # IBM Quantum on a fake backend (Aer with FakeBrisbane's noise): mostly 00 and 11.
+    assert "| flag: {" in text and "fake_brisbane in qiskit-ibm-runtime's local testing mode" in text
+    share = int(text.split("00 or 11: ")[1].split("%")[0])
+    assert 80 <= share < 100, share
+    assert "refused:" in text and "depolarize" in text
+    # Amazon Braket's local simulator: keys, Cirq's bit order, a sweep, a refused gate.
+    assert "flip: {'01': 200}" in text and "theta=3.14  {1: 200}" in text
+    assert "AmplitudeDampingChannel" in text
     # A Dask cluster, a sampler target, a plug-in.
     assert "on the Dask cluster at tcp://127.0.0.1:" in text
     assert "completed 60 circuits; ghz13-0:" in text
