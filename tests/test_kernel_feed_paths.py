@@ -215,3 +215,46 @@ def test_a_bad_batch_leaves_nothing_stored_and_a_good_one_stores_the_checked_tex
     job = qnb.submit(circuits, target=target.name, shots=5)
     job.result(timeout=30)
     assert manager.store.load_circuits(job.id) == [_circuits.to_json(c) for c in circuits.values()]
+
+
+# -- checkpoints of the store's log, off the writing thread -----------------------------
+
+import threading as _threading  # noqa: E402
+import time as _time  # noqa: E402
+
+from conftest import wait_until  # noqa: E402
+from qnb._records import ItemRecord, JobRecord  # noqa: E402
+from qnb._store import CHECKPOINT_BYTES, Store  # noqa: E402
+
+
+def _job_of(texts: list[str]) -> JobRecord:
+    return JobRecord(id=f"job{len(texts)}-{_time.monotonic_ns()}", name="n", target="t", user="u", shots=1,
+                     items=[ItemRecord(str(i)) for i in range(len(texts))], time_added=_time.time())  # fmt: skip
+
+
+def test_the_log_is_copied_into_the_store_by_a_thread_of_its_own(tmp_path):
+    store = Store(tmp_path / "qnb.sqlite3")
+    try:
+        text = _circuits.to_json(_brickwork(0, n=12, depth=20))  # ~70 KB
+        small = [text] * 2  # (one stored text: the same object)
+        store.insert_job(_job_of(small), small, {})
+        assert not [t for t in _threading.enumerate() if t.name == "qnb-store-checkpoints"]
+        size = store.path.stat().st_size
+        big = [text + " " * i for i in range(CHECKPOINT_BYTES // len(text) + 2)]  # distinct texts
+        job = _job_of(big)
+        writer = _threading.get_ident()
+        store.insert_job(job, big, {})
+        checkpointer = next(t for t in _threading.enumerate() if t.name == "qnb-store-checkpoints")
+        assert checkpointer.ident != writer and checkpointer.daemon
+        # The store file grows by what the log held: copied there by that thread (SQLite
+        # itself would copy it only past WAL_BACKSTOP_PAGES).
+        wait_until(lambda: store.path.stat().st_size > size + CHECKPOINT_BYTES, what="the log copied")
+        assert store.load_circuits(job.id) == big
+    finally:
+        store.close()
+    assert not checkpointer.is_alive()
+    again = Store(tmp_path / "qnb.sqlite3")
+    try:
+        assert again.load_circuits(job.id) == big
+    finally:
+        again.close()
