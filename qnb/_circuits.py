@@ -232,7 +232,7 @@ def _template_example(kind: type) -> cirq.Gate:
     return kind(exponent=0.5, global_shift=0.25)
 
 
-def _checked_templates() -> dict[type, tuple[str, Callable]]:
+def _checked_templates() -> dict[type, tuple]:
     """gate type -> (its text with ``%s`` for each number, what reads the numbers), for
     the types whose text, on an example, is the document Cirq writes."""
     templates: dict[type, tuple[str, Callable]] = {
@@ -251,17 +251,38 @@ def _checked_templates() -> dict[type, tuple[str, Callable]]:
             example = _template_example(kind)
             written = json.loads(text % tuple(map(repr, numbers(example))))
             if written == {"cirq_type": kind.__name__, **example._json_dict_()}:
-                kept[kind] = (text, numbers)
+                # (With what starts its operation: first in its moment, or after a comma.)
+                kept[kind] = (text, numbers, _OPERATION_TEXT + text, _NEXT_OPERATION_TEXT + text)
         except Exception:  # noqa: BLE001 - a type this Cirq makes otherwise: the tree writes it
             continue
     return kept
 
 
 _GATE_TEMPLATES = _checked_templates()
-_scanned: dict[type, tuple[str, Callable]] | None = None
 
 
-def _scanned_templates() -> dict[type, tuple[str, Callable]]:
+def _shared_gate_texts() -> dict[int, tuple[cirq.Gate, str, str]]:
+    """Cirq's own gate objects that circuits use again and again (``cirq.CZ``, ...), by
+    id: their operations' start with their numbers written in (a third of a brickwork
+    circuit's numbers are cirq.CZ's). The gates are kept: their ids stay theirs."""
+    shared = {}
+    for gate in (cirq.CZ, cirq.CNOT, cirq.H, cirq.SWAP, cirq.ISWAP, cirq.CCZ, cirq.CCX, cirq.XX, cirq.YY, cirq.ZZ):
+        template = _GATE_TEMPLATES.get(type(gate))
+        if template is None:
+            continue
+        numbers = orjson.dumps(list(template[1](gate)))
+        if b"null" in numbers:  # pragma: no cover - Cirq's own gates hold finite numbers
+            continue
+        text = template[0] % tuple(numbers[1:-1].decode().split(","))
+        shared[id(gate)] = (gate, _OPERATION_TEXT + text, _NEXT_OPERATION_TEXT + text)
+    return shared
+
+
+_SHARED_GATE_TEXTS = _shared_gate_texts()
+_scanned: dict[type, tuple] | None = None
+
+
+def _scanned_templates() -> dict[type, tuple]:
     """The templates of gate types that store: an example of each round-trips through
     Cirq's JSON (once a process, on first use; as :func:`check_serializable` would
     find), so that a gate of them with plain numbers needs no other check."""
@@ -296,7 +317,7 @@ class _Written(NamedTuple):
 
 
 def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, tuple]) -> _Written | None:
-    qubits_texts, gate_operation = _qubits_texts, cirq.GateOperation
+    qubits_texts, gate_operation, shared_texts = _qubits_texts, cirq.GateOperation, _SHARED_GATE_TEXTS
     parts = ['{"cirq_type":"Circuit","moments":[']
     add = parts.append
     numbers: list = []
@@ -309,21 +330,25 @@ def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, t
             return None
         add(moment_start)
         moment_start = "]}," + _MOMENT_TEXT
-        comma, start = "", _OPERATION_TEXT
+        following = 0  # (1 after the moment's first operation: a comma before the next)
         for op in moment.operations:
             if type(op) is not gate_operation:
                 others.append(op)
                 text = _escaped(orjson.dumps(op, default=encode, option=_ORJSON_OPTIONS))
                 if text is None:
                     return None
-                add(comma + text)
-                comma, start = ",", _NEXT_OPERATION_TEXT
+                add("," + text if following else text)
+                following = 1
                 continue
             gate, qubits = op._gate, op._qubits
             template = templates.get(type(gate))
             if template is not None:
-                add_numbers(template[1](gate))
-                gate_text = template[0]
+                shared = shared_texts.get(id(gate))  # (cirq.CZ, cirq.H, ...: numbers written in)
+                if shared is None:
+                    add_numbers(template[1](gate))
+                    gate_text = template[2 + following]
+                else:
+                    gate_text = shared[1 + following]
             else:
                 others.append(op)
                 gate_text = other_gates.get(id(gate))
@@ -332,14 +357,16 @@ def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, t
                     if gate_text is None:
                         return None
                     other_gates[id(gate)] = gate_text
-            key = id(qubits[0]) if len(qubits) == 1 else tuple(map(id, qubits))
+                gate_text = (_NEXT_OPERATION_TEXT if following else _OPERATION_TEXT) + gate_text
+            n = len(qubits)
+            key = id(qubits[0]) if n == 1 else (id(qubits[0]), id(qubits[1])) if n == 2 else tuple(map(id, qubits))
             found = qubits_texts.get(key)
             if found is None:
                 found = _qubits_text(key, qubits, encode)
                 if found is None:
                     return None
-            add(start + gate_text + found[1])
-            comma, start = ",", _NEXT_OPERATION_TEXT
+            add(gate_text + found[1])
+            following = 1
     add("]}]}" if circuit.moments else "]}")
     values = _number_texts(numbers, encode)
     if values is None:
