@@ -208,12 +208,13 @@ def _circuit_tree(circuit: cirq.Circuit, encode: Callable) -> dict:
 # numbers of a circuit in one call (a float ~30x quicker than ``repr``), and they go into
 # their places with one ``%``. Other gates and operations are written by orjson with the
 # encoder, one each. Whatever this writer does not take (a tagged moment; NaN or an int
-# beyond 64 bits among the numbers) is left to the tree above.
+# beyond 64 bits among the numbers) is left to the tree above. It writes bytes, as orjson
+# does: ``bytes % values`` is ~3x quicker than ``str % values`` with 700 values.
 
-_OPERATION_TEXT = '{"cirq_type":"GateOperation","gate":'
-_NEXT_OPERATION_TEXT = "," + _OPERATION_TEXT
-_QUBITS_TEXT = ',"qubits":'
-_MOMENT_TEXT = '{"cirq_type":"Moment","operations":['
+_OPERATION_TEXT = b'{"cirq_type":"GateOperation","gate":'
+_NEXT_OPERATION_TEXT = b"," + _OPERATION_TEXT
+_QUBITS_TEXT = b',"qubits":'
+_MOMENT_TEXT = b'{"cirq_type":"Moment","operations":['
 
 
 def _eigen_template(kind: type, *, qubits_only: bool = False) -> tuple[str, Callable]:
@@ -252,7 +253,7 @@ def _checked_templates() -> dict[type, tuple]:
             written = json.loads(text % tuple(map(repr, numbers(example))))
             if written == {"cirq_type": kind.__name__, **example._json_dict_()}:
                 # (With what starts its operation: first in its moment, or after a comma.)
-                kept[kind] = (text, numbers, _OPERATION_TEXT + text, _NEXT_OPERATION_TEXT + text)
+                kept[kind] = (text, numbers, _OPERATION_TEXT + text.encode(), _NEXT_OPERATION_TEXT + text.encode())
         except Exception:  # noqa: BLE001 - a type this Cirq makes otherwise: the tree writes it
             continue
     return kept
@@ -261,7 +262,7 @@ def _checked_templates() -> dict[type, tuple]:
 _GATE_TEMPLATES = _checked_templates()
 
 
-def _shared_gate_texts() -> dict[int, tuple[cirq.Gate, str, str]]:
+def _shared_gate_texts() -> dict[int, tuple[cirq.Gate, bytes, bytes]]:
     """Cirq's own gate objects that circuits use again and again (``cirq.CZ``, ...), by
     id: their operations' start with their numbers written in (a third of a brickwork
     circuit's numbers are cirq.CZ's). The gates are kept: their ids stay theirs."""
@@ -273,7 +274,7 @@ def _shared_gate_texts() -> dict[int, tuple[cirq.Gate, str, str]]:
         numbers = orjson.dumps(list(template[1](gate)))
         if b"null" in numbers:  # pragma: no cover - Cirq's own gates hold finite numbers
             continue
-        text = template[0] % tuple(numbers[1:-1].decode().split(","))
+        text = template[0].encode() % tuple(numbers[1:-1].split(b","))
         shared[id(gate)] = (gate, _OPERATION_TEXT + text, _NEXT_OPERATION_TEXT + text)
     return shared
 
@@ -299,7 +300,7 @@ def _scanned_templates() -> dict[type, tuple]:
         _scanned = kept
     return _scanned
 
-_qubits_texts: dict[object, tuple[tuple, str]] = {}  # id(s) of qubits -> (them, their text)
+_qubits_texts: dict[object, tuple[tuple, bytes]] = {}  # id(s) of qubits -> (them, their text)
 
 
 def _circuit_text(circuit: cirq.Circuit, encode: Callable) -> str | None:
@@ -318,18 +319,18 @@ class _Written(NamedTuple):
 
 def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, tuple]) -> _Written | None:
     qubits_texts, gate_operation, shared_texts = _qubits_texts, cirq.GateOperation, _SHARED_GATE_TEXTS
-    parts = ['{"cirq_type":"Circuit","moments":[']
+    parts = [b'{"cirq_type":"Circuit","moments":[']
     add = parts.append
     numbers: list = []
     add_numbers = numbers.extend
     others: list[cirq.Operation] = []
-    other_gates: dict[int, str] = {}  # id(gate) -> its text, for gates without a template
+    other_gates: dict[int, bytes] = {}  # id(gate) -> its text, for gates without a template
     moment_start = _MOMENT_TEXT
     for moment in circuit.moments:
         if moment.tags:
             return None
         add(moment_start)
-        moment_start = "]}," + _MOMENT_TEXT
+        moment_start = b"]}," + _MOMENT_TEXT
         following = 0  # (1 after the moment's first operation: a comma before the next)
         for op in moment.operations:
             if type(op) is not gate_operation:
@@ -337,7 +338,7 @@ def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, t
                 text = _escaped(orjson.dumps(op, default=encode, option=_ORJSON_OPTIONS))
                 if text is None:
                     return None
-                add("," + text if following else text)
+                add(b"," + text if following else text)
                 following = 1
                 continue
             gate, qubits = op._gate, op._qubits
@@ -367,32 +368,32 @@ def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, t
                     return None
             add(gate_text + found[1])
             following = 1
-    add("]}]}" if circuit.moments else "]}")
+    add(b"]}]}" if circuit.moments else b"]}")
     values = _number_texts(numbers, encode)
     if values is None:
         return None
-    return _Written("".join(parts) % values[0], others, values[1])
+    return _Written((b"".join(parts) % values[0]).decode(), others, values[1])
 
 
-def _escaped(text: bytes) -> str | None:
+def _escaped(text: bytes) -> bytes | None:
     """Text written by orjson, ready for ``%`` (None: a null, maybe a NaN: the tree writes it)."""
     if b"null" in text:
         return None
-    return text.decode().replace("%", "%%")
+    return text.replace(b"%", b"%%")
 
 
-def _qubits_text(key: object, qubits: tuple, encode: Callable) -> tuple[tuple, str] | None:
+def _qubits_text(key: object, qubits: tuple, encode: Callable) -> tuple[tuple, bytes] | None:
     text = _escaped(orjson.dumps(list(qubits), default=encode, option=_ORJSON_OPTIONS))
     if text is None:
         return None
     if len(_qubits_texts) > 100_000:  # bounded: a long session's many qubits
         _qubits_texts.clear()
     # The qubits are kept with their text, so their ids name them while it is kept.
-    found = _qubits_texts[key] = (qubits, _QUBITS_TEXT + text + "}")
+    found = _qubits_texts[key] = (qubits, _QUBITS_TEXT + text + b"}")
     return found
 
 
-def _number_texts(numbers: list, encode: Callable) -> tuple[tuple[str, ...], bool] | None:
+def _number_texts(numbers: list, encode: Callable) -> tuple[tuple[bytes, ...], bool] | None:
     """Each value's text as orjson writes it (numbers in one call), and whether all are
     plain numbers; None where the tree must write the circuit (NaN, which orjson writes
     as null; an int beyond 64 bits)."""
@@ -406,7 +407,7 @@ def _number_texts(numbers: list, encode: Callable) -> tuple[tuple[str, ...], boo
         return None
     inner = text[1:-1]
     if not (b'"' in inner or b"{" in inner or b"[" in inner):  # plain numbers: no commas inside
-        return tuple(inner.decode().split(",")), True
+        return tuple(inner.split(b",")), True
     # Not numbers only (a parameter's sympy expression): each written on its own.
     try:
         each = [_escaped(orjson.dumps(v, default=encode, option=_ORJSON_OPTIONS)) for v in numbers]
