@@ -211,7 +211,7 @@ def _show(args: argparse.Namespace) -> int:
     view = cli_job(job)
     items = [item_view(it) for it in job.items]
     if args.json:
-        _print_json({**view, "item_list": items})
+        _print_json({**view, "usage": job.usage, "item_list": items})
         return 0
     elapsed = None if job.time_started is None else (job.time_finished or time.time()) - job.time_started
     lines = [
@@ -230,6 +230,8 @@ def _show(args: argparse.Namespace) -> int:
         lines.append(("parent", view["parent_id"]))
     if view["error"]:
         lines.append(("error", view["error"]))
+    if job.usage:  # what the vendor says it used (IBM's quantum seconds, Azure's cost)
+        lines.append(("usage", ", ".join(f"{key} {value}" for key, value in sorted(job.usage.items()))))
     for key, value in lines:
         print(f"{key:<9}{value}")
     print()

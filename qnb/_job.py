@@ -100,6 +100,13 @@ class Job:
         return {it.engine for it in self._rec().items if it.engine is not None}
 
     @property
+    def usage(self) -> dict | None:
+        """What the vendor says the job used, as last read and kept in the store:
+        IBM Quantum's ``{"quantum_seconds": ...}``, Azure's ``{"cost_usd": ...}``; None
+        where the target says nothing (local targets, IonQ, Braket)."""
+        return self._rec().usage
+
+    @property
     def progress(self) -> tuple[int, int]:
         """(items finished, items in all)."""
         return self._rec().progress

@@ -62,6 +62,8 @@ class JobRecord:
     owner: str | None = None  # the process that runs it (local targets), see _manager
     remote_id: str | None = None  # the job's id on a remote target, if any
     origin: str | None = None  # where it was submitted from (a notebook's path, a script)
+    #: What a vendor says the job used, as last read: {"quantum_seconds": 2.1}, {"cost_usd": 0.3}.
+    usage: dict | None = None
 
     #: What the process that runs or follows the job holds besides (never stored).
     live: JobRuntime = dataclasses.field(default_factory=lambda: JobRuntime(), repr=False)

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner         TEXT,
     remote_id     TEXT,
     priority      INTEGER NOT NULL DEFAULT 0,
-    origin        TEXT  -- where it was submitted from: a notebook's path, a script
+    origin        TEXT, -- where it was submitted from: a notebook's path, a script
+    usage         TEXT  -- JSON: what a vendor says the job used (quantum seconds, cost)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
@@ -83,7 +84,7 @@ _ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine, retr
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
-    "error, parent_id, queue_seq, owner, remote_id, priority, origin"
+    "error, parent_id, queue_seq, owner, remote_id, priority, origin, usage"
 )
 # Actions asked of the process that runs a job, by another process of the same user
 # (cancel, remove, move to front); the owner carries them out and writes the outcome.
@@ -171,6 +172,8 @@ class Store:
             db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
         if "origin" not in job_columns:  # a store written before jobs said where they came from
             db.execute("ALTER TABLE jobs ADD COLUMN origin TEXT")
+        if "usage" not in job_columns:  # a store written before vendors' usage was kept
+            db.execute("ALTER TABLE jobs ADD COLUMN usage TEXT")
         item_columns = _columns(db, "items")
         for column in ("params", "engine"):  # a store written before sweeps existed
             if column not in item_columns:
@@ -255,7 +258,7 @@ class Store:
         ]
         with self._transaction(written=sum(map(len, stored))) as db:
             db.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 _job_row(job),
             )
             db.executemany(
@@ -276,7 +279,7 @@ class Store:
         with self._transaction(written=sum(len(row[0]) for row in changes.results)) as db:
             db.executemany(
                 "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
-                "queue_seq=?, priority=?, remote_id=? WHERE id=?",
+                "queue_seq=?, priority=?, remote_id=?, usage=? WHERE id=?",
                 changes.jobs,
             )
             db.executemany(
@@ -291,7 +294,7 @@ class Store:
         with self._transaction() as db:
             db.executemany(
                 "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
-                "queue_seq=?, priority=?, remote_id=?, owner=? WHERE id=?",
+                "queue_seq=?, priority=?, remote_id=?, usage=?, owner=? WHERE id=?",
                 [(*_job_changes(job)[:-1], job.owner, job.id) for job in jobs],
             )
             db.executemany(
@@ -678,7 +681,11 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
 
 def _job_changes(job: JobRecord) -> tuple:
     return (job.status.value, job.time_started, job.time_finished, job.error,
-            job.queue_seq, job.priority, job.remote_id, job.id)  # fmt: skip
+            job.queue_seq, job.priority, job.remote_id, _usage_text(job.usage), job.id)  # fmt: skip
+
+
+def _usage_text(usage: dict | None) -> str | None:
+    return None if usage is None else json.dumps(usage, sort_keys=True)
 
 
 def _job_row(job: JobRecord) -> tuple:
@@ -699,12 +706,13 @@ def _job_row(job: JobRecord) -> tuple:
         job.remote_id,
         job.priority,
         job.origin,
+        _usage_text(job.usage),
     )
 
 
 def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
     (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
-     seq, owner, remote_id, priority, origin) = row  # fmt: skip
+     seq, owner, remote_id, priority, origin, usage) = row  # fmt: skip
     return JobRecord(
         id=job_id,
         name=name,
@@ -723,4 +731,5 @@ def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
         remote_id=remote_id,
         priority=priority,
         origin=origin,
+        usage=None if usage is None else json.loads(usage),
     )

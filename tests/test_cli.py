@@ -129,7 +129,8 @@ def test_show_and_result_by_prefix(store):
     assert shown.returncode == 0, shown.stderr
     assert f"job      {ids['batch']}" in shown.stdout and "completed (2/2 items finished)" in shown.stdout
     view = json.loads(qnb_cli("show", ids["batch"], "--json", env=env).stdout)
-    assert set(view) == JSON_FIELDS | {"item_list"}
+    assert set(view) == JSON_FIELDS | {"item_list", "usage"}
+    assert view["usage"] is None  # a local job: no vendor said what it used
     assert [item["label"] for item in view["item_list"]] == ["x", "y"]
 
     text = qnb_cli("result", ids["bell"][:6], env=env)

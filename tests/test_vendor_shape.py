@@ -287,6 +287,10 @@ def test_one_vendor_job_per_item_ends_each_item_as_its_vendor_job_did(manager, c
     assert job.items[0].error == f"FakeCloud status 'ERROR': too deep (FakeCloud job {ids[0]})"
     assert job.result().counts(label="c") == {"01": 10}
     assert target.usage(remote_id) == {"quantum_seconds": 3.0}
+    # Kept on the job, in the store: a process that comes later reads it too.
+    assert job.usage == {"quantum_seconds": 3.0}
+    manager.flush()
+    assert manager.store.load_job(job.id).usage == {"quantum_seconds": 3.0}
 
 
 def test_a_refused_part_cancels_the_parts_already_created(manager, cloud):

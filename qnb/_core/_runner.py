@@ -188,8 +188,11 @@ class Runner:
                 if status in TERMINAL and rec.items[i].status not in TERMINAL
             ]
             outcomes = await target.results(handle, finished) if finished else {}
+            usage = target.job_usage(handle) if isinstance(target, QueueOwningTarget) else None
             with self.core.lock:
                 _lifecycle.apply_report(rec, statuses, outcomes)
+                if usage is not None:
+                    rec.usage = usage
                 self.persistence.changed(rec)
 
     async def cancel_on_target(self, rec: JobRecord, target: Target) -> None:

@@ -259,6 +259,11 @@ class QueueOwningTarget(Target):
     async def reattach(self, remote_id: str, n_items: int) -> Any:
         """A handle for a job submitted earlier (by a process that ended)."""
 
+    def job_usage(self, handle: Any) -> dict | None:
+        """What the target says the job used so far (quantum seconds, cost), kept on
+        the job; None when it says nothing."""
+        return None
+
     def queue_backend(self) -> QueueBackend:
         """The target's queue, when it shows one."""
         raise QueueError(

@@ -480,6 +480,9 @@ class VendorTarget(QueueOwningTarget):
                 self._apply(handle, part, await self._call("the job", self.read, part.vendor_id))
         return True
 
+    def job_usage(self, handle: VendorRun) -> dict | None:
+        return handle.usage
+
     def usage(self, remote_id: str) -> dict | None:
         """What the vendor says a job (by its stored remote id) used, as last read by
         this process: kept after the job ends, for the newest jobs."""
