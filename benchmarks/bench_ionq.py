@@ -7,125 +7,34 @@ marking a job completed to qnb knowing it (goal: p50 <= 1.5 s).
 Runs twice: with the target's poller as shipped (IonQ's job listing once more than a few
 jobs are followed) and reading every job by id each round (as a poll per job would).
 What bounds the latency: the poll interval (``poll_seconds``, 1 s like cirq-ionq's own
-``results()`` polling), plus one round of requests; IonQ pushes nothing.
+``results()`` polling), plus one round of requests; IonQ pushes nothing. The loop and
+its figures: benchmarks/_vendor_bench.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-import urllib.request
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-import cirq  # noqa: E402
-
-import qnb  # noqa: E402
-from qnb import JobStatus, _manager  # noqa: E402
-from qnb._targets import _ionq  # noqa: E402
-from ionq_standin import free_port  # noqa: E402
+import _vendor_bench as vendor_bench
+import qnb
+from qnb._targets import _ionq
 
 KEY = "bench-key"
 
 
-def start_standin(run_seconds: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "ionq_standin.py"), "--port", str(port), "--key", KEY,
-         "--queue-seconds", "0.5", "--run-seconds", str(run_seconds)],
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_standin/state", timeout=1).read()
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the stand-in did not start")
-            time.sleep(0.05)
+def register(name: str, url: str, poll_seconds: float):
+    return qnb.register_target(name, "ionq", api_key=KEY, remote_host=url, poll_seconds=poll_seconds,
+                               backend="qpu.aria-1")  # fmt: skip
 
 
-def run(n_jobs: int, run_seconds: float, poll_seconds: float, *, listing: bool) -> dict:
-    proc, url = start_standin(run_seconds)
-    home = tempfile.mkdtemp(prefix="bench-ionq-")
-    manager = _manager.JobManager(home)
-    previous = _manager.set_manager(manager)
-    known: dict[str, float] = {}
-    lock = threading.Lock()
-
-    def listener(rec) -> None:
-        if rec.status is JobStatus.COMPLETED:
-            with lock:
-                known.setdefault(rec.id, time.time())
-
-    manager.add_listener(listener)
-    saved = _ionq.GET_EACH_UP_TO
-    _ionq.GET_EACH_UP_TO = saved if listing else 10**9
-    target = qnb.register_target(
-        f"ionq-{'list' if listing else 'each'}", "ionq", api_key=KEY, remote_host=url,
-        poll_seconds=poll_seconds, backend="qpu.aria-1",
-    )  # fmt: skip
-    try:
-        q = cirq.LineQubit.range(2)
-        bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
-        started = time.perf_counter()
-        jobs = [qnb.submit(bell, target=target.name, shots=100) for _ in range(n_jobs)]
-        submitted = time.perf_counter() - started
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        deadline = time.monotonic() + run_seconds * 3 + 120
-        while len(known) < n_jobs:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(known)} of {n_jobs} jobs completed in time")
-            time.sleep(0.05)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        state = json.loads(urllib.request.urlopen(f"{url}/_standin/state", timeout=10).read())
-        lags = []
-        for job in jobs:
-            ionq_id = manager.load(job.id).remote_id.partition("|")[0]
-            lags.append(known[job.id] - state["jobs"][ionq_id]["done_at"])
-        lags.sort()
-        requests = sum(state["requests"].values())
-        return {
-            "mode": "listing" if listing else "GET per job",
-            "jobs": n_jobs,
-            "submit_ms_per_job": round(1000 * submitted / n_jobs, 1),
-            "follow_wall_s": round(wall, 1),
-            "kernel_cpu_ms_per_job": round(1000 * cpu / n_jobs, 2),
-            "kernel_cpu_percent_while_following": round(100 * cpu / wall, 1),
-            "lag_p50_s": round(statistics.median(lags), 3),
-            "lag_p90_s": round(lags[int(0.9 * len(lags)) - 1], 3),
-            "lag_max_s": round(lags[-1], 3),
-            "requests_to_ionq": requests,
-        }
-    finally:
-        _ionq.GET_EACH_UP_TO = saved
-        target.close()
-        _manager.set_manager(previous)
-        manager.close()
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--run-seconds", type=float, default=4.0)
-    parser.add_argument("--poll-seconds", type=float, default=1.0)
-    args = parser.parse_args()
-    os.environ.pop("IONQ_API_KEY", None)
-    for listing in (True, False):
-        print(json.dumps(run(args.jobs, args.run_seconds, args.poll_seconds, listing=listing)), flush=True)
-
+BENCH = vendor_bench.VendorBench(
+    vendor="ionq",
+    standin_options=("--key", KEY),
+    register=register,
+    modes=vendor_bench.shipped_and_one_by_one("listing", "GET per job", _ionq, "GET_EACH_UP_TO"),
+    unset=("IONQ_API_KEY",),
+    remote_key=lambda remote_id: remote_id.partition("|")[0],  # "id|batch|backend"
+    requests_label="requests_to_ionq",
+    created_label="created_at_ionq",
+)
 
 if __name__ == "__main__":
-    main()
+    vendor_bench.main(BENCH, __doc__)

@@ -29,22 +29,19 @@ jobs, a cancel "at the portal", a server that goes away and comes back).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
-import threading
 import time
 import urllib.parse
 from typing import Any
 
 import cirq
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ionq_standin import StandIn, StandInJob, _iso, probabilities
+from ionq_standin import StandIn, StandInJob, _iso, probabilities, serve_from_command_line
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 GROUP = "rg-standin"
@@ -351,18 +348,5 @@ def _blob_answer(data: bytes, content_type: str, request: Request) -> Response:
     return Response(body, status_code=status, headers=headers, media_type=content_type or None)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8798)
-    parser.add_argument("--key", default="standin-key")
-    parser.add_argument("--queue-seconds", type=float, default=0.05)
-    parser.add_argument("--run-seconds", type=float, default=0.15)
-    args = parser.parse_args()
-    standin = AzureStandIn(args.key, queue_seconds=args.queue_seconds, run_seconds=args.run_seconds)
-    standin.start(args.port)
-    print(f"Azure Quantum stand-in at {standin.url} (workspace {WORKSPACE_PATH})", flush=True)
-    threading.Event().wait()
-
-
 if __name__ == "__main__":
-    main()
+    serve_from_command_line(__doc__, AzureStandIn, port=8798)

@@ -28,7 +28,6 @@ Run alone: ``python tests/braket_standin.py --port 8798``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
@@ -47,7 +46,7 @@ from braket.ir.openqasm import Program
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ionq_standin import Fault, StandIn
+from ionq_standin import Fault, StandIn, serve_from_command_line
 
 ACCESS_KEY = "AKIASTANDIN000000000"
 SECRET_KEY = "standin-secret-key-0123456789"
@@ -365,15 +364,5 @@ def _error(service: str, status: int, code: str, message: str) -> Response:
     return Response(text, status_code=status, media_type="text/xml")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8798)
-    parser.add_argument("--queue-seconds", type=float, default=0.05)
-    parser.add_argument("--run-seconds", type=float, default=0.15)
-    args = parser.parse_args()
-    standin = BraketStandIn(queue_seconds=args.queue_seconds, run_seconds=args.run_seconds)
-    uvicorn.run(standin.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
-
-
 if __name__ == "__main__":
-    main()
+    serve_from_command_line(__doc__, BraketStandIn, port=8798, key=False)

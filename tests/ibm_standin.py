@@ -20,7 +20,7 @@ state-vector simulation. The fault controls are the IonQ stand-in's (its ``Stand
 the base class): statuses to answer with, slow answers, a failing job, held jobs, a
 cancel "at IBM's console", a server that disappears and comes back.
 
-Run alone: ``python tests/ibm_standin.py PORT KEY [RUN_SECONDS]``.
+Run alone: ``python tests/ibm_standin.py --port 8797 --key KEY [--run-seconds 30]``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 import urllib.parse
 import uuid
@@ -36,12 +35,11 @@ from pathlib import Path
 
 import jwt
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import ionq_standin
-from ionq_standin import StandInJob, _fault_answer, _iso
+from ionq_standin import StandInJob, _fault_answer, _iso, serve_from_command_line
 
 API = "/api/v1"
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/standin::instance-standin"
@@ -296,11 +294,5 @@ class IBMStandIn(ionq_standin.StandIn):
         return {"id": job.id, "backend": BACKEND}
 
 
-def serve(port: int, api_key: str, run_seconds: float) -> None:
-    """The stand-in alone, in the foreground (benchmarks run it in a process of its own)."""
-    standin = IBMStandIn(api_key, queue_seconds=0.5, run_seconds=run_seconds)
-    uvicorn.run(standin.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.15)
+    serve_from_command_line(__doc__, IBMStandIn, port=8797)

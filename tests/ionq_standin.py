@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import cirq
@@ -462,16 +463,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8799)
-    parser.add_argument("--key", default="standin-key")
+def serve_from_command_line(doc: str, make: Callable[..., Any], *, port: int, key: bool = True) -> None:
+    """A stand-in alone, in the foreground (benchmarks run one in a process of its own):
+    ``--port``, ``--key`` (with ``key``), ``--queue-seconds``, ``--run-seconds``; it
+    prints ``... at URL`` once it listens, and runs until the process is ended."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--port", type=int, default=port)
+    if key:
+        parser.add_argument("--key", default="standin-key")
     parser.add_argument("--queue-seconds", type=float, default=0.05)
     parser.add_argument("--run-seconds", type=float, default=0.15)
     args = parser.parse_args()
-    standin = StandIn(args.key, queue_seconds=args.queue_seconds, run_seconds=args.run_seconds)
-    uvicorn.run(standin.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    clock = {"queue_seconds": args.queue_seconds, "run_seconds": args.run_seconds}
+    standin = make(args.key, **clock) if key else make(**clock)
+    standin.start(args.port)
+    print(f"{type(standin).__name__} at {standin.url}", flush=True)
+    threading.Event().wait()
 
 
 if __name__ == "__main__":
-    main()
+    serve_from_command_line(__doc__, StandIn, port=8799)
