@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import functools
 import getpass
 import os
@@ -120,6 +121,7 @@ def submit(
     compile: bool = False,
     priority: int = 0,
     params: cirq.Sweepable | None = None,
+    tags: Sequence[str] | str = (),
 ) -> Job:
     """Submit circuits as one job and return at once.
 
@@ -130,7 +132,8 @@ def submit(
     ``params``: a parameter sweep (any ``cirq.Sweepable``: ``cirq.Linspace``,
     ``cirq.Points``, ``Zip``, ``Product``, dicts, ...) run for every circuit; each point is
     one item, labelled ``"label[k]"``, and ``job.result().sweep()`` gives the results
-    in sweep order.
+    in sweep order. ``tags``: labels to find the job again by (``qnb.jobs(tag=...)``),
+    at most 20 of 1 to 64 characters; one text is one tag.
     """
     sweeps = None
     if params is not None:
@@ -139,7 +142,7 @@ def submit(
         sweeps = {label: points for label in circuits}
     return _submit_items(
         circuits, target=target, shots=shots, name=name, user=user, front=front,
-        compile=compile, priority=priority, sweeps=sweeps,
+        compile=compile, priority=priority, sweeps=sweeps, tags=tags,
     )  # fmt: skip
 
 
@@ -154,6 +157,7 @@ def _submit_items(
     compile: bool,
     priority: int,
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None,
+    tags: object = (),
 ) -> Job:
     """One job of circuits, each with its sweep (``qnb.Sampler.run_batch`` gives each
     circuit a sweep of its own)."""
@@ -161,7 +165,7 @@ def _submit_items(
     tgt = manager.targets.get(target)
     options = _options.check(
         shots=shots, max_shots=tgt.device.max_shots, target=tgt.name, name=name, front=front,
-        compile=compile, priority=priority,
+        compile=compile, priority=priority, tags=tags,
     )  # fmt: skip
     user = _options.check_name(user, what="user")
     items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
@@ -179,6 +183,7 @@ def _submit_items(
         params=items.params if items.swept else None,
         resolvers=items.resolvers if items.swept else None,
         circuit_json=texts,
+        tags=options.tags,
     )
     return Job(rec.id, manager=manager)
 
@@ -235,11 +240,36 @@ def jobs(
     target: str | None = None,
     user: str | None = None,
     limit: int = 100,
+    *,
+    tag: str | Iterable[str] | None = None,
+    name: str | None = None,
+    since: datetime.datetime | float | None = None,
 ) -> list[Job]:
-    """Jobs in the store, newest first (works in a new kernel too)."""
+    """Jobs in the store, newest first (works in a new kernel too).
+
+    ``tag``: only jobs with this tag (a list: with all of them); ``name``: only jobs
+    whose name contains this text (any case); ``since``: only jobs added at or after
+    this time (a ``datetime``, naive ones in local time, or epoch seconds)."""
     manager = get_manager()
-    found = manager.find(status=status_values(status), target=target, user=user, limit=limit)
+    found = manager.find(
+        status=status_values(status), target=target, user=user, limit=limit,
+        tags=() if tag is None else _options.check_tags(tag), name=name, since=since_seconds(since),
+    )  # fmt: skip
     return [Job(r.id, manager=manager) for r in found]
+
+
+def since_seconds(since: object) -> float | None:
+    """``since`` as epoch seconds, or an InvalidOptionError saying what it takes."""
+    if since is None:
+        return None
+    if isinstance(since, datetime.datetime):
+        return since.timestamp()
+    if isinstance(since, (int, float)) and not isinstance(since, bool):
+        return float(since)
+    raise InvalidOptionError(
+        f"since must be a datetime or epoch seconds, got {type(since).__name__} {since!r}; "
+        "e.g. since=datetime.datetime.now() - datetime.timedelta(days=1)"
+    )
 
 
 def queue(target: str = "sim") -> Queue:

@@ -85,6 +85,8 @@ class Job:
     time_finished = property(lambda self: self._rec().time_finished)
     error = property(lambda self: self._rec().error)
     parent_id = property(lambda self: self._rec().parent_id)
+    #: The tags given at submit (a tuple: they are fixed once the job is stored).
+    tags = property(lambda self: self._rec().tags)
 
     @property
     def status(self) -> JobStatus:

@@ -177,6 +177,7 @@ class JobManager:
         priority: int = 0,
         params: Sequence[str | None] | None = None,
         resolvers: Sequence[cirq.ParamResolver | None] | None = None,
+        tags: Sequence[str] = (),
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -200,6 +201,7 @@ class JobManager:
             origin=self._origin,
             live=JobRuntime(persisted=False),
             priority=priority,
+            tags=tuple(tags),
         )
         rec.live.circuits = list(circuits.values())
         rec.live.resolvers = None if resolvers is None else list(resolvers)
@@ -317,9 +319,10 @@ class JobManager:
         target: str | None = None,
         user: str | None = None,
         limit: int = 100,
+        **search,  # tags, name, since: see Store.find_jobs
     ) -> list[JobRecord]:
         self.flush()
-        found = self.store.find_jobs(status=status, target=target, user=user, limit=limit)
+        found = self.store.find_jobs(status=status, target=target, user=user, limit=limit, **search)
         with self._core.lock:
             return [self._core.records.get(r.id, r) for r in found]
 
@@ -437,7 +440,7 @@ class JobManager:
             self.targets.get(rec.target), again.circuits, shots=rec.shots, name=rec.name,
             user=rec.user, parent_id=rec.id, circuit_json=again.texts,
             priority=rec.priority if priority is None else priority,
-            params=again.params, resolvers=again.resolvers,
+            params=again.params, resolvers=again.resolvers, tags=rec.tags,
         )  # fmt: skip
 
     # -- exit of the process (atexit, see get_manager) --------------------------------------

@@ -18,6 +18,8 @@ from ._errors import InvalidCircuitError, InvalidOptionError, QnbError
 MAX_NAME_LENGTH = 200
 #: Priorities run from -100 to 100; higher runs first.
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: At most this many tags a job, each of 1 to MAX_TAG_LENGTH characters.
+MAX_TAGS, MAX_TAG_LENGTH = 20, 64
 #: Where a queue server puts a job: at the end of the queue, or at its head.
 POSITIONS = ("end", "start")
 
@@ -37,6 +39,7 @@ class SubmitOptions:
     front: bool = False
     compile: bool = False
     priority: int = 0
+    tags: tuple[str, ...] = ()
 
 
 def check(
@@ -48,6 +51,7 @@ def check(
     front: object = False,
     compile: object = False,
     priority: object = 0,
+    tags: object = (),
 ) -> SubmitOptions:
     """The options of one submission to ``target`` (whose device takes at most
     ``max_shots``), checked strictly: ``front="no"`` is not a boolean, ``shots=2.0`` not
@@ -58,6 +62,7 @@ def check(
         front=check_flag("front", front),
         compile=check_flag("compile", compile),
         priority=check_priority(priority),
+        tags=check_tags(tags),
     )
 
 
@@ -89,6 +94,52 @@ def check_priority(priority: object) -> int:
             "priority",
         )
     return priority
+
+
+def check_tags(tags: object) -> tuple[str, ...]:
+    """A job's tags: a list or tuple of text (or one text, one tag), each of 1 to
+    :data:`MAX_TAG_LENGTH` characters without spaces at its ends or control characters,
+    at most :data:`MAX_TAGS`; repeats are dropped, the order kept."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, (list, tuple)):
+        raise _about(
+            InvalidOptionError(
+                f"tags must be a list of text, got {type(tags).__name__}; "
+                "write tags=['calibration', 'run-3']"
+            ),
+            "tags",
+        )
+    for tag in tags:
+        _check_tag(tag)
+    kept = tuple(dict.fromkeys(tags))
+    if len(kept) > MAX_TAGS:
+        raise _about(
+            InvalidOptionError(f"a job has at most {MAX_TAGS} tags, got {len(kept)}; keep fewer"),
+            "tags",
+        )
+    return kept
+
+
+def _check_tag(tag: object) -> None:
+    if not isinstance(tag, str):
+        raise _about(
+            InvalidOptionError(f"each tag must be text, got {type(tag).__name__} {tag!r}"), "tags"
+        )
+    if (
+        not 1 <= len(tag) <= MAX_TAG_LENGTH
+        or tag.strip() != tag
+        or any(not ch.isprintable() for ch in tag)
+    ):
+        raise _about(
+            InvalidOptionError(
+                f"tag {tag[:80]!r} is not valid: tags are 1 to {MAX_TAG_LENGTH} printable "
+                "characters, without spaces at their ends"
+            ),
+            "tags",
+        )
 
 
 def check_flag(name: str, value: object) -> bool:

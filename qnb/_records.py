@@ -64,6 +64,8 @@ class JobRecord:
     origin: str | None = None  # where it was submitted from (a notebook's path, a script)
     #: What a vendor says the job used, as last read: {"quantum_seconds": 2.1}, {"cost_usd": 0.3}.
     usage: dict | None = None
+    #: The user's labels for finding it again (``qnb.jobs(tag=...)``), checked at submit.
+    tags: tuple[str, ...] = ()
 
     #: What the process that runs or follows the job holds besides (never stored).
     live: JobRuntime = dataclasses.field(default_factory=lambda: JobRuntime(), repr=False)

@@ -55,6 +55,15 @@ CREATE TABLE IF NOT EXISTS circuits (
     circuit TEXT NOT NULL,  -- Cirq JSON, or "@k": the same circuit as item k (sweeps)
     PRIMARY KEY (job_id, idx)
 );
+-- A job's tags, one row each (a table, not a column, so a search by tag uses an index).
+-- Stores written before tags existed gain it empty.
+CREATE TABLE IF NOT EXISTS job_tags (
+    job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    tag     TEXT NOT NULL,
+    idx     INTEGER NOT NULL,  -- the order the user gave them in
+    PRIMARY KEY (job_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS job_tags_by_tag ON job_tags (tag, job_id);
 -- A queue server's submissions by (user, Idempotency-Key): a retried submit finds its job.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     user      TEXT NOT NULL,
@@ -135,6 +144,7 @@ class Store:
         self._lock = threading.Lock()
         self._claims = 0
         self._circuits_in_items = False  # an old store opened read-only (not upgraded)
+        self._has_tags = True  # False: an old store opened read-only, without job_tags
         with self._faults("open"):
             self._db = self._open()
         self._checkpoints = _Checkpoints(f"file:{self.path}")
@@ -152,6 +162,7 @@ class Store:
         db = self._connect(f"file:{self.path}?mode=ro&immutable=1")
         self._check_schema(db)
         self._circuits_in_items = "circuit" in _columns(db, "items")  # not upgraded: read as is
+        self._has_tags = bool(_columns(db, "job_tags"))
         return db
 
     def _connect(self, uri: str) -> sqlite3.Connection:
@@ -273,6 +284,8 @@ class Store:
                 "INSERT INTO circuits (job_id, idx, circuit) VALUES (?,?,?)",
                 [(job.id, i, text) for i, text in enumerate(stored)],
             )
+            db.executemany("INSERT INTO job_tags (job_id, tag, idx) VALUES (?,?,?)",
+                           [(job.id, tag, i) for i, tag in enumerate(job.tags)])  # fmt: skip
 
     def save(self, changes: Changes) -> None:
         """Write changes taken by :func:`changes_of` (one transaction)."""
@@ -413,28 +426,15 @@ class Store:
         return self._with_items(rows)[0]
 
     def find_jobs(
-        self,
-        *,
-        status: Sequence[str] | None = None,
-        target: str | None = None,
-        user: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        """Newest first."""
-        where, params = [], []
-        if status:
-            where.append(f"status IN ({','.join('?' * len(status))})")
-            params.extend(status)
-        if target is not None:
-            where.append("target=?")
-            params.append(target)
-        if user is not None:
-            where.append("user=?")
-            params.append(user)
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY time_added DESC, rowid DESC LIMIT ?"
+        self, *, status: Sequence[str] | None = None, target: str | None = None,
+        user: str | None = None, tags: Sequence[str] = (), name: str | None = None,
+        since: float | None = None, limit: int = 100,
+    ) -> list[JobRecord]:  # fmt: skip
+        """Newest first, filtered as :func:`_search` says."""
+        if tags and not self._has_tags:
+            return []  # an old store opened read-only: no job has tags
+        where, params = _search(status=status, target=target, user=user, tags=tags, name=name, since=since)
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY time_added DESC, rowid DESC LIMIT ?"
         return self._with_items(self._query(sql, (*params, limit)))
 
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
@@ -519,7 +519,47 @@ class Store:
                     label, JobStatus(status), error, params, engine,
                     None if retryable is None else bool(retryable),
                 ))  # fmt: skip
-        return [_record_from_row(row, items[row[0]]) for row in job_rows]
+        tags = _tags_of(self._query, ids) if self._has_tags else {}
+        return [_record_from_row(row, items[row[0]], tags.get(row[0], ())) for row in job_rows]
+
+
+def _tags_of(query, ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """The tags of jobs ``ids``, in the order given (jobs without tags are left out)."""
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(ids), 500):  # (SQLite limits the number of bound parameters)
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for job_id, tag in query(f"SELECT job_id, tag FROM job_tags WHERE job_id IN ({marks}) ORDER BY job_id, idx", chunk):
+            found.setdefault(job_id, []).append(tag)
+    return {job_id: tuple(tags) for job_id, tags in found.items()}
+
+
+def _search(
+    *, status: Sequence[str] | None, target: str | None, user: str | None,
+    tags: Sequence[str], name: str | None, since: float | None,
+) -> tuple[str, list]:  # fmt: skip
+    """The WHERE clause (with its parameters) of a search: ``status`` one of these,
+    ``tags`` every one of them (by the tags' index), ``name`` containing this text (any
+    case), ``since`` added at or after (epoch seconds)."""
+    where, params = [], []
+    if status:
+        where.append(f"status IN ({','.join('?' * len(status))})")
+        params.extend(status)
+    for column, value in (("target", target), ("user", user)):
+        if value is not None:
+            where.append(f"{column}=?")
+            params.append(value)
+    if tags:
+        where.append(f"id IN (SELECT job_id FROM job_tags WHERE tag IN ({','.join('?' * len(tags))}) "
+                     "GROUP BY job_id HAVING COUNT(*) = ?)")  # fmt: skip
+        params.extend([*tags, len(tags)])
+    if name:
+        where.append("instr(lower(name), ?) > 0")
+        params.append(name.lower())
+    if since is not None:
+        where.append("time_added >= ?")
+        params.append(since)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
 def _schema_version(path: Path, value: object) -> int:
@@ -710,7 +750,7 @@ def _job_row(job: JobRecord) -> tuple:
     )
 
 
-def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
+def _record_from_row(row: tuple, items: list[ItemRecord], tags: tuple[str, ...] = ()) -> JobRecord:
     (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
      seq, owner, remote_id, priority, origin, usage) = row  # fmt: skip
     return JobRecord(
@@ -732,4 +772,5 @@ def _record_from_row(row: tuple, items: list[ItemRecord]) -> JobRecord:
         priority=priority,
         origin=origin,
         usage=None if usage is None else json.loads(usage),
+        tags=tags,
     )

@@ -18,9 +18,10 @@ PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
 
 
 def job_fields(rec: JobRecord) -> dict:
-    """A job's own fields, JSON-ready: the base of every view below."""
+    """A job's own fields, JSON-ready: the base of every view below. ``tags`` only
+    when the job has some (as an item's ``params`` only when it is swept)."""
     done, total = rec.progress
-    return {
+    fields = {
         "id": rec.id,
         "name": rec.name,
         "target": rec.target,
@@ -37,6 +38,9 @@ def job_fields(rec: JobRecord) -> dict:
         "total": total,
         "unit": "points" if rec.swept else "circuits",
     }
+    if rec.tags:
+        fields["tags"] = list(rec.tags)
+    return fields
 
 
 def item_view(item: ItemRecord, *, params: bool = False) -> dict:
@@ -143,6 +147,7 @@ def cli_job(rec: JobRecord) -> dict:
         "time_finished": fields["time_finished"],
         "error": fields["error"],
         "parent_id": fields["parent_id"],
+        **({"tags": fields["tags"]} if "tags" in fields else {}),
     }
 
 

@@ -158,6 +158,7 @@ class Runner:
             front=front,
             name=rec.name,
             priority=rec.priority,
+            tags=rec.tags,
             params=rec.live.resolvers or item_resolvers(rec),
             report_waiting=lambda: settle(answered),
             maybe_created=resumed,

@@ -45,6 +45,8 @@ class TargetJob:
     name: str = ""
     #: Higher runs first (targets that own their queue order it so).
     priority: int = 0
+    #: The user's tags (a queue server keeps them with its job).
+    tags: tuple[str, ...] = ()
     #: Per item, the sweep point to run its circuit at (None: not swept, or that item
     #: has no parameters). Circuits are as written; the target resolves them.
     params: list[cirq.ParamResolver | None] | None = None

@@ -349,6 +349,8 @@ class RemoteTarget(QueueOwningTarget):
             "position": "start" if job.front else "end",
             "priority": job.priority,
         }
+        if job.tags:  # (only then: a server older than tags refuses fields it does not know)
+            body["tags"] = list(job.tags)
         if job.params is not None and any(p is not None for p in job.params):
             body["params"] = {
                 label: cirq.to_json(p, indent=None)
