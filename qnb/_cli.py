@@ -189,7 +189,7 @@ def _print_json(value) -> None:
 def _jobs(args: argparse.Namespace) -> int:
     store = _store()
     found = store.find_jobs(status=_statuses(args.status), target=args.target, user=args.user,
-                            limit=args.limit)  # fmt: skip
+                            tags=args.tag or (), name=args.name, limit=args.limit)  # fmt: skip
     views = [cli_job(job) for job in found]
     if args.json:
         _print_json(views)
@@ -202,7 +202,12 @@ def _jobs(args: argparse.Namespace) -> int:
          _when(v["time_added"]), v["name"]]
         for v in views
     ]
-    _table(["ID", "STATUS", "TARGET", "USER", "ITEMS", "ADDED", "NAME"], rows, limits={2: 12, 3: 12})
+    headers = ["ID", "STATUS", "TARGET", "USER", "ITEMS", "ADDED", "NAME"]
+    if any("tags" in v for v in views):  # (a column only where some job has tags)
+        headers.append("TAGS")
+        for row, v in zip(rows, views):
+            row.append(", ".join(v.get("tags", ())))
+    _table(headers, rows, limits={2: 12, 3: 12, 6: 30})
     return 0
 
 
@@ -228,6 +233,8 @@ def _show(args: argparse.Namespace) -> int:
     ]
     if view["parent_id"]:
         lines.append(("parent", view["parent_id"]))
+    if job.tags:
+        lines.append(("tags", ", ".join(job.tags)))
     if view["error"]:
         lines.append(("error", view["error"]))
     if job.usage:  # what the vendor says it used (IBM's quantum seconds, Azure's cost)
@@ -404,6 +411,9 @@ def parser() -> argparse.ArgumentParser:
                       help="only this status (repeat for several)")
     jobs.add_argument("--target", metavar="T", help="only this target")
     jobs.add_argument("--user", metavar="U", help="only this user's")
+    jobs.add_argument("--tag", action="append", metavar="TAG",
+                      help="only jobs with this tag (repeat: with all of them)")
+    jobs.add_argument("--name", metavar="TEXT", help="only jobs whose name contains TEXT (any case)")
     jobs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N jobs")
     jobs.add_argument("--json", action="store_true", help="a JSON list (fields in the README)")
 

@@ -232,6 +232,7 @@ class QnbMagics(Magics):
         "several --sweep make a grid (cirq.Product)",
     )
     @argument("--params", default=None, help="a variable holding a cirq sweep (any cirq.Sweepable)")
+    @argument("--tag", action="append", default=None, help="a tag to find the job by (repeat for several)")
     @cell_magic
     def qsubmit(self, line: str, cell: str):
         """Run the cell, submit the circuits it produced as one job, show the job live.
@@ -258,6 +259,7 @@ class QnbMagics(Magics):
                 front=args.front,
                 compile=args.compile,
                 params=params,
+                tags=[_unquote(tag) for tag in args.tag or ()],
             )
         except QnbError as exc:
             raise UsageError(str(exc)) from None
@@ -292,6 +294,7 @@ class QnbMagics(Magics):
     @argument("--target", "-t", default=None, help="only jobs on this target")
     @argument("--user", "-u", default=None, help="only this user's jobs")
     @argument("--limit", type=int, default=20, help="at most this many (newest first)")
+    @argument("--tag", action="append", default=None, help="only jobs with this tag (repeat: all of them)")
     @line_magic
     def qjobs(self, line: str):
         """Recent jobs as a table."""
@@ -299,7 +302,8 @@ class QnbMagics(Magics):
         if args.target is not None:
             self._check_target(args.target)
         try:
-            found = _api.jobs(status=args.status, target=args.target, user=args.user, limit=args.limit)
+            found = _api.jobs(status=args.status, target=args.target, user=args.user, limit=args.limit,
+                              tag=[_unquote(tag) for tag in args.tag] if args.tag else None)  # fmt: skip
         except QnbError as exc:
             raise UsageError(str(exc)) from None
         rows = []

@@ -127,6 +127,12 @@ class SubmitBody(BaseModel):
         "cirq.ParamResolver of plain numbers as Cirq JSON, kept with the item",
     )
 
+    tags: list[str] | None = Field(
+        None,
+        description=f"at most {_options.MAX_TAGS} tags of 1 to {_options.MAX_TAG_LENGTH} "
+        "characters, to find the job again (GET /v1/jobs?tag=...)",
+    )
+
     def submission(self) -> Submission:
         return Submission(**self.model_dump())
 
@@ -182,10 +188,12 @@ def list_jobs(
     status: Annotated[list[JobStatus] | None, Query()] = None,
     owner: Annotated[str | None, Query(alias="user", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    tag: Annotated[list[str] | None, Query(max_length=_options.MAX_TAG_LENGTH)] = None,
 ) -> dict:
-    """Jobs, newest first: your own (an admin: everybody's, or ``user``'s)."""
+    """Jobs, newest first: your own (an admin: everybody's, or ``user``'s); with
+    ``tag``, only those carrying it (repeated: all of them)."""
     wanted = None if not status else [s.value for s in status]
-    return svc.list_jobs(user, status=wanted, owner=owner, limit=limit)
+    return svc.list_jobs(user, status=wanted, owner=owner, limit=limit, tags=tag or ())
 
 
 @jobs.get("/v1/jobs/{job_id}")

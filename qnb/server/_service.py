@@ -71,13 +71,15 @@ class Submission:
     #: label -> the sweep point (a cirq.ParamResolver as Cirq JSON) the circuit, sent
     #: resolved, was made at: kept with the item and given back in its view.
     params: dict[str, str] | None = None
+    tags: list[str] | None = None  # checked as qnb.submit checks them
 
     def digest(self) -> str:
         """What an idempotency key is bound to (same text as before the service existed,
         so keys stored by an older server still match)."""
         fields = dataclasses.asdict(self)
-        if fields["params"] is None:
-            del fields["params"]
+        for optional in ("params", "tags"):
+            if fields[optional] is None:
+                del fields[optional]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -235,6 +237,7 @@ class QueueService:
                     circuit_json=texts,
                     job_id=job_id,
                     params=points,
+                    tags=options.tags,
                 )
             except BaseException:
                 self._forget_size(job_id, user.name)
@@ -249,7 +252,7 @@ class QueueService:
         options = _options.check(
             shots=sub.shots, max_shots=self.target.device.max_shots, target=self.device,
             name=sub.name, front=_options.check_position(sub.position), compile=sub.compile,
-            priority=sub.priority,
+            priority=sub.priority, tags=sub.tags,
         )  # fmt: skip
         if options.front and not user.is_admin:
             raise RemoteAuthError("only an admin may put a job at the head of the queue")
@@ -321,13 +324,15 @@ class QueueService:
         status: Sequence[str] | None = None,
         owner: str | None = None,
         limit: int = 100,
+        tags: Sequence[str] = (),
     ) -> dict:
         """Jobs, newest first: your own (an admin: everybody's, or ``owner``'s)."""
         if owner is None and not user.is_admin:
             owner = user.name
         if owner is not None and not user.may_act_on(owner):
             raise RemoteAuthError(f"only an admin may list the jobs of {owner}")
-        found = self.manager.find(status=status or None, target=self.device, user=owner, limit=limit)
+        found = self.manager.find(status=status or None, target=self.device, user=owner, limit=limit,
+                                  tags=_options.check_tags(list(tags)))  # fmt: skip
         return {"jobs": [server_job(rec) for rec in found]}
 
     def results(self, user: User, job_id: str, *, items: Sequence[int] | None = None) -> dict:
