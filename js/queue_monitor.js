@@ -44,11 +44,11 @@ export class JobTable {
     this.jobs = new Map();
     this.snapshotSeq = null; // null until the snapshot arrived
     this.buffered = [];
-    this.filters = { status: "", target: "", user: "" };
+    this.filters = { status: "", target: "", user: "", tag: "" };
     this.sort = { key: "added", descending: true };
     this._rows = null;
     this._positions = null;
-    this._seen = { target: new Set(), user: new Set() }; // for the filter menus
+    this._seen = { target: new Set(), user: new Set(), tag: new Set() }; // for the filter menus
   }
 
   applySnapshot({ seq, jobs }) {
@@ -78,6 +78,7 @@ export class JobTable {
       this.jobs.set(job.id, job);
       this._seen.target.add(job.target);
       this._seen.user.add(job.user);
+      for (const tag of job.tags || []) this._seen.tag.add(tag); // (a job without tags has no field)
     }
     for (const [id, position] of Object.entries(positions)) {
       const job = this.jobs.get(id);
@@ -106,7 +107,12 @@ export class JobTable {
     return this._positions;
   }
 
-  // Every target or user seen so far (menus keep an entry once seen; cheap per patch).
+  // How many entries the filter menus have (a new one redraws the toolbar).
+  menuSize() {
+    return this._seen.target.size + this._seen.user.size + this._seen.tag.size;
+  }
+
+  // Every target, user or tag seen so far (menus keep an entry once seen; cheap per patch).
   values(field) {
     return [...this._seen[field]].sort();
   }
@@ -114,7 +120,7 @@ export class JobTable {
   // The filtered, sorted jobs (cached until the data, filters or sort change).
   rows(nowSeconds = Date.now() / 1000) {
     if (this._rows) return this._rows;
-    const { status, target, user } = this.filters;
+    const { status, target, user, tag } = this.filters;
     const positions = this.positions;
     const keyOf = SORT_KEYS[this.sort.key] || SORT_KEYS.added;
     const shown = [];
@@ -123,6 +129,7 @@ export class JobTable {
       if (status && job.status !== status) continue;
       if (target && job.target !== target) continue;
       if (user && job.user !== user) continue;
+      if (tag && !(job.tags || []).includes(tag)) continue;
       shown.push(job);
       keys.push(keyOf(job, positions, nowSeconds));
     }
@@ -269,6 +276,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
   const statusSelect = element("select", "qnb-filter-status jp-mod-styled");
   const targetSelect = element("select", "qnb-filter-target jp-mod-styled");
   const userSelect = element("select", "qnb-filter-user jp-mod-styled");
+  const tagSelect = element("select", "qnb-filter-tag jp-mod-styled");
   const count = element("span", "qnb-count");
   const labelled = (text, select) => {
     const label = element("label", "qnb-filter", text);
@@ -279,6 +287,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     labelled("status ", statusSelect),
     labelled("target ", targetSelect),
     labelled("user ", userSelect),
+    labelled("tag ", tagSelect),
     count,
   );
   const gone = element("div", "qnb-gone");
@@ -349,6 +358,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     fillSelect(statusSelect, STATUSES, table.filters.status);
     fillSelect(targetSelect, table.values("target"), table.filters.target);
     fillSelect(userSelect, table.values("user"), table.filters.user);
+    fillSelect(tagSelect, table.values("tag"), table.filters.tag);
   }
 
   // Row elements are reused: a patch or a scroll only rewrites the texts that changed.
@@ -515,6 +525,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     [statusSelect, "status"],
     [targetSelect, "target"],
     [userSelect, "user"],
+    [tagSelect, "tag"],
   ]) {
     select.addEventListener(
       "change",
@@ -536,13 +547,13 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
       draw();
     },
     applyPatch(patch) {
-      const menus = table.values("target").length + table.values("user").length;
+      const menus = table.menuSize();
       const applied = table.applyPatch(patch);
       if (applied) {
         for (const job of patch.jobs) {
           if (requested.get(job.id)?.status !== job.status) requested.delete(job.id);
         }
-        if (table.values("target").length + table.values("user").length !== menus) drawToolbar();
+        if (table.menuSize() !== menus) drawToolbar();
         drawRows();
       }
       return applied;
