@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import subprocess
-import sys
 import textwrap
-import uuid
 
 import cirq
 import numpy as np
@@ -27,6 +23,8 @@ from qnb import JobStatus, _manager
 from qnb._targets import _azure
 from conftest import wait_until
 from azure_standin import GROUP, LOCATION, SUBSCRIPTION, WORKSPACE, AzureStandIn
+from vendor_support import (kill_once, kill_while_creating, new_process_manager, result_through, served, start_child,
+                            submitter_script, target_maker)  # fmt: skip
 
 KEY = "azure-standin-key-0123456789"
 Q = cirq.LineQubit.range(4)
@@ -53,10 +51,7 @@ class Opaque(cirq.Gate):
 
 @pytest.fixture
 def standin():
-    stand = AzureStandIn(KEY)
-    stand.start()
-    yield stand
-    stand.stop()
+    yield from served(AzureStandIn(KEY))
 
 
 @pytest.fixture(autouse=True)
@@ -68,18 +63,10 @@ def no_ambient_workspace(monkeypatch, tmp_path):
 
 @pytest.fixture
 def targets():
-    made = []
-
-    def register(standin: AzureStandIn, backend: str = "ionq.simulator", **options):
-        options = {"connection_string": connection_string(), "endpoint": standin.url + "/", "poll_seconds": 0.05,
-                   "call_timeout": 5.0, **options}  # fmt: skip
-        target = qnb.register_target(f"az-{uuid.uuid4().hex[:6]}", "azure", backend=backend, **options)
-        made.append(target)
-        return target
-
-    yield register
-    for target in made:
-        target.close()
+    """``targets(standin, backend="ionq.simulator", **options)``: an Azure target against the stand-in."""
+    yield from target_maker("azure", "az", lambda standin, backend="ionq.simulator": {
+        "backend": backend, "connection_string": connection_string(), "endpoint": standin.url + "/",
+        "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
 
 
 def azure_ids(job) -> list[str]:
@@ -320,11 +307,8 @@ def test_the_key_is_never_stored_nor_logged(manager, standin, targets, caplog):
 
 # -- a killed submitter: separate processes on one QNB_HOME ------------------------------------
 
-SUBMITTER = textwrap.dedent(
+SUBMITTER = submitter_script(
     """
-    import sys, threading
-    import cirq, qnb
-    from qnb import _manager
     url, cs, labels = sys.argv[1:4]
     qnb.register_target("az", "azure", backend="quantinuum.sim.h2-1e", connection_string=cs,
                         endpoint=url + "/", poll_seconds=0.05, call_timeout=120)
@@ -333,78 +317,45 @@ SUBMITTER = textwrap.dedent(
     bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
     circuits = {"flip": flip, "bell": bell}
     job = qnb.submit({label: circuits[label] for label in labels.split(",")}, target="az", shots=100, name="paid for")
-    manager = _manager.get_manager()
-    manager.when(job.id, lambda rec: rec.remote_id is not None).result(60)
-    print("STORED", job.id, flush=True)
-    threading.Event().wait(600)  # the kernel is busy when it is killed
     """
 )
 
 
 def _start_submitter(tmp_path, standin: AzureStandIn, labels: str) -> subprocess.Popen:
-    env = {**os.environ, "QNB_HOME": str(tmp_path / "home"), "QNB_TARGETS": str(tmp_path / "none.toml")}
-    return subprocess.Popen([sys.executable, "-c", SUBMITTER, standin.url, connection_string(), labels],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-
-
-def _kill(child: subprocess.Popen) -> None:
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    return start_child(SUBMITTER, tmp_path / "home", standin.url, connection_string(), labels)
 
 
 def _follow_in_a_new_process(tmp_path, standin: AzureStandIn, job_id: str, n_circuits: int) -> None:
     """A fresh manager on the killed process's home follows the job to its results."""
-    fresh = _manager.JobManager(tmp_path / "home")
-    previous = _manager.set_manager(fresh)
-    try:
+    with new_process_manager(tmp_path / "home"):
         (listed,) = qnb.jobs()
         assert listed.id == job_id and not listed.status.is_terminal  # not "interrupted"
         standin.release()
         target = qnb.register_target("az", "azure", backend="quantinuum.sim.h2-1e", connection_string=connection_string(),
                                      endpoint=standin.url + "/", poll_seconds=0.05)  # fmt: skip
         try:
-            result = qnb.get_job(job_id).result(timeout=60)
-            assert result.counts(label="flip") == {"01": 100}
-            assert n_circuits == 1 or set(result.counts(label="bell")) <= {"00", "11"}
-            assert standin.created == n_circuits == standin.requests["PUT /jobs/{id}"]  # followed, not run again
+            result = result_through(target, job_id)
         finally:
-            target.close()
             qnb._targets.registry.unregister("az")
-    finally:
-        _manager.set_manager(previous)
-        fresh.close()
+        assert result.counts(label="flip") == {"01": 100}
+        assert n_circuits == 1 or set(result.counts(label="bell")) <= {"00", "11"}
+        assert standin.created == n_circuits == standin.requests["PUT /jobs/{id}"]  # followed, not run again
 
 
 @pytest.mark.slow
 def test_a_killed_submitters_jobs_are_followed_by_a_new_process(tmp_path, standin):
     standin.hold = True  # still running at Azure when the kernel dies
     child = _start_submitter(tmp_path, standin, "flip,bell")
-    try:
-        line = child.stdout.readline()
-        assert line.startswith("STORED"), (line, child.stderr.read() if child.poll() is not None else "")
-        wait_until(lambda: [standin.status_of(i) for i in standin.job_ids()] == ["Executing"] * 2,
-                   what="Azure to run both")  # fmt: skip
-    finally:
-        _kill(child)
-    _follow_in_a_new_process(tmp_path, standin, line.split()[1], 2)
+    line = kill_once(child, lambda _: [standin.status_of(i) for i in standin.job_ids()] == ["Executing"] * 2,
+                     what="Azure to run both")  # fmt: skip
+    _follow_in_a_new_process(tmp_path, standin, line[1], 2)
 
 
 @pytest.mark.slow
 def test_killed_while_its_put_is_on_its_way_the_job_is_found_by_its_id(tmp_path, standin):
     standin.delay_after_create = 60.0  # Azure has the job; its creator never hears so
     child = _start_submitter(tmp_path, standin, "flip")
-    try:
-        wait_until(lambda: standin.created == 1, what="the job created at Azure")
-    finally:
-        _kill(child)
-    standin.delay_after_create = 0.0
-    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
-    try:
-        (stored,) = peek.find()
-        assert stored.remote_id is None and not stored.done  # in doubt, not failed
-    finally:
-        peek.close()
+    stored = kill_while_creating(child, standin, tmp_path / "home")  # asserted in doubt, not failed
     _follow_in_a_new_process(tmp_path, standin, stored.id, 1)
 
 

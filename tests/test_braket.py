@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import cirq
 import numpy as np
@@ -26,6 +24,8 @@ from qnb import JobStatus, _manager
 from qnb._targets import _braket, _braket_convert
 from braket_standin import ACCESS_KEY, QPU, SV1, BraketStandIn
 from conftest import wait_until
+from vendor_support import (check_slow_answers_never_fail_a_job, kill_once, kill_while_creating, new_process_manager,
+                            result_through, served, start_child, submitter_script, target_maker)  # fmt: skip
 
 Q = cirq.LineQubit.range(3)
 # Several keys, a key measured against line order, an inverted bit: deterministic.
@@ -58,27 +58,14 @@ def local_target(manager):
 
 @pytest.fixture
 def standin(monkeypatch):
-    stand = BraketStandIn()
-    stand.start()
-    for variable, value in stand.env().items():
-        monkeypatch.setenv(variable, value)
-    yield stand
-    stand.stop()
+    yield from served(BraketStandIn(), monkeypatch, BraketStandIn.env)
 
 
 @pytest.fixture
 def targets():
-    made = []
-
-    def register(device: str = SV1, **options):
-        options = {"s3_destination": "s3://qnb-results/tests", "poll_seconds": 0.05, "call_timeout": 5.0, **options}
-        target = qnb.register_target(f"braket-{uuid.uuid4().hex[:6]}", "braket", device=device, **options)
-        made.append(target)
-        return target
-
-    yield register
-    for target in made:
-        target.close()
+    """``targets(device=SV1, **options)``: a Braket target, boto3 pointed at the stand-in."""
+    yield from target_maker("braket", "braket", lambda device=SV1: {
+        "device": device, "s3_destination": "s3://qnb-results/tests", "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
 
 
 def task_arns(job) -> list[str]:
@@ -341,17 +328,7 @@ def test_a_refused_create_fails_the_submit_with_brakets_reason_and_leaves_nothin
 
 
 def test_slow_answers_never_fail_a_job(manager, standin, targets):
-    target = targets(call_timeout=0.5)
-    standin.hold = True
-    standin.delay = 1.0  # every answer later than the call's deadline
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: standin.created == 1, what="the slow create to land")
-    wait_until(lambda: not target.connected, what="the target to see Braket as away")
-    assert not job.status.is_terminal
-    standin.delay = 0.0
-    standin.release()
-    assert sum(job.result(timeout=60).counts().values()) == 10
-    assert target.connected and standin.created == 1
+    check_slow_answers_never_fail_a_job(standin, targets(call_timeout=0.5), BELL, vendor="Braket")
 
 
 def test_a_failing_task_fails_its_item_with_brakets_reason(manager, standin, targets):
@@ -447,67 +424,38 @@ def test_a_job_is_followed_again_by_a_new_manager(tmp_path, standin, targets):
         _manager.set_manager(previous)
 
 
-SUBMITTER = textwrap.dedent(
+SUBMITTER = submitter_script(
     """
-    import threading
-    import cirq, qnb
-    from qnb import _manager
-
-    import os
     qnb.register_target("aws", "braket", device="%s", s3_destination="s3://qnb-results/kill", poll_seconds=0.05,
                         call_timeout=float(os.environ.get("CALL_TIMEOUT", "5")))
     q = cirq.LineQubit.range(3)
     keys = cirq.Circuit(cirq.X(q[0]), cirq.X(q[2]), cirq.measure(q[1], q[0], key="ba"), cirq.measure(q[2], key="c"))
     bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q[:2]), cirq.measure(*q[:2], key="m"))
     job = qnb.submit({"keys": keys, "bell": bell}, target="aws", shots=100, name="paid for")
-    manager = _manager.get_manager()
-    manager.when(job.id, lambda rec: rec.remote_id is not None).result(60)
-    print("STORED", job.id, flush=True)
-    threading.Event().wait(600)  # the kernel is busy when it is killed
     """
-) % SV1
-
-
-def _submitter(home, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SUBMITTER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "QNB_HOME": str(home), **env})  # fmt: skip
+    % SV1
+)
 
 
 def _follow_in_a_new_process(home, standin: BraketStandIn, job_id: str) -> None:
     """A fresh manager on the same home follows the job to its end, with no new task."""
-    fresh = _manager.JobManager(home)
-    previous = _manager.set_manager(fresh)
-    try:
+    with new_process_manager(home):
         (listed,) = qnb.jobs()
         assert listed.id == job_id and not listed.status.is_terminal  # not "interrupted"
         standin.release()
         target = qnb.register_target("aws", "braket", device=SV1, s3_destination="s3://qnb-results/kill",
                                      poll_seconds=0.05)  # fmt: skip
-        try:
-            result = qnb.get_job(job_id).result(timeout=60)
-            assert result.counts(label="keys") == {"011": 100}
-            assert set(result.counts(label="bell")) <= {"00", "11"}
-            assert standin.created == 2 and standin.requests["braket POST /quantum-task"] == 2
-        finally:
-            target.close()
-    finally:
-        _manager.set_manager(previous)
-        fresh.close()
+        result = result_through(target, job_id)
+        assert result.counts(label="keys") == {"011": 100}
+        assert set(result.counts(label="bell")) <= {"00", "11"}
+        assert standin.created == 2 and standin.requests["braket POST /quantum-task"] == 2
 
 
 @pytest.mark.slow
 def test_killed_submitter_the_tasks_are_followed_by_a_new_process_and_created_once(tmp_path, standin):
     standin.hold = True  # still running at Braket when the kernel dies
-    child = _submitter(tmp_path / "home")
-    try:
-        line = child.stdout.readline()
-        assert line.startswith("STORED"), (line, child.stderr.read() if child.poll() is not None else "")
-        job_id = line.split()[1]
-        wait_until(lambda: standin.created == 2, what="both tasks at Braket")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    child = start_child(SUBMITTER, tmp_path / "home")
+    _, job_id, _ = kill_once(child, lambda line: standin.created == 2, what="both tasks at Braket")
     _follow_in_a_new_process(tmp_path / "home", standin, job_id)
 
 
@@ -515,19 +463,9 @@ def test_killed_submitter_the_tasks_are_followed_by_a_new_process_and_created_on
 def test_killed_while_the_creates_are_on_their_way_the_tasks_are_found_by_their_tags(tmp_path, standin):
     standin.delay_after_create = 60.0  # Braket has the tasks; their creator never hears so
     standin.honour_client_token = False  # found by the tags alone
-    child = _submitter(tmp_path / "home", CALL_TIMEOUT="120")
-    try:
-        wait_until(lambda: standin.created == 2, timeout=120, what="both tasks created at Braket (the child starts first)")
-    finally:
-        child.kill()
-        child.communicate(timeout=60)
-    standin.delay_after_create = 0.0
-    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
-    try:
-        (stored,) = peek.find()
-        assert stored.remote_id is None and not stored.done  # in doubt, not failed
-    finally:
-        peek.close()
+    child = start_child(SUBMITTER, tmp_path / "home", CALL_TIMEOUT="120")
+    # Both tasks created at Braket (the child starts first); the job asserted in doubt, not failed.
+    stored = kill_while_creating(child, standin, tmp_path / "home", created=2, timeout=120)
     _follow_in_a_new_process(tmp_path / "home", standin, stored.id)
 
 

@@ -6,12 +6,7 @@ bad input, and a kill test (a new process follows a killed one's job; one creati
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import textwrap
-import uuid
 
 import cirq
 import numpy as np
@@ -24,6 +19,8 @@ from qnb._targets import _ibm_convert as convert
 from qnb.notebook._stream import connection_state
 from conftest import wait_until
 from ibm_standin import BACKEND, CRN, QUANTUM_SECONDS, IBMStandIn, client_env
+from vendor_support import (kill_once, kill_while_creating, new_process_manager, only_job_in, result_through,
+                            served, start_child, submitter_script, target_maker)  # fmt: skip
 
 KEY = "ibm-standin-key-0123456789abcdef"
 Q = cirq.LineQubit.range(3)
@@ -45,28 +42,15 @@ def no_ambient_account(monkeypatch, tmp_path):
 
 @pytest.fixture
 def standin(monkeypatch):
-    stand = IBMStandIn(KEY)
-    stand.start()
-    for variable, value in client_env(stand.url).items():
-        monkeypatch.setenv(variable, value)
-    yield stand
-    stand.stop()
+    yield from served(IBMStandIn(KEY), monkeypatch, lambda stand: client_env(stand.url))
 
 
 @pytest.fixture
 def targets():
-    made = []
-
-    def register(standin: IBMStandIn, **options):
-        options = {"backend": BACKEND, "token": KEY, "instance": CRN, "api_url": f"{standin.url}/api/v1",
-                   "poll_seconds": 0.05, "call_timeout": 5.0, **options}  # fmt: skip
-        target = qnb.register_target(f"ibm-{uuid.uuid4().hex[:6]}", "ibm", **options)
-        made.append(target)
-        return target
-
-    yield register
-    for target in made:
-        target.close()
+    """``targets(standin, **options)``: an IBM target against the stand-in."""
+    yield from target_maker("ibm", "ibm", lambda standin: {
+        "backend": BACKEND, "token": KEY, "instance": CRN, "api_url": f"{standin.url}/api/v1",
+        "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
 
 
 def _ibm_id(job) -> str:
@@ -355,12 +339,8 @@ def test_credentials_from_the_environment_a_saved_account_and_the_targets_file(m
 
 # -- the kill test ---------------------------------------------------------------------------------
 
-SUBMITTER = textwrap.dedent(
+SUBMITTER = submitter_script(
     """
-    import sys, threading
-    import cirq, qnb
-    from qnb import _manager
-
     url, key, crn, call_timeout = sys.argv[1:5]
     qnb.register_target("eagle", "ibm", backend="ibm_standin", token=key, instance=crn,
                         api_url=url + "/api/v1", poll_seconds=0.05, call_timeout=float(call_timeout))
@@ -368,55 +348,28 @@ SUBMITTER = textwrap.dedent(
     flip = cirq.Circuit(cirq.X(q[1]), cirq.measure(*q, key="m"))
     job = qnb.submit({"flip": flip, "zero": cirq.Circuit(cirq.measure(q[0], key="z"))}, target="eagle",
                      shots=100, name="paid for")
-    manager = _manager.get_manager()
-    manager.when(job.id, lambda rec: rec.remote_id is not None).result(60)
-    print("STORED", job.id, manager.store.load_job(job.id).remote_id, flush=True)
-    threading.Event().wait(600)  # the kernel is busy when it is killed
     """
 )
 
 
 def _submitter(tmp_path, standin: IBMStandIn, call_timeout: float = 5.0) -> subprocess.Popen:
-    env = {**os.environ, "QNB_HOME": str(tmp_path / "home"), "QNB_TARGETS": str(tmp_path / "none.toml")}
-    return subprocess.Popen([sys.executable, "-c", SUBMITTER, standin.url, KEY, CRN, str(call_timeout)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    return start_child(SUBMITTER, tmp_path / "home", standin.url, KEY, CRN, str(call_timeout))
 
 
 def _follow_in_a_new_process(tmp_path, standin: IBMStandIn, job_id: str):
     """A fresh manager on the same home registers the target and follows the job: its result."""
-    fresh = _manager.JobManager(tmp_path / "home")
-    previous = _manager.set_manager(fresh)
-    try:
+    with new_process_manager(tmp_path / "home"):
         target = qnb.register_target("eagle", "ibm", backend=BACKEND, token=KEY, instance=CRN,
                                      api_url=f"{standin.url}/api/v1", poll_seconds=0.05)  # fmt: skip
-        try:
-            return qnb.get_job(job_id).result(timeout=60)
-        finally:
-            target.close()
-    finally:
-        _manager.set_manager(previous)
-        fresh.close()
+        return result_through(target, job_id)
 
 
 @pytest.mark.slow
 def test_a_killed_kernels_ibm_job_is_followed_again_without_a_rerun(tmp_path, standin):
     standin.hold = True  # still running at IBM when its kernel dies
     child = _submitter(tmp_path, standin)
-    try:
-        line = child.stdout.readline()
-        assert line.startswith("STORED"), (line, child.stderr.read() if child.poll() is not None else "")
-        _, job_id, ibm_id = line.split()
-        wait_until(lambda: standin.status_of(ibm_id) == "running", what="IBM to run it")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
-    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
-    try:
-        (stored,) = peek.find()
-        assert stored.status in (JobStatus.QUEUED, JobStatus.RUNNING)  # not interrupted
-    finally:
-        peek.close()
+    _, job_id, _ = kill_once(child, lambda line: standin.status_of(line[2]) == "running", what="IBM to run it")
+    assert only_job_in(tmp_path / "home").status in (JobStatus.QUEUED, JobStatus.RUNNING)  # not interrupted
     standin.release()
     result = _follow_in_a_new_process(tmp_path, standin, job_id)
     assert result.counts(label="flip") == {"01": 100} and result.counts(label="zero") == {"0": 100}
@@ -427,18 +380,7 @@ def test_a_killed_kernels_ibm_job_is_followed_again_without_a_rerun(tmp_path, st
 def test_killed_while_the_post_is_on_its_way_the_job_is_found_by_its_tag(tmp_path, standin):
     standin.delay_after_create = 60.0  # IBM has the job; its creator never hears so
     child = _submitter(tmp_path, standin, call_timeout=120.0)
-    try:
-        wait_until(lambda: standin.created == 1, timeout=60, what="the job created at IBM")
-    finally:
-        child.kill()
-        child.communicate(timeout=60)
-    standin.delay_after_create = 0.0
-    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
-    try:
-        (stored,) = peek.find()
-        assert stored.remote_id is None and not stored.done  # in doubt, not failed
-    finally:
-        peek.close()
+    stored = kill_while_creating(child, standin, tmp_path / "home", timeout=60)  # asserted in doubt, not failed
     result = _follow_in_a_new_process(tmp_path, standin, stored.id)
     assert result.counts(label="flip") == {"01": 100}
     assert standin.created == 1 and standin.requests[f"POST {JOBS}"] == 1

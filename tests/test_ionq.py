@@ -6,7 +6,6 @@ server that disappears), refused gates, keys, and following jobs after a restart
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import cirq
@@ -18,6 +17,7 @@ from qnb import JobStatus, _manager
 from qnb._targets import _ionq
 from conftest import wait_until
 from ionq_standin import StandIn
+from vendor_support import check_slow_answers_never_fail_a_job, served, target_maker
 
 KEY = "sk-standin-0123456789abcdef"
 Q = cirq.LineQubit.range(3)
@@ -27,27 +27,14 @@ FLIP = cirq.Circuit(cirq.X(Q[1]), cirq.measure(Q[0], Q[1], key="m"))
 
 @pytest.fixture
 def standin():
-    stand = StandIn(KEY)
-    stand.start()
-    yield stand
-    stand.stop()
+    yield from served(StandIn(KEY))
 
 
 @pytest.fixture
 def targets():
-    made = []
-
-    def register(standin: StandIn, **options):
-        options = {"api_key": KEY, "remote_host": standin.url, "poll_seconds": 0.05,
-                   "call_timeout": 5.0, **options}  # fmt: skip
-        name = f"ionq-{uuid.uuid4().hex[:6]}"
-        target = qnb.register_target(name, "ionq", **options)
-        made.append(target)
-        return target
-
-    yield register
-    for target in made:
-        target.close()
+    """``targets(standin, **options)``: an IonQ target against the stand-in."""
+    yield from target_maker("ionq", "ionq", lambda standin: {
+        "api_key": KEY, "remote_host": standin.url, "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -186,17 +173,7 @@ def test_429_and_503_are_retried_and_the_job_is_created_once(manager, standin, t
 
 
 def test_slow_answers_never_fail_a_job(manager, standin, targets):
-    target = targets(standin, call_timeout=0.5)
-    standin.hold = True
-    standin.delay = 1.0  # every answer later than the call's deadline, the POST's too
-    job = qnb.submit(BELL, target=target.name, shots=10)  # returns: the job waits for IonQ
-    wait_until(lambda: standin.created == 1, what="the slow POST to land")
-    wait_until(lambda: not target.connected, what="the target to see IonQ as away")
-    assert not job.status.is_terminal
-    standin.delay = 0.0
-    standin.release()
-    assert sum(job.result(timeout=60).counts().values()) == 10
-    assert target.connected and standin.created == 1
+    check_slow_answers_never_fail_a_job(standin, targets(standin, call_timeout=0.5), BELL, vendor="IonQ")
 
 
 def test_a_job_that_fails_at_ionq_shows_the_vendors_reason(manager, standin, targets):

@@ -10,18 +10,16 @@ returned left a job without its IonQ id, which the next process failed with a Ty
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 import qnb
-from qnb import JobStatus, _manager
+from qnb import JobStatus
 from conftest import wait_until
 from ionq_standin import StandIn
+from vendor_support import kill_while_creating, new_process_manager, result_through, start_child
 from test_ionq import BELL, KEY, no_ambient_key, standin, targets  # noqa: F401 (fixtures)
 
 READ = "/jobs/"  # GET /jobs/{id}: the read after the POST (and every later read)
@@ -106,27 +104,14 @@ SUBMIT_THEN = textwrap.dedent(
 
 
 def _run_script(tmp_path, standin: StandIn, then: str, **env_extra):
-    env = {**os.environ, "QNB_HOME": str(tmp_path / "home"), "QNB_TARGETS": str(tmp_path / "none.toml"),
-           **env_extra}  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-c", SUBMIT_THEN, standin.url, KEY, then],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    return start_child(SUBMIT_THEN, tmp_path / "home", standin.url, KEY, then, **env_extra)
 
 
 def _follow_in_a_new_process(tmp_path, standin: StandIn, job_id: str) -> dict:
     """A fresh manager on the same home follows the job to its end: its counts."""
-    fresh = _manager.JobManager(tmp_path / "home")
-    previous = _manager.set_manager(fresh)
-    try:
+    with new_process_manager(tmp_path / "home"):
         target = qnb.register_target("qpu", "ionq", api_key=KEY, remote_host=standin.url, poll_seconds=0.05)
-        try:
-            return qnb.get_job(job_id).result(timeout=60).counts()
-        finally:
-            target.close()
-    finally:
-        _manager.set_manager(previous)
-        fresh.close()
+        return result_through(target, job_id).counts()
 
 
 @pytest.mark.slow
@@ -145,18 +130,7 @@ def test_killed_while_the_post_is_on_its_way_the_job_is_found_by_name(tmp_path, 
     monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
     standin.delay_after_create = 60.0  # IonQ has the job; its creator never hears so
     child = _run_script(tmp_path, standin, "wait", CALL_TIMEOUT="120")
-    try:
-        wait_until(lambda: standin.created == 1, what="the job created at IonQ")
-    finally:
-        child.kill()
-        child.communicate(timeout=60)
-    standin.delay_after_create = 0.0
-    peek = _manager.JobManager(tmp_path / "home", warm_pool=False)
-    try:
-        (stored,) = peek.find()
-        assert stored.remote_id is None and not stored.done  # in doubt, not failed
-    finally:
-        peek.close()
+    stored = kill_while_creating(child, standin, tmp_path / "home")  # asserted in doubt, not failed
     assert sum(_follow_in_a_new_process(tmp_path, standin, stored.id).values()) == 100
     assert standin.created == 1
 
