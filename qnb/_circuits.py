@@ -233,6 +233,9 @@ def _template_example(kind: type) -> cirq.Gate:
     return kind(exponent=0.5, global_shift=0.25)
 
 
+_SHARED_GATES = (cirq.CZ, cirq.CNOT, cirq.H, cirq.SWAP, cirq.ISWAP, cirq.CCZ, cirq.CCX, cirq.XX, cirq.YY, cirq.ZZ)
+
+
 def _checked_templates() -> dict[type, tuple]:
     """gate type -> (its text with ``%s`` for each number, what reads the numbers), for
     the types whose text, on an example, is the document Cirq writes."""
@@ -252,8 +255,10 @@ def _checked_templates() -> dict[type, tuple]:
             example = _template_example(kind)
             written = json.loads(text % tuple(map(repr, numbers(example))))
             if written == {"cirq_type": kind.__name__, **example._json_dict_()}:
-                # (With what starts its operation: first in its moment, or after a comma.)
-                kept[kind] = (text, numbers, _OPERATION_TEXT + text.encode(), _NEXT_OPERATION_TEXT + text.encode())
+                # (With what starts its operation: first in its moment, or after a comma;
+                # and whether Cirq has shared gate objects of the type, see below.)
+                shared = any(type(gate) is kind for gate in _SHARED_GATES)
+                kept[kind] = (text, numbers, _OPERATION_TEXT + text.encode(), _NEXT_OPERATION_TEXT + text.encode(), shared)
         except Exception:  # noqa: BLE001 - a type this Cirq makes otherwise: the tree writes it
             continue
     return kept
@@ -267,7 +272,7 @@ def _shared_gate_texts() -> dict[int, tuple[cirq.Gate, bytes, bytes]]:
     id: their operations' start with their numbers written in (a third of a brickwork
     circuit's numbers are cirq.CZ's). The gates are kept: their ids stay theirs."""
     shared = {}
-    for gate in (cirq.CZ, cirq.CNOT, cirq.H, cirq.SWAP, cirq.ISWAP, cirq.CCZ, cirq.CCX, cirq.XX, cirq.YY, cirq.ZZ):
+    for gate in _SHARED_GATES:
         template = _GATE_TEMPLATES.get(type(gate))
         if template is None:
             continue
@@ -344,7 +349,7 @@ def _written(circuit: cirq.Circuit, encode: Callable, templates: Mapping[type, t
             gate, qubits = op._gate, op._qubits
             template = templates.get(type(gate))
             if template is not None:
-                shared = shared_texts.get(id(gate))  # (cirq.CZ, cirq.H, ...: numbers written in)
+                shared = shared_texts.get(id(gate)) if template[4] else None  # (cirq.CZ, ...: numbers written in)
                 if shared is None:
                     add_numbers(template[1](gate))
                     gate_text = template[2 + following]
