@@ -4,19 +4,33 @@ cluster"):
 - a job that starts as soon as the loop schedules it keeps its parsed circuits past its
   insert (parsing them again from the store cost ~2 ms of kernel CPU a circuit); a job
   that really waits keeps only its stored text (tests/test_server_memory.py);
-- the store writes a circuit that several items share once, by identity.
+- the store writes a circuit that several items share once, by identity;
+- one walk (``_circuits.scan``) checks a circuit and writes its text: the text is Cirq's
+  document, and the walk refuses exactly what the separate checks refuse;
+- the store's log is copied into its file by a thread of its own.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import cirq
+import numpy as np
+import pytest
+import sympy
+
 import qnb
+from conftest import wait_until
 from qnb import _circuits
+from qnb._api import prepare_items
 from qnb._device import DeviceSpec
 from qnb._manager import is_done
-from qnb._targets import SimulatorTarget
+from qnb._records import ItemRecord, JobRecord
+from qnb._store import CHECKPOINT_BYTES, Store
+from qnb._targets import SimulatorTarget, registry
+from test_kernel_feed import _assorted, _brickwork
 
 Q = cirq.LineQubit.range(2)
 
@@ -83,17 +97,6 @@ def test_items_of_one_circuit_store_its_text_once_and_read_back_whole(manager):
 
 
 # -- one walk for the checks and the text (_circuits.scan) ------------------------------
-
-from test_kernel_feed import _assorted, _brickwork  # noqa: E402
-
-import json  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import sympy  # noqa: E402
-
-from qnb._api import prepare_items  # noqa: E402
-from qnb._targets import registry  # noqa: E402
 
 
 class _Unstorable(cirq.Gate):
@@ -219,17 +222,10 @@ def test_a_bad_batch_leaves_nothing_stored_and_a_good_one_stores_the_checked_tex
 
 # -- checkpoints of the store's log, off the writing thread -----------------------------
 
-import threading as _threading  # noqa: E402
-import time as _time  # noqa: E402
-
-from conftest import wait_until  # noqa: E402
-from qnb._records import ItemRecord, JobRecord  # noqa: E402
-from qnb._store import CHECKPOINT_BYTES, Store  # noqa: E402
-
 
 def _job_of(texts: list[str]) -> JobRecord:
-    return JobRecord(id=f"job{len(texts)}-{_time.monotonic_ns()}", name="n", target="t", user="u", shots=1,
-                     items=[ItemRecord(str(i)) for i in range(len(texts))], time_added=_time.time())  # fmt: skip
+    return JobRecord(id=f"job{len(texts)}-{time.monotonic_ns()}", name="n", target="t", user="u", shots=1,
+                     items=[ItemRecord(str(i)) for i in range(len(texts))], time_added=time.time())  # fmt: skip
 
 
 def test_the_log_is_copied_into_the_store_by_a_thread_of_its_own(tmp_path):
@@ -238,13 +234,13 @@ def test_the_log_is_copied_into_the_store_by_a_thread_of_its_own(tmp_path):
         text = _circuits.to_json(_brickwork(0, n=12, depth=20))  # ~70 KB
         small = [text] * 2  # (one stored text: the same object)
         store.insert_job(_job_of(small), small, {})
-        assert not [t for t in _threading.enumerate() if t.name == "qnb-store-checkpoints"]
+        assert not [t for t in threading.enumerate() if t.name == "qnb-store-checkpoints"]
         size = store.path.stat().st_size
         big = [text + " " * i for i in range(CHECKPOINT_BYTES // len(text) + 2)]  # distinct texts
         job = _job_of(big)
-        writer = _threading.get_ident()
+        writer = threading.get_ident()
         store.insert_job(job, big, {})
-        checkpointer = next(t for t in _threading.enumerate() if t.name == "qnb-store-checkpoints")
+        checkpointer = next(t for t in threading.enumerate() if t.name == "qnb-store-checkpoints")
         assert checkpointer.ident != writer and checkpointer.daemon
         # The store file grows by what the log held: copied there by that thread (SQLite
         # itself would copy it only past WAL_BACKSTOP_PAGES).
