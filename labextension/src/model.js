@@ -229,8 +229,12 @@ export class JobsModel {
   }
 }
 
+// `needle` (lowercase) is found in the row's text; "tag:NAME" finds the rows with that tag.
 function matches(row, keep, needle) {
-  return keep(row) && (!needle || haystack(row).includes(needle));
+  if (!keep(row)) return false;
+  if (!needle) return true;
+  if (needle.startsWith('tag:')) return (row.tags || []).some(tag => tag.toLowerCase() === needle.slice(4).trim());
+  return haystack(row).includes(needle);
 }
 
 // The shown order: the sort key in the chosen direction, then newest first, then by id
@@ -247,7 +251,7 @@ function compare(dir, ka, a, kb, b) {
 function haystack(row) {
   if (row._hay === undefined) {
     Object.defineProperty(row, '_hay', {
-      value: [row.name, row.id, row.target, row.origin, row.status, row.user].join(' ').toLowerCase(),
+      value: [row.name, row.id, row.target, row.origin, row.status, row.user, ...(row.tags || [])].join(' ').toLowerCase(),
       enumerable: false
     });
   }

@@ -52,7 +52,7 @@ export class JobsPanel extends Widget {
     n.setAttribute('role', 'region');
     n.setAttribute('aria-label', 'qnb jobs');
     this.searchBox = el('input', {
-      type: 'search', className: 'qnb-jp-search jp-mod-styled', placeholder: 'Search name, id, target, origin',
+      type: 'search', className: 'qnb-jp-search jp-mod-styled', placeholder: 'Search name, id, target, origin, tags (tag:NAME)',
       'aria-label': 'Search jobs'
     });
     this.searchBox.addEventListener('input', () => {
