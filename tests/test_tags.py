@@ -62,6 +62,16 @@ def test_tags_are_kept_in_order_and_jobs_are_found_by_tag_name_and_time(manager)
     assert ids(qnb.jobs(tag="calib")) == {calib.id, again.id}
 
 
+def test_run_and_the_sampler_pass_tags_through(manager):
+    assert qnb.run(BELL, shots=10, tags=["by-run"], timeout=60).counts()
+    sampler = qnb.Sampler(tags=["by-sampler"])
+    sampler.run(BELL, repetitions=10)
+    assert sampler.last_job.tags == ("by-sampler",)
+    assert len(qnb.jobs(tag="by-run")) == 1 and ids(qnb.jobs(tag="by-sampler")) == {sampler.last_job.id}
+    with pytest.raises(InvalidOptionError, match="at most 20 tags"):
+        qnb.Sampler(tags=[str(i) for i in range(30)]).run(BELL, repetitions=10)
+
+
 def test_tags_survive_a_new_process_reading_the_store(manager):
     job = qnb.submit(BELL, shots=10, tags=["kept", "on disk"])
     job.result(timeout=60)
