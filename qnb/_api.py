@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import cirq
 import httpx
 
-from . import _circuits, _config, _options, _secrets, _sweeps
+from . import _circuits, _config, _notify, _options, _secrets, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._job import Job
@@ -122,6 +122,7 @@ def submit(
     priority: int = 0,
     params: cirq.Sweepable | None = None,
     tags: Sequence[str] | str = (),
+    notify: Sequence[str] | str | bool | None = None,
 ) -> Job:
     """Submit circuits as one job and return at once.
 
@@ -133,7 +134,10 @@ def submit(
     ``cirq.Points``, ``Zip``, ``Product``, dicts, ...) run for every circuit; each point is
     one item, labelled ``"label[k]"``, and ``job.result().sweep()`` gives the results
     in sweep order. ``tags``: labels to find the job again by (``qnb.jobs(tag=...)``),
-    at most 20 of 1 to 64 characters; one text is one tag.
+    at most 20 of 1 to 64 characters; one text is one tag. ``notify``: an Apprise URL
+    (``"ntfy://my-topic"``) or a list of them, sent one message when the job ends; by
+    default ``$QNB_NOTIFY`` or the targets file's ``[notify] urls``; ``False`` for none.
+    Only this process sends it (the URLs, which may hold tokens, are never stored).
     """
     sweeps = None
     if params is not None:
@@ -142,7 +146,7 @@ def submit(
         sweeps = {label: points for label in circuits}
     return _submit_items(
         circuits, target=target, shots=shots, name=name, user=user, front=front,
-        compile=compile, priority=priority, sweeps=sweeps, tags=tags,
+        compile=compile, priority=priority, sweeps=sweeps, tags=tags, notify=notify,
     )  # fmt: skip
 
 
@@ -158,14 +162,16 @@ def _submit_items(
     priority: int,
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None,
     tags: object = (),
+    notify: object = (),
 ) -> Job:
     """One job of circuits, each with its sweep (``qnb.Sampler.run_batch`` gives each
-    circuit a sweep of its own)."""
+    circuit a sweep of its own). ``notify`` defaults to none here: a Sampler's many
+    jobs are not announced one by one."""
     manager = get_manager()
     tgt = manager.targets.get(target)
     options = _options.check(
         shots=shots, max_shots=tgt.device.max_shots, target=tgt.name, name=name, front=front,
-        compile=compile, priority=priority, tags=tags,
+        compile=compile, priority=priority, tags=tags, notify=notify,
     )  # fmt: skip
     user = _options.check_name(user, what="user")
     items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
@@ -185,7 +191,9 @@ def _submit_items(
         circuit_json=texts,
         tags=options.tags,
     )
-    return Job(rec.id, manager=manager)
+    job = Job(rec.id, manager=manager)
+    _notify.notifier.watch(job, options.notify)
+    return job
 
 
 def run(circuits, *, timeout: float | None = None, **options) -> JobResult:

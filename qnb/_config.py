@@ -9,11 +9,15 @@
     kind = "dask"
     address = "tcp://scheduler:8786"
     engine = "qsim"
+
+    [notify]                       # a message when each job submitted from here ends
+    urls = ["ntfy://my-topic"]     # Apprise URLs; $QNB_NOTIFY (comma- or space-separated) wins
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -24,15 +28,46 @@ def targets_file() -> Path:
     return Path(os.environ.get("QNB_TARGETS", "~/.config/qnb/targets.toml")).expanduser()
 
 
-def _tables() -> dict[str, dict]:
-    path = targets_file()
+def _document(path: Path) -> dict:
     try:
         if not path.exists():
             return {}
-        tables = tomllib.loads(path.read_text()).get("targets", {})
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise InvalidOptionError(f"the targets file {path} cannot be read: {exc}") from None
+
+
+def _tables() -> dict[str, dict]:
+    tables = _document(targets_file()).get("targets", {})
     return {name: entry for name, entry in tables.items() if isinstance(entry, dict)}
+
+
+# (path, mtime, size) -> its notify URLs: every submit asks, the file rarely changes.
+_notify_cache: dict[tuple, tuple[str, ...]] = {}
+
+
+def notify_defaults() -> tuple[tuple[str, ...], str]:
+    """The Apprise URLs every job submitted without ``notify=`` is announced to, and
+    where they come from: ``$QNB_NOTIFY`` (comma- or space-separated; set but empty:
+    none) or else the targets file's ``[notify] urls``."""
+    if "QNB_NOTIFY" in os.environ:
+        return tuple(u for u in re.split(r"[\s,]+", os.environ["QNB_NOTIFY"]) if u), "$QNB_NOTIFY"
+    path = targets_file()
+    where = f"[notify] urls in {path}"
+    try:
+        stat = path.stat()
+    except OSError:
+        return (), where
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _notify_cache:
+        table = _document(path).get("notify", {})
+        urls = table.get("urls", []) if isinstance(table, dict) else None
+        urls = [urls] if isinstance(urls, str) else urls
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise InvalidOptionError(f"{where} must be a list of Apprise URLs (text)")
+        _notify_cache.clear()
+        _notify_cache[key] = tuple(urls)
+    return _notify_cache[key], where
 
 
 def configured_targets() -> dict[str, dict]:

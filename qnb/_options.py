@@ -9,9 +9,12 @@ Python API shows the same words.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
+import re
 from collections.abc import Iterable
 
-from . import _sweeps
+from . import _config, _sweeps
 from ._errors import InvalidCircuitError, InvalidOptionError, QnbError
 
 #: Longest job name, user name or circuit label kept.
@@ -40,6 +43,8 @@ class SubmitOptions:
     compile: bool = False
     priority: int = 0
     tags: tuple[str, ...] = ()
+    #: Apprise URLs told when the job ends (they may hold tokens: never shown).
+    notify: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
 
 def check(
@@ -52,6 +57,7 @@ def check(
     compile: object = False,
     priority: object = 0,
     tags: object = (),
+    notify: object = (),
 ) -> SubmitOptions:
     """The options of one submission to ``target`` (whose device takes at most
     ``max_shots``), checked strictly: ``front="no"`` is not a boolean, ``shots=2.0`` not
@@ -63,6 +69,7 @@ def check(
         compile=check_flag("compile", compile),
         priority=check_priority(priority),
         tags=check_tags(tags),
+        notify=check_notify(notify),
     )
 
 
@@ -140,6 +147,68 @@ def _check_tag(tag: object) -> None:
             ),
             "tags",
         )
+
+
+def check_notify(notify: object) -> tuple[str, ...]:
+    """Where a job's end is announced: an Apprise URL or a list of them; None for the
+    defaults (``$QNB_NOTIFY``, else the targets file's ``[notify] urls``); False or
+    an empty list for none. Each must be a URL Apprise can use."""
+    where = ""
+    if notify is None:
+        notify, source = _config.notify_defaults()
+        where = f" (from {source})"
+    elif notify is False:
+        return ()
+    if isinstance(notify, str):
+        notify = [notify]
+    if not isinstance(notify, (list, tuple)) or not all(isinstance(u, str) for u in notify):
+        raise _about(
+            InvalidOptionError(
+                f"notify must be an Apprise URL or a list of them, got {type(notify).__name__}; "
+                "write notify='ntfy://my-topic' or notify=['json://host:8000/hook', ...]"
+            ),
+            "notify",
+        )
+    for url in notify:
+        if not _apprise_takes(url):
+            raise _about(
+                InvalidOptionError(
+                    f"notify: Apprise cannot use {_described(url)}{where}; "
+                    "write it as Apprise's documentation for that service says (e.g. "
+                    "'ntfy://my-topic', 'json://host:8000/hook', 'mailto://user:password@"
+                    "example.com'; https://github.com/caronc/apprise/wiki)"
+                ),
+                "notify",
+            )
+    return tuple(dict.fromkeys(notify))
+
+
+def url_scheme(url: str) -> str | None:
+    """A URL's scheme (``"ntfy"``), the only part of it ever shown: the rest may hold a
+    token. None if it has none."""
+    scheme, found, _ = url.partition("://")
+    return scheme if found and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,31}", scheme) else None
+
+
+def _described(url: str) -> str:
+    scheme = url_scheme(url)
+    return "a URL without a scheme (service://...)" if scheme is None else f"the URL of scheme '{scheme}://'"
+
+
+@functools.lru_cache(maxsize=256)
+def _apprise_takes(url: str) -> bool:
+    import apprise  # ~75 ms to import (and its plug-ins ~0.2 s): only once someone asks
+
+    # Apprise logs the URL it refuses, token and all: those records are dropped.
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    log = logging.getLogger("apprise")
+    log.addFilter(drop)
+    try:
+        return bool(apprise.Apprise().add(url))
+    finally:
+        log.removeFilter(drop)
 
 
 def check_flag(name: str, value: object) -> bool:
