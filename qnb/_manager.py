@@ -181,9 +181,9 @@ class JobManager:
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
-        The job may start running before its circuits are written: serializing a large
-        batch to Cirq JSON takes as long as simulating it, so the two overlap. Results
-        that arrive meanwhile wait in memory and are written with the job.
+        Circuits without ``circuit_json`` (qnb.submit's checks write most) are written
+        here, while the job may already run; results arriving meanwhile wait in memory
+        and are written with the job.
         """
         rec = JobRecord(
             id=job_id or uuid.uuid4().hex,
