@@ -10,6 +10,7 @@ heavy is imported at module level: ``qnb --help`` and argument errors stay quick
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import ipaddress
 import json
 import os
@@ -274,6 +275,29 @@ def _result(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait(args: argparse.Namespace) -> int:
+    """Wait for a job's end, print its status, and send one message to the ``--notify``
+    URLs (default: ``$QNB_NOTIFY`` or the targets file's ``[notify] urls``)."""
+    qnb = _qnb()
+    from . import _job, _notify, _options
+
+    urls = _options.check_notify(args.notify or None)  # refused before any waiting
+    job = qnb.get_job(args.job)
+    if not job.done():
+        _connect_if_remote(job.target)
+        print(f"waiting for job {job.id[:8]} ({job.status.value})...", file=sys.stderr, flush=True)
+        try:
+            _job.when(job).result(args.timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"job {job.id[:8]} is still {job.status.value} after {args.timeout} s; it carries on"
+            ) from None
+    print(f"{job.id[:8]}  {job.status.value}")
+    if urls and not _notify.send(urls, *_notify.message(job)):
+        raise QnbError(f"the notification of job {job.id[:8]} could not be sent (see the log line above)")
+    return 0 if job.status.value == "completed" else 1
+
+
 def _cancel(args: argparse.Namespace) -> int:
     qnb = _qnb()
     if args.all == bool(args.jobs):
@@ -427,6 +451,14 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="with --wait: give up after SECONDS (the job carries on)")
     result.add_argument("--json", action="store_true", help="as JSON")
+
+    wait = command("wait", _wait, "wait for a job to end; with --notify, send one message then")
+    wait.add_argument("job", metavar="JOB")
+    wait.add_argument("--notify", action="append", metavar="URL",
+                      help="an Apprise URL to tell (repeat for several; default: $QNB_NOTIFY or "
+                           "the targets file's [notify] urls)")
+    wait.add_argument("--timeout", type=float, metavar="SECONDS",
+                      help="give up after SECONDS (the job carries on)")
 
     cancel = command("cancel", _cancel, "cancel jobs (a finished job stays as it is)")
     cancel.add_argument("jobs", nargs="*", metavar="JOB")
