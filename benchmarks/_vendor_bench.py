@@ -78,8 +78,8 @@ def start_standin(bench: VendorBench, run_seconds: float) -> tuple[subprocess.Po
     """The stand-in in a process of its own; its URL once it answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / f"{bench.vendor}_standin.py"), "--port", str(port), *bench.standin_options,
-         "--queue-seconds", "0.5", "--run-seconds", str(run_seconds)],
+        [sys.executable, str(ROOT / "tests" / f"{bench.vendor}_standin.py"), "--port", str(port),
+         *bench.standin_options, "--queue-seconds", "0.5", "--run-seconds", str(run_seconds)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

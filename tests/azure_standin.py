@@ -51,6 +51,7 @@ ACCOUNT = "standinstore"
 WORKSPACE_PATH = (
     f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.Quantum/workspaces/{WORKSPACE}"
 )
+BLOB_PREFIX = f"/{ACCOUNT}/"  # path-style blob URLs, like Azurite
 SIGNATURE = "standin-sas-signature"
 _SAS = f"sv=2023-11-03&se=2099-01-01T00%3A00%3A00Z&sr=c&sp=racw&sig={SIGNATURE}"
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -148,32 +149,21 @@ class AzureStandIn(StandIn):
         with self.lock:
             return list(self.jobs)
 
-    def _make_app(self) -> FastAPI:
-        app = FastAPI()
-        standin = self
-        blob_prefix = f"/{ACCOUNT}/"
+    def _route(self, path: str) -> str | None:
+        if path.startswith(WORKSPACE_PATH):
+            return _ID.sub("{id}", path.removeprefix(WORKSPACE_PATH))
+        return "/<blob>" if path.startswith(BLOB_PREFIX) else None
 
-        @app.middleware("http")
-        async def checks(request: Request, call_next):
-            path = request.url.path
-            on_workspace = path.startswith(WORKSPACE_PATH)
-            if not (on_workspace or path.startswith(blob_prefix)):
-                return await call_next(request)
-            if standin.delay:
-                await _sleep(standin, standin.delay)
-            route = path.removeprefix(WORKSPACE_PATH) if on_workspace else "/<blob>"
-            with standin.lock:
-                standin.requests[f"{request.method} {_ID.sub('{id}', route)}"] += 1
-            fault = standin._fault_for(request.method, path)
-            if fault is not None and not fault.after:
-                return _injected(fault)
-            refused = standin._refuse(request, on_workspace)
-            if refused is not None:
-                return refused
-            answer = await call_next(request)
-            if standin.delay_after_create and request.method == "PUT" and "/jobs/" in path:
-                await _sleep(standin, standin.delay_after_create)  # created; answered late
-            return answer if fault is None else _injected(fault)
+    def _creates(self, request: Request) -> bool:
+        return request.method == "PUT" and "/jobs/" in request.url.path
+
+    def _fault_answer(self, fault) -> Response:
+        if fault.garbage:  # a proxy's page, not the workspace's JSON
+            return super()._fault_answer(fault)
+        return _error(fault.status, "Injected", f"injected {fault.status}")
+
+    def _add_routes(self, app: FastAPI) -> None:
+        standin = self
 
         @app.get(f"{WORKSPACE_PATH}/providerStatus")
         async def provider_status():
@@ -217,7 +207,7 @@ class AzureStandIn(StandIn):
         async def cancel(job_id: str):
             return standin._cancel(job_id)
 
-        @app.put(f"{blob_prefix}{{container}}/{{blob:path}}")
+        @app.put(f"{BLOB_PREFIX}{{container}}/{{blob:path}}")
         async def put_blob(container: str, blob: str, request: Request):
             if request.headers.get("if-none-match") == "*" and (container, blob) in standin.blobs:
                 return _error(409, "BlobAlreadyExists", "The specified blob already exists.")
@@ -226,21 +216,16 @@ class AzureStandIn(StandIn):
                 standin.blobs[container, blob] = (data, request.headers.get("x-ms-blob-content-type", ""))
             return Response(status_code=201, headers=_blob_headers(data))
 
-        @app.api_route(f"{blob_prefix}{{container}}/{{blob:path}}", methods=["GET", "HEAD"])
+        @app.api_route(f"{BLOB_PREFIX}{{container}}/{{blob:path}}", methods=["GET", "HEAD"])
         async def get_blob(container: str, blob: str, request: Request):
             found = standin.blobs.get((container, blob))
             if found is None:
                 return _error(404, "BlobNotFound", "The specified blob does not exist.")
             return _blob_answer(found[0], found[1], request)
 
-        @app.get("/_standin/state")
-        async def state():
-            return standin.state()
-
-        return app
-
-    def _refuse(self, request: Request, on_workspace: bool) -> Response | None:
-        if on_workspace:
+    def _refuse(self, request: Request) -> Response | None:
+        """The workspace checks its API key; storage, the SAS's signature."""
+        if request.url.path.startswith(WORKSPACE_PATH):
             key = request.headers.get("x-ms-quantum-api-key", "")
             with self.lock:
                 self.seen_keys.add(key)
@@ -290,21 +275,6 @@ class AzureStandIn(StandIn):
                 return _error(409, "InvalidJobState", f"job {job_id} has already finished")
             job.forced, job.cancelled_at = "Cancelled", now
         return job.view(now, self.url)
-
-
-async def _sleep(standin: StandIn, seconds: float) -> None:
-    """Wait ``seconds``, or less when the test sets the delays back to 0."""
-    import asyncio
-
-    until = time.monotonic() + seconds
-    while (standin.delay or standin.delay_after_create) and time.monotonic() < until:
-        await asyncio.sleep(0.02)
-
-
-def _injected(fault) -> Response:
-    if fault.garbage:
-        return Response("<html>502 Bad Gateway</html>", status_code=200, media_type="application/json")
-    return _error(fault.status, "Injected", f"injected {fault.status}")
 
 
 def _matches(odata_filter: str | None, view: dict) -> bool:

@@ -39,7 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import ionq_standin
-from ionq_standin import StandInJob, _fault_answer, _iso, serve_from_command_line
+from ionq_standin import StandInJob, _iso, serve_from_command_line
 
 API = "/api/v1"
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/standin::instance-standin"
@@ -115,31 +115,14 @@ class IBMStandIn(ionq_standin.StandIn):
         self.config, self.properties = _device_json()
         super().__init__(api_key, **kwargs)
 
-    def _make_app(self) -> FastAPI:
-        app = FastAPI()
-        standin = self
+    def _route(self, path: str) -> str | None:
+        return None if path.startswith("/_standin") else _JOB_ID.sub("{id}", path)
 
-        @app.middleware("http")
-        async def checks(request: Request, call_next):
-            path = request.url.path
-            if path.startswith("/_standin"):
-                return await call_next(request)
-            if standin.delay:
-                await asyncio.sleep(standin.delay)
-            with standin.lock:
-                standin.requests[f"{request.method} {_JOB_ID.sub('{id}', path)}"] += 1
-            fault = standin._fault_for(request.method, path)
-            if fault is not None and not fault.after:
-                return _fault_answer(fault)
-            if path != "/identity/token" and not standin._authorized(request):
-                return JSONResponse({"errors": [{"code": "unauthorized", "message": "Invalid token"}]},
-                                    status_code=401)  # fmt: skip
-            answer = await call_next(request)
-            if standin.delay_after_create and request.method == "POST" and path == f"{API}/jobs":
-                until = time.monotonic() + standin.delay_after_create
-                while standin.delay_after_create and time.monotonic() < until:
-                    await asyncio.sleep(0.02)
-            return answer if fault is None else _fault_answer(fault)
+    def _creates(self, request: Request) -> bool:
+        return request.method == "POST" and request.url.path == f"{API}/jobs"
+
+    def _add_routes(self, app: FastAPI) -> None:
+        standin = self
 
         @app.post("/identity/token")
         async def token(request: Request):
@@ -247,18 +230,18 @@ class IBMStandIn(ionq_standin.StandIn):
                 job.forced = "canceled"
             return Response(status_code=204)
 
-        @app.get("/_standin/state")
-        async def state():
-            return standin.state()
-
-        return app
-
-    def _authorized(self, request: Request) -> bool:
+    def _refuse(self, request: Request) -> Response | None:
+        """IAM's token exchange is open; every other call needs a token IAM handed out
+        (and, on the Runtime API, the instance's CRN)."""
+        if request.url.path == "/identity/token":
+            return None
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
         with self.lock:
             known = bearer in self.tokens
         crn_ok = not request.url.path.startswith(API) or request.headers.get("service-crn") == CRN
-        return known and crn_ok
+        if known and crn_ok:
+            return None
+        return JSONResponse({"errors": [{"code": "unauthorized", "message": "Invalid token"}]}, status_code=401)
 
     def _view(self, job: StandInJob, now: float) -> dict:
         status = IBM_WORDS[job.status(now)]

@@ -258,6 +258,31 @@ class StandIn:
 
     # -- the HTTP API ------------------------------------------------------------------------
 
+    async def _counted_call(self, request: Request, call_next, route: str) -> Response:
+        """What every call to the vendor's API goes through: the test's ``delay``, the
+        count under ``"METHOD route"``, an injected fault (answered instead of the call,
+        or once it is carried out with ``after``), the vendor's check of the caller, and
+        ``delay_after_create`` on a call that creates a job (created; answered late)."""
+        await self._wait_out("delay")
+        with self.lock:
+            self.requests[f"{request.method} {route}"] += 1
+        fault = self._fault_for(request.method, request.url.path)
+        if fault is not None and not fault.after:
+            return self._fault_answer(fault)
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        answer = await call_next(request)
+        if self._creates(request):
+            await self._wait_out("delay_after_create")
+        return answer if fault is None else self._fault_answer(fault)
+
+    async def _wait_out(self, delay: str) -> None:
+        """Wait the seconds ``self.<delay>`` says, or less once the test sets it to 0."""
+        until = time.monotonic() + getattr(self, delay)
+        while getattr(self, delay) and time.monotonic() < until:
+            await asyncio.sleep(0.02)
+
     def _fault_for(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:
@@ -269,37 +294,49 @@ class StandIn:
         return None
 
     def _make_app(self) -> FastAPI:
+        """The app: every call to the vendor's API counted and checked (:meth:`_counted_call`),
+        ``GET /_standin/state``, and the vendor's routes (:meth:`_add_routes`)."""
         app = FastAPI()
-        standin = self
 
         @app.middleware("http")
         async def checks(request: Request, call_next):
-            path = request.url.path
-            if not path.startswith(API):
+            route = self._route(request.url.path)
+            if route is None:  # not the vendor's API: open, not counted
                 return await call_next(request)
-            if standin.delay:
-                await asyncio.sleep(standin.delay)
-            with standin.lock:
-                standin.requests[f"{request.method} {_ID.sub('{id}', path)}"] += 1
-            fault = standin._fault_for(request.method, path)
-            if fault is not None and not fault.after:
-                return _fault_answer(fault)
-            header = request.headers.get("authorization", "")
-            key = header.removeprefix("apiKey ")
-            with standin.lock:
-                standin.seen_keys.add(key)
-            if header != f"apiKey {standin.api_key}":
-                return JSONResponse(
-                    {"error": {"type": "UnauthorizedError", "message": "Invalid key provided"}},
-                    status_code=401,
-                )
-            answer = await call_next(request)
-            if standin.delay_after_create and request.method == "POST":
-                # Created; the answer is late (until the delay ends or is set to 0).
-                until = time.monotonic() + standin.delay_after_create
-                while standin.delay_after_create and time.monotonic() < until:
-                    await asyncio.sleep(0.02)
-            return answer if fault is None else _fault_answer(fault)
+            return await self._counted_call(request, call_next, route)
+
+        @app.get("/_standin/state")
+        async def state():
+            return self.state()
+
+        self._add_routes(app)
+        return app
+
+    # What a stand-in of another vendor says of its own (the stand-ins of IBM and Azure).
+
+    def _route(self, path: str) -> str | None:
+        """The name a call is counted under (ids as ``{id}``); None: not the vendor's API."""
+        return _ID.sub("{id}", path) if path.startswith(API) else None
+
+    def _creates(self, request: Request) -> bool:
+        """Whether the call creates a job (``delay_after_create`` holds its answer back)."""
+        return request.method == "POST"
+
+    def _refuse(self, request: Request) -> Response | None:
+        """The vendor's check of the caller: an answer to refuse with, or None."""
+        header = request.headers.get("authorization", "")
+        with self.lock:
+            self.seen_keys.add(header.removeprefix("apiKey "))
+        if header != f"apiKey {self.api_key}":
+            return JSONResponse({"error": {"type": "UnauthorizedError", "message": "Invalid key provided"}},
+                                status_code=401)  # fmt: skip
+        return None
+
+    def _fault_answer(self, fault: Fault) -> Response:
+        return _fault_answer(fault)
+
+    def _add_routes(self, app: FastAPI) -> None:
+        standin = self
 
         @app.post(f"{API}/jobs")
         async def create(request: Request):
@@ -368,12 +405,6 @@ class StandIn:
         @app.get(f"{API}/calibrations")
         async def calibrations():
             return {"calibrations": [standin._calibration()]}
-
-        @app.get("/_standin/state")
-        async def state():
-            return standin.state()
-
-        return app
 
     def _calibration(self) -> dict:
         n = self.qpu_qubits

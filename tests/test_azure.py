@@ -23,8 +23,8 @@ from qnb import JobStatus, _manager
 from qnb._targets import _azure
 from conftest import wait_until
 from azure_standin import GROUP, LOCATION, SUBSCRIPTION, WORKSPACE, AzureStandIn
-from vendor_support import (kill_once, kill_while_creating, new_process_manager, result_through, served, start_child,
-                            submitter_script, target_maker)  # fmt: skip
+from vendor_support import (assert_nowhere_in, failed_job, kill_once, kill_while_creating, new_process_manager,
+                            result_through, served, start_child, submitter_script, target_maker)  # fmt: skip
 
 KEY = "azure-standin-key-0123456789"
 Q = cirq.LineQubit.range(4)
@@ -253,10 +253,7 @@ def test_slow_answers_make_the_job_wait_not_fail(manager, standin, targets):
 
 def test_a_failing_job_fails_with_azures_reason(manager, standin, targets):
     target = targets(standin)
-    standin.fail_next = "the H2 emulator ran out of memory"
-    job = qnb.submit({"a": BELL, "b": BELL}, target=target.name, shots=10)
-    wait_until(lambda: job.status.is_terminal, what="the job to end")
-    assert job.status is JobStatus.FAILED
+    job = failed_job(standin, target, {"a": BELL, "b": BELL}, "the H2 emulator ran out of memory")
     failed = [item for item in job.items if item.error]
     assert len(failed) == 1, [item.error for item in job.items]  # one Azure job per circuit
     assert "Azure Quantum status 'Failed': InvalidInputData: the H2 emulator ran out" in failed[0].error
@@ -300,9 +297,7 @@ def test_the_key_is_never_stored_nor_logged(manager, standin, targets, caplog):
     job.result(timeout=30)
     manager.flush()
     assert KEY not in caplog.text and KEY not in repr(target.__dict__)
-    for path in manager.store.path.parent.rglob("*"):
-        if path.is_file():
-            assert KEY.encode() not in path.read_bytes(), path
+    assert_nowhere_in(manager.store.path.parent, KEY)
 
 
 # -- a killed submitter: separate processes on one QNB_HOME ------------------------------------

@@ -24,8 +24,9 @@ from qnb import JobStatus, _manager
 from qnb._targets import _braket, _braket_convert
 from braket_standin import ACCESS_KEY, QPU, SV1, BraketStandIn
 from conftest import wait_until
-from vendor_support import (check_slow_answers_never_fail_a_job, kill_once, kill_while_creating, new_process_manager,
-                            result_through, served, start_child, submitter_script, target_maker)  # fmt: skip
+from vendor_support import (check_slow_answers_never_fail_a_job, failed_job, kill_once, kill_while_creating,
+                            new_process_manager, result_through, running_held_job, served, start_child,
+                            submitter_script, target_maker)  # fmt: skip
 
 Q = cirq.LineQubit.range(3)
 # Several keys, a key measured against line order, an inverted bit: deterministic.
@@ -65,7 +66,8 @@ def standin(monkeypatch):
 def targets():
     """``targets(device=SV1, **options)``: a Braket target, boto3 pointed at the stand-in."""
     yield from target_maker("braket", "braket", lambda device=SV1: {
-        "device": device, "s3_destination": "s3://qnb-results/tests", "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
+        "device": device, "s3_destination": "s3://qnb-results/tests", "poll_seconds": 0.05,
+        "call_timeout": 5.0})  # fmt: skip
 
 
 def task_arns(job) -> list[str]:
@@ -333,10 +335,8 @@ def test_slow_answers_never_fail_a_job(manager, standin, targets):
 
 def test_a_failing_task_fails_its_item_with_brakets_reason(manager, standin, targets):
     target = targets()
-    standin.fail_next = "QPU calibration drifted"
-    job = qnb.submit({"a": KEYS, "b": KEYS}, target=target.name, shots=10)  # tasks made at once: either fails
-    wait_until(lambda: job.status.is_terminal, what="the job to end")
-    assert job.status is JobStatus.FAILED
+    # Both tasks are made at once: either fails.
+    job = failed_job(standin, target, {"a": KEYS, "b": KEYS}, "QPU calibration drifted")
     (failed,) = [i for i, item in enumerate(job.items) if item.error]
     assert "Amazon Braket status 'FAILED': QPU calibration drifted" in job.items[failed].error
     kept = "ab"[1 - failed]
@@ -357,9 +357,7 @@ def test_results_that_cannot_be_read_fail_the_item_naming_why(manager, standin, 
 
 def test_cancel_through_qnb(manager, standin, targets):
     target = targets()
-    standin.hold = True
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: job.status is JobStatus.RUNNING, what="the task to run")
+    job = running_held_job(standin, target, BELL, what="the task to run")
     job.cancel()
     wait_until(lambda: job.status is JobStatus.CANCELLED, what="Braket to confirm the cancel")
     (arn,) = task_arns(job)

@@ -19,8 +19,9 @@ from qnb._targets import _ibm_convert as convert
 from qnb.notebook._stream import connection_state
 from conftest import wait_until
 from ibm_standin import BACKEND, CRN, QUANTUM_SECONDS, IBMStandIn, client_env
-from vendor_support import (kill_once, kill_while_creating, new_process_manager, only_job_in, result_through,
-                            served, start_child, submitter_script, target_maker)  # fmt: skip
+from vendor_support import (assert_nowhere_in, kill_once, kill_while_creating, new_process_manager, only_job_in,
+                            result_through, running_held_job, served, start_child, submitter_script,
+                            target_maker)  # fmt: skip
 
 KEY = "ibm-standin-key-0123456789abcdef"
 Q = cirq.LineQubit.range(3)
@@ -222,9 +223,7 @@ def test_a_failing_job_fails_with_ibms_reason(manager, standin, targets):
 
 def test_cancel_a_cancel_at_ibms_console_and_a_deletion(manager, standin, targets):
     target = targets(standin)
-    standin.hold = True
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run at IBM")
+    job = running_held_job(standin, target, BELL, what="the job to run at IBM")
     job.cancel()
     wait_until(lambda: job.status is JobStatus.CANCELLED, what="the cancel to be confirmed")
     assert standin.requests[f"POST {JOBS}/{{id}}/cancel"] == 1
@@ -272,9 +271,7 @@ def test_a_401_at_submit_or_a_refusal_stores_nothing(manager, standin, targets):
 def test_slow_or_failing_reads_show_reconnecting_and_never_fail_the_job(manager, standin, targets):
     target = targets(standin)
     target.call_timeout = 0.5  # after the set-up, which makes several calls
-    standin.hold = True
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run at IBM")
+    job = running_held_job(standin, target, BELL, what="the job to run at IBM")
     standin.delay = 2.0  # every answer later than the call deadline
     wait_until(lambda: not target.connected, what="the target to see IBM as slow")
     assert connection_state(target.name, manager=manager) == "reconnecting"
@@ -332,9 +329,7 @@ def test_credentials_from_the_environment_a_saved_account_and_the_targets_file(m
     finally:
         from_env.close(), saved.close(), filed.close()
     manager.flush()
-    for path in (tmp_path / "home").rglob("*"):
-        if path.is_file():
-            assert KEY.encode() not in path.read_bytes(), path
+    assert_nowhere_in(tmp_path / "home", KEY)
 
 
 # -- the kill test ---------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from qnb import JobStatus, _manager
 from qnb._targets import _ionq
 from conftest import wait_until
 from ionq_standin import StandIn
-from vendor_support import check_slow_answers_never_fail_a_job, served, target_maker
+from vendor_support import (assert_nowhere_in, check_slow_answers_never_fail_a_job, failed_job, running_held_job,
+                            served, target_maker)  # fmt: skip
 
 KEY = "sk-standin-0123456789abcdef"
 Q = cirq.LineQubit.range(3)
@@ -97,9 +98,7 @@ def test_the_key_is_never_stored_nor_logged(manager, standin, targets, caplog):
     job = qnb.submit({"a": BELL, "b": FLIP}, target=target.name, shots=10)
     job.result(timeout=30)
     manager.flush()
-    for path in manager.home.rglob("*"):
-        if path.is_file():
-            assert KEY.encode() not in path.read_bytes(), path
+    assert_nowhere_in(manager.home, KEY)
     assert KEY not in caplog.text
     assert KEY not in repr(target) and KEY not in target.describe()
 
@@ -178,19 +177,14 @@ def test_slow_answers_never_fail_a_job(manager, standin, targets):
 
 def test_a_job_that_fails_at_ionq_shows_the_vendors_reason(manager, standin, targets):
     target = targets(standin)
-    standin.fail_next = "ion chain lost during run"
-    job = qnb.submit({"a": BELL, "b": FLIP}, target=target.name, shots=10)
-    wait_until(lambda: job.status.is_terminal, what="the job to end")
-    assert job.status is JobStatus.FAILED
+    job = failed_job(standin, target, {"a": BELL, "b": FLIP}, "ion chain lost during run")
     errors = [item.error for item in job.items]
     assert all("IonQ status 'failed': ion chain lost during run" in e for e in errors), errors
 
 
 def test_cancelled_at_ionq_while_running(manager, standin, targets):
     target = targets(standin)
-    standin.hold = True
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run")
+    job = running_held_job(standin, target, BELL)
     standin.cancel_at_console(ionq_id(job))
     wait_until(lambda: job.status is JobStatus.CANCELLED, what="the cancel to be seen")
     assert "IonQ status 'canceled'" in job.items[0].error
@@ -198,9 +192,7 @@ def test_cancelled_at_ionq_while_running(manager, standin, targets):
 
 def test_cancel_through_qnb_and_cancel_reads_the_state_first(manager, standin, targets):
     target = targets(standin)
-    standin.hold = True
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run")
+    job = running_held_job(standin, target, BELL)
     job.cancel()
     wait_until(lambda: job.status is JobStatus.CANCELLED, what="the job to be cancelled")
     assert standin.status_of(ionq_id(job)) == "canceled"
@@ -236,9 +228,7 @@ def test_a_server_that_disappears_and_comes_back(manager, standin, targets):
 
 def test_an_unknown_status_is_not_terminal(manager, standin, targets):
     target = targets(standin)
-    standin.hold = True
-    job = qnb.submit(BELL, target=target.name, shots=10)
-    wait_until(lambda: job.status is JobStatus.RUNNING, what="the job to run")
+    job = running_held_job(standin, target, BELL)
     with standin.lock:
         standin.jobs[ionq_id(job)].forced = "calibrating"  # a status IonQ may add one day
     handle = manager.record(job.id).live.handle

@@ -9,7 +9,8 @@ import pytest
 import qnb
 from qnb import JobStatus
 from ionq_standin import StandIn
-from vendor_support import kill_once, new_process_manager, result_through, served, start_child, submitter_script
+from vendor_support import (assert_nowhere_in, kill_once, new_process_manager, result_through, served, start_child,
+                            submitter_script)  # fmt: skip
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,4 @@ def test_a_killed_kernels_ionq_job_is_followed_again_without_a_rerun(tmp_path, s
         assert result.counts(label="flip") == {"01": 100}
         assert standin.created == 1  # followed, not run again
         fresh.flush()
-        for path in home.rglob("*"):
-            if path.is_file():
-                assert KEY.encode() not in path.read_bytes(), path
+        assert_nowhere_in(home, KEY)

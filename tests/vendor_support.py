@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import qnb
-from qnb import _manager
+from qnb import JobStatus, _manager
 from conftest import wait_until
 
 
@@ -52,6 +52,24 @@ def target_maker(kind: str, prefix: str, defaults: Callable[..., dict]) -> Itera
             target.close()
 
 
+def running_held_job(standin, target, circuit, *, what: str = "the job to run"):
+    """A job the stand-in holds running (until ``standin.release()``), once qnb has seen it run."""
+    standin.hold = True
+    job = qnb.submit(circuit, target=target.name, shots=10)
+    wait_until(lambda: job.status is JobStatus.RUNNING, what=what)
+    return job
+
+
+def failed_job(standin, target, circuits, reason: str):
+    """A job whose vendor job (the next one the stand-in creates) fails with ``reason``,
+    once it has ended, asserted FAILED."""
+    standin.fail_next = reason
+    job = qnb.submit(circuits, target=target.name, shots=10)
+    wait_until(lambda: job.status.is_terminal, what="the job to end")
+    assert job.status is JobStatus.FAILED
+    return job
+
+
 def check_slow_answers_never_fail_a_job(standin, target, circuit, *, vendor: str) -> None:
     """Every answer later than the call's deadline (the create's too; ``target`` has a
     short ``call_timeout``): the submit returns, the job waits and the target shows the
@@ -66,6 +84,13 @@ def check_slow_answers_never_fail_a_job(standin, target, circuit, *, vendor: str
     standin.release()
     assert sum(job.result(timeout=60).counts().values()) == 10
     assert target.connected and standin.created == 1
+
+
+def assert_nowhere_in(folder: Path, secret: str) -> None:
+    """No file under ``folder`` (a store, its log) holds ``secret`` (a key)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
 
 
 # -- kill tests: separate processes on one QNB_HOME ---------------------------------------------
