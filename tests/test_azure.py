@@ -107,6 +107,7 @@ def test_ionq_simulator_and_qpu_with_several_keys(manager, standin, targets):
         "ionq.circuit.v1", "ionq.quantum-results.v1", "IonQ")
     assert body["name"].endswith(f"(qnb {batch.id}) #1") and body["inputParams"] == {"shots": 100}
     assert qpu.usage(manager.load(batch.id).remote_id) == {"cost_usd": pytest.approx(0.06)}
+    assert batch.usage == {"cost_usd": pytest.approx(0.06)}  # kept on the job, in the store
 
 
 def test_quantinuum_registers_come_back_in_cirqs_bit_order(manager, standin, targets):

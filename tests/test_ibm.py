@@ -198,6 +198,7 @@ def test_submit_status_results_and_usage(manager, standin, targets):
     (created,) = standin.jobs.values()
     assert created.body["tags"] == [f"paid (qnb {job.id})"]  # how a creation in doubt is found
     assert target.usage(_ibm_id(job)) == {"quantum_seconds": QUANTUM_SECONDS}
+    assert job.usage == {"quantum_seconds": QUANTUM_SECONDS}  # kept on the job, in the store
     assert job.status is JobStatus.COMPLETED
 
 
