@@ -113,9 +113,9 @@ class Notifier:
     def __init__(self) -> None:
         self._due: queue.Queue[tuple[Job, tuple[str, ...]]] = queue.Queue()
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._sent = threading.Condition(self._lock)
         self._watched: set[str] = set()
-        self._unsent = 0  # messages due and not yet sent (or given up on)
+        self._unsent: dict[str, Job] = {}  # watched jobs whose message has not left yet
         self._worker: threading.Thread | None = None
 
     def watch(self, job: Job, urls: Sequence[str]) -> None:
@@ -126,6 +126,7 @@ class Notifier:
             if job.id in self._watched:
                 return  # already announced, or about to be: once per job
             self._watched.add(job.id)
+            self._unsent[job.id] = job
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="qnb-notify", daemon=True)
                 self._worker.start()
@@ -137,10 +138,14 @@ class Notifier:
     def _ended(self, job: Job, urls: tuple[str, ...], ended: concurrent.futures.Future) -> None:
         if ended.cancelled() or ended.exception() is not None:
             logger.warning("qnb: job %s's end was not stored; no notification is sent", job.id[:8])
+            self._done_with(job)
             return
-        with self._lock:
-            self._unsent += 1
         self._due.put((job, urls))
+
+    def _done_with(self, job: Job) -> None:
+        with self._lock:
+            self._unsent.pop(job.id, None)
+            self._sent.notify_all()
 
     def _work(self) -> None:
         while True:
@@ -151,21 +156,29 @@ class Notifier:
             except Exception:  # a store closed at exit, ...: logged, the worker goes on
                 logger.exception("qnb: the notification of job %s could not be made", job.id[:8])
             finally:
-                with self._lock:
-                    self._unsent -= 1
-                    self._idle.notify_all()
+                self._done_with(job)
 
     def drain(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds for the messages already due to leave;
-        True if none is left."""
+        """Wait at most ``timeout`` seconds for the messages of the watched jobs that
+        have ended to leave (not for jobs still running); True if none is left."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._unsent:
+            watched = list(self._unsent.values())
+        ended = {job.id for job in watched if _has_ended(job)}
+        with self._lock:
+            while ended & self._unsent.keys():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._idle.wait(left)
+                self._sent.wait(left)
         return True
+
+
+def _has_ended(job: Job) -> bool:
+    try:
+        return job.done()
+    except Exception:  # noqa: BLE001 - a store gone at exit: nothing to wait for
+        return False
 
 
 #: The process's notifier (jobs submitted here with ``notify`` URLs).
