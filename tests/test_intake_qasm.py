@@ -9,7 +9,7 @@ import pytest
 import sympy
 
 import qnb
-from qnb import _circuits
+from qnb import _circuits, _results
 from qnb._errors import InvalidCircuitError
 
 Q = cirq.LineQubit.range(5)
@@ -119,7 +119,7 @@ measure q -> c;
 def test_published_style_program():
     circuit = _circuits.normalize(BERNSTEIN_VAZIRANI)["0"]
     result = cirq.Simulator(seed=1).run(circuit, repetitions=50)
-    assert qnb._results.counts_of(result) == {"1101": 50}  # c[0] is the leftmost bit
+    assert _results.counts_of(result) == {"1101": 50}  # c[0] is the leftmost bit
 
 
 def test_u_cx_and_qelib_gates_match_cirq():
@@ -139,7 +139,7 @@ measure q[1] -> c[1];
 measure q[2] -> c[2];
 """
     circuit = _circuits.normalize(program)["0"]
-    counts = qnb._results.counts_of(cirq.Simulator(seed=2).run(circuit, repetitions=200))
+    counts = _results.counts_of(cirq.Simulator(seed=2).run(circuit, repetitions=200))
     assert set(counts) == {"000", "111"}
 
 
@@ -190,7 +190,7 @@ measure q -> d;
     circuit = _circuits.normalize(program)["0"]
     assert len(list(circuit.findall_operations(lambda op: isinstance(op, cirq.ClassicallyControlledOperation)))) == 3
     result = cirq.Simulator().run(circuit, repetitions=20)
-    assert qnb._results.counts_of(result, key=["d_0", "d_1", "d_2"]) == {"011": 20}
+    assert _results.counts_of(result, key=["d_0", "d_1", "d_2"]) == {"011": 20}
 
 
 def test_if_reads_unmeasured_bits_as_zero():
@@ -207,7 +207,7 @@ measure q[1] -> c[1];
 """
     circuit = _circuits.normalize(program)["0"]
     result = cirq.Simulator().run(circuit, repetitions=20)
-    assert qnb._results.counts_of(result) == {"11": 20}
+    assert _results.counts_of(result) == {"11": 20}
 
 
 def test_one_parse_per_submit(manager, monkeypatch):
@@ -239,7 +239,7 @@ measure q -> d;
     _circuits.check_serializable("custom", circuit)
     stored = _circuits.from_json(_circuits.to_json(circuit))
     result = cirq.Simulator().run(stored, repetitions=5)
-    assert qnb._results.counts_of(result, key=["d_0", "d_1", "d_2"]) == {"111": 5}
+    assert _results.counts_of(result, key=["d_0", "d_1", "d_2"]) == {"111": 5}
 
 
 def test_parameters_cirq_json_cannot_write_are_refused_at_submit():
