@@ -62,7 +62,11 @@ def _send_now(urls: Sequence[str], title: str, body: str, outcome: list[bool]) -
     import apprise  # ~75 ms: loaded only by processes that notify
 
     try:
-        sender = apprise.Apprise()
+        # One URL after another on this very thread, without Apprise's own deadline
+        # (ours is the join in send): Apprise's thread pools refuse work once the
+        # interpreter is exiting, when a script's last job is announced.
+        asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+        sender = apprise.Apprise(asset=asset)
         for url in urls:
             sender.add(url)
         outcome.append(bool(sender.notify(title=title, body=body)))

@@ -286,3 +286,51 @@ def test_qnb_wait_notify_sends_one_message_and_refuses_bad_urls(listener, tmp_pa
     unreachable = qnb_cli("wait", job_id[:8], "--notify", f"json://127.0.0.1:{free_port()}/x", env=env)
     assert unreachable.returncode == 1 and "could not be sent" in unreachable.stderr
     assert len(listener.about(job_id)) == 1
+
+
+FOLLOWER = textwrap.dedent(
+    """
+    import sys, cirq, qnb
+    url, token = sys.argv[1:3]
+    print("ready", flush=True)
+    job_id = sys.stdin.readline().strip()
+    qnb.connect("notify-lab", url, token=token)  # follows the store's unfinished jobs of it
+    job = qnb.get_job(job_id)
+    print(job.status.value, flush=True)
+    job.result(timeout=120)
+    q = cirq.LineQubit.range(1)
+    own = qnb.submit(cirq.Circuit(cirq.X(q[0]), cirq.measure(q[0])), shots=5, name="follower's own")
+    own.result(timeout=120)  # announced through $QNB_NOTIFY, after anything sent before
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_queue_server_job_is_announced_by_its_submitter_only(manager, listener, no_defaults, shared_serve, tmp_path):
+    """Two processes follow the same remote job to its end; the one that submitted it
+    sends the one message, the other (whose $QNB_NOTIFY points at the same listener)
+    sends none: defaults apply at submit, and URLs are not in the store."""
+    server, tokens = shared_serve
+    qnb.connect("notify-lab", server.url, token=tokens["alice"])
+    env = {**environment(manager.home), "QNB_NOTIFY": listener.url("follower")}
+    follower = subprocess.Popen([sys.executable, "-c", FOLLOWER, server.url, tokens["alice"]], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+    try:
+        assert follower.stdout.readline().strip() == "ready"  # (Cirq imported)
+        job = qnb.submit(BELL, target="notify-lab", shots=3000, compile=True, name="remote",
+                         notify=listener.url())  # fmt: skip  (3 s of the emulator)
+        follower.stdin.write(job.id + "\n")
+        follower.stdin.flush()
+        seen = follower.stdout.readline().strip()
+        assert job.result(timeout=120).counts()
+        out, err = follower.communicate(timeout=180)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 0, err
+    assert seen in ("queued", "running")  # it followed the job while it ran
+    wait_until(lambda: listener.about(job.id), what="the submitter's message")
+    assert [m["title"] for m in listener.messages if "follower's own" in m["title"]], err
+    assert [m["title"] for m in listener.about(job.id)] == ["qnb: 'remote' completed"]
