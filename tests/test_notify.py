@@ -129,12 +129,14 @@ def test_a_failed_job_says_its_error_and_a_cancelled_one_its_status(manager, lis
     assert "counts of" not in message["message"]
 
 
-def test_jobs_without_notify_and_sampler_jobs_send_nothing(manager, listener, no_defaults):
-    quiet = qnb.submit(BELL, shots=10, name="quiet")
+def test_jobs_without_notify_or_with_false_and_sampler_jobs_send_nothing(manager, listener, no_defaults, monkeypatch):
+    quiet = qnb.submit(BELL, shots=10, name="quiet")  # no defaults set: none
+    quiet.result(timeout=60)
+    monkeypatch.setenv("QNB_NOTIFY", listener.url())
     silenced = qnb.submit(BELL, shots=10, name="silenced", notify=False)
-    qnb.Sampler("sim").run(BELL, repetitions=5)
-    told = qnb.submit(BELL, shots=10, name="told", notify=listener.url())
-    for job in (quiet, silenced, told):
+    qnb.Sampler("sim").run(BELL, repetitions=5)  # a Sampler's jobs: never announced
+    told = qnb.submit(BELL, shots=10, name="told")  # the default applies
+    for job in (silenced, told):
         job.result(timeout=60)
     wait_until(lambda: listener.about(told.id), what="the told job's message")
     assert [m["title"] for m in listener.messages] == ["qnb: 'told' completed"]
