@@ -48,7 +48,7 @@ def send(urls: Sequence[str], title: str, body: str, *, timeout: float = SEND_TI
     )
     sender.start()
     sender.join(timeout)
-    schemes = ", ".join(sorted({f"{url_scheme(url)}://" for url in urls}))
+    schemes = ", ".join(sorted({f"{url_scheme(url) or '?'}://" for url in urls}))
     if sender.is_alive():
         logger.warning("qnb: a job notification (%s) took over %s s; not waiting for it", schemes, timeout)
         return False
