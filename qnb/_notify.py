@@ -107,7 +107,7 @@ def _counts_summary(job: Job) -> list[str]:
     if len(labels) > SUMMARY_CIRCUITS:
         lines.append(f"... and {len(labels) - SUMMARY_CIRCUITS} more circuits")
     if result.missing:
-        lines.append(f"{len(result.missing)} circuits without a result")
+        lines.append(f"no result for {len(result.missing)} of {len(result.labels)} circuits")
     return lines
 
 

@@ -79,8 +79,15 @@ def no_defaults(monkeypatch, tmp_path):
 
 
 class Broken(cirq.Sampler):
+    """Refuses circuits with a Y gate; runs the others."""
+
     def run_sweep(self, program, params, repetitions=1):
-        raise RuntimeError("the vendor refused it")
+        if any(isinstance(op.gate, cirq.YPowGate) for op in program.all_operations()):
+            raise RuntimeError("the vendor refused it")
+        return cirq.Simulator().run_sweep(program, params, repetitions=repetitions)
+
+
+REFUSED = cirq.Circuit(cirq.Y(Q[0]), cirq.measure(Q[0], key="m"))
 
 
 def free_port() -> int:
@@ -117,16 +124,22 @@ def test_each_job_is_announced_once_with_its_id_name_status_counts_and_time(mana
     assert "counts of 'a'" in two["message"] and "counts of 'b'" in two["message"]
 
 
-def test_a_failed_job_says_its_error_and_a_cancelled_one_its_status(manager, listener, no_defaults):
+def test_a_failed_job_says_its_error_and_a_failed_batch_its_partial_counts(manager, listener, no_defaults):
     qnb.register_target("notify-broken", Broken())
-    failed = qnb.submit(BELL, target="notify-broken", shots=10, name="doomed", notify=listener.url())
+    failed = qnb.submit(REFUSED, target="notify-broken", shots=10, name="doomed", notify=listener.url())
+    partial = qnb.submit({"ok": BELL, "refused": REFUSED}, target="notify-broken", shots=10,
+                         name="half", notify=listener.url())  # fmt: skip
     with pytest.raises(qnb.JobFailedError):
         failed.result(timeout=60)
-    wait_until(lambda: listener.about(failed.id), what="the failed job's message")
+    assert partial.result(timeout=60).missing
+    wait_until(lambda: listener.about(failed.id) and listener.about(partial.id), what="both messages")
     (message,) = listener.about(failed.id)
     assert message["title"] == "qnb: 'doomed' failed"
     assert "error: " in message["message"] and "the vendor refused it" in message["message"]
     assert "counts of" not in message["message"]
+    (half,) = listener.about(partial.id)
+    assert half["title"] == "qnb: 'half' failed"  # a batch with a failed item fails, keeping the rest
+    assert "counts of 'ok'" in half["message"] and "no result for 1 of 2 circuits" in half["message"]
 
 
 def test_jobs_without_notify_or_with_false_and_sampler_jobs_send_nothing(manager, listener, no_defaults, monkeypatch):
