@@ -30,7 +30,7 @@ LAYERS = [
     ("targets", {"qnb._targets"}),
     ("core", {"qnb._manager", "qnb._core"}),
     ("handles", {"qnb._job", "qnb._queue", "qnb._results"}),
-    ("public API", {"qnb._api", "qnb._backend", "qnb._sampler"}),
+    ("public API", {"qnb._api", "qnb._backend", "qnb._sampler", "qnb._notify"}),
     ("faces", {"qnb.notebook", "qnb.server", "qnb._cli", "qnb.__main__", "qnb.jobs_panel"}),
     ("package", {"qnb"}),
 ]
