@@ -4,6 +4,7 @@ workers are the expensive part)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -38,20 +39,31 @@ def qnb_home(tmp_path_factory):
     return home
 
 
-@pytest.fixture
-def manager(tmp_path):
-    """A fresh JobManager with its own store, installed as the process's manager."""
+@contextlib.contextmanager
+def new_process_manager(home):
+    """A fresh JobManager on the store at ``home``, as a new kernel starts: the process's
+    manager while inside, closed after."""
     from qnb import _manager
-    from qnb._targets import registry
 
-    known = set(registry.all())
-    fresh = _manager.JobManager(tmp_path / "home")
+    fresh = _manager.JobManager(home)
     previous = _manager.set_manager(fresh)
     try:
         yield fresh
     finally:
         _manager.set_manager(previous)
         fresh.close()
+
+
+@pytest.fixture
+def manager(tmp_path):
+    """A fresh JobManager with its own store, installed as the process's manager."""
+    from qnb._targets import registry
+
+    known = set(registry.all())
+    try:
+        with new_process_manager(tmp_path / "home") as fresh:
+            yield fresh
+    finally:
         for name in set(registry.all()) - known:  # targets a test added (servers it connected)
             registry.unregister(name)
 

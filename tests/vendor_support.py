@@ -6,7 +6,6 @@ manager on that store (a new kernel) that follows the job again."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import qnb
 from qnb import JobStatus, _manager
-from conftest import wait_until
+from conftest import new_process_manager, wait_until  # noqa: F401 (new_process_manager: for the vendor tests)
 
 
 def served(standin, monkeypatch=None, env: Callable[[object], dict[str, str]] | None = None) -> Iterator:
@@ -170,19 +169,6 @@ def kill_while_creating(child: subprocess.Popen, standin, home: Path, *, created
     stored = only_job_in(home)
     assert stored.remote_id is None and not stored.done  # in doubt, not failed
     return stored
-
-
-@contextlib.contextmanager
-def new_process_manager(home: Path) -> Iterator[_manager.JobManager]:
-    """A fresh manager on the store at ``home``, as a new kernel starts: the process's
-    manager while inside."""
-    fresh = _manager.JobManager(home)
-    previous = _manager.set_manager(fresh)
-    try:
-        yield fresh
-    finally:
-        _manager.set_manager(previous)
-        fresh.close()
 
 
 def result_through(target, job_id: str, timeout: float = 60.0):
