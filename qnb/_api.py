@@ -203,13 +203,14 @@ def run(circuits, *, timeout: float | None = None, **options) -> JobResult:
 
 def wait_all(timeout: float | None = None) -> list[Job]:
     """Wait until every job this process runs or follows has ended (e.g. at the end of
-    a script, whose exit would otherwise leave them interrupted); returns them.
+    a script, whose exit would otherwise leave them interrupted); returns them all,
+    those that had ended before the call included.
     ``TimeoutError`` after ``timeout`` seconds, and the jobs carry on."""
     manager = get_manager()
-    waiting = [rec.id for rec in manager.live_records() if not rec.done]
+    records = manager.live_records()
     deadline = None if timeout is None else time.monotonic() + timeout
-    jobs = [Job(job_id, manager=manager) for job_id in waiting]
-    for job in jobs:
+    jobs = [Job(rec.id, manager=manager) for rec in records]
+    for job in (j for j, rec in zip(jobs, records) if not rec.done):
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             manager.when(job.id, is_done).result(left)
