@@ -20,15 +20,16 @@ __version__ = "0.1.0"
 # Public name -> the private module that defines it.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
-        ["compile", "connect", "get_job", "jobs", "queue", "register_target", "run",
+        ["compile", "connect", "estimate", "get_job", "jobs", "queue", "register_target", "run",
          "submit", "targets", "wait_all"],
         "._api",
     ),
     **dict.fromkeys(["AsyncJobBackend", "ExecutionResult"], "._backend"),
     "DeviceSpec": "._device",
+    "Estimate": "._estimate",
     **dict.fromkeys(
         ["DeviceValidationError", "DuplicateJobError", "ExecutionCancelledError",
-         "InvalidCircuitError", "InvalidOptionError", "JobCancelledError", "JobFailedError",
+         "CostLimitError", "InvalidCircuitError", "InvalidOptionError", "JobCancelledError", "JobFailedError",
          "JobNotFinishedError", "JobStateError", "LimitExceededError", "NotAuthenticatedError",
          "PayloadTooLargeError", "QnbError", "QnbWarning", "QueueConflictError", "QueueError",
          "RemoteAuthError", "RemoteError", "ServerUnreachableError", "StoreError",
@@ -83,10 +84,12 @@ def load_ipython_extension(ipython) -> None:
 
 if TYPE_CHECKING:  # for editors and type checkers: the names as they are
     from ._api import (
-        compile, connect, get_job, jobs, queue, register_target, run, submit, targets, wait_all,
+        compile, connect, estimate, get_job, jobs, queue, register_target, run, submit, targets,
+        wait_all,
     )
     from ._backend import AsyncJobBackend, ExecutionResult
     from ._device import DeviceSpec
+    from ._estimate import Estimate
     from ._errors import *  # noqa: F403
     from ._job import Job, JobItem
     from ._queue import PendingJob, Queue

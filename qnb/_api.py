@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime
 import functools
 import getpass
@@ -14,9 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 import cirq
 import httpx
 
-from . import _circuits, _config, _notify, _options, _secrets, _sweeps
+from . import _circuits, _config, _estimate, _notify, _options, _prices, _secrets, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
+from ._estimate import Estimate
 from ._job import Job
 from ._manager import JobManager, default_home, get_manager, is_done  # noqa: F401 (default_home: for the faces)
 from ._queue import LocalQueueBackend, Queue
@@ -123,6 +125,8 @@ def submit(
     params: cirq.Sweepable | None = None,
     tags: Sequence[str] | str = (),
     notify: Sequence[str] | str | bool | None = None,
+    max_cost: float | None = None,
+    retries: int = 0,
 ) -> Job:
     """Submit circuits as one job and return at once.
 
@@ -138,6 +142,11 @@ def submit(
     (``"ntfy://my-topic"``) or a list of them, sent one message when the job ends; by
     default ``$QNB_NOTIFY`` or the targets file's ``[notify] urls``; ``False`` for none.
     Only this process sends it (the URLs, which may hold tokens, are never stored).
+    ``max_cost``: refuse the job (``qnb.CostLimitError``, nothing stored) if its
+    estimated cost is above this, in the target's currency; a target's ``budget`` in the
+    targets file is checked as well. ``retries``: run again, up to this many times, an
+    item whose failure is transient (a lost worker, a vendor's 5xx), never a
+    deterministic one (a bad circuit).
     """
     sweeps = None
     if params is not None:
@@ -147,6 +156,7 @@ def submit(
     return _submit_items(
         circuits, target=target, shots=shots, name=name, user=user, front=front,
         compile=compile, priority=priority, sweeps=sweeps, tags=tags, notify=notify,
+        max_cost=max_cost, retries=retries,
     )  # fmt: skip
 
 
@@ -163,6 +173,8 @@ def _submit_items(
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None,
     tags: object = (),
     notify: object = (),
+    max_cost: object = None,
+    retries: object = 0,
 ) -> Job:
     """One job of circuits, each with its sweep (``qnb.Sampler.run_batch`` gives each
     circuit a sweep of its own). ``notify`` defaults to none here: a Sampler's many
@@ -171,11 +183,17 @@ def _submit_items(
     tgt = manager.targets.get(target)
     options = _options.check(
         shots=shots, max_shots=tgt.device.max_shots, target=tgt.name, name=name, front=front,
-        compile=compile, priority=priority, tags=tags, notify=notify,
+        compile=compile, priority=priority, tags=tags, notify=notify, max_cost=max_cost,
+        retries=retries,
     )  # fmt: skip
     user = _options.check_name(user, what="user")
     items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
     labelled = items.circuits
+    # Refused over max_cost or the target's budget before anything is stored.
+    cost = _prices.cost_at_submit(
+        tgt, [_estimate.features_of(c) for c in labelled.values()], options.shots,
+        max_cost=options.max_cost, spent=lambda: manager.store.spent(tgt.name),
+    )  # fmt: skip
     texts = None if items.texts is None else _circuits.CircuitTexts(labelled.values(), items.texts)
     rec = manager.submit(
         tgt,
@@ -190,10 +208,41 @@ def _submit_items(
         resolvers=items.resolvers if items.swept else None,
         circuit_json=texts,
         tags=options.tags,
+        cost=cost.amount,
+        currency=cost.currency,
+        retries=options.retries,
     )
     job = Job(rec.id, manager=manager)
     _notify.notifier.watch(job, options.notify)
     return job
+
+
+def estimate(
+    circuits,
+    *,
+    target: str = "sim",
+    shots: int = 1000,
+    params: cirq.Sweepable | None = None,
+    compile: bool = False,
+) -> Estimate:
+    """What submitting these circuits would take, before anything is submitted: a
+    :class:`qnb.Estimate` with ``run_seconds``, ``wait_seconds``, ``finish``, ``cost``,
+    ``currency`` and ``basis``. The circuits are checked as ``submit`` checks them."""
+    manager = get_manager()
+    tgt = manager.targets.get(target)
+    sweeps = None
+    if params is not None:
+        points = _sweeps.resolvers(params)
+        circuits = _circuits.normalize(circuits)
+        sweeps = {label: points for label in circuits}
+    items = prepare_items(circuits, tgt, shots=shots, compile=compile, sweeps=sweeps, write=False)
+    features = [_estimate.features_of(c) for c in items.circuits.values()]
+    timing = manager.estimate_submission(tgt, features, shots)
+    cost = _prices.cost_at_submit(tgt, features, shots, max_cost=None, spent=None)
+    return dataclasses.replace(
+        timing, cost=cost.amount, currency=cost.currency,
+        basis="; ".join(part for part in (timing.basis, cost.basis) if part),
+    )  # fmt: skip
 
 
 def run(circuits, *, timeout: float | None = None, **options) -> JobResult:

@@ -88,6 +88,13 @@ class UnknownJobError(QnbError, KeyError):
     code, http_status = "unknown_job", 404
 
 
+class CostLimitError(QnbError):
+    """A job's estimated cost is above ``max_cost`` or its target's ``budget`` (or no
+    price is known where a limit asks for one): nothing was submitted."""
+
+    code, http_status = "cost_limit", 402
+
+
 # -- queues and jobs ----------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import cirq
 
 from ._errors import JobCancelledError, JobFailedError
+from ._estimate import Estimate
 from ._manager import JobManager, get_manager, is_done
 from ._records import JobRecord
 from ._results import JobResult, resubmit_hint
@@ -107,6 +108,24 @@ class Job:
         IBM Quantum's ``{"quantum_seconds": ...}``, Azure's ``{"cost_usd": ...}``; None
         where the target says nothing (local targets, IonQ, Braket)."""
         return self._rec().usage
+
+    @property
+    def cost(self) -> float | None:
+        """The cost estimated at submit, in ``job.currency`` (``0.0`` on local targets;
+        None where no price was known). What the vendor then billed is in ``usage``."""
+        return self._rec().cost
+
+    currency = property(lambda self: self._rec().currency)
+
+    @property
+    def estimate(self) -> Estimate | None:
+        """What is left of the job (a :class:`qnb.Estimate`: run and wait seconds, the
+        finish, the cost), updated as it progresses; None once it finished, or where
+        nothing can be said (a job this process neither runs nor follows)."""
+        rec = self._manager.record(self._id)
+        if rec is None or rec.done:
+            return None
+        return rec.live.estimate
 
     @property
     def progress(self) -> tuple[int, int]:

@@ -39,6 +39,7 @@ from ._core._runner import Runner, remote_position
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
 from ._errors import StoreError, UnknownJobError
+from ._estimate import CircuitFeatures, Estimate
 from ._records import ItemRecord, JobRecord, JobRuntime
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store
@@ -178,6 +179,9 @@ class JobManager:
         params: Sequence[str | None] | None = None,
         resolvers: Sequence[cirq.ParamResolver | None] | None = None,
         tags: Sequence[str] = (),
+        cost: float | None = None,
+        currency: str | None = None,
+        retries: int = 0,
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -202,6 +206,9 @@ class JobManager:
             live=JobRuntime(persisted=False),
             priority=priority,
             tags=tuple(tags),
+            cost=cost,
+            currency=currency,
+            retries=retries,
         )
         rec.live.circuits = list(circuits.values())
         rec.live.resolvers = None if resolvers is None else list(resolvers)
@@ -251,6 +258,11 @@ class JobManager:
                 # again costs ~2 ms of kernel CPU a circuit).
                 rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None
         resolve(ready)
+
+    def estimate_submission(self, target: Target, features: Sequence[CircuitFeatures], shots: int) -> Estimate:
+        """How long a job of these circuits would wait and run on ``target`` (no cost:
+        the API adds it)."""
+        return Estimate(None, None, None, basis="")
 
     def follow_target_jobs(self, target: Target) -> list[str]:
         """Follow again the unfinished jobs that ``target`` (which owns its queue) runs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import re
 from collections.abc import Iterable
 
@@ -25,6 +26,8 @@ MIN_PRIORITY, MAX_PRIORITY = -100, 100
 MAX_TAGS, MAX_TAG_LENGTH = 20, 64
 #: Where a queue server puts a job: at the end of the queue, or at its head.
 POSITIONS = ("end", "start")
+#: At most this many runs again of a transiently failed item.
+MAX_RETRIES = 10
 
 
 def _about(exc: QnbError, *where: str) -> QnbError:
@@ -45,6 +48,10 @@ class SubmitOptions:
     tags: tuple[str, ...] = ()
     #: Apprise URLs told when the job ends (they may hold tokens: never shown).
     notify: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    #: The most the job may cost (in its target's currency), None for no ceiling.
+    max_cost: float | None = None
+    #: Runs again of an item whose failure is transient.
+    retries: int = 0
 
 
 def check(
@@ -58,6 +65,8 @@ def check(
     priority: object = 0,
     tags: object = (),
     notify: object = (),
+    max_cost: object = None,
+    retries: object = 0,
 ) -> SubmitOptions:
     """The options of one submission to ``target`` (whose device takes at most
     ``max_shots``), checked strictly: ``front="no"`` is not a boolean, ``shots=2.0`` not
@@ -70,7 +79,42 @@ def check(
         priority=check_priority(priority),
         tags=check_tags(tags),
         notify=check_notify(notify),
+        max_cost=check_max_cost(max_cost),
+        retries=check_retries(retries),
     )
+
+
+def check_max_cost(max_cost: object) -> float | None:
+    """A ceiling on a job's estimated cost: None, or a number from 0."""
+    if max_cost is None:
+        return None
+    if (
+        isinstance(max_cost, bool)
+        or not isinstance(max_cost, (int, float))
+        or not math.isfinite(max_cost)
+        or max_cost < 0
+    ):
+        raise _about(
+            InvalidOptionError(
+                f"max_cost must be a number from 0 (in the target's currency, e.g. USD), "
+                f"got {max_cost!r}; write max_cost=25.0, or leave it out for no ceiling"
+            ),
+            "max_cost",
+        )
+    return float(max_cost)
+
+
+def check_retries(retries: object) -> int:
+    """How many times an item whose failure is transient runs again: 0 to MAX_RETRIES."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+        raise _about(
+            InvalidOptionError(
+                f"retries must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}; "
+                "write retries=3"
+            ),
+            "retries",
+        )
+    return retries
 
 
 def check_shots(shots: object, *, max_shots: int, target: str) -> int:

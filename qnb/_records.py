@@ -23,6 +23,10 @@ class ItemRecord:
     #: Whether running it again may succeed (a lost worker, a time limit, a device or
     #: network fault), as the target that ran it said; None where nothing said.
     retryable: bool | None = None
+    #: Runs of it that failed transiently and were tried again (``retries=N`` at submit).
+    attempts: int = 0
+    #: What those runs failed with, oldest first (it keeps its history when retried).
+    history: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -41,6 +45,9 @@ class JobRuntime:
     unsaved_results: dict[int, str] = dataclasses.field(default_factory=dict)
     waiters: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
     handle: Any = None
+    #: What is left of the job, as last estimated (``qnb.Estimate``; None: not known).
+    #: Set by the core's estimator or from what the target sends (a queue server's).
+    estimate: Any = None
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -66,6 +73,11 @@ class JobRecord:
     usage: dict | None = None
     #: The user's labels for finding it again (``qnb.jobs(tag=...)``), checked at submit.
     tags: tuple[str, ...] = ()
+    #: The cost estimated at submit (None where no price is known) and its currency.
+    cost: float | None = None
+    currency: str | None = None
+    #: How many times a transiently failed item runs again (``retries=`` at submit).
+    retries: int = 0
 
     #: What the process that runs or follows the job holds besides (never stored).
     live: JobRuntime = dataclasses.field(default_factory=lambda: JobRuntime(), repr=False)

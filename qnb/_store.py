@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     remote_id     TEXT,
     priority      INTEGER NOT NULL DEFAULT 0,
     origin        TEXT, -- where it was submitted from: a notebook's path, a script
-    usage         TEXT  -- JSON: what a vendor says the job used (quantum seconds, cost)
+    usage         TEXT, -- JSON: what a vendor says the job used (quantum seconds, cost)
+    cost          REAL, -- the cost estimated at submit (NULL: no price known)
+    currency      TEXT,
+    retries       INTEGER NOT NULL DEFAULT 0  -- runs again of a transiently failed item
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
@@ -86,14 +89,16 @@ CREATE TABLE IF NOT EXISTS {name} (
     params  TEXT,  -- a sweep point's cirq.ParamResolver (Cirq JSON); NULL if not swept
     engine  TEXT,  -- the simulator or device that ran it
     retryable INTEGER,  -- 1: running it again may succeed (a lost worker, a timeout); NULL: not said
+    attempts INTEGER NOT NULL DEFAULT 0,  -- transient failures run again (retries=N)
+    history  TEXT,  -- JSON list: what those runs failed with, oldest first
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 """
-_ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine, retryable"
+_ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine, retryable, attempts, history"
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
-    "error, parent_id, queue_seq, owner, remote_id, priority, origin, usage"
+    "error, parent_id, queue_seq, owner, remote_id, priority, origin, usage, cost, currency, retries"
 )
 # Actions asked of the process that runs a job, by another process of the same user
 # (cancel, remove, move to front); the owner carries them out and writes the outcome.
@@ -185,12 +190,19 @@ class Store:
             db.execute("ALTER TABLE jobs ADD COLUMN origin TEXT")
         if "usage" not in job_columns:  # a store written before vendors' usage was kept
             db.execute("ALTER TABLE jobs ADD COLUMN usage TEXT")
+        if "cost" not in job_columns:  # a store written before costs and retries
+            db.execute("ALTER TABLE jobs ADD COLUMN cost REAL")
+            db.execute("ALTER TABLE jobs ADD COLUMN currency TEXT")
+            db.execute("ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
         item_columns = _columns(db, "items")
         for column in ("params", "engine"):  # a store written before sweeps existed
             if column not in item_columns:
                 db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
         if "retryable" not in item_columns:  # a store written before failures said so
             db.execute("ALTER TABLE items ADD COLUMN retryable INTEGER")
+        if "attempts" not in item_columns:  # a store written before retries
+            db.execute("ALTER TABLE items ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE items ADD COLUMN history TEXT")
         if "circuit" in item_columns:  # schema 1-2: circuits inside the items' rows
             _move_circuits_out(db)
         if "created" not in _columns(db, "idempotency_keys"):  # keys written before they expired
@@ -269,14 +281,14 @@ class Store:
         ]
         with self._transaction(written=sum(map(len, stored))) as db:
             db.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({','.join('?' * _JOB_COLUMNS.count(','))},?)",
                 _job_row(job),
             )
             db.executemany(
-                f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (job.id, i, it.label, it.status.value, it.error, results.get(i), it.params,
-                     it.engine, it.retryable)
+                     it.engine, it.retryable, it.attempts, _history_text(it.history))
                     for i, it in enumerate(job.items)
                 ],
             )
@@ -296,7 +308,8 @@ class Store:
                 changes.jobs,
             )
             db.executemany(
-                "UPDATE items SET status=?, error=?, engine=?, retryable=? WHERE job_id=? AND idx=?",
+                "UPDATE items SET status=?, error=?, engine=?, retryable=?, attempts=?, history=? "
+                "WHERE job_id=? AND idx=?",
                 changes.items,
             )
             db.executemany("UPDATE items SET result=? WHERE job_id=? AND idx=?", changes.results)
@@ -311,8 +324,9 @@ class Store:
                 [(*_job_changes(job)[:-1], job.owner, job.id) for job in jobs],
             )
             db.executemany(
-                "UPDATE items SET status=?, error=?, retryable=? WHERE job_id=? AND idx=?",
-                [(it.status.value, it.error, it.retryable, job.id, i)
+                "UPDATE items SET status=?, error=?, retryable=?, attempts=?, history=? "
+                "WHERE job_id=? AND idx=?",
+                [(it.status.value, it.error, it.retryable, it.attempts, _history_text(it.history), job.id, i)
                  for job in jobs for i, it in enumerate(job.items)],
             )
 
@@ -335,8 +349,9 @@ class Store:
             try:
                 kept = json.loads(path.read_text())
                 changes = Changes(*([tuple(row) for row in kept[k]] for k in ("jobs", "items", "results")))
-                # Kept before items said whether they are retryable: (status, error, engine, id, idx).
-                changes.items[:] = [(*r[:3], None, *r[3:]) if len(r) == 5 else r for r in changes.items]
+                # Kept before items said whether they are retryable: (status, error, engine, id, idx);
+                # before retries: (status, error, engine, retryable, id, idx).
+                changes.items[:] = [_item_change_now(r) for r in changes.items]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(
                     f"cannot read {path}, the changes a process kept when the job store "
@@ -437,6 +452,27 @@ class Store:
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY time_added DESC, rowid DESC LIMIT ?"
         return self._with_items(self._query(sql, (*params, limit)))
 
+    def spent(self, target: str) -> dict[str | None, float]:
+        """The cost estimated at submit of the jobs on ``target``, summed per currency:
+        what a ``budget`` counts as spent. Jobs that ended without starting (cancelled in
+        the queue, refused) cost nothing."""
+        rows = self._query(
+            "SELECT currency, SUM(cost) FROM jobs WHERE target=? AND cost IS NOT NULL "
+            "AND NOT (time_started IS NULL AND time_finished IS NOT NULL) GROUP BY currency",
+            (target,),
+        )
+        return {currency: total for currency, total in rows}
+
+    def target_history(self, target: str, limit: int = 50) -> list[tuple[float, float, float | None, int, int]]:
+        """``(time_added, time_started, time_finished, items, shots)`` of the newest
+        ``limit`` jobs on ``target`` that started, newest first (what ETAs learn from)."""
+        return self._query(
+            "SELECT time_added, time_started, time_finished, "
+            "(SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id), shots FROM jobs "
+            "WHERE target=? AND time_started IS NOT NULL ORDER BY time_added DESC LIMIT ?",
+            (target, limit),
+        )
+
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         # Ids are lowercase hex, so LIKE's wildcards cannot appear in a valid prefix.
         if not prefix or any(ch in prefix for ch in "%_"):
@@ -510,14 +546,15 @@ class Store:
         # Chunked: SQLite limits the number of bound parameters.
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for job_id, label, status, error, params, engine, retryable in self._query(
-                "SELECT job_id, label, status, error, params, engine, retryable FROM items "
+            for job_id, label, status, error, params, engine, retryable, attempts, history in self._query(
+                "SELECT job_id, label, status, error, params, engine, retryable, attempts, history FROM items "
                 f"WHERE job_id IN ({','.join('?' * len(chunk))}) ORDER BY job_id, idx",
                 chunk,
             ):
                 items[job_id].append(ItemRecord(
                     label, JobStatus(status), error, params, engine,
                     None if retryable is None else bool(retryable),
+                    attempts or 0, tuple(json.loads(history)) if history else (),
                 ))  # fmt: skip
         tags = _tags_of(self._query, ids) if self._has_tags else {}
         return [_record_from_row(row, items[row[0]], tags.get(row[0], ())) for row in job_rows]
@@ -712,7 +749,8 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
         changes.jobs.append(_job_changes(job))
         changes.items.extend(
             (job.items[i].status.value, job.items[i].error, job.items[i].engine,
-             job.items[i].retryable, job.id, i)
+             job.items[i].retryable, job.items[i].attempts, _history_text(job.items[i].history),
+             job.id, i)
             for i in job.live.dirty_items
         )
         changes.results.extend((text, job.id, i) for i, text in job.live.unsaved_results.items())
@@ -726,6 +764,19 @@ def _job_changes(job: JobRecord) -> tuple:
 
 def _usage_text(usage: dict | None) -> str | None:
     return None if usage is None else json.dumps(usage, sort_keys=True)
+
+
+def _history_text(history: Sequence[str]) -> str | None:
+    return json.dumps(list(history)) if history else None
+
+
+def _item_change_now(row: Sequence) -> tuple:
+    """An item's row of kept changes in today's form (written by an older qnb)."""
+    if len(row) == 5:  # (status, error, engine, id, idx)
+        row = (*row[:3], None, *row[3:])
+    if len(row) == 6:  # (status, error, engine, retryable, id, idx)
+        row = (*row[:4], 0, None, *row[4:])
+    return tuple(row)
 
 
 def _job_row(job: JobRecord) -> tuple:
@@ -747,12 +798,15 @@ def _job_row(job: JobRecord) -> tuple:
         job.priority,
         job.origin,
         _usage_text(job.usage),
+        job.cost,
+        job.currency,
+        job.retries,
     )
 
 
 def _record_from_row(row: tuple, items: list[ItemRecord], tags: tuple[str, ...] = ()) -> JobRecord:
     (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
-     seq, owner, remote_id, priority, origin, usage) = row  # fmt: skip
+     seq, owner, remote_id, priority, origin, usage, cost, currency, retries) = row  # fmt: skip
     return JobRecord(
         id=job_id,
         name=name,
@@ -773,4 +827,7 @@ def _record_from_row(row: tuple, items: list[ItemRecord], tags: tuple[str, ...] 
         origin=origin,
         usage=None if usage is None else json.loads(usage),
         tags=tags,
+        cost=cost,
+        currency=currency,
+        retries=retries or 0,
     )

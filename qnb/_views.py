@@ -19,7 +19,9 @@ PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
 
 def job_fields(rec: JobRecord) -> dict:
     """A job's own fields, JSON-ready: the base of every view below. ``tags`` only
-    when the job has some (as an item's ``params`` only when it is swept)."""
+    when the job has some (as an item's ``params`` only when it is swept); ``cost`` and
+    ``currency`` only where a price was known at submit; ``estimate`` (what is left:
+    :meth:`qnb.Estimate.as_json`) only while the job is unfinished and estimated."""
     done, total = rec.progress
     fields = {
         "id": rec.id,
@@ -40,6 +42,11 @@ def job_fields(rec: JobRecord) -> dict:
     }
     if rec.tags:
         fields["tags"] = list(rec.tags)
+    if rec.cost is not None:
+        fields["cost"], fields["currency"] = rec.cost, rec.currency
+    estimate = rec.live.estimate
+    if estimate is not None and not rec.done:
+        fields["estimate"] = estimate.as_json()
     return fields
 
 

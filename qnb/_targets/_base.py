@@ -25,6 +25,7 @@ import cirq
 
 from .._device import DeviceSpec
 from .._errors import QueueError
+from .._estimate import CircuitFeatures, Estimate, TargetHistory
 from .._records import QueueEntry
 from .._status import TERMINAL, JobStatus
 
@@ -264,6 +265,21 @@ class QueueOwningTarget(Target):
     def job_usage(self, handle: Any) -> dict | None:
         """What the target says the job used so far (quantum seconds, cost), kept on
         the job; None when it says nothing."""
+        return None
+
+    async def estimate_submission(
+        self, features: Sequence[CircuitFeatures], shots: int, history: TargetHistory
+    ) -> Estimate | None:
+        """How long a job of these circuits would wait and run here, before it is
+        submitted (``qnb.estimate``): the target's own figures (a vendor's queue depth or
+        average queue time, a queue server's estimate), else ``history``'s; None when
+        nothing can be said. The cost is added by the caller (``qnb._prices``)."""
+        return None
+
+    def job_estimate(self, handle: Any, history: TargetHistory) -> Estimate | None:
+        """What is left of a job the target has (its queue position, its figures, as
+        last read: no I/O here), combined with ``history``; None when nothing can be
+        said. Called after each poll."""
         return None
 
     def queue_backend(self) -> QueueBackend:
