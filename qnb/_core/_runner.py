@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import cirq
 
@@ -36,6 +38,9 @@ class Runner:
         self.core = core
         self.persistence = persistence
         self.scheduler: Scheduler | None = None  # set by the manager (they point at each other)
+        #: Called (under the core's lock) after each report a followed job's target
+        #: gave: ``(record, target, handle)``; the estimator keeps ETAs current with it.
+        self.after_report: Callable[[JobRecord, Target, Any], None] | None = None
 
     def start(self, rec: JobRecord, target: Target) -> None:
         """Drive a job that left qnb's queue (on the loop, under the core's lock)."""
@@ -194,6 +199,8 @@ class Runner:
                 _lifecycle.apply_report(rec, statuses, outcomes)
                 if usage is not None:
                     rec.usage = usage
+                if self.after_report is not None:
+                    self.after_report(rec, target, handle)
                 self.persistence.changed(rec)
 
     async def cancel_on_target(self, rec: JobRecord, target: Target) -> None:
