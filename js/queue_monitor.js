@@ -584,7 +584,12 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
 }
 
 function currentFilters(model) {
-  return { status: model.get("status_filter"), target: model.get("target_filter"), user: model.get("user_filter") };
+  return {
+    status: model.get("status_filter"),
+    target: model.get("target_filter"),
+    user: model.get("user_filter"),
+    tag: model.get("tag_filter") ?? "", // (kernels before the tag filter have no trait)
+  };
 }
 
 // `client`: the action channel's client (action_client.js, handed over by view_loader.js).
@@ -604,7 +609,7 @@ function render({ model, el, client, kernel }) {
   };
   model.on("msg:custom", onPatch);
   const onFilters = () => view.setFilters(currentFilters(model));
-  const FILTERS = ["status_filter", "target_filter", "user_filter"];
+  const FILTERS = ["status_filter", "target_filter", "user_filter", "tag_filter"];
   for (const name of FILTERS) model.on(`change:${name}`, onFilters);
   client.send({ type: "snapshot", monitor: monitorId });
   const timer = setInterval(view.tick, 1000); // elapsed times tick in the page

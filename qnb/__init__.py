@@ -68,11 +68,12 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-def monitor(*, target: str | None = None, user: str | None = None, status: str | None = None):
+def monitor(*, target: str | None = None, user: str | None = None, status: str | None = None,
+            tag: str | None = None):  # fmt: skip
     """The live queue monitor widget (one per kernel, updated in place), filtered as asked."""
     from .notebook._widgets import monitor as _monitor  # widgets load only in a notebook
 
-    return _monitor(target=target, user=user, status=status)
+    return _monitor(target=target, user=user, status=status, tag=tag)
 
 
 def load_ipython_extension(ipython) -> None:

@@ -24,7 +24,9 @@ from IPython.display import display
 from .. import _api
 from .._errors import QnbError
 from .._api import get_manager
+from .._estimate import Estimate, cost_text, duration_text
 from .._job import Job, when
+from .._options import check_max_cost
 from .._status import TERMINAL
 from ._widgets import monitor
 
@@ -154,6 +156,43 @@ def sweep_from_spec(spec: str, namespace: dict) -> cirq.Sweep:
         ) from None
 
 
+def _number_or_text(text: str | None, kind: type, *, default):
+    """A flag's value as ``kind`` when it reads as one, else the text itself, so that
+    the API refuses it with the message a Python caller gets (``qnb._options``)."""
+    if text is None:
+        return default
+    text = _unquote(text)
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def estimate_text(found: Estimate, *, target: str, shots: int, max_cost: float | None = None,
+                  now: float | None = None) -> str:  # fmt: skip
+    """``%%qsubmit --estimate``'s answer: one figure a line, then how it was made."""
+    now = time.time() if now is None else now
+    lines = [f"estimate on {target}, {shots} shots (nothing submitted):"]
+    unknown = "not known"
+    lines.append(f"  run     {unknown if found.run_seconds is None else duration_text(found.run_seconds)}")
+    if found.wait_seconds is None:
+        lines.append(f"  wait    {unknown}")
+    else:
+        lines.append(f"  wait    {'starts now' if found.wait_seconds < 1 else duration_text(found.wait_seconds)}")
+    if found.finish is None:
+        lines.append(f"  finish  {unknown}")
+    else:
+        left = found.finish.timestamp() - now
+        clock = found.finish.astimezone().strftime("%H:%M:%S")
+        lines.append(f"  finish  {clock} (in {duration_text(max(left, 0))})")
+    lines.append(f"  cost    {cost_text(found.cost, found.currency)}")
+    if max_cost is not None and found.cost is not None and found.cost > max_cost:
+        lines.append(f"          over --max-cost {max_cost:g}: submitting would be refused")
+    if found.basis:
+        lines.append(f"  basis   {found.basis}")
+    return "\n".join(lines)
+
+
 @magics_class
 class QnbMagics(Magics):
     # -- helpers ---------------------------------------------------------------------------
@@ -233,12 +272,22 @@ class QnbMagics(Magics):
     )
     @argument("--params", default=None, help="a variable holding a cirq sweep (any cirq.Sweepable)")
     @argument("--tag", action="append", default=None, help="a tag to find the job by (repeat for several)")
+    @argument(
+        "--notify",
+        action="append",
+        default=None,
+        help="an Apprise URL sent one message when the job ends (repeat for several)",
+    )
+    @argument("--retries", default=None, help="run a transiently failed circuit again, up to N times")
+    @argument("--max-cost", default=None, help="refuse the job if its estimated cost is above X")
+    @argument("--estimate", action="store_true", help="print what the job would take; submit nothing")
     @cell_magic
     def qsubmit(self, line: str, cell: str):
         """Run the cell, submit the circuits it produced as one job, show the job live.
 
         Circuits: the cell's last expression if it is a circuit, a list or a dict of
         circuits; otherwise every circuit the cell assigned to a name, labelled by name.
+        With ``--estimate`` nothing is submitted: it prints ``qnb.estimate(...)`` of them.
         """
         args = parse_argstring(self.qsubmit, line)
         if args.name is not None and len(args.name) > 1 and args.name[0] == args.name[-1] in "'\"":
@@ -247,9 +296,13 @@ class QnbMagics(Magics):
             raise UsageError(f"--out needs a variable name, got {args.out!r}")
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+        if args.estimate and (args.wait or args.timeout is not None):
+            raise UsageError("--estimate submits nothing: there is no job to --wait for")
         self._check_target(args.target)
         params = self._params(args)
         circuits = cell if args.qasm else self._run_cell(cell)
+        if args.estimate:
+            return self._estimate(circuits, args, params)
         try:
             job = _api.submit(
                 circuits,
@@ -260,6 +313,9 @@ class QnbMagics(Magics):
                 compile=args.compile,
                 params=params,
                 tags=[_unquote(tag) for tag in args.tag or ()],
+                notify=[_unquote(url) for url in args.notify] if args.notify else None,
+                retries=_number_or_text(args.retries, int, default=0),
+                max_cost=_number_or_text(args.max_cost, float, default=None),
             )
         except QnbError as exc:
             raise UsageError(str(exc)) from None
@@ -274,18 +330,36 @@ class QnbMagics(Magics):
             return None
         return job
 
+    def _estimate(self, circuits, args, params) -> None:
+        """``%%qsubmit --estimate``: print the estimate (``--out`` binds it); nothing
+        is submitted."""
+        max_cost = _number_or_text(args.max_cost, float, default=None)
+        try:
+            if max_cost is not None:
+                check_max_cost(max_cost)  # the same refusal as a submit's
+            found = _api.estimate(
+                circuits, target=args.target, shots=args.shots, params=params, compile=args.compile
+            )
+        except QnbError as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            self.shell.user_ns[args.out] = found
+        print(estimate_text(found, target=args.target, shots=args.shots, max_cost=max_cost))
+
     # -- line magics ---------------------------------------------------------------------------
 
     @magic_arguments()
     @argument("--target", "-t", default=None, help="show only this target")
     @argument("--user", "-u", default=None, help="show only this user's jobs")
     @argument("--status", default=None, help="show only jobs with this status")
+    @argument("--tag", default=None, help="show only jobs with this tag")
     @line_magic
     def qqueue(self, line: str):
         """The live queue monitor (one per kernel, updated in place)."""
         args = parse_argstring(self.qqueue, line)
         try:
-            return monitor(target=args.target, user=args.user, status=args.status)
+            tag = None if args.tag is None else _unquote(args.tag)
+            return monitor(target=args.target, user=args.user, status=args.status, tag=tag)
         except QnbError as exc:
             raise UsageError(str(exc)) from None
 

@@ -30,6 +30,7 @@ from .. import _api as qnb_api
 from .._api import JobManager, get_manager
 from .._errors import QnbError
 from .._job import manager_of, results_so_far
+from .._options import check_tags
 from .._plot import select_top
 from .._status import TERMINAL
 from .._views import job_html, progress_text, status_text
@@ -359,6 +360,7 @@ class QueueMonitor(anywidget.AnyWidget):
     target_filter = traitlets.Unicode("").tag(sync=True)
     user_filter = traitlets.Unicode("").tag(sync=True)
     status_filter = traitlets.Unicode("").tag(sync=True)
+    tag_filter = traitlets.Unicode("").tag(sync=True)
     channel_id = traitlets.Unicode().tag(sync=True)
     monitor_id = traitlets.Unicode().tag(sync=True)  # how the page names it to the channel
     job_count = traitlets.Int(0).tag(sync=True)
@@ -408,11 +410,15 @@ class QueueMonitor(anywidget.AnyWidget):
             self._known.update(new)
             self.job_count = len(self._known)
 
-    def filter(self, *, target: str | None = None, user: str | None = None, status: str | None = None):
+    def filter(
+        self, *, target: str | None = None, user: str | None = None, status: str | None = None,
+        tag: str | None = None,
+    ):  # fmt: skip
         with self.hold_sync():
             self.target_filter = target or ""
             self.user_filter = user or ""
             self.status_filter = status or ""
+            self.tag_filter = tag or ""
         return self
 
     def _rows_for_text(self) -> list[dict]:
@@ -421,6 +427,7 @@ class QueueMonitor(anywidget.AnyWidget):
             target=self.target_filter or None,
             user=self.user_filter or None,
             limit=FALLBACK_ROWS,
+            **({"tags": [self.tag_filter]} if self.tag_filter else {}),
         )
         return _rows(self.manager, records)
 
@@ -462,9 +469,15 @@ _monitors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _monitors_lock = threading.Lock()
 
 
-def monitor(*, target: str | None = None, user: str | None = None, status: str | None = None) -> QueueMonitor:
-    """The kernel's queue monitor (one instance, updated in place), filtered as asked."""
+def monitor(
+    *, target: str | None = None, user: str | None = None, status: str | None = None,
+    tag: str | None = None,
+) -> QueueMonitor:  # fmt: skip
+    """The kernel's queue monitor (one instance, updated in place), filtered as asked
+    (``tag``: only the jobs with this tag)."""
     manager = get_manager()
+    if tag is not None:
+        (tag,) = check_tags([tag])  # the refusal of a bad tag at submit
     if target is not None:
         manager.targets.get(target)  # unknown targets fail here
     if status is not None:
@@ -473,4 +486,4 @@ def monitor(*, target: str | None = None, user: str | None = None, status: str |
         found = _monitors.get(manager)
         if found is None or found.comm is None:
             found = _monitors[manager] = QueueMonitor(manager=manager)
-    return found.filter(target=target, user=user, status=status)
+    return found.filter(target=target, user=user, status=status, tag=tag)
