@@ -10,6 +10,12 @@
     address = "tcp://scheduler:8786"
     engine = "qsim"
 
+    [targets.qpu]                  # cost options are qnb's, not the kind's (docs/cost.md)
+    kind = "ionq"
+    backend = "qpu.aria-1"
+    price = {minimum = 12.4166}    # terms over qnb's price table (here: error mitigation off)
+    budget = 500.0                 # the most this target's stored jobs may add up to
+
     [notify]                       # a message when each job submitted from here ends
     urls = ["ntfy://my-topic"]     # Apprise URLs; $QNB_NOTIFY (comma- or space-separated) wins
 """

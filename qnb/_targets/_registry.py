@@ -17,6 +17,11 @@ factory as :class:`~qnb._secrets.Secret`: text whose ``repr`` is masked.
 
 The built-in targets use the same lazy entries as plug-ins, and so do the targets file's
 tables that name a kind (``[targets.cluster]`` with ``kind = "dask"`` and its options).
+
+A target's cost options (``price = {...}``, ``budget = ...``, an IBM ``plan``) are not
+its kind's: they are checked when the table is read or the target registered (a bad one
+refuses the target, naming where it was written) and kept with the target for
+:mod:`qnb._prices`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any, NoReturn
 
 import cirq
 
-from .. import _config, _secrets
+from .. import _config, _prices, _secrets
 from .._device import DeviceSpec
 from .._errors import InvalidOptionError, QnbError, UnknownTargetError
 from ._base import Target
@@ -92,6 +97,9 @@ class LazyTarget:
     #: Found by a scan (a plug-in, a targets-file table): a new scan replaces it.
     scanned: bool = False
     loading: Loading | None = dataclasses.field(default=None, repr=False)
+    #: Its configuration was refused before loading (``error`` says why and what to
+    #: write): asking for it raises that as an InvalidOptionError.
+    refused: bool = False
 
     @property
     def in_flight(self) -> bool:
@@ -162,7 +170,7 @@ class TargetRegistry:
                     "(qnb.targets() describes them, qnb.register_target() adds one)"
                 )
             if lazy.error is not None:
-                raise _load_error(lazy, lazy.error)
+                raise InvalidOptionError(lazy.error) if lazy.refused else _load_error(lazy, lazy.error)
             loading = lazy.loading or self._start_loading(lazy)
         return self._wait(lazy, loading)
 
@@ -316,12 +324,29 @@ class TargetRegistry:
         except QnbError as exc:  # a broken targets file must not stop qnb
             logger.warning("qnb: %s", exc)
             return
+        path = _config.targets_file()
         for name, (kind, options) in configured.items():
             if name in self._targets or name in self._lazy:
                 continue
-            origin = f"kind {kind!r} from {_config.targets_file()}"
-            load = functools.partial(make, kind, name, **_secrets.masked(options))
+            origin = f"kind {kind!r} from {path}"
+            try:
+                options, settings = _prices.split_options(options, target=name, where=f"in {path}", kind=kind)
+            except InvalidOptionError as exc:  # listed as broken; asking for it says why
+                self._lazy[name] = LazyTarget(name, _refused, origin, error=str(exc), scanned=True, refused=True)
+                continue
+            load = functools.partial(_make_priced, kind, name, settings, _secrets.masked(options))
             self._lazy[name] = LazyTarget(name, load, origin, scanned=True)
+
+
+def _make_priced(kind: str, name: str, settings: _prices.PriceSettings | None, options: dict) -> Target:
+    """A targets-file table's target, with its cost settings kept for it."""
+    target = make(kind, name, **options)
+    _prices.configure(target, settings)
+    return target
+
+
+def _refused() -> NoReturn:  # never called: a refused entry raises before loading
+    raise InvalidOptionError("this target's configuration was refused")
 
 
 def _load_error(lazy: LazyTarget, error: str) -> UnknownTargetError:
@@ -421,14 +446,23 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     ``qnb[dask]``). ``qnb.register_target("engine", sampler)`` runs jobs through any
     ``cirq.Sampler`` (options: ``device``, a ``cirq.Device`` when the sampler names
     none; ``max_threads``); such jobs have no job id and are not followed after a restart.
+
+    Any target also takes ``price={...}`` (terms over qnb's price table, see
+    ``docs/cost.md``), ``budget=`` (the most its stored jobs may add up to) and, for IBM
+    Quantum, ``plan=``; they are checked here and kept with the target.
     """
     options = _secrets.masked(options)  # keys never sit in this frame as plain text
     if not isinstance(name, str) or not name:
         raise InvalidOptionError(f"a target's name is a non-empty string, got {name!r}")
+    kind = target if isinstance(target, str) else None
+    options, settings = _prices.split_options(
+        options, target=name, where=f"given to qnb.register_target({name!r}, ...)", kind=kind
+    )  # fmt: skip
     if isinstance(target, str):
         made = make(target, name, **options)
     else:
         made = as_target(name, target, **options)
+    _prices.configure(made, settings)
     registry.register(name, made)
     return made
 register_kind("ionq", "qnb._targets._ionq:IonQTarget")  # needs the extra qnb[ionq] (cirq-ionq)
