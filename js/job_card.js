@@ -159,6 +159,82 @@ export function drawProgressBar(bar, job) {
   bar.title = progressText(job);
 }
 
+// -- what is left: the ETA, the cost, retries (the same in job_card.js, queue_monitor.js
+// and the jobs panel's model.js: each is loaded on its own; js/tests checks they agree) --
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const pad2 = (n) => String(n).padStart(2, "0");
+
+// "40 s", "3 min", "1 h 05 min", "2 d": how long until (or since) the finish.
+export function leftText(seconds) {
+  const s = Math.abs(seconds);
+  if (s < 60) return `${Math.max(1, Math.ceil(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${pad2(Math.floor((s % 3600) / 60))} min`;
+  return `${Math.round(s / 86400)} d`;
+}
+
+// "14:32" in the page's time zone, with the day when it is not today ("Dec 6 14:32").
+// By hand: Intl costs tens of ms the first time (ICU data).
+export function clockText(seconds, nowSeconds) {
+  const t = new Date(seconds * 1000);
+  const now = new Date(nowSeconds * 1000);
+  const time = `${pad2(t.getHours())}:${pad2(t.getMinutes())}`;
+  const sameDay = t.getFullYear() === now.getFullYear() && t.getMonth() === now.getMonth() && t.getDate() === now.getDate();
+  return sameDay ? time : `${MONTHS[t.getMonth()]} ${t.getDate()} ${time}`;
+}
+
+// When the job should be done, counted down in the page from the kernel's estimate
+// (`estimate.finish`, Unix seconds) and the page's clock: "done ~14:32 (in 3 min)"
+// (`short`: "in 3 min"); "" when not known or the job has ended. Past its time it says
+// so ("due now", "5 min late") rather than count up silently.
+export function etaText(job, nowSeconds, { short = false } = {}) {
+  const finish = job?.estimate?.finish;
+  if (typeof finish !== "number" || !Number.isFinite(finish) || OUTLOOK_ENDED.has(job.status)) return "";
+  const left = finish - nowSeconds;
+  const when = left > 0 ? `in ${leftText(left)}` : left > -60 ? "due now" : `${leftText(left)} late`;
+  return short ? when : `done ~${clockText(finish, nowSeconds)} (${when})`;
+}
+
+// The estimate's details, for a tooltip: its finish, wait and run, and how it was made.
+export function etaTitle(job, nowSeconds) {
+  const estimate = job?.estimate;
+  if (!estimate || OUTLOOK_ENDED.has(job.status)) return "";
+  const lines = [];
+  if (typeof estimate.finish === "number") lines.push(`estimated finish: ${clockText(estimate.finish, nowSeconds)}`);
+  const figures = [];
+  if (typeof estimate.wait_seconds === "number")
+    figures.push(estimate.wait_seconds < 1 ? "no wait" : `wait ~${leftText(estimate.wait_seconds)}`);
+  if (typeof estimate.run_seconds === "number") figures.push(`run ~${leftText(estimate.run_seconds)}`);
+  if (figures.length) lines.push(`${figures.join(", ")} (as last estimated)`);
+  if (estimate.basis) lines.push(`basis: ${estimate.basis}`);
+  return lines.join("\n");
+}
+
+// The job's cost as estimated at submit ("$4.20", "EUR 1,200.00", "< $0.01"); "" when
+// unknown or nothing (a local target's 0.0 is not shown).
+export function costText(job) {
+  const own = typeof job?.cost === "number";
+  const amount = own ? job.cost : job?.estimate?.cost;
+  const currency = own ? job.currency : job?.estimate?.currency;
+  if (typeof amount !== "number" || !Number.isFinite(amount) || amount <= 0) return "";
+  const symbol = currency === "USD" || !currency ? "$" : `${currency} `;
+  if (amount < 0.005) return `< ${symbol}0.01`;
+  const [whole, cents] = amount.toFixed(2).split(".");
+  return `${symbol}${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",")}.${cents}`;
+}
+
+// "retrying (1/3)" while items run again after a transient failure (", 4 circuits" when
+// several do); "" otherwise.
+export function retryingText(job) {
+  const again = job?.retrying;
+  if (!again || OUTLOOK_ENDED.has(job.status)) return "";
+  const several = again.count > 1 ? `, ${again.count} ${job.unit === "points" ? "points" : "circuits"}` : "";
+  return `retrying (${again.attempt}/${again.retries}${several})`;
+}
+
+const OUTLOOK_ENDED = new Set(["completed", "failed", "cancelled"]);
+
 // What a view says once its kernel has gone, and how to see the job again.
 export function goneText(jobId) {
   const how = jobId ? `qnb.get_job("${jobId}") in a new kernel` : "qnb.monitor() in a new kernel";
@@ -197,12 +273,17 @@ function render({ model, el, client, kernel }) {
   bar.role = "img";
   const progress = element("span", "qnb-progress");
   const elapsed = element("span", "qnb-elapsed");
+  const retrying = element("span", "qnb-retrying");
+  retrying.title = "circuits that failed transiently run again (attempt/retries allowed at submit)";
+  const eta = element("span", "qnb-eta");
+  const cost = element("span", "qnb-cost");
+  cost.title = "the cost estimated at submit";
   const cancel = element("button", `qnb-cancel ${BUTTON} jp-mod-warn`, "Cancel");
   cancel.title = "Cancel this job";
   const resubmit = element("button", `qnb-resubmit ${BUTTON} jp-mod-accept`, "Resubmit");
   resubmit.title = "Submit this job's circuits again as a new job";
   const note = element("span", "qnb-note");
-  line.append(position, bar, progress, elapsed, cancel, resubmit, note);
+  line.append(position, bar, progress, retrying, elapsed, eta, cost, cancel, resubmit, note);
   const gone = element("div", "qnb-gone");
   gone.style.display = "none";
   const error = element("div", "qnb-error");
@@ -218,9 +299,15 @@ function render({ model, el, client, kernel }) {
   let timer = null;
   let kernelGone = false;
 
+  // The clock's texts: the elapsed time and the ETA count in the page between messages.
   function tick() {
     const job = model.get("job") || {};
-    elapsed.textContent = formatElapsed(elapsedSeconds(job, Date.now() / 1000));
+    const now = Date.now() / 1000;
+    elapsed.textContent = formatElapsed(elapsedSeconds(job, now));
+    const due = etaText(job, now);
+    if (eta.textContent !== due) eta.textContent = due;
+    eta.style.display = due ? "" : "none";
+    eta.title = etaTitle(job, now);
   }
 
   function drawHistogram() {
@@ -256,6 +343,11 @@ function render({ model, el, client, kernel }) {
     position.textContent = pos && !kernelGone ? `position ${pos}` : "";
     drawProgressBar(bar, job);
     progress.textContent = progressText(job);
+    retrying.textContent = kernelGone ? "" : retryingText(job);
+    retrying.style.display = retrying.textContent ? "" : "none";
+    cost.textContent = costText(job);
+    cost.style.display = cost.textContent ? "" : "none";
+    if (kernelGone) eta.style.display = "none"; // a countdown the kernel no longer backs
     const finished = TERMINAL.has(status);
     cancel.style.display = finished ? "none" : "";
     resubmit.style.display = finished ? "" : "none";

@@ -36,6 +36,7 @@ const SORT_KEYS = {
   status: (job) => STATUSES.indexOf(job.status),
   progress: (job) => (job.total ? (job.completed ?? job.done) / job.total : 0),
   elapsed: (job, _pos, now) => (job.time_started ? (job.time_finished ?? now) - job.time_started : -1),
+  eta: (job) => (etaText(job, 0) ? job.estimate.finish : Infinity), // (the clock does not change the order)
 };
 
 // The table's data: jobs by id, the snapshot/patch protocol, filters and sorting.
@@ -179,6 +180,82 @@ export function progressSegments(job) {
   return ["completed", "failed", "cancelled"].map((outcome) => ({ outcome, percent: share(parts[outcome]) }));
 }
 
+// -- what is left: the ETA, the cost, retries (the same in job_card.js, queue_monitor.js
+// and the jobs panel's model.js: each is loaded on its own; js/tests checks they agree) --
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const pad2 = (n) => String(n).padStart(2, "0");
+
+// "40 s", "3 min", "1 h 05 min", "2 d": how long until (or since) the finish.
+export function leftText(seconds) {
+  const s = Math.abs(seconds);
+  if (s < 60) return `${Math.max(1, Math.ceil(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${pad2(Math.floor((s % 3600) / 60))} min`;
+  return `${Math.round(s / 86400)} d`;
+}
+
+// "14:32" in the page's time zone, with the day when it is not today ("Dec 6 14:32").
+// By hand: Intl costs tens of ms the first time (ICU data).
+export function clockText(seconds, nowSeconds) {
+  const t = new Date(seconds * 1000);
+  const now = new Date(nowSeconds * 1000);
+  const time = `${pad2(t.getHours())}:${pad2(t.getMinutes())}`;
+  const sameDay = t.getFullYear() === now.getFullYear() && t.getMonth() === now.getMonth() && t.getDate() === now.getDate();
+  return sameDay ? time : `${MONTHS[t.getMonth()]} ${t.getDate()} ${time}`;
+}
+
+// When the job should be done, counted down in the page from the kernel's estimate
+// (`estimate.finish`, Unix seconds) and the page's clock: "done ~14:32 (in 3 min)"
+// (`short`: "in 3 min"); "" when not known or the job has ended. Past its time it says
+// so ("due now", "5 min late") rather than count up silently.
+export function etaText(job, nowSeconds, { short = false } = {}) {
+  const finish = job?.estimate?.finish;
+  if (typeof finish !== "number" || !Number.isFinite(finish) || OUTLOOK_ENDED.has(job.status)) return "";
+  const left = finish - nowSeconds;
+  const when = left > 0 ? `in ${leftText(left)}` : left > -60 ? "due now" : `${leftText(left)} late`;
+  return short ? when : `done ~${clockText(finish, nowSeconds)} (${when})`;
+}
+
+// The estimate's details, for a tooltip: its finish, wait and run, and how it was made.
+export function etaTitle(job, nowSeconds) {
+  const estimate = job?.estimate;
+  if (!estimate || OUTLOOK_ENDED.has(job.status)) return "";
+  const lines = [];
+  if (typeof estimate.finish === "number") lines.push(`estimated finish: ${clockText(estimate.finish, nowSeconds)}`);
+  const figures = [];
+  if (typeof estimate.wait_seconds === "number")
+    figures.push(estimate.wait_seconds < 1 ? "no wait" : `wait ~${leftText(estimate.wait_seconds)}`);
+  if (typeof estimate.run_seconds === "number") figures.push(`run ~${leftText(estimate.run_seconds)}`);
+  if (figures.length) lines.push(`${figures.join(", ")} (as last estimated)`);
+  if (estimate.basis) lines.push(`basis: ${estimate.basis}`);
+  return lines.join("\n");
+}
+
+// The job's cost as estimated at submit ("$4.20", "EUR 1,200.00", "< $0.01"); "" when
+// unknown or nothing (a local target's 0.0 is not shown).
+export function costText(job) {
+  const own = typeof job?.cost === "number";
+  const amount = own ? job.cost : job?.estimate?.cost;
+  const currency = own ? job.currency : job?.estimate?.currency;
+  if (typeof amount !== "number" || !Number.isFinite(amount) || amount <= 0) return "";
+  const symbol = currency === "USD" || !currency ? "$" : `${currency} `;
+  if (amount < 0.005) return `< ${symbol}0.01`;
+  const [whole, cents] = amount.toFixed(2).split(".");
+  return `${symbol}${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",")}.${cents}`;
+}
+
+// "retrying (1/3)" while items run again after a transient failure (", 4 circuits" when
+// several do); "" otherwise.
+export function retryingText(job) {
+  const again = job?.retrying;
+  if (!again || OUTLOOK_ENDED.has(job.status)) return "";
+  const several = again.count > 1 ? `, ${again.count} ${job.unit === "points" ? "points" : "circuits"}` : "";
+  return `retrying (${again.attempt}/${again.retries}${several})`;
+}
+
+const OUTLOOK_ENDED = new Set(["completed", "failed", "cancelled"]);
+
 // What the monitor says once its kernel has gone.
 export const GONE_TEXT =
   "The kernel behind this monitor has gone: these are the last states it sent. To see the jobs live again, run qnb.monitor() or qnb.get_job(\"<id>\") in a new kernel, or open the jobs panel.";
@@ -226,6 +303,7 @@ export const COLUMNS = [
   ["status", "status", 100],
   ["progress", "progress", 140],
   ["elapsed", "elapsed", 80],
+  ["eta", "ETA · cost", 100],
   [null, "actions", 96],
 ];
 
@@ -363,7 +441,7 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
 
   // Row elements are reused: a patch or a scroll only rewrites the texts that changed.
   const pool = [];
-  const CELLS = ["position", "name", "id", "user", "target", "added", "status", "progress", "elapsed", "actions"];
+  const CELLS = ["position", "name", "id", "user", "target", "added", "status", "progress", "elapsed", "eta", "actions"];
 
   function newRow() {
     const row = element("div", "qnb-row");
@@ -414,13 +492,23 @@ export function createMonitorView(el, { send = () => new Promise(() => {}), filt
     setText(row, "target", job.target);
     setText(row, "added", formatTime(job.time_added));
     setText(row, "chip", requested.get(job.id)?.text ?? job.status);
-    const progress = progressText(job);
+    const again = retryingText(job);
+    const progress = again ? `${progressText(job)} · ${again}` : progressText(job);
     setText(row, "progressText", progress);
+    if (row.cells.progress.title !== progress) row.cells.progress.title = progress;
     if (row.shown.bar !== progress) {
       drawBar(row.cells.bar, job);
       row.shown.bar = progress;
     }
     setText(row, "elapsed", formatElapsed(elapsed));
+    // The ETA counts down with the page's clock (kernelGone: frozen with the elapsed time).
+    const due = kernelGone ? "" : etaText(job, now, { short: true });
+    const cost = costText(job);
+    setText(row, "eta", due && cost ? `${due} · ${cost}` : due || cost);
+    const about = [kernelGone ? "" : etaTitle(job, now), cost ? `${cost}, estimated at submit` : ""]
+      .filter(Boolean)
+      .join("\n");
+    if (row.cells.eta.title !== about) row.cells.eta.title = about;
     const reconnecting = isReconnecting(job);
     if (row.shown.reconnecting !== reconnecting) {
       row.cells.connection.style.display = reconnecting ? "" : "none";

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import html
 
+from ._estimate import at, cost_text
 from ._records import ItemRecord, JobRecord
 
 #: What every user of a shared queue sees of another user's job.
@@ -102,7 +103,22 @@ def widget_row(
     row["position"] = position
     row["connection"] = connection
     row.update(outcome_counts(rec))
+    again = retrying(rec)
+    if again is not None:
+        row["retrying"] = again
     return row
+
+
+def retrying(rec: JobRecord) -> dict | None:
+    """The job's unfinished items being run again after a transient failure, for the
+    faces' "retrying (k/N)": how many (``count``), the highest attempt (``attempt``) and
+    the retries allowed (``retries``); None when there are none."""
+    if rec.done:
+        return None
+    attempts = [item.attempts for item in rec.items if item.attempts and not item.status.is_terminal]
+    if not attempts:
+        return None
+    return {"count": len(attempts), "attempt": max(attempts), "retries": rec.retries}
 
 
 #: The outcomes an item ends with, in the order views show them.
@@ -155,6 +171,7 @@ def cli_job(rec: JobRecord) -> dict:
         "error": fields["error"],
         "parent_id": fields["parent_id"],
         **({"tags": fields["tags"]} if "tags" in fields else {}),
+        **{key: fields[key] for key in ("cost", "currency", "estimate") if key in fields},
     }
 
 
@@ -180,5 +197,20 @@ def job_html(row: dict, *, position: int | None = None) -> str:
     return (
         f"<div class='qnb-job'><b>{html.escape(row['name'])}</b> "
         f"<code>{html.escape(row['id'][:8])}</code> on {html.escape(row['target'])}: "
-        f"<b>{html.escape(status_text(row))}</b> ({progress}{where}){error}</div>"
+        f"<b>{html.escape(status_text(row))}</b> ({progress}{where}){html.escape(outlook_text(row))}{error}</div>"
     )
+
+
+def outlook_text(row: dict) -> str:
+    """What a job's view adds to its status, as of now: ``" · retrying (1/3) · done by
+    ~14:32 · $4.20"`` (each part only where known; a local job's 0.0 cost is not shown)."""
+    parts = []
+    again = row.get("retrying")
+    if again:
+        parts.append(f"retrying ({again['attempt']}/{again['retries']})")
+    finish = (row.get("estimate") or {}).get("finish")
+    if finish is not None:
+        parts.append(f"done by ~{at(finish).astimezone().strftime('%H:%M')}")
+    if row.get("cost"):
+        parts.append(cost_text(row["cost"], row.get("currency")))
+    return "".join(f" · {part}" for part in parts)

@@ -25,7 +25,7 @@ from test_browser import ARTIFACTS, browser, card, lab, open_notebook, run_all, 
 pytestmark = pytest.mark.browser
 
 MINIMUMS = {"position": 36, "name": 140, "id": 64, "user": 60, "target": 70, "added": 72,
-            "status": 100, "progress": 140, "elapsed": 80, "actions": 96}  # queue_monitor.js COLUMNS
+            "status": 100, "progress": 140, "elapsed": 80, "eta": 100, "actions": 96}  # queue_monitor.js COLUMNS
 
 SETUP = ("%load_ext qnb\nimport cirq, qnb\nq = cirq.LineQubit.range(2)\n"
          "bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key='m'))")

@@ -13,6 +13,7 @@ export const COLUMNS = [
   { key: 'origin', label: 'From', min: 120, sort: true },
   { key: 'added', label: 'Added', min: 128, sort: true },
   { key: 'elapsed', label: 'Elapsed', min: 84, sort: true },
+  { key: 'eta', label: 'ETA · cost', min: 120, sort: true },
   { key: 'actions', label: 'Actions', min: 392, sort: false }
 ];
 
@@ -39,7 +40,8 @@ const KEYS = {
   target: r => (r.target || '').toLowerCase(),
   origin: r => (r.origin || '').toLowerCase(),
   added: r => r.time_added || 0,
-  elapsed: (r, now) => elapsed(r, now) ?? -1
+  elapsed: (r, now) => elapsed(r, now) ?? -1,
+  eta: r => (etaText(r, 0) ? r.estimate.finish : Infinity) // (the clock does not change the order)
 };
 
 // Sort keys that depend on the clock cannot be kept in an incremental order.
@@ -296,3 +298,79 @@ export function actionsFor(row) {
     results: row.completed > 0 && row.source === 'store'
   };
 }
+
+// -- what is left: the ETA, the cost, retries (the same in the widgets' js/job_card.js
+// and js/queue_monitor.js: each is loaded on its own; js/tests/eta.test.js checks they agree) --
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const pad2 = (n) => String(n).padStart(2, "0");
+
+// "40 s", "3 min", "1 h 05 min", "2 d": how long until (or since) the finish.
+export function leftText(seconds) {
+  const s = Math.abs(seconds);
+  if (s < 60) return `${Math.max(1, Math.ceil(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${pad2(Math.floor((s % 3600) / 60))} min`;
+  return `${Math.round(s / 86400)} d`;
+}
+
+// "14:32" in the page's time zone, with the day when it is not today ("Dec 6 14:32").
+// By hand: Intl costs tens of ms the first time (ICU data).
+export function clockText(seconds, nowSeconds) {
+  const t = new Date(seconds * 1000);
+  const now = new Date(nowSeconds * 1000);
+  const time = `${pad2(t.getHours())}:${pad2(t.getMinutes())}`;
+  const sameDay = t.getFullYear() === now.getFullYear() && t.getMonth() === now.getMonth() && t.getDate() === now.getDate();
+  return sameDay ? time : `${MONTHS[t.getMonth()]} ${t.getDate()} ${time}`;
+}
+
+// When the job should be done, counted down in the page from the kernel's estimate
+// (`estimate.finish`, Unix seconds) and the page's clock: "done ~14:32 (in 3 min)"
+// (`short`: "in 3 min"); "" when not known or the job has ended. Past its time it says
+// so ("due now", "5 min late") rather than count up silently.
+export function etaText(job, nowSeconds, { short = false } = {}) {
+  const finish = job?.estimate?.finish;
+  if (typeof finish !== "number" || !Number.isFinite(finish) || OUTLOOK_ENDED.has(job.status)) return "";
+  const left = finish - nowSeconds;
+  const when = left > 0 ? `in ${leftText(left)}` : left > -60 ? "due now" : `${leftText(left)} late`;
+  return short ? when : `done ~${clockText(finish, nowSeconds)} (${when})`;
+}
+
+// The estimate's details, for a tooltip: its finish, wait and run, and how it was made.
+export function etaTitle(job, nowSeconds) {
+  const estimate = job?.estimate;
+  if (!estimate || OUTLOOK_ENDED.has(job.status)) return "";
+  const lines = [];
+  if (typeof estimate.finish === "number") lines.push(`estimated finish: ${clockText(estimate.finish, nowSeconds)}`);
+  const figures = [];
+  if (typeof estimate.wait_seconds === "number")
+    figures.push(estimate.wait_seconds < 1 ? "no wait" : `wait ~${leftText(estimate.wait_seconds)}`);
+  if (typeof estimate.run_seconds === "number") figures.push(`run ~${leftText(estimate.run_seconds)}`);
+  if (figures.length) lines.push(`${figures.join(", ")} (as last estimated)`);
+  if (estimate.basis) lines.push(`basis: ${estimate.basis}`);
+  return lines.join("\n");
+}
+
+// The job's cost as estimated at submit ("$4.20", "EUR 1,200.00", "< $0.01"); "" when
+// unknown or nothing (a local target's 0.0 is not shown).
+export function costText(job) {
+  const own = typeof job?.cost === "number";
+  const amount = own ? job.cost : job?.estimate?.cost;
+  const currency = own ? job.currency : job?.estimate?.currency;
+  if (typeof amount !== "number" || !Number.isFinite(amount) || amount <= 0) return "";
+  const symbol = currency === "USD" || !currency ? "$" : `${currency} `;
+  if (amount < 0.005) return `< ${symbol}0.01`;
+  const [whole, cents] = amount.toFixed(2).split(".");
+  return `${symbol}${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",")}.${cents}`;
+}
+
+// "retrying (1/3)" while items run again after a transient failure (", 4 circuits" when
+// several do); "" otherwise.
+export function retryingText(job) {
+  const again = job?.retrying;
+  if (!again || OUTLOOK_ENDED.has(job.status)) return "";
+  const several = again.count > 1 ? `, ${again.count} ${job.unit === "points" ? "points" : "circuits"}` : "";
+  return `retrying (${again.attempt}/${again.retries}${several})`;
+}
+
+const OUTLOOK_ENDED = new Set(["completed", "failed", "cancelled"]);

@@ -4,7 +4,8 @@
 // elapsed clock never takes the focus from a button.
 import { Widget } from '@lumino/widgets';
 import {
-  COLUMNS, FILTERS, JobsModel, TERMINAL, actionsFor, addedText, durationText, elapsed, progressText
+  COLUMNS, FILTERS, JobsModel, TERMINAL, actionsFor, addedText, costText, durationText, elapsed, etaText,
+  etaTitle, progressText, retryingText
 } from './model.js';
 
 export const ROW_HEIGHT = 32;
@@ -236,7 +237,8 @@ export class JobsPanel extends Widget {
     this.live = keep;
   }
 
-  // Elapsed times of the rows in view (once a second while any runs).
+  // Elapsed times and ETAs of the rows in view (once a second while any runs or
+  // waits): the ETA counts down from the estimate's finish with the page's clock.
   tick() {
     const now = Date.now() / 1000;
     for (const [id, node] of this.live) {
@@ -248,7 +250,21 @@ export class JobsPanel extends Widget {
           node.children[6].textContent = took;
         }
       }
+      if (row && row.estimate) this._fillEta(node, row, now);
     }
+  }
+
+  // "in 3 min · $4.20": the ETA (short; its finish, figures and basis in the tooltip)
+  // and the cost estimated at submit.
+  _fillEta(node, row, now) {
+    const due = etaText(row, now, { short: true });
+    const cost = costText(row);
+    const text = due && cost ? `${due} · ${cost}` : due || cost;
+    if (node._eta === text) return;
+    node._eta = text;
+    const cell = node.children[7];
+    cell.textContent = text;
+    cell.title = [etaTitle(row, now), cost ? `${cost}, estimated at submit` : ''].filter(Boolean).join('\n');
   }
 
   _rowNode() {
@@ -260,7 +276,7 @@ export class JobsPanel extends Widget {
       el('span', { className: 'qnb-jp-seg-cancelled' })]);
     const progress = el('div', { className: 'qnb-jp-td qnb-jp-progress', role: 'gridcell' }, [bar, el('span', { className: 'qnb-jp-ptext' })]);
     const cells = [status, progress];
-    for (const cls of ['name', 'target', 'origin', 'added', 'elapsed']) {
+    for (const cls of ['name', 'target', 'origin', 'added', 'elapsed', 'eta']) {
       cells.push(el('div', { className: `qnb-jp-td qnb-jp-${cls}`, role: 'gridcell' }));
     }
     const actions = el('div', { className: 'qnb-jp-td qnb-jp-actions', role: 'gridcell' });
@@ -289,7 +305,8 @@ export class JobsPanel extends Widget {
       segs[0].style.width = `${(100 * row.completed) / total}%`;
       segs[1].style.width = `${(100 * row.failed) / total}%`;
       segs[2].style.width = `${(100 * row.cancelled) / total}%`;
-      const text = progressText(row);
+      const again = retryingText(row);
+      const text = again ? `${progressText(row)} · ${again}` : progressText(row);
       c[1].lastChild.textContent = text;
       c[1].title = `${text} (${row.total} ${row.unit || 'circuits'})`;
       c[2].textContent = row.name;
@@ -301,7 +318,7 @@ export class JobsPanel extends Widget {
       c[5].textContent = addedText(row.time_added);
       c[5].title = new Date(row.time_added * 1000).toString();
       const offered = actionsFor(row);
-      for (const button of c[7].children) {
+      for (const button of c[8].children) {
         const action = button.dataset.action;
         button.disabled = !offered[action] || this.busy.has(`${row.id}:${action}`);
       }
@@ -311,6 +328,7 @@ export class JobsPanel extends Widget {
       node._elapsed = took;
       c[6].textContent = took;
     }
+    this._fillEta(node, row, now);
   }
 }
 

@@ -59,6 +59,9 @@ def panel_row(rec: JobRecord, *, servers: set[str]) -> dict:
     row = _views.job_fields(rec)
     counted = collections.Counter(item.status.value for item in rec.items)
     row.update({outcome: counted[outcome] for outcome in ("completed", "failed", "cancelled")})
+    again = _views.retrying(rec)
+    if again is not None:
+        row["retrying"] = again
     pid = process_of(rec.owner)
     row["owner"] = rec.owner
     row["pid"] = pid
@@ -91,6 +94,8 @@ def server_row(view: dict, server: str) -> dict:
         row["completed"] = done
     row.update(owner=None, pid=None, server=server, source="server", origin=f"queue server {server}")
     row["total"] = total
+    # The server's estimate of what is left (it sees every user's queue) and the cost.
+    row.update({key: view[key] for key in ("estimate", "cost", "currency", "tags") if view.get(key) is not None})
     return row
 
 
@@ -102,10 +107,19 @@ def merged(store_rows: dict[str, dict], server_rows: dict[str, dict]) -> dict[st
         mine = out.get(job_id)
         if mine is None:
             out[job_id] = srow
-        elif not JobStatus(mine["status"]).is_terminal and srow["status"] != mine["status"]:
+        elif JobStatus(mine["status"]).is_terminal:
+            continue
+        elif srow["status"] == mine["status"]:
+            if "estimate" in srow and srow["estimate"] != mine.get("estimate"):
+                # The server estimates every job in its queue; this process has none.
+                out[job_id] = {**mine, "estimate": srow["estimate"]}
+        else:
             fresher = dict(mine)
             for key in ("status", "time_started", "time_finished", "error", "done"):
                 fresher[key] = srow[key]
+            fresher.pop("estimate", None)  # the server's estimate, or none: never a stale one
+            if "estimate" in srow:
+                fresher["estimate"] = srow["estimate"]
             if srow["status"] in ("completed", "failed", "cancelled") and fresher["done"] == fresher["total"]:
                 fresher[srow["status"]] = fresher["total"] - sum(
                     fresher[s] for s in ("completed", "failed", "cancelled") if s != srow["status"]
