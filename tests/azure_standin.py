@@ -139,6 +139,7 @@ class AzureStandIn(StandIn):
     def __init__(self, api_key: str = "standin-key", **clock: float):
         self.blobs: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.seed = 1
+        self.average_queue_seconds = 5  # every target's averageQueueTime (seconds, as Azure says it)
         super().__init__(api_key, **clock)
 
     def cancel_at_console(self, job_id: str) -> None:
@@ -169,7 +170,7 @@ class AzureStandIn(StandIn):
         async def provider_status():
             return {"value": [
                 {"id": provider, "currentAvailability": "Available", "targets": [
-                    {"id": name, "currentAvailability": "Available", "averageQueueTime": 5,
+                    {"id": name, "currentAvailability": "Available", "averageQueueTime": standin.average_queue_seconds,
                      **({} if n is None else {"numQubits": n})}
                     for name, n in targets.items()]}
                 for provider, targets in TARGETS.items()]}  # fmt: skip

@@ -11,6 +11,7 @@ checked).
 - Braket (REST-JSON): ``GET /device/{arn}``, ``POST /quantum-task`` (``clientToken`` is
   honoured as AWS does: the same token answers the same task), ``GET
   /quantum-task/{arn}`` (with ``queueInfo``), ``PUT /quantum-task/{arn}/cancel``,
+  ``GET /device/{arn}`` with ``deviceQueueInfo`` (the queue depth, as AwsDevice.queue_depth() reads it),
   ``POST /quantum-tasks`` (search: ``deviceArn``, ``status``, ``quantumTaskArn``
   filters, pages, tags in the summaries). Errors carry ``x-amzn-ErrorType``.
 - S3 (path-style): ``PUT /{bucket}`` and ``GET /{bucket}/{key}``; a completed task's
@@ -18,7 +19,9 @@ checked).
   OpenQASM the task was created with. STS: ``GetCallerIdentity`` (the SDK's default bucket).
 
 Tasks run on a clock: QUEUED for ``queue_seconds``, RUNNING for ``run_seconds``, then
-COMPLETED (or FAILED). Faults to inject: answers with a status (401, 403, 429, 500,
+COMPLETED (or FAILED). :meth:`BraketStandIn.queue_others` puts other accounts' tasks ahead
+of every new one, leaving the queue one at a time: positions and the queue depth count them,
+and a task created behind them stays QUEUED until they are gone. Faults to inject: answers with a status (401, 403, 429, 500,
 503, ...), slow answers, a task that fails, held tasks, an answer lost after its
 request was carried out (``after=True``). ``GET /_standin/state`` (unsigned) tells how
 many tasks were created and when each completed.
@@ -148,6 +151,7 @@ class BraketStandIn:
         self.honour_client_token = True
         self.search_hides_newer_than = 0.0  # seconds: a search that lags behind creations
         self.devices = {SV1: ("SV1", "SIMULATOR", _capabilities(False)), QPU: ("Chain-6", "QPU", _capabilities(True))}
+        self._others = (0, 1.0, 0.0)  # other accounts' tasks queued: (how many, seconds each, since)
         self.app = self._make_app()
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -176,6 +180,20 @@ class BraketStandIn:
             for task in self.tasks.values():
                 if task.held:
                     task.held, task.done_at = False, max(now, task.run_at)
+
+    def queue_others(self, count: int, seconds_each: float) -> None:
+        """``count`` tasks of other accounts wait ahead of every new task, one leaving the
+        queue every ``seconds_each``."""
+        with self.lock:
+            self._others = (count, seconds_each, time.time())
+
+    def _others_left(self, now: float) -> int:
+        count, each, since = self._others
+        return max(0, count - int((now - since) / each))
+
+    def _others_gone_at(self) -> float:
+        count, each, since = self._others
+        return since + count * each
 
     def status_of(self, arn: str) -> str:
         with self.lock:
@@ -245,7 +263,8 @@ class BraketStandIn:
                 return _error("braket", 404, "ResourceNotFoundException", "Braket device not found")
             name, kind, capabilities = found
             return JSONResponse({"deviceArn": path.removeprefix("/device/"), "deviceName": name, "providerName": "standin",
-                                 "deviceType": kind, "deviceStatus": "ONLINE", "deviceCapabilities": capabilities})  # fmt: skip
+                                 "deviceType": kind, "deviceStatus": "ONLINE", "deviceCapabilities": capabilities,
+                                 "deviceQueueInfo": self._queue_info(path.removeprefix("/device/"))})  # fmt: skip
         if method == "POST" and path == "/quantum-task":
             return self._create(data)
         if method == "POST" and path == "/quantum-tasks":
@@ -258,6 +277,18 @@ class BraketStandIn:
                 return _error("braket", 404, "ResourceNotFoundException", f"quantum task {arn} not found")
             return self._cancel(task) if method == "PUT" else JSONResponse(self._view(task))
         return _error("braket", 400, "ValidationException", f"the stand-in has no {method} {path}")
+
+    def _queue_info(self, device: str) -> list[dict]:
+        """GetDevice's ``deviceQueueInfo``: normal and priority task queues, hybrid jobs."""
+        now = time.time()
+        with self.lock:
+            waiting = sum(1 for t in self.tasks.values() if t.device == device and t.status(now) == "QUEUED")
+            waiting += self._others_left(now)
+        return [
+            {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": str(waiting), "queuePriority": "Normal"},
+            {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": "0", "queuePriority": "Priority"},
+            {"queue": "JOBS_QUEUE", "queueSize": "0"},
+        ]
 
     def _create(self, data: dict) -> Response:
         token = data.get("clientToken")
@@ -275,9 +306,9 @@ class BraketStandIn:
             return _error("braket", 400, "ValidationException", f"invalid program: {exc}")
         result.taskMetadata.id, result.taskMetadata.deviceId = arn, data["deviceArn"]
         now = time.time()
-        task = StandInTask(arn, data["deviceArn"], data, now, now + self.queue_seconds,
-                           now + self.queue_seconds + self.run_seconds, result.json(), held=self.hold,
-                           fail_reason=fail_reason)  # fmt: skip
+        run_at = max(now + self.queue_seconds, self._others_gone_at())  # behind other accounts' tasks
+        task = StandInTask(arn, data["deviceArn"], data, now, run_at, run_at + self.run_seconds, result.json(),
+                           held=self.hold, fail_reason=fail_reason)  # fmt: skip
         with self.lock:
             self.tasks[arn] = task
             self.tokens[token] = arn
@@ -292,6 +323,7 @@ class BraketStandIn:
             with self.lock:
                 ahead = sum(1 for t in self.tasks.values()
                             if t.device == task.device and t.created < task.created and t.status(now) == "QUEUED")  # fmt: skip
+                ahead += self._others_left(now)
             view["queueInfo"] = {"queue": "QUANTUM_TASKS_QUEUE", "position": str(ahead + 1), "queuePriority": "Normal"}
         else:
             view["queueInfo"] = {"queue": "QUANTUM_TASKS_QUEUE", "position": "None", "queuePriority": "Normal",

@@ -113,6 +113,7 @@ class IBMStandIn(ionq_standin.StandIn):
         self.results: dict[str, str] = {}  # job id -> the executor's result (JSON)
         self.seed = 11
         self.config, self.properties = _device_json()
+        self.others_pending = 0  # other users' jobs the backend's status counts as pending
         super().__init__(api_key, **kwargs)
 
     def _route(self, path: str) -> str | None:
@@ -162,7 +163,10 @@ class IBMStandIn(ionq_standin.StandIn):
 
         @app.get(f"{API}/backends/{{name}}/status")
         async def status(name: str):
-            return {"state": True, "status": "active", "message": "", "length_queue": len(standin.jobs)}
+            now = time.time()  # IBM's pending jobs: those not started, and other users' (others_pending)
+            with standin.lock:
+                waiting = sum(1 for j in standin.jobs.values() if j.status(now) == "submitted")
+            return {"state": True, "status": "active", "message": "", "length_queue": waiting + standin.others_pending}
 
         @app.get(f"{API}/instances/usage")
         async def usage():

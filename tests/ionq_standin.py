@@ -5,7 +5,9 @@ Endpoints (all under ``/v0.4``, all checking ``Authorization: apiKey <key>``):
 ``POST /jobs``, ``GET /jobs`` (``status``, ``next``; the page size comes in the body, as
 cirq-ionq sends it), ``GET /jobs/{id}``, ``GET /jobs/{id}/results/probabilities`` and
 ``.../probabilities/aggregated`` (a multi-circuit job), ``PUT /jobs/{id}/status/cancel``,
-``DELETE /jobs/{id}``, ``GET /calibrations/current`` and ``GET /calibrations``.
+``DELETE /jobs/{id}``, ``GET /calibrations/current``, ``GET /calibrations`` and ``GET
+/backends`` (each backend's ``average_queue_time``, in milliseconds as IonQ gives it:
+:attr:`StandIn.average_queue_seconds`).
 
 Jobs run on a clock: ``submitted`` for ``queue_seconds``, ``running`` for ``run_seconds``,
 then ``completed`` with the probabilities of a state-vector simulation of the circuits
@@ -206,6 +208,7 @@ class StandIn:
         self.delay_after_create = 0.0  # seconds between creating a job and answering the POST
         self.hold = False  # new jobs run until released
         self.fail_next: str | None = None  # the next job created fails with this reason
+        self.average_queue_seconds = 0.0  # what GET /backends says of every backend
         self.app = self._make_app()
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -405,6 +408,15 @@ class StandIn:
         @app.get(f"{API}/calibrations")
         async def calibrations():
             return {"calibrations": [standin._calibration()]}
+
+        @app.get(f"{API}/backends")
+        async def backends():
+            average = int(standin.average_queue_seconds * 1000)  # IonQ says milliseconds
+            return [
+                {"backend": name, "status": "available", "degraded": False, "qubits": qubits,
+                 "average_queue_time": average, "last_updated": _iso(time.time())}
+                for name, qubits in (("simulator", 29), ("qpu.aria-1", standin.qpu_qubits))
+            ]  # fmt: skip
 
     def _calibration(self) -> dict:
         n = self.qpu_qubits

@@ -47,6 +47,7 @@ from .._secrets import Secret
 from .._status import JobStatus
 from . import _azure_convert as convert
 from ._base import ItemOutcome, TargetJob
+from ._queue_eta import QueueFigures
 from ._remote import VendorJobState, VendorTarget
 
 #: Providers qnb sends Cirq circuits to, with azure-quantum's target class of each.
@@ -281,6 +282,14 @@ class AzureTarget(VendorTarget):
                                    simulator=simulator, seed=seed)  # fmt: skip
         text = cirq.to_json(result, indent=None)
         return {items[0]: ItemOutcome(JobStatus.COMPLETED, result=text, engine=f"azure {self.target_name}")}
+
+    def queue_figures(self) -> QueueFigures | None:
+        """The target's average queue time (seconds), from the workspace's target status."""
+        found = self.workspace._get_target_status(self.target_name)
+        average = found[0][1].average_queue_time if found else None
+        if average is None or average < 0:
+            return None
+        return QueueFigures(average_wait=float(average), source=f"Azure Quantum {self.target_name}")
 
     def cancel_remote(self, vendor_id: str) -> None:
         job = self.workspace.get_job(vendor_id)

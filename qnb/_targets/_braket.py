@@ -55,6 +55,7 @@ from .._errors import (
 from .._status import JobStatus
 from ._base import ItemOutcome, TargetJob
 from ._braket_convert import layout_of, to_braket, to_cirq_result, to_openqasm
+from ._queue_eta import QueueFigures
 from ._remote import VendorJobState, VendorTarget
 from ._sampler import NOT_FOLLOWED, SamplerTarget
 
@@ -208,10 +209,17 @@ class BraketTarget(VendorTarget):
             why = "Amazon Braket does not know this task (another account or region?)"
             return VendorJobState("NOT_FOUND", error=why)
         position = (metadata.get("queueInfo") or {}).get("position")  # as AwsQuantumTask.queue_position() reads it
-        return VendorJobState(
-            metadata["status"], error=metadata.get("failureReason"), raw=metadata,
-            position=2001 if position == ">2000" else int(position) if str(position).isdigit() else None,
-        )  # fmt: skip
+        return VendorJobState(metadata["status"], error=metadata.get("failureReason"), raw=metadata,
+                              position=_queue_number(position))  # fmt: skip
+
+    def queue_figures(self) -> QueueFigures | None:
+        """The device's queue depth: its quantum tasks waiting, normal and priority (those
+        of hybrid jobs, which run first), as ``AwsDevice.queue_depth()`` reads GetDevice."""
+        queues = self.session.get_device(self.device_arn).get("deviceQueueInfo") or []
+        sizes = [_queue_number(q.get("queueSize")) for q in queues if q.get("queue") == "QUANTUM_TASKS_QUEUE"]
+        if not sizes or None in sizes:
+            return None
+        return QueueFigures(depth=sum(sizes), source="Braket")
 
     def read_many(self, vendor_ids: list[str]) -> dict[str, VendorJobState]:
         if len(vendor_ids) <= READ_EACH_UP_TO:
@@ -239,6 +247,15 @@ class BraketTarget(VendorTarget):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConflictException":
                 raise  # Conflict: it has just finished; the next read says how
+
+
+def _queue_number(text: object) -> int | None:
+    """Braket's queue figures are strings: ``"7"``, ``">2000"`` (read as one more), or
+    ``"None"`` once a task has left the queue."""
+    text = str(text)
+    if text.startswith(">") and text[1:].isdigit():
+        return int(text[1:]) + 1
+    return int(text) if text.isdigit() else None
 
 
 def _cirq_result(found: GateModelQuantumTaskResult) -> cirq.Result:

@@ -42,6 +42,7 @@ from .._status import JobStatus
 from . import _ibm_convert as convert
 from ._base import ItemOutcome, TargetJob
 from ._calls import DeadlineCalls
+from ._queue_eta import QueueFigures
 from ._remote import VendorJobState, VendorTarget
 
 FINISHED = ("DONE", "ERROR", "CANCELLED")
@@ -147,7 +148,7 @@ class IBMTarget(VendorTarget):
             self._jobs.pop(vendor_id, None)
             return VendorJobState("DELETED", error="IBM Quantum no longer knows this job (deleted there?)")
         if status not in FINISHED:
-            return VendorJobState(status, raw=ibm_job)
+            return VendorJobState(status, raw=ibm_job, run_seconds=None if self.local else _usage_estimate(ibm_job))
         self._jobs.pop(vendor_id, None)  # the state carries it to outcomes()
         return VendorJobState(status, error=_reason(ibm_job, status), raw=ibm_job,
                               usage={"quantum_seconds": float(ibm_job.usage() or 0)})  # fmt: skip
@@ -169,7 +170,9 @@ class IBMTarget(VendorTarget):
         for vendor_id, raw in ((i, unfinished.get(i)) for i in vendor_ids):
             if raw is not None:
                 word = raw["state"]["status"].upper()
-                states[vendor_id] = VendorJobState(str(API_TO_JOB_STATUS.get(word, word)))
+                estimate = raw.get("estimated_running_time_seconds")
+                states[vendor_id] = VendorJobState(str(API_TO_JOB_STATUS.get(word, word)),
+                                                   run_seconds=_seconds(estimate))  # fmt: skip
         left = [i for i in vendor_ids if i not in states]  # finished, or too new to be listed
         futures = [self._readers.submit(self.read, vendor_id) for vendor_id in left]
         deadline = time.monotonic() + self.call_timeout
@@ -186,6 +189,13 @@ class IBMTarget(VendorTarget):
             for k, i in enumerate(items)
             if k < len(result)
         }
+
+    def queue_figures(self) -> QueueFigures | None:
+        """The jobs pending on the backend (its status); a rehearsal has no queue."""
+        if self.local:
+            return None
+        pending = self.backend.status().pending_jobs
+        return QueueFigures(depth=int(pending), source=f"IBM {self.backend.name}") if pending is not None else None
 
     def cancel_remote(self, vendor_id: str) -> None:
         from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
@@ -229,6 +239,20 @@ def _reason(ibm_job: Any, status: str) -> str | None:
     if future is not None and future.done() and not future.cancelled() and future.exception():
         return f"{type(future.exception()).__name__}: {future.exception()}"
     return ibm_job.error_message() or None
+
+
+def _usage_estimate(ibm_job: Any) -> float | None:
+    """IBM's estimate of the job's quantum seconds (``job.usage_estimation``: one read
+    the first time, kept on the job object). An ETA is not worth a failed read: None."""
+    try:
+        return _seconds((ibm_job.usage_estimation or {}).get("quantum_seconds"))
+    except Exception as exc:  # noqa: BLE001 - whatever the client raises, the job's read stands
+        logger.debug("qnb: IBM usage estimation not read: %s", exc)
+        return None
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

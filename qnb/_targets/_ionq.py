@@ -33,6 +33,7 @@ from typing import Any
 
 import cirq
 import cirq_ionq
+import requests
 from cirq_ionq import ionq_exceptions
 
 from .. import _config
@@ -51,6 +52,7 @@ from .._errors import (
 )
 from .._status import JobStatus
 from ._base import ItemOutcome, TargetJob
+from ._queue_eta import QueueFigures
 from ._remote import VendorJobState, VendorTarget
 
 logger = logging.getLogger("qnb")
@@ -358,6 +360,21 @@ class IonQTarget(VendorTarget):
 
     def cancel_remote(self, vendor_id: str) -> None:
         self._single._client.cancel_job(self.shown_id(vendor_id))
+
+    def queue_figures(self) -> QueueFigures | None:
+        """The backend's average queue time from IonQ's ``GET /backends`` (cirq-ionq has
+        no call for it: its client's address, key and retries, with the deadline).
+        IonQ gives it in milliseconds (its example: 1181215, about 20 minutes)."""
+        client = self._single._client
+        url = f"{client.url}/backends"
+        answer = client._make_request(lambda: requests.get(url, headers=client.headers, timeout=self.call_timeout), {})
+        listed = answer.json()
+        listed = listed.get("backends", []) if isinstance(listed, dict) else listed
+        mine = next((b for b in listed if isinstance(b, dict) and b.get("backend") == self.backend), {})
+        average = mine.get("average_queue_time")
+        if isinstance(average, bool) or not isinstance(average, (int, float)) or average < 0:
+            return None
+        return QueueFigures(average_wait=average / 1000, source=f"IonQ {self.backend}")
 
     def as_error(self, exc: Exception, what: str) -> QnbError:
         return _as_qnb_error(exc, what, self.host)

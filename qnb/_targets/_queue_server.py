@@ -4,7 +4,8 @@
 ``qnb.submit(..., target="lab")``, ``qnb.queue("lab")`` and the widgets work as for a
 local target. One ``httpx.AsyncClient`` per server runs on the JobManager's loop; job
 status follows the server's long-poll event feed (one request in flight per server,
-not a poll per job). Jobs keep the same id here and on the server, so the local store
+not a poll per job), and so does each job's ETA: the server estimates every job in its
+queue (it sees every user's jobs) and sends the estimate with the job's view and events. Jobs keep the same id here and on the server, so the local store
 finds them again after a kernel restart and ``connect`` resumes following them.
 """
 
@@ -25,9 +26,11 @@ import httpx
 from .. import _circuits
 from .._device import DeviceSpec
 from .._errors import QnbError, RemoteError, ServerUnreachableError, error_for_code
+from .._estimate import CircuitFeatures, Estimate, TargetHistory
 from .._records import QueueEntry, entry_at
 from .._status import TERMINAL, JobStatus
 from ._base import Backoff, FollowedItems, ItemOutcome, QueueOwningTarget, TargetJob
+from ._queue_eta import JobFigures, estimate_left
 
 logger = logging.getLogger("qnb")
 
@@ -44,6 +47,10 @@ BEHIND_A_RESTART = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
 # only once the feed is asked for everyone's, see _follow).
 POSITIONS_MIN_INTERVAL = 0.2
 POSITIONS_REFRESH_SECONDS = 2.0
+#: A server's new estimate of a job is news (the core asks job_estimate again) when its
+#: figures move by this many seconds or more, or its basis changes.
+ESTIMATE_NEWS_SECONDS = 1.0
+SERVER_BASIS = "the queue server's estimate"
 
 
 def _detail(response: httpx.Response) -> str:
@@ -181,6 +188,26 @@ class _RemoteRun(FollowedItems):
     def __init__(self, remote_id: str, statuses: list[JobStatus]):
         super().__init__(statuses)
         self.remote_id = remote_id
+        self.estimate: dict | None = None  # the server's, as last sent (Estimate.as_json)
+
+    def note_estimate(self, said: object) -> None:
+        """The server's estimate in a view or event (absent: none, or the job ended)."""
+        said = said if isinstance(said, dict) else None
+        if _estimate_moved(self.estimate, said):
+            self.changed.set()  # the core hears of it as of a report
+        self.estimate = said
+
+
+def _estimate_moved(before: dict | None, after: dict | None) -> bool:
+    if before is None or after is None:
+        return before is not after
+    if before.get("basis") != after.get("basis"):
+        return True
+    for key in ("finish", "wait_seconds", "run_seconds"):
+        a, b = before.get(key), after.get(key)
+        if (a is None) != (b is None) or (a is not None and abs(a - b) >= ESTIMATE_NEWS_SECONDS):
+            return True
+    return False
 
 
 def _resolved_texts(job: TargetJob) -> list[str]:
@@ -403,7 +430,33 @@ class RemoteTarget(QueueOwningTarget):
     async def cancel(self, handle: _RemoteRun) -> bool:
         view = await self.client.request("POST", f"/v1/jobs/{handle.remote_id}/cancel")
         handle.report(_statuses(view))
+        handle.note_estimate(view.get("estimate"))
         return JobStatus(view["status"]) in TERMINAL
+
+    def job_estimate(self, handle: _RemoteRun, history: TargetHistory) -> Estimate | None:
+        """The server's estimate of the job, as its feed last sent it (None: it sent none)."""
+        if handle.estimate is None:
+            return None
+        said = Estimate.from_json(handle.estimate)
+        return dataclasses.replace(said, basis=f"{SERVER_BASIS} ({said.basis})" if said.basis else SERVER_BASIS)
+
+    async def estimate_submission(
+        self, features: Sequence[CircuitFeatures], shots: int, history: TargetHistory
+    ) -> Estimate | None:
+        """The server's estimate (``POST /v1/estimate``: the circuits' features, nothing
+        stored; it counts every user's jobs ahead); a server older than estimates: from
+        ``history`` (qnb's waits and runs on this target)."""
+        body = {"features": [dataclasses.asdict(f) for f in features], "shots": shots}
+        try:
+            answer = await self.client.request("POST", "/v1/estimate", json=body)
+        except QnbError as exc:
+            if exc.status not in (404, 405):
+                raise
+            found = estimate_left("queue server", None, JobFigures(shots=shots, items=len(features)), history)
+            note = "the server gives no estimates"
+            return found and dataclasses.replace(found, basis=f"{found.basis} ({note})" if found.basis else note)
+        said = Estimate.from_json(answer)
+        return dataclasses.replace(said, basis=f"{SERVER_BASIS} ({said.basis})" if said.basis else SERVER_BASIS)
 
     def queue_backend(self) -> RemoteQueueBackend:
         return RemoteQueueBackend(self)
@@ -412,6 +465,7 @@ class RemoteTarget(QueueOwningTarget):
 
     def _register(self, view: dict) -> _RemoteRun:
         run = _RemoteRun(view["id"], _statuses(view))
+        run.note_estimate(view.get("estimate"))
         early = self._unclaimed.pop(run.remote_id, None)
         if early is not None:
             run.report(early)
@@ -457,6 +511,7 @@ class RemoteTarget(QueueOwningTarget):
                 run = self._runs.get(event["id"])
                 if run is not None:
                     run.report(statuses)
+                    run.note_estimate(event.get("estimate"))
                 else:
                     self._unclaimed[event["id"]] = statuses
                     while len(self._unclaimed) > KEEP_UNCLAIMED_EVENTS:
@@ -469,6 +524,7 @@ class RemoteTarget(QueueOwningTarget):
             except RemoteError:
                 return  # gone again: the follower retries and resyncs once back
             run.report(_statuses(view))
+            run.note_estimate(view.get("estimate"))
         self._queue_moved.set()
 
     def close(self) -> None:

@@ -35,10 +35,12 @@ from typing import Any, ClassVar, TypeVar
 import cirq
 
 from .._errors import InvalidCircuitError, QnbError, QueueError, RemoteError, ServerUnreachableError
+from .._estimate import CircuitFeatures, Estimate, TargetHistory
 from .._records import QueueEntry
 from .._status import TERMINAL, JobStatus
 from ._base import Backoff, FollowedItems, ItemOutcome, QueueOwningTarget, TargetJob
 from ._calls import CallsRefused, CallTimeout, DeadlineCalls
+from ._queue_eta import JobFigures, QueueFigures, QueueWatch, estimate_left, wake_waiting
 
 T = TypeVar("T")
 
@@ -152,6 +154,7 @@ class VendorJobState:
     position: int | None = None  # the job's queue position when the vendor says it
     usage: dict | None = None  # kept on the job: {"quantum_seconds": 2.1}, {"cost_usd": 0.3}
     raw: Any = None  # the adapter's own object (e.g. for outcomes())
+    run_seconds: float | None = None  # the vendor's estimate of its device time, when it gives one
 
 
 @dataclasses.dataclass(eq=False)
@@ -176,13 +179,22 @@ class VendorRun(FollowedItems):
     def __init__(
         self, parts: list[VendorPart], n_items: int, *,
         params: list[cirq.ParamResolver | None] | None = None, job_id: str | None = None, name: str = "",
+        shots: int | None = None,
     ):  # fmt: skip
         super().__init__([JobStatus.QUEUED] * n_items)
         self.parts = parts
         self.params = params
         self.job_id = job_id  # qnb's id, when submitted by this process
         self.name = name
+        self.shots = shots  # None when followed again after a restart
         self.time_added = time.time()
+        self.running_since: float | None = None  # when the vendor first said it runs
+
+    @property
+    def vendor_run(self) -> float | None:
+        """The vendor's estimate of the job's device time (its parts'), when it gives one."""
+        said = [p.state.run_seconds for p in self.parts if p.state is not None]
+        return sum(said) if said and None not in said and len(said) == len(self.parts) else None
 
     @property
     def remote_id(self) -> str:
@@ -271,6 +283,9 @@ class VendorTarget(QueueOwningTarget):
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._slots_free: asyncio.Semaphore | None = None
         self._usage: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        overridden = type(self).queue_figures is not VendorTarget.queue_figures
+        read = functools.partial(self._call, "the device's queue", self.queue_figures)
+        self._queue = QueueWatch(self.vendor, read if overridden else None)
 
     # ---- hooks: all blocking, each run on the target's own threads with the deadline ----
 
@@ -330,6 +345,11 @@ class VendorTarget(QueueOwningTarget):
         """How messages name a vendor job (optional hook; default: its id as stored)."""
         return vendor_id
 
+    def queue_figures(self) -> QueueFigures | None:
+        """The device's queue as the vendor tells it (depth, average queue time), for
+        ETAs; read at most every minute. Optional hook; default: none."""
+        return None
+
     # ---- calls on the target's threads ----
 
     def _qnb_error(self, exc: Exception, what: str) -> QnbError:
@@ -387,7 +407,7 @@ class VendorTarget(QueueOwningTarget):
         self._connected = True
         run = VendorRun(
             [VendorPart(vendor_id, items) for vendor_id, items in zip(created, groups)],
-            len(job.circuits), params=job.params, job_id=job.job_id, name=job.name,
+            len(job.circuits), params=job.params, job_id=job.job_id, name=job.name, shots=job.shots,
         )  # fmt: skip
         self._follow(run)
         return run
@@ -483,6 +503,16 @@ class VendorTarget(QueueOwningTarget):
     def job_usage(self, handle: VendorRun) -> dict | None:
         return handle.usage
 
+    def job_estimate(self, handle: VendorRun, history: TargetHistory) -> Estimate | None:
+        return estimate_left(self.vendor, self._queue.figures, self._queue.job_figures(handle), history)
+
+    async def estimate_submission(
+        self, features: Sequence[CircuitFeatures], shots: int, history: TargetHistory
+    ) -> Estimate | None:
+        await self._queue.refresh()  # one read at most (a minute old figures do), with the deadline
+        job = JobFigures(shots=shots, items=len(features), drain=self._queue.drain)
+        return estimate_left(self.vendor, self._queue.figures, job, history)
+
     def usage(self, remote_id: str) -> dict | None:
         """What the vendor says a job (by its stored remote id) used, as last read by
         this process: kept after the job ends, for the newest jobs."""
@@ -529,6 +559,7 @@ class VendorTarget(QueueOwningTarget):
                 continue
             self._connected = True
             away.reset()
+            self._queue.refresh_soon(lambda: wake_waiting(run for run, _ in self._following.values()))
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, self.poll_seconds - (time.monotonic() - started)))
@@ -559,6 +590,10 @@ class VendorTarget(QueueOwningTarget):
         if state.usage:
             self._keep_usage(run)
         mapped = self.STATUS.get(state.status)
+        if mapped is JobStatus.RUNNING and run.running_since is None:
+            run.running_since = time.time()
+        if self._queue.seen(part.vendor_id, state.position, waiting=mapped is JobStatus.QUEUED):
+            run.changed.set()  # its ETA moved: the core hears of it as of a report
         if mapped is None or part.finished:
             return  # unknown: keep the last known state; finished: it stays so
         part.mapped = mapped

@@ -17,10 +17,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import _options
+from .._errors import InvalidOptionError
+from .._estimate import CircuitFeatures
 from .._status import JobStatus
 from ._auth import User, caller
 from ._cpu import MAX_WAITING, lane
 from ._events import EventFeed
+from ._intake import field
 from ._service import QueueService, Submission
 
 MAX_EVENT_WAIT_SECONDS = 60.0
@@ -137,6 +140,37 @@ class SubmitBody(BaseModel):
         return Submission(**self.model_dump())
 
 
+Count = Annotated[int, Field(ge=0, le=10**9)]
+
+
+class FeaturesBody(BaseModel):
+    """One circuit as a time model and a price table read it (``qnb.CircuitFeatures``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    qubits: Count
+    one_qubit_gates: Count = 0
+    two_qubit_gates: Count = 0
+    multi_qubit_gates: Count = 0
+    measurements: Count = 0
+    depth: Count = 0
+    terminal: bool = Field(True, description="every measurement at the end")
+
+
+class EstimateBody(SubmitBody):
+    """A submit's body (nothing is stored), or instead of ``circuits`` only their
+    ``features`` (what a kernel's ``qnb.estimate`` sends)."""
+
+    circuits: dict[Label, CircuitText] | None = None
+    features: list[FeaturesBody] | None = Field(None, max_length=100_000)
+
+    def submission(self) -> Submission:
+        return Submission(**self.model_dump(exclude={"features"}))
+
+    def circuit_features(self) -> list[CircuitFeatures]:
+        return [CircuitFeatures(**f.model_dump()) for f in self.features or ()]
+
+
 class ResubmitBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -179,6 +213,19 @@ async def submit_job(
     """
     view = await off_loop(svc.accept, user, body.submission(), idempotency_key=idempotency_key)
     return JSONResponse(view, status_code=201)
+
+
+@jobs.post("/v1/estimate")
+async def estimate_job(body: EstimateBody, user: Caller, svc: Service) -> dict:
+    """What a job would take if submitted now: ``run_seconds``, ``wait_seconds`` (behind
+    every user's jobs in the queue), ``finish`` (Unix seconds), ``cost``, ``currency``,
+    ``basis``. The body is a submit's (its circuits checked as a submit's), or
+    ``features`` and ``shots``; nothing is stored."""
+    if (body.circuits is None) == (body.features is None):
+        raise field(InvalidOptionError("give either circuits or features"), "circuits")
+    if body.features is not None:
+        return await off_loop(svc.estimate, user, features=body.circuit_features(), shots=body.shots)
+    return await off_loop(svc.estimate, user, body.submission())
 
 
 @jobs.get("/v1/jobs")

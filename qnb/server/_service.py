@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 import cirq
 
-from .. import _options
+from .. import _options, _prices
+from .._estimate import CircuitFeatures, features_of
 from .._views import queue_entry, server_job
 from .._errors import (
     DeviceValidationError,
@@ -305,6 +306,43 @@ class QueueService:
         if travelling is None:
             labelled = checked(labelled, self.target, shots=shots)
         return labelled, texts
+
+    def estimate(
+        self, user: User, sub: Submission | None = None, *,
+        features: Sequence[CircuitFeatures] | None = None, shots: int = 1000,
+    ) -> dict:  # fmt: skip
+        """What a job would take here if submitted now (``POST /v1/estimate``), as
+        :meth:`qnb.Estimate.as_json`: its circuits checked as a submit's (``sub``), or
+        only their ``features`` (what a client's ``qnb.estimate`` sends); nothing stored.
+        The wait counts every user's jobs ahead (this server sees them all)."""
+        if sub is not None:
+            options = self._check_options(user, sub)
+            shots = options.shots
+            labelled, _ = self.intake(sub.circuits, shots=shots, compile=options.compile, user=user.name)
+            features = [features_of(circuit) for circuit in labelled.values()]
+        else:
+            shots = _options.check_shots(shots, max_shots=self.target.device.max_shots, target=self.device)
+            features = self._check_features(features or [])
+        timing = self.manager.estimate_submission(self.target, features, shots)
+        cost = _prices.cost_at_submit(self.target, features, shots, max_cost=None, spent=None)
+        answer = timing.as_json()
+        answer.update(cost=cost.amount, currency=cost.currency,
+                      basis="; ".join(part for part in (timing.basis, cost.basis) if part))  # fmt: skip
+        return answer
+
+    def _check_features(self, features: Sequence[CircuitFeatures]) -> list[CircuitFeatures]:
+        """Circuits described by their features: as many as a batch may have, none wider
+        than the device or longer than a circuit may be."""
+        spec = self.target.device
+        if not features or len(features) > spec.max_batch:
+            raise field(InvalidOptionError(f"give 1 to {spec.max_batch} circuits' features"), "features")
+        for f in features:
+            if f.qubits > spec.max_qubits or f.gates + f.measurements > self.limits.operations_per_circuit:
+                raise field(InvalidOptionError(
+                    f"a circuit of {f.qubits} qubits and {f.gates + f.measurements} operations does not fit "
+                    f"this device ({spec.max_qubits} qubits, {self.limits.operations_per_circuit} operations)"
+                ), "features")  # fmt: skip
+        return list(features)
 
     def view(self, user: User, job_id: str) -> dict:
         return self.full_view(self._own(user, job_id, "read it"))
