@@ -79,7 +79,14 @@ def queue_entry(rec: JobRecord, position: int | None) -> dict:
         "name": rec.name,
         "time_added": rec.time_added,
         "status": rec.status.value,
+        **_estimate_of(rec),
     }
+
+
+def _estimate_of(rec: JobRecord) -> dict:
+    """``{"estimate": ...}`` while the job is unfinished and estimated, else nothing."""
+    estimate = rec.live.estimate
+    return {"estimate": estimate.as_json()} if estimate is not None and not rec.done else {}
 
 
 def public_part(view: dict) -> dict:
