@@ -44,6 +44,10 @@ class JobItem:
     #: What ran it: the target's simulator (``"qsim"``), or the one it was handed to
     #: and why (``"cirq.Simulator (it has classical control ...)"``), or the device.
     engine: str | None = None
+    #: How many times it ran again after a transient failure (``retries=`` at submit).
+    attempts: int = 0
+    #: What those failed runs said, oldest first.
+    history: tuple[str, ...] = ()
 
     @property
     def result(self) -> cirq.Result | None:
@@ -95,7 +99,10 @@ class Job:
 
     @property
     def items(self) -> list[JobItem]:
-        return [JobItem(it.label, it.status, it.error, self, it.engine) for it in self._rec().items]
+        return [
+            JobItem(it.label, it.status, it.error, self, it.engine, it.attempts, it.history)
+            for it in self._rec().items
+        ]
 
     @property
     def engines(self) -> set[str]:

@@ -3,7 +3,8 @@
 Targets *report* what happened (item statuses, outcomes); the functions here decide
 what that means for the record, through the one transition table of ``_status``:
 ``enqueue``, ``start``, ``apply_report``, ``fail``, ``request_cancel``, ``cancel_queued``,
-and ``recover`` (the named recovery rules for a restart). ``time_started`` is set when a
+``recover`` (the named recovery rules for a restart) and ``retry`` (the named move that
+runs a transiently failed item again, ``retries=N`` at submit). ``time_started`` is set when a
 job first runs, ``time_finished`` when it ends, whoever ran it (a local pool, a queue
 server, a vendor's cloud).
 
@@ -62,13 +63,20 @@ def start(rec: JobRecord) -> None:
 
 
 def apply_report(
-    rec: JobRecord, statuses: Sequence[JobStatus], outcomes: Mapping[int, Outcome]
+    rec: JobRecord,
+    statuses: Sequence[JobStatus],
+    outcomes: Mapping[int, Outcome],
+    *,
+    may_retry: bool = False,
 ) -> None:
     """A target's report of its items: statuses in item order, outcomes of finished ones.
 
-    A finished item never changes again. A report that would move an item backwards is
-    not news: a queue server that restarted puts a running item back in its queue to
-    run again, and seen from here that item is still under way.
+    A finished item never changes again, except by :func:`retry`: with ``may_retry``
+    (the caller can run items again), an item that failed transiently and has retries
+    left goes back to pending before the job's status is derived, so the job does not
+    end while it waits. A report that would move an item backwards is not news: a
+    queue server that restarted puts a running item back in its queue to run again,
+    and seen from here that item is still under way.
     """
     for i, reported in enumerate(statuses):
         item = rec.items[i]
@@ -89,6 +97,8 @@ def apply_report(
             item.retryable = getattr(outcome, "retryable", None)
             if outcome.result is not None:
                 rec.live.unsaved_results[i] = outcome.result
+        if may_retry and retry_due(rec, i):
+            retry(rec, i)
     _derive(rec)
 
 
@@ -123,7 +133,9 @@ def cancel_queued(rec: JobRecord) -> None:
 
 
 def _derive(rec: JobRecord) -> None:
-    new = derive_job_status((it.status for it in rec.items), cancelling=rec.live.cancel_requested)
+    new = derive_job_status(
+        (it.status for it in rec.items), cancelling=rec.live.cancel_requested, started=rec.status is R
+    )
     if new is not rec.status:
         for step in path_to(rec.status, new):
             _set_job_status(rec, step)
@@ -154,6 +166,53 @@ def _walk_item(rec: JobRecord, index: int, steps: Sequence[JobStatus], error: st
     if error is not None:
         item.error = error
     rec.live.dirty_items.add(index)
+
+
+# -- running a failed item again (retries=N) ------------------------------------------------
+
+#: The retry move: a failed item runs again, pending until its next run starts. Like
+#: the recovery table it is not a transition (a failed item is final everywhere else),
+#: so it is a named move of its own, applied only by :func:`retry`.
+RETRY: dict[JobStatus, JobStatus] = {F: P}
+
+
+def retry_due(rec: JobRecord, index: int) -> bool:
+    """Whether item ``index`` runs again: it failed, its target said a rerun may succeed
+    (a lost worker, a cluster worker's death; never the circuit's own error, a
+    validation refusal or a time limit, which say False or nothing), it has retries
+    left, and nobody asked to cancel the job."""
+    item = rec.items[index]
+    return (
+        item.status is F
+        and item.retryable is True
+        and item.attempts < rec.retries
+        and not rec.live.cancel_requested
+    )
+
+
+def retry(rec: JobRecord, index: int) -> None:
+    """Item ``index`` runs again: its failure goes to its history (oldest first), its
+    attempts count one more, and it waits as pending (the job's status is derived by
+    the caller). A move that is not in :data:`RETRY` is refused."""
+    item = rec.items[index]
+    new = RETRY.get(item.status)
+    if new is None:
+        raise InvalidTransitionError(f"an item cannot run again from {item.status.value}")
+    item.history = (*item.history, item.error or "failed")
+    item.attempts += 1
+    item.status, item.error, item.retryable = new, None, None
+    rec.live.dirty_items.add(index)
+
+
+def waiting_to_retry(rec: JobRecord) -> list[int]:
+    """The items that wait to run again (pending after a run of theirs failed)."""
+    return [i for i, it in enumerate(rec.items) if it.status is P and it.attempts > 0]
+
+
+def cancel_retrying(rec: JobRecord) -> None:
+    """A cancel of a job whose items wait to run again: qnb holds them (no target has
+    them), so the cancel is confirmed at once and they end cancelled."""
+    cancel_queued(rec)
 
 
 # -- recovery after a restart ----------------------------------------------------------------

@@ -35,7 +35,7 @@ from ._core._ownership import default_home
 from ._core._control import Control, Elsewhere
 from ._core._persistence import Predicate, WriteBehind, resolve
 from ._core._resubmit import resubmission
-from ._core._runner import Runner, remote_position
+from ._core._runner import Runner, check_retries, remote_position
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
 from ._errors import StoreError, UnknownJobError
@@ -189,6 +189,7 @@ class JobManager:
         here, while the job may already run; results arriving meanwhile wait in memory
         and are written with the job.
         """
+        check_retries(target, retries)  # refused before anything is stored
         rec = JobRecord(
             id=job_id or uuid.uuid4().hex,
             name=name,

@@ -96,10 +96,14 @@ def path_to(old: JobStatus, new: JobStatus) -> list[JobStatus]:
     return path[::-1]
 
 
-def derive_job_status(items: Iterable[JobStatus], *, cancelling: bool = False) -> JobStatus:
+def derive_job_status(
+    items: Iterable[JobStatus], *, cancelling: bool = False, started: bool = False
+) -> JobStatus:
     """The status a job has given its items' statuses.
 
     ``cancelling``: a cancel was requested and not yet confirmed for every item.
+    ``started``: the job has run; it stays RUNNING while items that failed transiently
+    wait to run again (``retries=``), rather than looking queued again.
     """
     items = list(items)
     if not items:
@@ -112,6 +116,6 @@ def derive_job_status(items: Iterable[JobStatus], *, cancelling: bool = False) -
         return CA
     if cancelling:
         return CI
-    if any(s is not P and s is not Q for s in items):
+    if started or any(s is not P and s is not Q for s in items):
         return R
     return Q

@@ -51,12 +51,21 @@ def job_fields(rec: JobRecord) -> dict:
     return fields
 
 
-def item_view(item: ItemRecord, *, params: bool = False) -> dict:
+def item_view(
+    item: ItemRecord, *, params: bool = False, retries: int = 0, history: bool = False
+) -> dict:
     """One item: label, status, error (and, with ``params``, its sweep point when it
-    has one)."""
+    has one). Once it has run again after a transient failure, ``attempts`` (how many
+    times) and ``retries`` (its job's ``retries=``, passed in: an item does not know its
+    job): unfinished, faces show it "retrying (attempts/retries)". With ``history`` (a
+    full view), what its failed runs said, oldest first."""
     view = {"label": item.label, "status": item.status.value, "error": item.error}
     if params and item.params is not None:
         view["params"] = item.params
+    if item.attempts > 0:
+        view["attempts"], view["retries"] = item.attempts, retries
+        if history:
+            view["history"] = list(item.history)
     return view
 
 
@@ -66,7 +75,7 @@ def server_job(rec: JobRecord, *, items: bool = False, position: int | None = No
     view = job_fields(rec)
     view["position"] = position
     if items:
-        view["items"] = [item_view(it, params=True) for it in rec.items]
+        view["items"] = [item_view(it, params=True, retries=rec.retries, history=True) for it in rec.items]
     return view
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cirq
 
 from .. import _circuits, _lifecycle, _sweeps
-from .._errors import QnbError, QueueError
+from .._errors import InvalidOptionError, QnbError, QueueError
 from .._records import JobRecord
 from .._status import TERMINAL, JobStatus
 from .._targets import QueueOwningTarget, ScheduledTarget, Target, TargetJob, TargetRegistry
@@ -31,6 +32,11 @@ logger = logging.getLogger("qnb")
 # How long a submit to a target with its own queue waits for the target to take the job
 # (a target that cannot be reached says so at once, and the job waits "reconnecting").
 HAND_OVER_WAIT_SECONDS = 60.0
+# The wait before items that failed transiently run again (``retries=``): doubled for
+# each attempt (1 s, 2 s, 4 s, ...) up to RETRY_MOST_SECONDS, so a worker that died of
+# memory shortage is not replaced into the same squeeze at once.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MOST_SECONDS = 30.0
 
 
 class Runner:
@@ -41,6 +47,8 @@ class Runner:
         #: Called (under the core's lock) after each report a followed job's target
         #: gave: ``(record, target, handle)``; the estimator keeps ETAs current with it.
         self.after_report: Callable[[JobRecord, Target, Any], None] | None = None
+        #: Jobs whose items wait to run again, by id: set to wake the wait (a cancel).
+        self._retry_waits: dict[str, asyncio.Event] = {}
 
     def start(self, rec: JobRecord, target: Target) -> None:
         """Drive a job that left qnb's queue (on the loop, under the core's lock)."""
@@ -108,6 +116,7 @@ class Runner:
         resumed: bool = False,
     ) -> None:
         try:
+            job = None
             if rec.remote_id is not None and isinstance(target, QueueOwningTarget):
                 handle = await target.reattach(rec.remote_id, len(rec.items))
             else:
@@ -121,7 +130,9 @@ class Runner:
                     raise
             self._taken(rec, target, handle)
             settle(answered)
-            await self._follow(rec, target, handle)
+            await self._follow(rec, target, handle, range(len(rec.items)))
+            if job is not None and self._reruns(target):
+                await self._run_again(rec, target, job)
         except Exception as exc:  # a broken target fails its job, never the manager
             if self.core.closed and not target.local:
                 return  # exit, not the job's fault: the next process follows it again
@@ -185,25 +196,76 @@ class Runner:
         if cancel_now:
             self.core.loop.create_task(self.cancel_on_target(rec, target))
 
-    async def _follow(self, rec: JobRecord, target: Target, handle) -> None:
-        while not rec.done:
+    async def _follow(self, rec: JobRecord, target: Target, handle, indices: Sequence[int]) -> None:
+        """Follow one run of the job's items ``indices`` (the handle's items, in its
+        order: all of them, or a round of items run again) until each has finished
+        there or the job has ended."""
+        open_ = set(range(len(indices)))  # the handle's items not yet finished there
+        may_retry = self._reruns(target)
+        while open_ and not rec.done:
             statuses = await target.poll(handle)
-            finished = [
-                i
-                for i, status in enumerate(statuses)
-                if status in TERMINAL and rec.items[i].status not in TERMINAL
-            ]
+            ended = {j for j in open_ if statuses[j] in TERMINAL}
+            # (An item the lifecycle ran again is pending in the record, yet its failed
+            # run stays finished here: it is reported once, never again.)
+            finished = [j for j in sorted(ended) if rec.items[indices[j]].status not in TERMINAL]
             outcomes = await target.results(handle, finished) if finished else {}
             usage = target.job_usage(handle) if isinstance(target, QueueOwningTarget) else None
             with self.core.lock:
-                _lifecycle.apply_report(rec, statuses, outcomes)
+                reported = [it.status for it in rec.items]
+                for j in open_:
+                    reported[indices[j]] = statuses[j]
+                mapped = {indices[j]: outcome for j, outcome in outcomes.items()}
+                _lifecycle.apply_report(rec, reported, mapped, may_retry=may_retry)
+                open_ -= ended
                 if usage is not None:
                     rec.usage = usage
                 if self.after_report is not None:
                     self.after_report(rec, target, handle)
                 self.persistence.changed(rec)
 
+    # -- running again the items that failed transiently (retries=N) -----------------------
+
+    def _reruns(self, target: Target) -> bool:
+        """Whether this runner runs failed items again on ``target``: a target qnb
+        schedules (its rounds are qnb's to start), not while the process closes. A target
+        that owns its queue retries there, or is refused ``retries`` at submit
+        (:func:`check_retries`)."""
+        return isinstance(target, ScheduledTarget) and not self.core.closed
+
+    async def _run_again(self, rec: JobRecord, target: Target, job: TargetJob) -> None:
+        """Rounds of the items waiting to run again, each a job of just those items on
+        the same target, after a backoff, until none waits (or the job is cancelled)."""
+        while True:
+            with self.core.lock:
+                again = _lifecycle.waiting_to_retry(rec)
+                if not again or rec.done:
+                    return
+                attempt = max(rec.items[i].attempts for i in again)
+                woken = self._retry_waits[rec.id] = asyncio.Event()
+                if rec.live.cancel_requested:
+                    woken.set()
+            delay = min(RETRY_FIRST_SECONDS * 2 ** (attempt - 1), RETRY_MOST_SECONDS)
+            try:
+                await asyncio.wait_for(woken.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._retry_waits.pop(rec.id, None)
+            with self.core.lock:
+                if rec.live.cancel_requested or self.core.closed:
+                    if rec.live.cancel_requested:
+                        _lifecycle.cancel_retrying(rec)  # qnb holds them: confirmed at once
+                        self.persistence.changed(rec)
+                    return
+            handle = await target.submit(round_job(job, again))
+            self._taken(rec, target, handle)
+            await self._follow(rec, target, handle, again)
+
     async def cancel_on_target(self, rec: JobRecord, target: Target) -> None:
+        woken = self._retry_waits.get(rec.id)
+        if woken is not None:
+            woken.set()  # its items wait to run again here, on no target: see _run_again
+            return
         try:
             await target.cancel(rec.live.handle)
         except Exception as exc:
@@ -279,6 +341,35 @@ class Runner:
                     self.follow_target_jobs(target)
             except Exception:  # a target that cannot load now is followed once registered
                 logger.warning("qnb: could not follow the jobs of target %r again", name, exc_info=True)
+
+
+def check_retries(target: Target, retries: int) -> None:
+    """Refuse ``retries`` at submit, before anything is stored, where nothing would run
+    a failed item again: a target that owns its queue and does not retry there itself
+    (a vendor's cloud: a new vendor job per round is not yet followable after a restart)."""
+    if retries and isinstance(target, QueueOwningTarget) and not getattr(target, "takes_retries", False):
+        refused = InvalidOptionError(
+            f"target {target.name!r} cannot run failed items again (retries={retries}): "
+            "submit with retries=0, and resubmit a job whose items failed "
+            "(job.resubmit(only_failed=True))"
+        )
+        refused.field = ("retries",)  # type: ignore[attr-defined]  # (a server names it)
+        raise refused
+
+
+def round_job(job: TargetJob, indices: Sequence[int]) -> TargetJob:
+    """The items ``indices`` of ``job`` as a job of their own (a round run again), in
+    that order: its results map back by position."""
+    texts = job.circuit_json
+    return dataclasses.replace(
+        job,
+        labels=[job.labels[i] for i in indices],
+        circuits=[job.circuits[i] for i in indices],
+        circuit_json=None if texts is None else [texts[i] for i in indices],
+        params=None if job.params is None else [job.params[i] for i in indices],
+        front=False,
+        maybe_created=False,
+    )
 
 
 def remote_position(targets: TargetRegistry, rec: JobRecord, *, ask: bool) -> int | None:
