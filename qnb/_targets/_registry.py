@@ -454,10 +454,7 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     options = _secrets.masked(options)  # keys never sit in this frame as plain text
     if not isinstance(name, str) or not name:
         raise InvalidOptionError(f"a target's name is a non-empty string, got {name!r}")
-    kind = target if isinstance(target, str) else None
-    options, settings = _prices.split_options(
-        options, target=name, where=f"given to qnb.register_target({name!r}, ...)", kind=kind
-    )  # fmt: skip
+    options, settings = _cost_settings(name, target, options)
     if isinstance(target, str):
         made = make(target, name, **options)
     else:
@@ -465,6 +462,22 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     _prices.configure(made, settings)
     registry.register(name, made)
     return made
+def _cost_settings(name: str, target: object, options: dict) -> tuple[dict, _prices.PriceSettings | None]:
+    """``options`` without the cost ones, and those checked. A kind registered by name
+    without any takes the targets file's, as its factory takes the rest of that table."""
+    kind = target if isinstance(target, str) else None
+    where = f"given to qnb.register_target({name!r}, ...)"
+    options, settings = _prices.split_options(options, target=name, where=where, kind=kind)
+    if settings is None and kind is not None:
+        try:
+            filed_kind, filed = _config.configured_kinds().get(name, ("", {}))
+        except QnbError:  # an unreadable targets file: the options given are enough
+            return options, None
+        if filed_kind == kind:
+            _, settings = _prices.split_options(filed, target=name, where=f"in {_config.targets_file()}", kind=kind)
+    return options, settings
+
+
 register_kind("ionq", "qnb._targets._ionq:IonQTarget")  # needs the extra qnb[ionq] (cirq-ionq)
 register_kind("braket", "qnb._targets._braket:BraketTarget")  # needs the extra qnb[braket] (amazon-braket-sdk)
 register_kind("ibm", "qnb._targets._ibm:IBMTarget")  # needs the extra qnb[ibm] (qiskit-ibm-runtime, qiskit-aer)
