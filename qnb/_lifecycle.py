@@ -95,6 +95,8 @@ def apply_report(
         if outcome is not None:
             item.engine = getattr(outcome, "engine", None)
             item.retryable = getattr(outcome, "retryable", None)
+            if getattr(outcome, "attempts", 0) > item.attempts:  # the target retried it (a queue server)
+                item.attempts, item.history = outcome.attempts, tuple(outcome.history)
             if outcome.result is not None:
                 rec.live.unsaved_results[i] = outcome.result
         if may_retry and retry_due(rec, i):

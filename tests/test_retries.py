@@ -132,6 +132,7 @@ def test_the_item_view_says_attempts_and_retries_and_the_full_view_its_history()
 # -- through the runner, on real targets -------------------------------------------------------
 
 
+@pytest.mark.slow  # a worker killed and replaced, the item run again: 3-12 s
 def test_a_lost_pool_worker_is_run_again_and_the_job_completes(manager, quick_backoff):
     pool = get_pool()
     assert pool.wait_ready(120)
@@ -139,13 +140,13 @@ def test_a_lost_pool_worker_is_run_again_and_the_job_completes(manager, quick_ba
     # A mid-circuit measurement runs shot by shot (~0.5 ms a shot): a second or two.
     q = cirq.LineQubit.range(3)
     slow = cirq.Circuit(cirq.H.on_each(*q), cirq.measure(q[0], key="mid"), cirq.measure(*q, key="m"))
-    job = qnb.submit({"slow": slow, "bell": BELL}, target="cirq", shots=3000, retries=2)
+    job = qnb.submit({"slow": slow, "bell": BELL}, target="cirq", shots=2000, retries=2)
     worker = wait_until(
         lambda: job.items[1].status is CO and busy(pool), timeout=30, what="a worker busy with the slow item"
     )
     os.kill(worker.process.pid, signal.SIGKILL)  # out of memory, say
     result = job.result(timeout=120)
-    assert sum(result.counts("slow").values()) == 3000
+    assert sum(result.counts("slow").values()) == 2000
     slow_item, bell_item = job.items
     assert slow_item.status is CO and slow_item.attempts >= 1
     assert slow_item.history[0].startswith(LOST)
@@ -289,3 +290,41 @@ def test_a_target_that_cannot_run_items_again_refuses_retries_with_nothing_store
     with pytest.raises(qnb.InvalidOptionError, match="cannot run failed items again"):
         qnb.submit(BELL, target="vendorish", shots=10, retries=2)
     assert manager.find(limit=10) == []
+
+
+# -- a queue server runs them again itself ------------------------------------------------------
+
+
+def test_a_queue_server_runs_failed_items_again_and_the_kernel_sees_the_attempts(manager, quick_backoff, tmp_path):
+    import httpx
+    from qnb import _manager
+    from qnb.server._app import create_app
+    from qnb.server._auth import Users
+    from test_eta_remote import Served
+    from test_server_support import auth, make_users
+
+    executor = Scripted(fail=1)
+    scripted_target("served-flaky", executor)
+    users_file = tmp_path / "users.toml"
+    tokens = make_users(users_file)
+    server_manager = _manager.JobManager(tmp_path / "server", requeue_interrupted=True)
+    app = create_app(server_manager, device="served-flaky", users=Users.from_file(users_file))
+    served = Served(app)
+    try:
+        qnb.connect("retry-lab", served.url, token=tokens["alice"], retry_for=10)
+        job = qnb.submit({"a": BELL, "b": FLAKY}, target="retry-lab", shots=30, retries=2)
+        assert job.result(timeout=60).counts("b") == {"1": 30}
+        assert executor.runs == 2  # run again on the server, by the server's manager
+        item = job.items[1]
+        assert (item.attempts, item.history) == (1, (f"{LOST} (run 1)",))
+        assert server_manager.load(job.id).retries == 2
+        with httpx.Client(base_url=served.url, headers=auth(tokens["alice"]), timeout=30) as http:
+            view = http.get(f"/v1/jobs/{job.id}").json()["items"][1]
+            assert (view["attempts"], view["retries"], view["history"]) == (1, 2, [f"{LOST} (run 1)"])
+            refused = http.post("/v1/jobs", json={"circuits": {"c": cirq.to_json(BELL, indent=None)},
+                                                  "shots": 10, "retries": 11})  # fmt: skip
+            assert refused.status_code == 422 and "retries" in refused.text
+    finally:
+        app.state.close()
+        served.stop()
+        server_manager.close()

@@ -178,6 +178,7 @@ class Runner:
             params=rec.live.resolvers or item_resolvers(rec),
             report_waiting=lambda: settle(answered),
             maybe_created=resumed,
+            retries=rec.retries,
         )
 
     def _taken(self, rec: JobRecord, target: Target, handle) -> None:
@@ -347,7 +348,7 @@ def check_retries(target: Target, retries: int) -> None:
     """Refuse ``retries`` at submit, before anything is stored, where nothing would run
     a failed item again: a target that owns its queue and does not retry there itself
     (a vendor's cloud: a new vendor job per round is not yet followable after a restart)."""
-    if retries and isinstance(target, QueueOwningTarget) and not getattr(target, "takes_retries", False):
+    if retries and isinstance(target, QueueOwningTarget) and not target.takes_retries:
         refused = InvalidOptionError(
             f"target {target.name!r} cannot run failed items again (retries={retries}): "
             "submit with retries=0, and resubmit a job whose items failed "

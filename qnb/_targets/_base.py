@@ -57,6 +57,9 @@ class TargetJob:
     #: Handed over again after a restart, before the target's id of it was stored: a
     #: target that owns its queue may have it already and must look before creating it.
     maybe_created: bool = False
+    #: ``retries=`` at submit: a target that runs items again itself (``takes_retries``,
+    #: a queue server) is told; for the others qnb's runner does it.
+    retries: int = 0
 
 
 @dataclasses.dataclass
@@ -70,6 +73,10 @@ class ItemOutcome:
     #: succeed (a lost worker, a time limit, a device or network fault, a cancel), False
     #: when it fails the same way every time (the circuit's own error); None: not said.
     retryable: bool | None = None
+    #: Where the target ran it again itself (a queue server's retries): how many times,
+    #: and what its failed runs said, oldest first.
+    attempts: int = 0
+    history: tuple[str, ...] = ()
 
 
 class Target(abc.ABC):
@@ -248,6 +255,10 @@ class QueueOwningTarget(Target):
     """A target with its own queue and job ids: a qnb queue server, a vendor's cloud."""
 
     local = False
+    #: It runs failed items again itself when a job asks (``TargetJob.retries``): a
+    #: queue server. Others refuse ``retries`` at submit (qnb cannot yet follow a new
+    #: vendor job for the items run again after a restart).
+    takes_retries: bool = False
 
     @property
     def connected(self) -> bool:

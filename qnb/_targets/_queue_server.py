@@ -251,6 +251,8 @@ class RemoteTarget(QueueOwningTarget):
     or came back, queue positions moved), so widgets redraw them.
     """
 
+    takes_retries = True  # the server's own manager runs failed items again
+
     def __init__(
         self,
         name: str,
@@ -378,6 +380,8 @@ class RemoteTarget(QueueOwningTarget):
         }
         if job.tags:  # (only then: a server older than tags refuses fields it does not know)
             body["tags"] = list(job.tags)
+        if job.retries:  # (the same: the server's own manager runs failed items again)
+            body["retries"] = job.retries
         if job.params is not None and any(p is not None for p in job.params):
             body["params"] = {
                 label: cirq.to_json(p, indent=None)
@@ -423,6 +427,7 @@ class RemoteTarget(QueueOwningTarget):
                 outcomes[int(i)] = ItemOutcome(
                     JobStatus(o["status"]), result=o["result"], error=o["error"],
                     retryable=o.get("retryable"),  # a server before 'retryable': None
+                    attempts=o.get("attempts", 0), history=tuple(o.get("history", ())),
                 )
             wanted = [i for i in answer.get("more", ()) if i not in outcomes]
         return outcomes

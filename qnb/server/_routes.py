@@ -135,6 +135,11 @@ class SubmitBody(BaseModel):
         description=f"at most {_options.MAX_TAGS} tags of 1 to {_options.MAX_TAG_LENGTH} "
         "characters, to find the job again (GET /v1/jobs?tag=...)",
     )
+    retries: int | None = Field(
+        None,
+        description=f"0 to {_options.MAX_RETRIES}: how many times an item whose failure "
+        "is transient (a lost worker) runs again on the server",
+    )
 
     def submission(self) -> Submission:
         return Submission(**self.model_dump())

@@ -73,12 +73,13 @@ class Submission:
     #: resolved, was made at: kept with the item and given back in its view.
     params: dict[str, str] | None = None
     tags: list[str] | None = None  # checked as qnb.submit checks them
+    retries: int | None = None  # runs again of transiently failed items (None: 0)
 
     def digest(self) -> str:
         """What an idempotency key is bound to (same text as before the service existed,
         so keys stored by an older server still match)."""
         fields = dataclasses.asdict(self)
-        for optional in ("params", "tags"):
+        for optional in ("params", "tags", "retries"):
             if fields[optional] is None:
                 del fields[optional]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -239,6 +240,7 @@ class QueueService:
                     job_id=job_id,
                     params=points,
                     tags=options.tags,
+                    retries=options.retries,
                 )
             except BaseException:
                 self._forget_size(job_id, user.name)
@@ -253,7 +255,7 @@ class QueueService:
         options = _options.check(
             shots=sub.shots, max_shots=self.target.device.max_shots, target=self.device,
             name=sub.name, front=_options.check_position(sub.position), compile=sub.compile,
-            priority=sub.priority, tags=sub.tags,
+            priority=sub.priority, tags=sub.tags, retries=0 if sub.retries is None else sub.retries,
         )  # fmt: skip
         if options.front and not user.is_admin:
             raise RemoteAuthError("only an admin may put a job at the head of the queue")
@@ -401,6 +403,7 @@ class QueueService:
             outcomes[str(i)] = {
                 "label": item.label, "status": item.status.value, "result": text, "error": item.error,
                 "retryable": item.retryable,
+                **({"attempts": item.attempts, "history": list(item.history)} if item.attempts else {}),
             }
         answer = {"id": job_id, "status": rec.status.value, "items": outcomes}
         if more:
