@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import QnbError
-from ._views import cli_job, item_view
+from ._views import cli_job, estimate_text, item_view
 
 LOOPBACK_NAMES = {"localhost"}
 
@@ -204,18 +204,55 @@ def _jobs(args: argparse.Namespace) -> int:
         for v in views
     ]
     headers = ["ID", "STATUS", "TARGET", "USER", "ITEMS", "ADDED", "NAME"]
+    if any("estimate" in v for v in views):  # (a column only where some job has an ETA)
+        headers.insert(5, "ETA")
+        for row, v in zip(rows, views):
+            row.insert(5, _eta(v.get("estimate")))
     if any("tags" in v for v in views):  # (a column only where some job has tags)
         headers.append("TAGS")
         for row, v in zip(rows, views):
             row.append(", ".join(v.get("tags", ())))
-    _table(headers, rows, limits={2: 12, 3: 12, 6: 30})
+    _table(headers, rows, limits={2: 12, 3: 12, headers.index("NAME"): 30})
     return 0
+
+
+def _eta(estimate: dict | None, now: float | None = None) -> str:
+    """An unfinished job's expected finish, short: ``"14:32 (~3 min)"``; ``"-"`` unknown."""
+    finish = (estimate or {}).get("finish")
+    if not isinstance(finish, (int, float)):
+        return "-"
+    from ._estimate import duration_text  # imports cirq: only where a job has an ETA
+
+    left = finish - (time.time() if now is None else now)
+    return f"{time.strftime('%H:%M', time.localtime(finish))} ({duration_text(left) if left > 0 else 'due'})"
+
+
+def _outlook(view: dict) -> list[tuple[str, str]]:
+    """``qnb show``'s lines on what is left (while estimated) and the cost (when known)."""
+    if "estimate" not in view and "cost" not in view:
+        return []
+    from ._estimate import Estimate, cost_text, duration_text  # imports cirq: only when needed
+
+    lines = []
+    if "estimate" in view:
+        left = Estimate.from_json(view["estimate"])
+        figures = []
+        if left.wait_seconds is not None:
+            figures.append("starts now" if left.wait_seconds < 1 else f"starts in {duration_text(left.wait_seconds)}")
+        if left.run_seconds is not None:
+            figures.append(f"runs {duration_text(left.run_seconds)}")
+        lines.append(("eta", ", ".join([_eta(view["estimate"]), *figures])))
+        if left.basis:
+            lines.append(("basis", left.basis))
+    if "cost" in view:
+        lines.append(("cost", f"{cost_text(view['cost'], view.get('currency'))} (estimated at submit)"))
+    return lines
 
 
 def _show(args: argparse.Namespace) -> int:
     job = _store().resolve(args.job)
     view = cli_job(job)
-    items = [item_view(it) for it in job.items]
+    items = [item_view(it, retries=job.retries) for it in job.items]
     if args.json:
         _print_json({**view, "usage": job.usage, "item_list": items})
         return 0
@@ -238,13 +275,41 @@ def _show(args: argparse.Namespace) -> int:
         lines.append(("tags", ", ".join(job.tags)))
     if view["error"]:
         lines.append(("error", view["error"]))
+    lines.extend(_outlook(view))
     if job.usage:  # what the vendor says it used (IBM's quantum seconds, Azure's cost)
         lines.append(("usage", ", ".join(f"{key} {value}" for key, value in sorted(job.usage.items()))))
     for key, value in lines:
         print(f"{key:<9}{value}")
     print()
-    _table(["LABEL", "STATUS", "ERROR"], [[i["label"], i["status"], i["error"] or ""] for i in items],
+    _table(["LABEL", "STATUS", "ERROR"], [[i["label"], _item_status(i), i["error"] or ""] for i in items],
            limits={0: 24})
+    return 0
+
+
+def _item_status(item: dict) -> str:
+    """An item's status, ``"running, retrying (1/3)"`` while it runs again."""
+    if item.get("attempts") and item["status"] not in ("completed", "failed", "cancelled"):
+        return f"{item['status']}, retrying ({item['attempts']}/{item['retries']})"
+    return item["status"]
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    """What submitting the circuits of an OpenQASM 2.0 file would take (nothing submitted)."""
+    qnb = _qnb()
+    from ._options import check_max_cost
+
+    max_cost = check_max_cost(args.max_cost)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise QnbError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    _connect_if_remote(args.target)
+    found = qnb.estimate(text, target=args.target, shots=args.shots, compile=args.compile)
+    if args.json:
+        _print_json(found.as_json())
+        return 0
+    heading = f"{args.file} on {args.target}, {args.shots} shots:"
+    print(estimate_text(found, heading=heading, max_cost=max_cost, over="--max-cost"))
     return 0
 
 
@@ -444,6 +509,14 @@ def parser() -> argparse.ArgumentParser:
     show = command("show", _show, "one job in full, with its items")
     show.add_argument("job", metavar="JOB")
     show.add_argument("--json", action="store_true", help="as JSON, items under item_list")
+
+    estimate = command("estimate", _estimate, "what submitting an OpenQASM 2.0 file would take (submits nothing)")
+    estimate.add_argument("file", metavar="FILE")
+    estimate.add_argument("--target", default="sim", metavar="T", help="where it would run")
+    estimate.add_argument("--shots", type=int, default=1000, metavar="N", help="repetitions per circuit")
+    estimate.add_argument("--compile", action="store_true", help="map the circuits onto the target device first")
+    estimate.add_argument("--max-cost", type=float, metavar="X", help="say whether a submit would be over X")
+    estimate.add_argument("--json", action="store_true", help="as JSON (qnb.Estimate.as_json)")
 
     result = command("result", _result, "counts per label of a finished job")
     result.add_argument("job", metavar="JOB")

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import collections
 import html
+import time
+from typing import TYPE_CHECKING
 
-from ._estimate import at, cost_text
 from ._records import ItemRecord, JobRecord
+
+if TYPE_CHECKING:
+    from ._estimate import Estimate
 
 #: What every user of a shared queue sees of another user's job.
 PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
@@ -226,7 +230,38 @@ def outlook_text(row: dict) -> str:
         parts.append(f"retrying ({again['attempt']}/{again['retries']})")
     finish = (row.get("estimate") or {}).get("finish")
     if finish is not None:
-        parts.append(f"done by ~{at(finish).astimezone().strftime('%H:%M')}")
+        parts.append(f"done by ~{time.strftime('%H:%M', time.localtime(finish))}")
     if row.get("cost"):
+        from ._estimate import cost_text  # imports cirq: only where there is a cost to say
+
         parts.append(cost_text(row["cost"], row.get("currency")))
     return "".join(f" · {part}" for part in parts)
+
+
+def estimate_text(found: Estimate, *, heading: str, max_cost: float | None = None, over: str = "max_cost",
+                  now: float | None = None) -> str:  # fmt: skip
+    """An estimate as ``%%qsubmit --estimate`` and ``qnb estimate`` print it: one figure
+    a line under ``heading``, then how it was made; over ``max_cost`` (the option named
+    ``over``) it says a submit would be refused."""
+    from ._estimate import cost_text, duration_text  # (cirq: loaded already, by the estimate's maker)
+
+    now = time.time() if now is None else now
+    lines = [heading]
+    unknown = "not known"
+    lines.append(f"  run     {unknown if found.run_seconds is None else duration_text(found.run_seconds)}")
+    if found.wait_seconds is None:
+        lines.append(f"  wait    {unknown}")
+    else:
+        lines.append(f"  wait    {'starts now' if found.wait_seconds < 1 else duration_text(found.wait_seconds)}")
+    if found.finish is None:
+        lines.append(f"  finish  {unknown}")
+    else:
+        left = found.finish.timestamp() - now
+        clock = found.finish.astimezone().strftime("%H:%M:%S")
+        lines.append(f"  finish  {clock} (in {duration_text(max(left, 0))})")
+    lines.append(f"  cost    {cost_text(found.cost, found.currency)}")
+    if max_cost is not None and found.cost is not None and found.cost > max_cost:
+        lines.append(f"          over {over} {max_cost:g}: submitting would be refused")
+    if found.basis:
+        lines.append(f"  basis   {found.basis}")
+    return "\n".join(lines)

@@ -106,7 +106,9 @@ def test_jobs_lists_in_80_columns_and_filters(store):
     assert any(line.endswith("…") and LONG_NAME[:10] in line for line in lines)
 
     listed = json.loads(qnb_cli("jobs", "--json", env=env).stdout)
-    assert all(set(view) == JSON_FIELDS for view in listed)
+    # A local job's cost is known at submit (none): cost and currency are there.
+    assert all(set(view) == JSON_FIELDS | {"cost", "currency"} for view in listed)
+    assert {view["cost"] for view in listed} == {0.0}
     by_id = {view["id"]: view for view in listed}
     assert by_id[ids["bell"]]["name"] == LONG_NAME and by_id[ids["bell"]]["status"] == "completed"
     assert by_id[ids["batch"]]["items"] == 2 and by_id[ids["batch"]]["user"] == "bob"
@@ -129,7 +131,8 @@ def test_show_and_result_by_prefix(store):
     assert shown.returncode == 0, shown.stderr
     assert f"job      {ids['batch']}" in shown.stdout and "completed (2/2 items finished)" in shown.stdout
     view = json.loads(qnb_cli("show", ids["batch"], "--json", env=env).stdout)
-    assert set(view) == JSON_FIELDS | {"item_list", "usage"}
+    assert set(view) == JSON_FIELDS | {"item_list", "usage", "cost", "currency"}
+    assert "cost     no cost (estimated at submit)" in shown.stdout
     assert view["usage"] is None  # a local job: no vendor said what it used
     assert [item["label"] for item in view["item_list"]] == ["x", "y"]
 
@@ -250,3 +253,50 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve):
         # The server is shared: a failed run leaves its device free for the next test.
         for job_id in made_ids:
             httpx.post(f"{server.url}/v1/jobs/{job_id}/cancel", headers=auth(tokens["root"]), timeout=30)
+
+
+# -- estimates (issue 20) ---------------------------------------------------------------------
+
+
+def test_estimate_of_a_qasm_file_prints_it_and_submits_nothing(tmp_path):
+    env = environment(tmp_path)
+    qasm = tmp_path / "bell.qasm"
+    qasm.write_text(BELL_QASM)
+    done = qnb_cli("estimate", str(qasm), "--shots", "500", env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{qasm} on sim, 500 shots:"
+    assert [line.split()[0] for line in lines[1:5]] == ["run", "wait", "finish", "cost"]
+    assert "  cost    no cost" in lines  # a local target
+    as_json = json.loads(qnb_cli("estimate", str(qasm), "--json", "--target", "emulator", "--compile", env=env).stdout)
+    assert set(as_json) == {"run_seconds", "wait_seconds", "finish", "cost", "currency", "basis"}
+    assert as_json["cost"] == 0.0
+    assert json.loads(qnb_cli("jobs", "--json", env=env).stdout) == []  # nothing submitted
+    assert_one_line_error(qnb_cli("estimate", str(qasm), "--max-cost", "-1", env=env), "max_cost must be")
+    assert_one_line_error(qnb_cli("estimate", str(tmp_path / "none.qasm"), env=env), "cannot read")
+    assert_one_line_error(qnb_cli("estimate", str(qasm), "--target", "nowhere", env=env), "unknown target")
+    bad = tmp_path / "bad.qasm"
+    bad.write_text("OPENQASM 2.0;\nqreg q[1];\nnonsense q[0];\n")
+    assert_one_line_error(qnb_cli("estimate", str(bad), env=env))
+
+
+def test_show_and_jobs_say_what_is_left_and_the_cost(capsys):
+    """The lines ``qnb show`` and the ETA column ``qnb jobs`` print from a job's view
+    while it is estimated (the view of a job whose process estimates it)."""
+    from qnb import _cli
+
+    now = 1_800_000_000.0
+    view = {"estimate": {"run_seconds": 70.0, "wait_seconds": 120.0, "finish": now + 190,
+                         "cost": 4.2, "currency": "USD", "basis": "queue position 3 (Braket)"},
+            "cost": 4.2, "currency": "USD"}
+    clock = _cli.time.strftime("%H:%M", _cli.time.localtime(now + 190))
+    assert _cli._eta(view["estimate"], now=now) == f"{clock} (~3 min)"
+    assert _cli._eta(view["estimate"], now=now + 200) == f"{clock} (due)"
+    assert _cli._eta(None) == "-" and _cli._eta({"finish": None}) == "-"
+    lines = dict(_cli._outlook(view))
+    assert lines["eta"].startswith(f"{clock} (") and "starts in ~2 min, runs ~1 min" in lines["eta"]
+    assert lines["basis"] == "queue position 3 (Braket)"
+    assert lines["cost"] == "$4.20 (estimated at submit)"
+    assert _cli._outlook({}) == []  # a finished job of an unpriced target: nothing to say
+    assert _cli._item_status({"status": "running", "attempts": 1, "retries": 3}) == "running, retrying (1/3)"
+    assert _cli._item_status({"status": "failed", "attempts": 3, "retries": 3}) == "failed"

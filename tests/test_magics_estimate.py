@@ -11,7 +11,7 @@ from IPython.core.error import UsageError
 
 import qnb
 from qnb import _api
-from qnb.notebook._magics import estimate_text
+from qnb._views import estimate_text
 from conftest import ipython_shell, wait_until
 from test_notify import Listener, no_defaults  # noqa: F401 (a fixture)
 
@@ -70,13 +70,13 @@ def test_estimate_text_says_each_figure_and_what_is_not_known():
     now = 1_000_000.0
     finish = datetime.datetime.fromtimestamp(now + 190, tz=datetime.timezone.utc)
     known = qnb.Estimate(70.0, 120.0, finish, 4.2, "USD", "pool of 4; 12 runs seen")
-    text = estimate_text(known, target="ionq", shots=100, max_cost=3.0, now=now)
+    text = estimate_text(known, heading="estimate on ionq", max_cost=3.0, over="--max-cost", now=now)
     clock = finish.astimezone().strftime("%H:%M:%S")
     assert "  run     ~1 min" in text and "  wait    ~2 min" in text
     assert f"  finish  {clock} (in ~3 min)" in text
     assert "  cost    $4.20" in text and "over --max-cost 3: submitting would be refused" in text
     assert text.endswith("  basis   pool of 4; 12 runs seen")
-    unknown = estimate_text(qnb.Estimate(None, 0.2, None), target="sim", shots=10, now=now)
+    unknown = estimate_text(qnb.Estimate(None, 0.2, None), heading="estimate on sim", now=now)
     assert "run     not known" in unknown and "wait    starts now" in unknown
     assert "finish  not known" in unknown and "cost    cost unknown" in unknown
     assert "basis" not in unknown

@@ -24,10 +24,10 @@ from IPython.display import display
 from .. import _api
 from .._errors import QnbError
 from .._api import get_manager
-from .._estimate import Estimate, cost_text, duration_text
 from .._job import Job, when
 from .._options import check_max_cost
 from .._status import TERMINAL
+from .._views import estimate_text
 from ._widgets import monitor
 
 #: The name under which the last submitted job is always reachable.
@@ -166,31 +166,6 @@ def _number_or_text(text: str | None, kind: type, *, default):
         return kind(text)
     except ValueError:
         return text
-
-
-def estimate_text(found: Estimate, *, target: str, shots: int, max_cost: float | None = None,
-                  now: float | None = None) -> str:  # fmt: skip
-    """``%%qsubmit --estimate``'s answer: one figure a line, then how it was made."""
-    now = time.time() if now is None else now
-    lines = [f"estimate on {target}, {shots} shots (nothing submitted):"]
-    unknown = "not known"
-    lines.append(f"  run     {unknown if found.run_seconds is None else duration_text(found.run_seconds)}")
-    if found.wait_seconds is None:
-        lines.append(f"  wait    {unknown}")
-    else:
-        lines.append(f"  wait    {'starts now' if found.wait_seconds < 1 else duration_text(found.wait_seconds)}")
-    if found.finish is None:
-        lines.append(f"  finish  {unknown}")
-    else:
-        left = found.finish.timestamp() - now
-        clock = found.finish.astimezone().strftime("%H:%M:%S")
-        lines.append(f"  finish  {clock} (in {duration_text(max(left, 0))})")
-    lines.append(f"  cost    {cost_text(found.cost, found.currency)}")
-    if max_cost is not None and found.cost is not None and found.cost > max_cost:
-        lines.append(f"          over --max-cost {max_cost:g}: submitting would be refused")
-    if found.basis:
-        lines.append(f"  basis   {found.basis}")
-    return "\n".join(lines)
 
 
 @magics_class
@@ -344,7 +319,8 @@ class QnbMagics(Magics):
             raise UsageError(str(exc)) from None
         if args.out:
             self.shell.user_ns[args.out] = found
-        print(estimate_text(found, target=args.target, shots=args.shots, max_cost=max_cost))
+        heading = f"estimate on {args.target}, {args.shots} shots (nothing submitted):"
+        print(estimate_text(found, heading=heading, max_cost=max_cost, over="--max-cost"))
 
     # -- line magics ---------------------------------------------------------------------------
 
