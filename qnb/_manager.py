@@ -28,7 +28,7 @@ from typing import TypeVar
 
 import cirq
 
-from . import _circuits, _lifecycle
+from . import _circuits, _lifecycle, _prices
 from ._core import _ownership
 from ._core._context import Core
 from ._core._ownership import default_home
@@ -39,7 +39,7 @@ from ._core._runner import Runner, check_retries, remote_position
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
 from ._errors import StoreError, UnknownJobError
-from ._estimate import CircuitFeatures, Estimate
+from ._estimate import CircuitFeatures, Estimate, features_of
 from ._records import ItemRecord, JobRecord, JobRuntime
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store
@@ -449,11 +449,18 @@ class JobManager:
         apply the resubmitter's own rights."""
         rec = self.load(job_id)
         again = resubmission(rec, self.circuits(job_id), only_failed=only_failed)
+        target = self.targets.get(rec.target)
+        # Paid again: priced and held to the target's budget as a new submission is.
+        cost = _prices.cost_at_submit(
+            target, [features_of(c) for c in again.circuits.values()], rec.shots,
+            max_cost=None, spent=lambda: self.store.spent(rec.target),
+        )  # fmt: skip
         return self.submit(
-            self.targets.get(rec.target), again.circuits, shots=rec.shots, name=rec.name,
+            target, again.circuits, shots=rec.shots, name=rec.name,
             user=rec.user, parent_id=rec.id, circuit_json=again.texts,
             priority=rec.priority if priority is None else priority,
             params=again.params, resolvers=again.resolvers, tags=rec.tags,
+            cost=cost.amount, currency=cost.currency,
         )  # fmt: skip
 
     # -- exit of the process (atexit, see get_manager) --------------------------------------

@@ -73,6 +73,34 @@ def test_rows_say_outcomes_and_origin():
     assert both[remote.id]["origin"] == "sent to lab"
 
 
+def test_rows_carry_a_servers_estimate_the_cost_and_retries():
+    from qnb._records import ItemRecord, JobRecord
+    from qnb._status import JobStatus
+    from qnb.jobs_panel._feed import merged, panel_row, server_row
+
+    eta = {"run_seconds": 5.0, "wait_seconds": 60.0, "finish": 2e9, "cost": None, "currency": None,
+           "basis": "queue of 3 ahead"}
+    view = {"id": "c" * 32, "name": "far", "status": "queued", "done": 0, "total": 1, "time_added": 2.0,
+            "estimate": eta, "cost": 1.5, "currency": "USD", "tags": ["calib"]}
+    srow = server_row(view, "lab")
+    assert (srow["estimate"], srow["cost"], srow["currency"], srow["tags"]) == (eta, 1.5, "USD", ["calib"])
+    # The store's copy of a server's job has no estimate (none is stored): the server's
+    # reaches it while both say the job waits, and goes once the server's view has none.
+    mine = JobRecord("c" * 32, "far", "lab", "me", 10, [ItemRecord("0")], 2.0, status=JobStatus.QUEUED)
+    rows = {mine.id: panel_row(mine, servers={"lab"})}
+    assert "estimate" not in rows[mine.id]
+    assert merged(rows, {srow["id"]: srow})[mine.id]["estimate"] == eta
+    running = server_row({**view, "status": "running", "estimate": None}, "lab")
+    assert "estimate" not in merged(rows, {srow["id"]: running})[mine.id]
+    # An item waiting to run again (attempts kept in the store): "retrying (1/2)".
+    flaky = JobRecord("d" * 32, "flaky", "sim", "me", 10,
+                      [ItemRecord("0", JobStatus.COMPLETED), ItemRecord("1", JobStatus.PENDING, attempts=1)],
+                      3.0, status=JobStatus.RUNNING, retries=2)  # fmt: skip
+    assert panel_row(flaky, servers=set())["retrying"] == {"count": 1, "attempt": 1, "retries": 2}
+    flaky.status = JobStatus.FAILED
+    assert "retrying" not in panel_row(flaky, servers=set())
+
+
 # -- in a browser ---------------------------------------------------------------------------
 
 
