@@ -169,6 +169,18 @@ def test_over_budget_is_refused_naming_spent_this_job_the_budget_and_where(manag
     assert {first.result(timeout=30) is not None, second.result(timeout=30) is not None} == {True}
 
 
+def test_a_resubmission_is_priced_and_held_to_the_budget(manager, ionq, ionq_targets):
+    qpu = ionq_targets(ionq, backend="qpu.aria-1", budget=200)
+    first = qnb.submit(BELL, target=qpu.name, shots=100)
+    assert first.result(timeout=30) is not None
+    again = first.resubmit()
+    assert (again.cost, again.currency) == (97.50, "USD")
+    assert again.result(timeout=30) is not None
+    with pytest.raises(qnb.CostLimitError, match=r"\$195\.00 spent by stored jobs, this job \$97\.50"):
+        again.resubmit()
+    assert stored(manager) == 2 and ionq.created == 2
+
+
 def test_an_unknown_price_is_none_and_a_limit_refuses_it_rather_than_guess(manager, braket, braket_targets):
     chain = braket_targets(QPU)  # the stand-in's own QPU: in no price table
     estimate = qnb.estimate(BELL, target=chain.name, shots=100)
