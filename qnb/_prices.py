@@ -178,44 +178,52 @@ COST_OPTIONS = ("price", "budget", "plan")
 _settings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def split_options(options: dict, *, target: str, where: str, kind: str | None = None) -> tuple[dict, PriceSettings | None]:
+def split_options(
+    options: dict, *, target: str, where: str, kind: str | None = None
+) -> tuple[dict, PriceSettings | None]:
     """``options`` without ``price``/``budget``/``plan``, and those checked as settings
     (None when there are none). ``where``: where they were written, for the message."""
     rest = {key: value for key, value in options.items() if key not in COST_OPTIONS}
     if len(rest) == len(options):
         return rest, None
-    return rest, check_settings(
-        options.get("price"), options.get("budget"), options.get("plan"), target=target, where=where, kind=kind
-    )
+    price, budget, plan = (options.get(key) for key in COST_OPTIONS)
+    return rest, check_settings(price, budget, plan, target=target, where=where, kind=kind)
 
 
-def check_settings(price: object, budget: object, plan: object, *, target: str, where: str, kind: str | None = None) -> PriceSettings:
-    """Bad values are refused with what to write instead."""
+def check_settings(
+    price: object, budget: object, plan: object, *, target: str, where: str, kind: str | None = None
+) -> PriceSettings:
+    """Bad values are refused naming the target, where they were written and what to
+    write instead. ``kind``: the target's kind when known (a plan is IBM's only)."""
     about = f"target {target!r} {where}"
     if price is not None:
-        if not isinstance(price, Mapping):
-            raise InvalidOptionError(f"price for {about} must be a table such as "
-                                     "{per_task = 0.3, per_shot = 0.03}, got " + repr(price))  # fmt: skip
-        for key, value in price.items():
-            if key not in PRICE_KEYS:
-                raise InvalidOptionError(
-                    f"price for {about} has an unknown key {key!r}; the keys are {', '.join(PRICE_KEYS)}"
-                )
-            if key == "currency":
-                if not isinstance(value, str) or not value.strip():
-                    raise InvalidOptionError(f"price.currency for {about} must be a name such as 'USD', got {value!r}")
-            elif not _is_amount(value):
-                raise InvalidOptionError(f"price.{key} for {about} must be a number from 0, got {value!r}")
+        _check_price(price, about)
     if budget is not None and not _is_amount(budget):
         raise InvalidOptionError(
             f"budget for {about} must be a number from 0 (in the target's currency), got {budget!r}; "
             "write budget = 100.0, or leave it out for no budget"
         )
-    if plan is not None and (kind not in (None, "ibm") or plan not in IBM_PLANS):
-        what = "plan applies to IBM Quantum targets (kind 'ibm') only" if kind not in (None, "ibm") \
-            else f"unknown plan {plan!r}"
-        raise InvalidOptionError(f"{what}: {about}; plans: {', '.join(IBM_PLANS)}")
+    if plan is not None:
+        if kind not in (None, "ibm"):
+            raise InvalidOptionError(f"plan applies to IBM Quantum targets (kind 'ibm') only: {about}")
+        if not isinstance(plan, str) or plan not in IBM_PLANS:
+            raise InvalidOptionError(f"unknown plan {plan!r} for {about}; plans: {', '.join(IBM_PLANS)}")
     return PriceSettings(dict(price or {}), None if budget is None else float(budget), plan, where)
+
+
+def _check_price(price: object, about: str) -> None:
+    if not isinstance(price, Mapping):
+        raise InvalidOptionError(
+            f"price for {about} must be a table such as {{per_task = 0.3, per_shot = 0.03}}, got {price!r}"
+        )
+    for key, value in price.items():
+        if key not in PRICE_KEYS:
+            raise InvalidOptionError(f"price for {about} has an unknown key {key!r}; the keys are {', '.join(PRICE_KEYS)}")
+        if key == "currency":
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidOptionError(f"price.currency for {about} must be a name such as 'USD', got {value!r}")
+        elif not _is_amount(value):
+            raise InvalidOptionError(f"price.{key} for {about} must be a number from 0, got {value!r}")
 
 
 def _is_amount(value: object) -> bool:
@@ -226,7 +234,10 @@ def _is_amount(value: object) -> bool:
 def configure(target: object, settings: PriceSettings | None) -> None:
     """Keep ``settings`` for ``target`` (None: the table's price, no budget)."""
     if settings is None:
-        _settings.pop(target, None)
+        try:
+            _settings.pop(target, None)
+        except TypeError:  # a target that cannot be weakly referenced: never configured
+            pass
         return
     if settings.plan is not None and getattr(target, "vendor", None) not in (None, "IBM Quantum"):
         raise InvalidOptionError(f"plan applies to IBM Quantum targets only: target "

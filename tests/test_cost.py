@@ -271,9 +271,10 @@ def test_bad_cost_options_are_refused_at_register_naming_the_target_and_the_fix(
     assert "bad" not in qnb.targets()
 
 
-def test_an_unknown_ibm_plan_is_refused():
-    with pytest.raises(qnb.InvalidOptionError, match=r"unknown plan 'gold'.*plans: pay-as-you-go, flex, open"):
-        _prices.check_settings(None, None, "gold", target="ibm", where="here", kind="ibm")
+def test_an_unknown_ibm_plan_is_refused_before_any_account_is_opened(manager):
+    with pytest.raises(qnb.InvalidOptionError, match=r"unknown plan 'gold' for target 'ibm'.*plans: pay-as-you-go, flex"):
+        qnb.register_target("ibm", "ibm", backend="ibm_torino", plan="gold")
+    assert "ibm" not in qnb.targets()
 
 
 def test_a_bad_price_table_in_the_targets_file_refuses_that_target_naming_the_file(manager, monkeypatch, tmp_path):
