@@ -17,6 +17,7 @@ import qnb
 from qnb import _prices
 from qnb._estimate import features_of
 from qnb._targets import registry
+from azure_standin import GROUP, LOCATION, SUBSCRIPTION, WORKSPACE, AzureStandIn
 from braket_standin import QPU, SV1, BraketStandIn, _capabilities
 from conftest import wait_until
 from ionq_standin import StandIn
@@ -30,6 +31,7 @@ LONG = cirq.Circuit(
     [cirq.H(Q[0]), *[cirq.CNOT(Q[0], Q[1])] * 4, cirq.H(Q[0])] * 10,
     cirq.measure(Q[0], Q[1], key="m"),
 )  # fmt: skip
+AZURE_KEY = "azure-standin-key-0123456789"
 ARIA_ARN = "arn:aws:braket:us-east-1::device/qpu/ionq/Aria-1"
 
 
@@ -72,6 +74,20 @@ def braket_targets():
         "call_timeout": 5.0})  # fmt: skip
 
 
+@pytest.fixture
+def azure():
+    yield from served(AzureStandIn(AZURE_KEY))
+
+
+@pytest.fixture
+def azure_targets():
+    connection = (f"SubscriptionId={SUBSCRIPTION};ResourceGroupName={GROUP};WorkspaceName={WORKSPACE};"
+                  f"ApiKey={AZURE_KEY};QuantumEndpoint=https://{LOCATION}.quantum.azure.com/;")  # fmt: skip
+    yield from target_maker("azure", "az-cost", lambda standin, backend: {
+        "backend": backend, "connection_string": connection, "endpoint": standin.url + "/",
+        "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
+
+
 def stored(manager) -> int:
     return len(manager.store.find_jobs(limit=1000))
 
@@ -110,6 +126,21 @@ def test_braket_costs_per_task_and_shot_and_sv1_its_billed_minimum(manager, brak
     unknown = qnb.estimate(wide, target=sv1.name, shots=10)
     assert unknown.cost is None and "over 20 qubits" in unknown.basis
     assert job.result(timeout=30) is not None
+
+
+def test_azure_quantinuum_costs_its_own_units_and_a_budget_holds_them(manager, azure, azure_targets):
+    emulator = azure_targets(azure, "quantinuum.sim.h2-1e")
+    emulator_budget = azure_targets(azure, "quantinuum.sim.h2-1e", budget=10)
+    # eHQC = 5 + 100 x (1 + 10 x 1 + 5 x (2 preparations + 2 measured qubits)) / 5000 = 5.62.
+    job = qnb.submit(BELL, target=emulator.name, shots=100)
+    assert (job.cost, job.currency) == (pytest.approx(5.62), "eHQC")
+    qnb.submit(BELL, target=emulator_budget.name, shots=100)
+    with pytest.raises(qnb.CostLimitError, match=r"budget = 10 .*: 5\.62 eHQC spent by stored jobs, this job 5\.62 eHQC"):
+        qnb.submit(BELL, target=emulator_budget.name, shots=100)
+    ionq = azure_targets(azure, "ionq.qpu.aria-1")
+    assert qnb.estimate(BELL, target=ionq.name, shots=100).cost == 97.50
+    assert stored(manager) == 2 and job.result(timeout=30) is not None
+    wait_until(lambda: azure.created == 2, what="both jobs to reach Azure")
 
 
 def test_the_table_formulas_for_ibm_azure_and_gates_on_three_qubits():
