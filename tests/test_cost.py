@@ -20,6 +20,7 @@ from qnb._targets import registry
 from azure_standin import GROUP, LOCATION, SUBSCRIPTION, WORKSPACE, AzureStandIn
 from braket_standin import QPU, SV1, BraketStandIn, _capabilities
 from conftest import wait_until
+from ibm_standin import BACKEND, CRN, IBMStandIn, client_env
 from ionq_standin import StandIn
 from vendor_support import served, target_maker
 
@@ -31,6 +32,7 @@ LONG = cirq.Circuit(
     [cirq.H(Q[0]), *[cirq.CNOT(Q[0], Q[1])] * 4, cirq.H(Q[0])] * 10,
     cirq.measure(Q[0], Q[1], key="m"),
 )  # fmt: skip
+IBM_KEY = "ibm-standin-key-0123456789abcdef"
 AZURE_KEY = "azure-standin-key-0123456789"
 ARIA_ARN = "arn:aws:braket:us-east-1::device/qpu/ionq/Aria-1"
 
@@ -88,6 +90,21 @@ def azure_targets():
         "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
 
 
+@pytest.fixture
+def ibm(monkeypatch, tmp_path):
+    from qiskit_ibm_runtime.accounts import management
+
+    monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(tmp_path / "qiskit-ibm.json"))
+    yield from served(IBMStandIn(IBM_KEY), monkeypatch, lambda stand: client_env(stand.url))
+
+
+@pytest.fixture
+def ibm_targets():
+    yield from target_maker("ibm", "ibm-cost", lambda standin: {
+        "backend": BACKEND, "token": IBM_KEY, "instance": CRN, "api_url": f"{standin.url}/api/v1",
+        "poll_seconds": 0.05, "call_timeout": 5.0})  # fmt: skip
+
+
 def stored(manager) -> int:
     return len(manager.store.find_jobs(limit=1000))
 
@@ -141,6 +158,20 @@ def test_azure_quantinuum_costs_its_own_units_and_a_budget_holds_them(manager, a
     assert qnb.estimate(BELL, target=ionq.name, shots=100).cost == 97.50
     assert stored(manager) == 2 and job.result(timeout=30) is not None
     wait_until(lambda: azure.created == 2, what="both jobs to reach Azure")
+
+
+def test_ibm_costs_usage_seconds_at_its_plans_price_and_its_local_mode_nothing(manager, ibm, ibm_targets):
+    default = ibm_targets(ibm)
+    flex = ibm_targets(ibm, plan="flex")
+    # Usage: 3 s + 1000 shots x (250 us + 3 layers x 0.5 us) = 3.2515 s.
+    estimate = qnb.estimate(BELL, target=default.name, shots=1000)
+    assert estimate.cost == pytest.approx(3.2515 * 96 / 60) and "pay-as-you-go plan (the default)" in estimate.basis
+    job = qnb.submit(BELL, target=flex.name, shots=1000)
+    assert (job.cost, job.currency) == (pytest.approx(3.2515 * 72 / 60), "USD")
+    assert job.result(timeout=30) is not None
+    fake = qnb.register_target("ibm-cost-fake", "ibm", backend="fake_manila", plan="flex")
+    assert qnb.estimate(BELL, target=fake.name, shots=1000).basis == "IBM Quantum's local mode: no cost"
+    fake.close()
 
 
 def test_the_table_formulas_for_ibm_azure_and_gates_on_three_qubits():
