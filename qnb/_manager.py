@@ -459,7 +459,7 @@ class JobManager:
             target, again.circuits, shots=rec.shots, name=rec.name,
             user=rec.user, parent_id=rec.id, circuit_json=again.texts,
             priority=rec.priority if priority is None else priority,
-            params=again.params, resolvers=again.resolvers, tags=rec.tags,
+            params=again.params, resolvers=again.resolvers, tags=rec.tags, retries=rec.retries,
             cost=cost.amount, currency=cost.currency,
         )  # fmt: skip
 

@@ -137,16 +137,17 @@ def test_a_lost_pool_worker_is_run_again_and_the_job_completes(manager, quick_ba
     pool = get_pool()
     assert pool.wait_ready(120)
     wait_until(lambda: not busy(pool), timeout=60, what="the pool idle (earlier tests' items)")
-    # A mid-circuit measurement runs shot by shot (~0.5 ms a shot): a second or two.
+    # A gate after a mid-circuit measurement: shot by shot (~1 ms a shot), a second or so.
     q = cirq.LineQubit.range(3)
-    slow = cirq.Circuit(cirq.H.on_each(*q), cirq.measure(q[0], key="mid"), cirq.measure(*q, key="m"))
-    job = qnb.submit({"slow": slow, "bell": BELL}, target="cirq", shots=2000, retries=2)
+    slow = cirq.Circuit(cirq.H.on_each(*q), cirq.measure(q[0], key="mid"), cirq.CNOT(q[0], q[1]),
+                        cirq.measure(*q, key="m"))  # fmt: skip
+    job = qnb.submit({"slow": slow, "bell": BELL}, target="cirq", shots=1000, retries=2)
     worker = wait_until(
         lambda: job.items[1].status is CO and busy(pool), timeout=30, what="a worker busy with the slow item"
     )
     os.kill(worker.process.pid, signal.SIGKILL)  # out of memory, say
     result = job.result(timeout=120)
-    assert sum(result.counts("slow").values()) == 2000
+    assert sum(result.counts("slow").values()) == 1000
     slow_item, bell_item = job.items
     assert slow_item.status is CO and slow_item.attempts >= 1
     assert slow_item.history[0].startswith(LOST)
@@ -213,6 +214,11 @@ def test_retries_exhausted_end_failed_with_every_failure_kept(manager, quick_bac
     # N + 1 failures: the N that were run again (history), the last one (its error).
     assert [*item.history, item.error] == [f"{LOST} (run {k})" for k in (1, 2, 3)]
     assert item_view(manager.load(job.id).items[1], retries=2)["attempts"] == 2
+    # Resubmitted, it keeps retries=2 (and fails 3 times more here): a new job, whose
+    # items start with no attempts.
+    again = job.resubmit(only_failed=True)
+    wait_until(again.done, timeout=60, what="the resubmitted job to end")
+    assert manager.load(again.id).retries == 2 and executor.runs == 6
 
 
 def test_waiting_to_retry_is_visible_and_a_cancel_then_ends_it_cancelled(manager, monkeypatch):
@@ -238,6 +244,23 @@ def test_waiting_to_retry_is_visible_and_a_cancel_then_ends_it_cancelled(manager
     assert executor.runs == 1  # never run again
     assert job.items[1].status is CA and job.items[1].history == (f"{LOST} (run 1)",)
     assert job.items[0].status is CO
+
+
+def test_a_kernel_ending_while_an_item_waits_to_retry_keeps_its_attempts_and_history(manager, monkeypatch):
+    monkeypatch.setattr(_runner, "RETRY_FIRST_SECONDS", 60.0)
+    scripted_target("ends", Scripted(fail=1))
+    job = qnb.submit({"a": BELL, "b": FLAKY}, target="ends", shots=20, retries=2)
+    wait_until(lambda: [(it.status, it.attempts) for it in manager.load(job.id).items] == [(CO, 0), (P, 1)],
+               timeout=60, what="a completed and b waiting to retry")  # fmt: skip
+    manager.close()  # the kernel ends; nothing runs its jobs any more
+    with pytest.warns(qnb.QnbWarning, match="interrupted"), new_process_manager(manager.home) as next_kernel:
+        rec = next_kernel.load(job.id)
+        item = rec.items[1]
+        # Recovered as every interrupted job is (failed, retryable: resubmit runs it
+        # again), with what it went through kept.
+        assert rec.status is F and item.status is F and item.retryable is True
+        assert (item.attempts, item.history) == (1, (f"{LOST} (run 1)",))
+        assert rec.items[0].status is CO and rec.retries == 2
 
 
 def test_a_sampler_past_its_deadline_is_asked_again(manager, quick_backoff):
