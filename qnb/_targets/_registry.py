@@ -462,6 +462,8 @@ def register_target(name: str, target: object, **options: Any) -> Target:
     _prices.configure(made, settings)
     registry.register(name, made)
     return made
+
+
 def _cost_settings(name: str, target: object, options: dict) -> tuple[dict, _prices.PriceSettings | None]:
     """``options`` without the cost ones, and those checked. A kind registered by name
     without any takes the targets file's, as its factory takes the rest of that table."""
