@@ -242,7 +242,13 @@ def configure(target: object, settings: PriceSettings | None) -> None:
     if settings.plan is not None and getattr(target, "vendor", None) not in (None, "IBM Quantum"):
         raise InvalidOptionError(f"plan applies to IBM Quantum targets only: target "
                                  f"{getattr(target, 'name', '?')!r} {settings.where}")  # fmt: skip
-    _settings[target] = settings
+    try:
+        _settings[target] = settings
+    except TypeError:  # an unhashable target (a dataclass with eq): nothing to key it by
+        raise InvalidOptionError(
+            f"target {getattr(target, 'name', '?')!r} cannot keep price, budget or plan: its class "
+            f"{type(target).__name__} is not hashable"
+        ) from None
 
 
 def settings_of(target: object) -> PriceSettings:
