@@ -100,23 +100,32 @@ def _wait_seconds(
     source = figures.source or vendor
     if job.position is not None:
         place = f"{source} queue position {job.position}{of}"
-        if job.drain:
-            return job.position / job.drain, f"{place}, moving a place every {duration_text(1 / job.drain)}"
-        if per_task is not None:
-            return job.position * per_task, f"{place} at {duration_text(per_task)} a task (past runs here)"
+        found = _places_as_time(job.position, place, job.drain, per_task, "a task")
+        if found is not None:
+            return found
     if figures.average_wait is not None:
         left = max(figures.average_wait - job.waited, 0.0)
         return left, f"{source}'s average queue time {duration_text(figures.average_wait)}"
     if figures.depth is not None:
-        ahead = f"{figures.depth} waiting at {source}"
-        if job.drain:
-            return figures.depth / job.drain, f"{ahead}, moving a place every {duration_text(1 / job.drain)}"
-        if per_task is not None:
-            return figures.depth * per_task, f"{ahead} at {duration_text(per_task)} each (past runs here)"
+        found = _places_as_time(figures.depth, f"{figures.depth} waiting at {source}", job.drain, per_task, "each")
+        if found is not None:
+            return found
     median = history.median_wait
     if median is not None:
         return max(median - job.waited, 0.0), f"median wait of {len(history.waits)} past jobs on this target"
     return None, ""
+
+
+def _places_as_time(
+    places: int, said: str, drain: float | None, per_task: float | None, each: str
+) -> tuple[float, str] | None:
+    """A number of queue places as a wait: at the pace the queue moved while followed,
+    else at the run pace of past jobs here (each place taken as one of our circuits)."""
+    if drain:
+        return places / drain, f"{said}, moving a place every {duration_text(1 / drain)}"
+    if per_task is not None:
+        return places * per_task, f"{said} at {duration_text(per_task)} {each} (past runs here)"
+    return None
 
 
 @dataclasses.dataclass
