@@ -362,3 +362,47 @@ def test_without_subshells_a_click_is_requested_at_once_and_done_when_the_kernel
     finally:
         page.screenshot(path=str(ARTIFACTS / "fallback-end.png"))
         page.close()
+
+
+ETA_NOTEBOOK = [
+    "%load_ext qnb\nimport cirq, qnb\nq = cirq.LineQubit.range(2)\n"
+    "bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key='m'))",
+    # ~20 s of emulated device time. Where the kernel has no estimate of it yet, one is set
+    # as the estimator sets it (under the core lock, the stream told).
+    "long = qnb.submit(bell, target='emulator', compile=True, shots=20_000, name='eta long')\n"
+    "from qnb.notebook._stream import stream_for\n"
+    "manager = qnb._api.get_manager()\n"
+    "with manager._core.lock:\n"
+    "    rec = manager.record(long.id)\n"
+    "    rec.live.estimate = rec.live.estimate or qnb.Estimate.starting_now(40, 0, basis='set by the test')\n"
+    "stream_for(manager).nudge(long.id)\n"
+    "long",
+    "qnb.monitor()",
+]
+
+
+def test_card_and_monitor_show_the_eta_until_the_job_ends(browser, lab):
+    write_notebook(lab["root"] / "eta.ipynb", ETA_NOTEBOOK)
+    page = open_notebook(browser, lab, "eta.ipynb")
+    try:
+        run_all(page)
+        long = card(page, "eta long")
+        eta = long.locator(".qnb-eta")
+        eta.wait_for(state="visible", timeout=90_000)
+        assert re.fullmatch(r"done ~\d\d:\d\d \((in \d+ (s|min)|in \d+ h \d\d min|due now)\)", eta.text_content())
+        assert "basis: " in eta.get_attribute("title")
+        monitor = page.locator(".qnb-monitor").first
+        row = monitor.locator(".qnb-row[data-status=running]", has=page.locator(".qnb-name", has_text="eta long"))
+        row.wait_for(timeout=60_000)
+        assert re.match(r"^(in \d|due now)", row.locator(".qnb-eta").text_content())
+        long.scroll_into_view_if_needed()
+        long.screenshot(path=str(ARTIFACTS / "card-eta.png"))
+        long.locator("button.qnb-cancel").click()
+        long.and_(page.locator("[data-status=cancelled]")).wait_for(timeout=60_000)
+        assert not eta.is_visible()  # an ended job has no ETA
+        cancelled = monitor.locator(".qnb-row[data-status=cancelled]", has=page.locator(".qnb-name", has_text="eta long"))
+        cancelled.wait_for(timeout=30_000)
+        assert cancelled.locator(".qnb-eta").text_content() == ""
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "eta-end.png"))
+        page.close()
