@@ -337,6 +337,24 @@ def test_ionqs_average_queue_time_flows_into_the_eta(manager, ionq):
         target.close()
 
 
+def test_figures_a_vendor_cannot_give_leave_the_history_and_the_job_alone(manager, ionq, monkeypatch):
+    from qnb._targets import _queue_eta
+
+    monkeypatch.setattr(_queue_eta, "FIGURES_MAX_AGE", 0.0)  # read them every time: each failure is seen
+    ionq.queue_seconds = 0.05
+    target = register("ionq", api_key="eta-key", remote_host=ionq.url, max_retry_seconds=0)
+    try:
+        ionq.inject(200, 1, path="/backends", garbage=True)  # a proxy's page instead of the listing
+        ahead = on_loop(target.estimate_submission([features_of(VENDOR_BELL)], 10, HISTORY))
+        assert ahead.wait_seconds == pytest.approx(40.0) and ahead.basis.startswith("median wait of 2 past jobs")
+        ionq.inject(503, 10_000, path="/backends")  # then IonQ cannot answer it at all
+        job = qnb.submit(VENDOR_BELL, target=target.name, shots=10)
+        assert sum(job.result(timeout=60).counts().values()) == 10  # the job never waits on its ETA
+        assert ionq.requests["GET /v0.4/backends"] >= 2 and target.connected  # the follower asked, in vain
+    finally:
+        target.close()
+
+
 @pytest.fixture
 def azure(monkeypatch, tmp_path):
     """Azure's stand-in, whose jobs wait 30 s in its queue."""
