@@ -3,10 +3,10 @@
 Targets *report* what happened (item statuses, outcomes); the functions here decide
 what that means for the record, through the one transition table of ``_status``:
 ``enqueue``, ``start``, ``apply_report``, ``fail``, ``request_cancel``, ``cancel_queued``,
-``recover`` (the named recovery rules for a restart) and ``retry`` (the named move that
-runs a transiently failed item again, ``retries=N`` at submit). ``time_started`` is set when a
-job first runs, ``time_finished`` when it ends, whoever ran it (a local pool, a queue
-server, a vendor's cloud).
+``recover`` (the named recovery rules for a restart) and ``retry`` (the named move
+that runs a transiently failed item again, ``retries=N`` at submit). ``time_started`` is
+set when a job first runs, ``time_finished`` when it ends, whoever ran it (a local pool,
+a queue server, a vendor's cloud).
 
 Each function changes the record in place and notes the changed items in
 ``rec.live.dirty_items``; the caller (the JobManager, under its lock) then stores and
