@@ -51,6 +51,7 @@ POSITIONS_REFRESH_SECONDS = 2.0
 #: figures move by this many seconds or more, or its basis changes.
 ESTIMATE_NEWS_SECONDS = 1.0
 SERVER_BASIS = "the queue server's estimate"
+ESTIMATE_RETRY_SECONDS = 5.0
 
 
 def _detail(response: httpx.Response) -> str:
@@ -453,7 +454,8 @@ class RemoteTarget(QueueOwningTarget):
         ``history`` (qnb's waits and runs on this target)."""
         body = {"features": [dataclasses.asdict(f) for f in features], "shots": shots}
         try:
-            answer = await self.client.request("POST", "/v1/estimate", json=body)
+            # Retried briefly: the core waits seconds, not minutes, for an estimate.
+            answer = await self.client.request("POST", "/v1/estimate", json=body, retry_for=ESTIMATE_RETRY_SECONDS)
         except QnbError as exc:
             if exc.status not in (404, 405):
                 raise
