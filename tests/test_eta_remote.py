@@ -286,6 +286,10 @@ def test_a_braket_tasks_queue_position_and_the_devices_depth_flow_into_its_eta(m
         moving = wait_until(lambda: _estimate_with(target, handle, "moving a place every"), timeout=20,
                             what="the position to move")  # fmt: skip
         position = int(moving.basis.split("queue position ")[1].split()[0])
+        # The job's own ETA (the core asks job_estimate after each report, with the
+        # target's history in the store: none yet, so the queue's pace alone).
+        wait_until(lambda: job.estimate is not None and re.match(r"Braket queue position \d of \d, moving",
+                                                                 job.estimate.basis), what="job.estimate")  # fmt: skip
         assert position < int(place[1]) and 0.3 * 0.6 * position <= moving.wait_seconds <= 3 * 0.6 * position
         # Before submitting: the device's depth at the pace the queue moved.
         ahead = on_loop(target.estimate_submission([features_of(VENDOR_BELL)], 10, HISTORY))
@@ -322,6 +326,8 @@ def test_ionqs_average_queue_time_flows_into_the_eta(manager, ionq):
         handle = handle_of(job)
         waiting = wait_until(lambda: _estimate_with(target, handle, "average queue time"), what="the job's ETA")
         assert 590.0 <= waiting.wait_seconds <= 600.0  # less what it has waited
+        wait_until(lambda: job.estimate is not None and job.estimate.basis.startswith(
+            "IonQ simulator's average queue time ~10 min"), what="job.estimate")  # fmt: skip
         assert ionq.requests["GET /v0.4/backends"] == 1  # once a minute at most, not per job or poll
         job.cancel()
     finally:
