@@ -83,8 +83,9 @@ def server_job(rec: JobRecord, *, items: bool = False, position: int | None = No
     return view
 
 
-def queue_entry(rec: JobRecord, position: int | None) -> dict:
-    """A job's queue entry as every user of the queue may see it."""
+def queue_entry(rec: JobRecord, position: int | None, *, own: bool = False) -> dict:
+    """A job's queue entry as every user of the queue may see it; with ``own`` (the
+    caller's job, or an admin asking), its estimate too."""
     return {
         "position": position,
         "id": rec.id,
@@ -92,7 +93,7 @@ def queue_entry(rec: JobRecord, position: int | None) -> dict:
         "name": rec.name,
         "time_added": rec.time_added,
         "status": rec.status.value,
-        **_estimate_of(rec),
+        **(_estimate_of(rec) if own else {}),
     }
 
 

@@ -437,13 +437,14 @@ class QueueService:
     # -- the queue ---------------------------------------------------------------------
 
     def queue(self, user: User) -> dict:
-        """Waiting jobs head first (1-based positions), and the running ones."""
+        """Waiting jobs head first (1-based positions), and the running ones; the
+        caller's own with their estimates (an admin's: all)."""
         pending = self.manager.pending(self.device)
         running = self.manager.find(status=["running", "cancelling"], target=self.device, limit=1000)
         return {
             "device": self.device,
-            "entries": [queue_entry(rec, pos) for pos, rec in enumerate(pending, start=1)],
-            "running": [queue_entry(rec, None) for rec in running],
+            "entries": [queue_entry(rec, pos, own=user.may_act_on(rec.user)) for pos, rec in enumerate(pending, 1)],
+            "running": [queue_entry(rec, None, own=user.may_act_on(rec.user)) for rec in running],
         }
 
     def remove_by_id(self, user: User, job_id: str) -> dict:
