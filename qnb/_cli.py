@@ -481,6 +481,15 @@ class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _estimate_arguments(estimate: argparse.ArgumentParser) -> None:
+    estimate.add_argument("file", metavar="FILE")
+    estimate.add_argument("--target", default="sim", metavar="T", help="where it would run")
+    estimate.add_argument("--shots", type=int, default=1000, metavar="N", help="repetitions per circuit")
+    estimate.add_argument("--compile", action="store_true", help="map the circuits onto the target device first")
+    estimate.add_argument("--max-cost", type=float, metavar="X", help="say whether a submit would be over X")
+    estimate.add_argument("--json", action="store_true", help="as JSON (qnb.Estimate.as_json)")
+
+
 def parser() -> argparse.ArgumentParser:
     formatter = _ShowDefaults
     top = argparse.ArgumentParser(
@@ -510,13 +519,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("job", metavar="JOB")
     show.add_argument("--json", action="store_true", help="as JSON, items under item_list")
 
-    estimate = command("estimate", _estimate, "what submitting an OpenQASM 2.0 file would take (submits nothing)")
-    estimate.add_argument("file", metavar="FILE")
-    estimate.add_argument("--target", default="sim", metavar="T", help="where it would run")
-    estimate.add_argument("--shots", type=int, default=1000, metavar="N", help="repetitions per circuit")
-    estimate.add_argument("--compile", action="store_true", help="map the circuits onto the target device first")
-    estimate.add_argument("--max-cost", type=float, metavar="X", help="say whether a submit would be over X")
-    estimate.add_argument("--json", action="store_true", help="as JSON (qnb.Estimate.as_json)")
+    _estimate_arguments(command("estimate", _estimate, "what submitting an OpenQASM 2.0 file would take (submits nothing)"))
 
     result = command("result", _result, "counts per label of a finished job")
     result.add_argument("job", metavar="JOB")

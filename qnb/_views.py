@@ -244,7 +244,7 @@ def estimate_text(found: Estimate, *, heading: str, max_cost: float | None = Non
     """An estimate as ``%%qsubmit --estimate`` and ``qnb estimate`` print it: one figure
     a line under ``heading``, then how it was made; over ``max_cost`` (the option named
     ``over``) it says a submit would be refused."""
-    from ._estimate import cost_text, duration_text  # (cirq: loaded already, by the estimate's maker)
+    from ._estimate import cost_text, duration_text  # imports cirq (HEAVY in test_architecture)
 
     now = time.time() if now is None else now
     lines = [heading]

@@ -98,6 +98,7 @@ HEAVY = {
     "qnb._targets._worker": "imports qsimcirq: loaded in the pool's workers, not the kernel",
     "qnb.server._intake": "imports Cirq in the server's CPU worker process",
     "qnb.jobs_panel._actions": "imports Cirq (the qnb API): on the jobs panel's first action, not when Jupyter starts",
+    "qnb._estimate": "imports Cirq: the views format an estimate or a cost with it only where a job has one (store-only commands stay light)",
 }
 
 

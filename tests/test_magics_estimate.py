@@ -12,7 +12,8 @@ from IPython.core.error import UsageError
 import qnb
 from qnb import _api
 from qnb._views import estimate_text
-from conftest import ipython_shell, wait_until
+from conftest import wait_until
+from test_magics import ip, shell  # noqa: F401 (fixtures: the IPython shell, a fresh manager)
 from test_notify import Listener, no_defaults  # noqa: F401 (a fixture)
 
 CELL = """
@@ -21,17 +22,6 @@ q = cirq.LineQubit.range(2)
 bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
 flip = cirq.Circuit(cirq.X(q[0]), cirq.measure(*q, key="m"))
 """
-
-
-@pytest.fixture(scope="module")
-def shell():
-    return ipython_shell()
-
-
-@pytest.fixture
-def ip(shell, manager):
-    shell.user_ns.pop("_qjob", None)
-    return shell
 
 
 @pytest.fixture
