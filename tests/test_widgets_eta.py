@@ -48,6 +48,7 @@ def test_the_estimate_travels_while_the_job_is_unfinished_and_goes_when_it_ends(
         manager.record(job.id).live.estimate.finish.timestamp(), abs=60
     )
     assert "done by ~" in card._html()  # the saved view says when, as of its saving
+    assert "done by ~" in repr(card) and "done by ~" in monitor._html()  # (the text and table fallbacks too)
     assert job.estimate is not None  # the same thing through the Python API
 
     job.cancel()

@@ -33,7 +33,7 @@ from .._job import manager_of, results_so_far
 from .._options import check_tags
 from .._plot import select_top
 from .._status import TERMINAL
-from .._views import job_html, progress_text, status_text
+from .._views import job_html, outlook_text, progress_text, status_text
 from ._stream import JobSource, JobStream, row_view, stream_for
 
 
@@ -290,7 +290,7 @@ class JobCard(anywidget.AnyWidget):
         where = f", position {self.position}" if self.position else ""
         return (
             f"Job {row['name']!r} {row['id'][:8]} on {row['target']}: {status_text(row)} "
-            f"{progress_text(row)}{where}"
+            f"{progress_text(row)}{where}{outlook_text(row)}"
         )
 
     def _html(self) -> str:
@@ -437,7 +437,7 @@ class QueueMonitor(anywidget.AnyWidget):
         for r in rows[:FALLBACK_ROWS]:
             lines.append(
                 f"  {r['id'][:8]}  {r['target']:<9} {status_text(r):<10} "
-                f"{progress_text(r)}  {r['user']:<10} {r['name']}"
+                f"{progress_text(r)}  {r['user']:<10} {r['name']}{outlook_text(r)}"
             )
         return "\n".join(lines)
 
@@ -445,7 +445,8 @@ class QueueMonitor(anywidget.AnyWidget):
         rows = self._rows_for_text()
         cells = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                r["id"][:8], r["name"], r["target"], r["user"], status_text(r), progress_text(r)
+                r["id"][:8], r["name"], r["target"], r["user"], status_text(r),
+                progress_text(r) + outlook_text(r),
             )) + "</tr>"
             for r in rows[:FALLBACK_ROWS]
         )
