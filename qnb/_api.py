@@ -190,8 +190,9 @@ def _submit_items(
     items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
     labelled = items.circuits
     # Refused over max_cost or the target's budget before anything is stored.
+    features = [_estimate.features_of(c) for c in labelled.values()]  # (the estimate's too)
     cost = _prices.cost_at_submit(
-        tgt, [_estimate.features_of(c) for c in labelled.values()], options.shots,
+        tgt, features, options.shots,
         max_cost=options.max_cost, spent=lambda: manager.store.spent(tgt.name),
     )  # fmt: skip
     texts = None if items.texts is None else _circuits.CircuitTexts(labelled.values(), items.texts)
@@ -211,6 +212,7 @@ def _submit_items(
         cost=cost.amount,
         currency=cost.currency,
         retries=options.retries,
+        features=features,
     )
     job = Job(rec.id, manager=manager)
     _notify.notifier.watch(job, options.notify)

@@ -9,9 +9,11 @@ tables read of a circuit, taken once.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import math
+import operator
 import time
 from collections.abc import Mapping
 
@@ -142,15 +144,28 @@ class CircuitFeatures:
 
 
 def features_of(circuit: cirq.Circuit) -> CircuitFeatures:
-    """One pass over the circuit's operations (repeated subcircuits counted as run)."""
+    """One pass over the circuit's operations (repeated subcircuits counted as run).
+
+    ``qnb.estimate`` and every submit take it of each circuit, so the common case (a
+    moment of plain ``cirq.GateOperation``s) is counted a moment at a time, with
+    C-level maps over the moment's operations: ~0.3 ms for a 350-gate circuit, where a
+    protocol call per operation (``cirq.is_measurement``) cost ~3 ms. Anything else
+    (tagged, controlled, classically controlled operations, subcircuits) takes the
+    general path, one operation at a time."""
     counts = [0, 0, 0, 0]  # 1q, 2q, 3q+, measurements
     mid_measurement = False
     measured_before = False
-    for moment in circuit:
-        for op in moment:
-            _count(op, counts, 1)
-        has_measure = any(cirq.is_measurement(op) for op in moment)
-        has_gate = any(not cirq.is_measurement(op) for op in moment)
+    for moment in circuit.moments:
+        ops = moment.operations
+        if set(map(type, ops)) <= _PLAIN_OPERATIONS:
+            has_measure, has_gate = _count_plain(ops, counts)
+        else:
+            has_measure = has_gate = False
+            for op in ops:
+                _count(op, counts, 1)
+                measures = cirq.is_measurement(op)
+                has_measure = has_measure or measures
+                has_gate = has_gate or not measures
         if measured_before and has_gate:
             mid_measurement = True
         measured_before = measured_before or has_measure
@@ -165,6 +180,50 @@ def features_of(circuit: cirq.Circuit) -> CircuitFeatures:
     )
 
 
+# A gate on qubits, untagged (``cirq.X(q)`` is a Pauli string operation). Their own
+# attributes are read in C (the public properties are Python calls: 40% longer); a
+# Cirq whose operations lack them takes the general path.
+_qubits_of = operator.attrgetter("_qubits")
+_gate_of = operator.attrgetter("_gate")
+_PLAIN_OPERATIONS = frozenset(
+    kind
+    for kind, example in (
+        (cirq.GateOperation, cirq.H(cirq.LineQubit(0))),
+        (cirq.SingleQubitPauliStringGateOperation, cirq.X(cirq.LineQubit(0))),
+    )
+    if type(example) is kind and hasattr(example, "_qubits") and hasattr(example, "_gate")
+)
+#: Gate type -> whether its operations are measurements (``cirq.is_measurement``,
+#: asked once per type: it is the type's protocol method that answers).
+_measuring: dict[type, bool] = {cirq.MeasurementGate: True}
+
+
+def _count_plain(ops: tuple, counts: list[int]) -> tuple[bool, bool]:
+    """Counts a moment of plain gate operations; (has a measurement, has a gate)."""
+    gates = list(map(_gate_of, ops))
+    measuring = [t for t in set(map(type, gates)) if _is_measuring(t, gates)]
+    if measuring:
+        others = [op for op, gate in zip(ops, gates) if type(gate) not in measuring]
+        counts[3] += len(ops) - len(others)
+        ops = others
+    if not ops:
+        return bool(measuring), False
+    for width, n in collections.Counter(map(len, map(_qubits_of, ops))).items():
+        counts[_WIDTH_INDEX.get(width, 2)] += n
+    return bool(measuring), True
+
+
+def _is_measuring(gate_type: type, gates: list) -> bool:
+    found = _measuring.get(gate_type)
+    if found is None:
+        found = _measuring[gate_type] = cirq.is_measurement(next(g for g in gates if type(g) is gate_type))
+    return found
+
+
+# An operation's qubit count -> its place in the counts (none or 3+: "multi").
+_WIDTH_INDEX = {1: 0, 2: 1}
+
+
 def _count(op: cirq.Operation, counts: list[int], times: int) -> None:
     if isinstance(op, cirq.CircuitOperation):
         inner = times * abs(int(op.repetitions)) if isinstance(op.repetitions, int) else times
@@ -173,12 +232,8 @@ def _count(op: cirq.Operation, counts: list[int], times: int) -> None:
         return
     if cirq.is_measurement(op):
         counts[3] += times
-    elif len(op.qubits) == 1:
-        counts[0] += times
-    elif len(op.qubits) == 2:
-        counts[1] += times
     else:
-        counts[2] += times
+        counts[_WIDTH_INDEX.get(len(op.qubits), 2)] += times
 
 
 @dataclasses.dataclass(frozen=True)

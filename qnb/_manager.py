@@ -33,6 +33,7 @@ from ._core import _ownership
 from ._core._context import Core
 from ._core._ownership import default_home
 from ._core._control import Control, Elsewhere
+from ._core._eta import Estimator
 from ._core._persistence import Predicate, WriteBehind, resolve
 from ._core._resubmit import resubmission
 from ._core._runner import Runner, check_retries, remote_position
@@ -59,244 +60,12 @@ def has_left_queue(rec: JobRecord) -> bool:
     return rec.status not in IN_QUEUE
 
 
-class JobManager:
-    def __init__(
-        self,
-        home: str | Path,
-        *,
-        targets: TargetRegistry = registry,
-        store_path: str | Path | None = None,
-        requeue_interrupted: bool = False,
-        warm_pool: bool = True,
-    ):
-        """``requeue_interrupted``: a queue server's manager runs again the jobs a
-        killed predecessor left unfinished, instead of marking them failed.
-        ``warm_pool``: start the local simulation workers now (a server whose device
-        runs on a cluster needs none; the pool still starts if a local job comes)."""
-        home = Path(home)
-        try:
-            home.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass  # a read-only home: the store says what can still be done
-        store = Store(store_path or home / _ownership.STORE_NAME)
-        owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        try:
-            self._owner_file = _ownership.claim_owner(home / "owners", owner)
-        except OSError:
-            if not store.read_only:
-                raise
-            self._owner_file = None  # reading only: this process runs no job
-        self._core = core = Core(home, store, targets, owner, asyncio.new_event_loop())
-        self.home, self.store, self.targets = home, store, targets
-        self.owner = owner  # local jobs this process runs carry it (see _core._ownership)
-        self._origin = _ownership.origin()
-        self._persistence = WriteBehind(core)
-        self._runner = Runner(core, self._persistence)
-        self._scheduler = Scheduler(core, changed=self._persistence.changed, start=self._runner.start)
-        self._runner.scheduler = self._scheduler
-        self._watch = StoreWatch(core, recover=self._recover_interrupted)
-        control = Control(core, carry_out=self._carry_out)
-        self._elsewhere = Elsewhere(core, control, recover=self._recover_interrupted,
-                                    follow_here=self._runner.follow_here)  # fmt: skip
-        self._thread = threading.Thread(target=core.loop.run_forever, name="qnb-job-manager", daemon=True)
-        self._thread.start()
-        _ownership.apply_kept_changes(store)
-        if requeue_interrupted:
-            self.interrupted_jobs: list[str] = []
-            self.requeued_jobs = self._requeue_interrupted()
-        else:
-            # A read-only store is read as it is; the next writable process recovers.
-            self.interrupted_jobs = [] if store.read_only else self._recover_interrupted()
-            self._runner.resume_following()
-        if not store.read_only:  # carry out what other processes ask of this one's jobs
-            core.loop.call_soon_threadsafe(lambda: core.loop.create_task(control.watch()))
-        if warm_pool:
-            get_pool().start_warming()
+class _Reads:
+    """What the layers above read: live records, and the store once written (the
+    JobManager's reads, apart for its size; ``flush`` is the JobManager's)."""
 
-    # -- what the layers above read -----------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._core.closed
-
-    @property
-    def store_error(self) -> StoreError | None:
-        """The last write that failed, while changes wait in memory to be written again."""
-        return self._persistence.store_error
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The manager's event loop (its own thread): layers above schedule work on it."""
-        return self._core.loop
-
-    # -- lifecycle of the manager -------------------------------------------------------
-
-    def close(self) -> None:
-        """Stop the loop and release the store (tests; a kernel just exits)."""
-        core = self._core
-        with core.lock:
-            if core.closed:
-                return
-            core.closed = True
-        # Driving stops first, so that nothing the exit does (a vendor call cut short)
-        # reads as a job's failure; then what is known is written. Unfinished jobs stay
-        # unfinished in the store: the next manager marks local ones interrupted (they
-        # keep their circuits) and follows again those a vendor or queue server runs.
-        _stop_driving(core.loop)
-        self.flush()
-        if self.store_error is not None:
-            self._persistence.keep_unsaved_for_next_process()
-        _stop_loop(core.loop, self._thread)
-        core.store.close()
-        if self._owner_file is not None:
-            _ownership.release_owner(core.home / "owners", core.owner, self._owner_file)
-
-    def _recover_interrupted(self) -> list[str]:
-        return _ownership.mark_interrupted(self.store, self.home, self.owner, warn=True)
-
-    def _requeue_interrupted(self) -> list[str]:
-        # Their circuits stay in the store until each starts (the runner loads them).
-        records = _ownership.take_over(self.store, self.home, self.owner)
-        with self._core.lock:
-            self._scheduler.take_over(records)
-        return [rec.id for rec in records]
-
-    # -- submission -----------------------------------------------------------------------
-
-    def submit(
-        self,
-        target: Target,
-        circuits: dict[str, cirq.Circuit],
-        *,
-        shots: int,
-        name: str,
-        user: str,
-        front: bool = False,
-        parent_id: str | None = None,
-        circuit_json: Sequence[str] | None = None,
-        job_id: str | None = None,
-        priority: int = 0,
-        params: Sequence[str | None] | None = None,
-        resolvers: Sequence[cirq.ParamResolver | None] | None = None,
-        tags: Sequence[str] = (),
-        cost: float | None = None,
-        currency: str | None = None,
-        retries: int = 0,
-    ) -> JobRecord:
-        """Accept a validated job: queue it, store it, return once it is stored.
-
-        Circuits without ``circuit_json`` (qnb.submit's checks write most) are written
-        here, while the job may already run; results arriving meanwhile wait in memory
-        and are written with the job.
-        """
-        check_retries(target, retries)  # refused before anything is stored
-        rec = JobRecord(
-            id=job_id or uuid.uuid4().hex,
-            name=name,
-            target=target.name,
-            user=user,
-            shots=shots,
-            items=[
-                ItemRecord(label, params=None if params is None else params[i])
-                for i, label in enumerate(circuits)
-            ],
-            time_added=time.time(),
-            parent_id=parent_id,
-            owner=self.owner if target.local else None,
-            origin=self._origin,
-            live=JobRuntime(persisted=False),
-            priority=priority,
-            tags=tuple(tags),
-            cost=cost,
-            currency=currency,
-            retries=retries,
-        )
-        rec.live.circuits = list(circuits.values())
-        rec.live.resolvers = None if resolvers is None else list(resolvers)
-        # One text per circuit, for the store and for the workers alike (serialize once):
-        # the executor takes an item's text as it leaves, the insert all of them.
-        texts = rec.live.circuit_json = circuit_json or _circuits.CircuitTexts(rec.live.circuits)
-        self._accept(rec, target, front=front)
-        try:
-            # Not rec.live.circuit_json: a quick job may have finished and dropped it.
-            if isinstance(texts, _circuits.CircuitTexts):
-                texts = texts.written()
-            self._insert(rec, target, texts)
-        except BaseException:
-            self._runner.discard(rec)
-            raise
-        if isinstance(target, QueueOwningTarget):
-            # Handed over only once stored here, so a restarted kernel can always find
-            # and follow (or submit again, under the same idempotency key) what it sent.
-            self._runner.hand_over_and_wait(rec, target, list(texts), front)
-        return rec
-
-    def _accept(self, rec: JobRecord, target: Target, *, front: bool) -> None:
-        """Into memory and a queue: qnb's own, or the target's (handed over once stored)."""
-        core = self._core
-        owns_queue = isinstance(target, QueueOwningTarget)
-        with core.lock:
-            core.check_open()
-            core.records[rec.id] = rec
-            if owns_queue:
-                _lifecycle.enqueue(rec)  # in the target's queue, not ours
-                self._persistence.changed(rec)
-            else:
-                self._scheduler.enqueue(rec, front=front)
-            # A busy target starts its next job when one ends: no need to wake the loop.
-            wake = not owns_queue and self._scheduler.has_room(target)
-        if wake:
-            core.loop.call_soon_threadsafe(self._scheduler.schedule, target)
-
-    def _insert(self, rec: JobRecord, target: Target, texts: Sequence[str]) -> None:
-        with self._core.lock:
-            self.store.insert_job(rec, texts, rec.live.unsaved_results)
-            ready = self._persistence.inserted(rec)
-            if self._scheduler.waits(rec, target):
-                # Its stored text is enough until it starts (the runner loads it): parsed
-                # circuits of queued jobs were memory any user could fill (~90 MB a
-                # 75,000-operation job). One about to start keeps them (parsing them
-                # again costs ~2 ms of kernel CPU a circuit).
-                rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None
-        resolve(ready)
-
-    def estimate_submission(self, target: Target, features: Sequence[CircuitFeatures], shots: int) -> Estimate:
-        """How long a job of these circuits would wait and run on ``target`` (no cost:
-        the API adds it)."""
-        return Estimate(None, None, None, basis="")
-
-    def follow_target_jobs(self, target: Target) -> list[str]:
-        """Follow again the unfinished jobs that ``target`` (which owns its queue) runs
-        for this store: after a kernel restart, once the target is connected again."""
-        return self._runner.follow_target_jobs(target)
-
-    # -- writes, listeners, waiting ------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Write every pending change now (called on the loop, or before reads)."""
-        self._persistence.flush()
-
-    def add_listener(self, listener: Callable[[JobRecord], None]) -> Callable[[], None]:
-        """Call ``listener(record)`` on every change (from any thread; keep it quick)."""
-        return self._persistence.add_listener(listener)
-
-    def renotify(self, target: str) -> None:
-        """Call the listeners again for the target's unfinished live jobs: how they look
-        changed outside their records (their queue server went away or came back)."""
-        with self._core.lock:
-            for rec in self._core.records.values():
-                if rec.target == target and not rec.done:
-                    self._persistence.notify(rec)
-
-    def when(self, job_id: str, predicate: Predicate) -> concurrent.futures.Future:
-        """A future that resolves (to the status) once ``predicate(record)`` holds and is stored."""
-        with self._core.lock:
-            rec = self._core.records.get(job_id)
-            if rec is not None:
-                return self._persistence.wait(rec, predicate)
-        return self._watch.when(self.load(job_id), predicate)
-
-    # -- reads -----------------------------------------------------------------------------
+    _core: Core
+    store: Store
 
     def live_records(self) -> list[JobRecord]:
         """The records this manager holds (jobs of this process and those it follows)."""
@@ -351,6 +120,254 @@ class JobManager:
     def circuits(self, job_id: str) -> list[str]:
         self.flush()
         return self.store.load_circuits(job_id)
+
+
+class JobManager(_Reads):
+    def __init__(
+        self,
+        home: str | Path,
+        *,
+        targets: TargetRegistry = registry,
+        store_path: str | Path | None = None,
+        requeue_interrupted: bool = False,
+        warm_pool: bool = True,
+    ):
+        """``requeue_interrupted``: a queue server's manager runs again the jobs a
+        killed predecessor left unfinished, instead of marking them failed.
+        ``warm_pool``: start the local simulation workers now (a server whose device
+        runs on a cluster needs none; the pool still starts if a local job comes)."""
+        home = Path(home)
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a read-only home: the store says what can still be done
+        store = Store(store_path or home / _ownership.STORE_NAME)
+        owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            self._owner_file = _ownership.claim_owner(home / "owners", owner)
+        except OSError:
+            if not store.read_only:
+                raise
+            self._owner_file = None  # reading only: this process runs no job
+        self._core = core = Core(home, store, targets, owner, asyncio.new_event_loop())
+        self.home, self.store, self.targets = home, store, targets
+        self.owner = owner  # local jobs this process runs carry it (see _core._ownership)
+        self._origin = _ownership.origin()
+        self._persistence = WriteBehind(core)
+        self._runner = Runner(core, self._persistence)
+        # ETAs: the estimator forecasts again when a queue changes and learns from reports.
+        self._estimator = Estimator(core, announce=self._persistence.notify)
+        self._scheduler = Scheduler(core, changed=self._estimator.watching(self._persistence.changed),
+                                    start=self._runner.start)  # fmt: skip
+        self._runner.scheduler = self._estimator.scheduler = self._scheduler
+        self._runner.after_report = self._estimator.after_report
+        self._watch = StoreWatch(core, recover=self._recover_interrupted)
+        control = Control(core, carry_out=self._carry_out)
+        self._elsewhere = Elsewhere(core, control, recover=self._recover_interrupted,
+                                    follow_here=self._runner.follow_here)  # fmt: skip
+        self._thread = threading.Thread(target=core.loop.run_forever, name="qnb-job-manager", daemon=True)
+        self._thread.start()
+        _ownership.apply_kept_changes(store)
+        if requeue_interrupted:
+            self.interrupted_jobs: list[str] = []
+            self.requeued_jobs = self._requeue_interrupted()
+        else:
+            # A read-only store is read as it is; the next writable process recovers.
+            self.interrupted_jobs = [] if store.read_only else self._recover_interrupted()
+            self._runner.resume_following()
+        if not store.read_only:  # carry out what other processes ask of this one's jobs
+            core.loop.call_soon_threadsafe(lambda: core.loop.create_task(control.watch()))
+        if warm_pool:
+            get_pool().start_warming()
+
+    # -- what the layers above read -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    @property
+    def store_error(self) -> StoreError | None:
+        """The last write that failed, while changes wait in memory to be written again."""
+        return self._persistence.store_error
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The manager's event loop (its own thread): layers above schedule work on it."""
+        return self._core.loop
+
+    # -- lifecycle of the manager -------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the loop and release the store (tests; a kernel just exits)."""
+        core = self._core
+        with core.lock:
+            if core.closed:
+                return
+            core.closed = True
+        # Driving stops first, so that nothing the exit does (a vendor call cut short)
+        # reads as a job's failure; then what is known is written. Unfinished jobs stay
+        # unfinished in the store: the next manager marks local ones interrupted (they
+        # keep their circuits) and follows again those a vendor or queue server runs.
+        _stop_driving(core.loop)
+        self.flush()
+        self._estimator.close()  # (what it learnt, for the next process)
+        if self.store_error is not None:
+            self._persistence.keep_unsaved_for_next_process()
+        _stop_loop(core.loop, self._thread)
+        core.store.close()
+        if self._owner_file is not None:
+            _ownership.release_owner(core.home / "owners", core.owner, self._owner_file)
+
+    def _recover_interrupted(self) -> list[str]:
+        return _ownership.mark_interrupted(self.store, self.home, self.owner, warn=True)
+
+    def _requeue_interrupted(self) -> list[str]:
+        # Their circuits stay in the store until each starts (the runner loads them).
+        records = _ownership.take_over(self.store, self.home, self.owner)
+        with self._core.lock:
+            self._scheduler.take_over(records)
+            self._estimator.adopt(records)
+        return [rec.id for rec in records]
+
+    # -- submission -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        target: Target,
+        circuits: dict[str, cirq.Circuit],
+        *,
+        shots: int,
+        name: str,
+        user: str,
+        front: bool = False,
+        parent_id: str | None = None,
+        circuit_json: Sequence[str] | None = None,
+        job_id: str | None = None,
+        priority: int = 0,
+        params: Sequence[str | None] | None = None,
+        resolvers: Sequence[cirq.ParamResolver | None] | None = None,
+        tags: Sequence[str] = (),
+        cost: float | None = None,
+        currency: str | None = None,
+        retries: int = 0,
+        features: Sequence[CircuitFeatures] | None = None,
+    ) -> JobRecord:
+        """Accept a validated job: queue it, store it, return once it is stored.
+
+        Circuits without ``circuit_json`` (qnb.submit's checks write most) are written
+        here, while the job may already run; results arriving meanwhile wait in memory
+        and are written with the job. ``features``: the items' (``features_of``), when
+        the caller has them (they are taken here otherwise, for the job's estimate).
+        """
+        check_retries(target, retries)  # refused before anything is stored
+        rec = JobRecord(
+            id=job_id or uuid.uuid4().hex,
+            name=name,
+            target=target.name,
+            user=user,
+            shots=shots,
+            items=[
+                ItemRecord(label, params=None if params is None else params[i])
+                for i, label in enumerate(circuits)
+            ],
+            time_added=time.time(),
+            parent_id=parent_id,
+            owner=self.owner if target.local else None,
+            origin=self._origin,
+            live=JobRuntime(persisted=False),
+            priority=priority,
+            tags=tuple(tags),
+            cost=cost,
+            currency=currency,
+            retries=retries,
+        )
+        rec.live.circuits = list(circuits.values())
+        rec.live.resolvers = None if resolvers is None else list(resolvers)
+        # One text per circuit, for the store and for the workers alike (serialize once):
+        # the executor takes an item's text as it leaves, the insert all of them.
+        texts = rec.live.circuit_json = circuit_json or _circuits.CircuitTexts(rec.live.circuits)
+        self._accept(rec, target, front, self._estimator.features(target, rec.live.circuits, features))
+        try:
+            # Not rec.live.circuit_json: a quick job may have finished and dropped it.
+            if isinstance(texts, _circuits.CircuitTexts):
+                texts = texts.written()
+            self._insert(rec, target, texts)
+        except BaseException:
+            self._runner.discard(rec)
+            raise
+        if isinstance(target, QueueOwningTarget):
+            # Handed over only once stored here, so a restarted kernel can always find
+            # and follow (or submit again, under the same idempotency key) what it sent.
+            self._runner.hand_over_and_wait(rec, target, list(texts), front)
+        return rec
+
+    def _accept(self, rec: JobRecord, target: Target, front: bool, features) -> None:
+        """Into memory and a queue: qnb's own, or the target's (handed over once stored),
+        with its estimate."""
+        core = self._core
+        owns_queue = isinstance(target, QueueOwningTarget)
+        with core.lock:
+            core.check_open()
+            core.records[rec.id] = rec
+            if owns_queue:
+                _lifecycle.enqueue(rec)  # in the target's queue, not ours
+                self._persistence.changed(rec)
+            else:
+                self._estimator.admit(rec, target, features, front=front)
+                self._scheduler.enqueue(rec, front=front)
+            # A busy target starts its next job when one ends: no need to wake the loop.
+            wake = not owns_queue and self._scheduler.has_room(target)
+        if wake:
+            core.loop.call_soon_threadsafe(self._scheduler.schedule, target)
+
+    def _insert(self, rec: JobRecord, target: Target, texts: Sequence[str]) -> None:
+        with self._core.lock:
+            self.store.insert_job(rec, texts, rec.live.unsaved_results)
+            ready = self._persistence.inserted(rec)
+            if self._scheduler.waits(rec, target):
+                # Its stored text is enough until it starts (the runner loads it): parsed
+                # circuits of queued jobs were memory any user could fill (~90 MB a
+                # 75,000-operation job). One about to start keeps them (parsing them
+                # again costs ~2 ms of kernel CPU a circuit).
+                rec.live.circuits = rec.live.resolvers = rec.live.circuit_json = None
+        resolve(ready)
+
+    def estimate_submission(self, target: Target, features: Sequence[CircuitFeatures], shots: int) -> Estimate:
+        """How long a job of these circuits would wait and run on ``target`` (no cost:
+        the API adds it; see :mod:`qnb._core._eta`)."""
+        return self._estimator.estimate_submission(target, features, shots)
+
+    def follow_target_jobs(self, target: Target) -> list[str]:
+        """Follow again the unfinished jobs that ``target`` (which owns its queue) runs
+        for this store: after a kernel restart, once the target is connected again."""
+        return self._runner.follow_target_jobs(target)
+
+    # -- writes, listeners, waiting ------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every pending change now (called on the loop, or before reads)."""
+        self._persistence.flush()
+
+    def add_listener(self, listener: Callable[[JobRecord], None]) -> Callable[[], None]:
+        """Call ``listener(record)`` on every change (from any thread; keep it quick)."""
+        return self._persistence.add_listener(listener)
+
+    def renotify(self, target: str) -> None:
+        """Call the listeners again for the target's unfinished live jobs: how they look
+        changed outside their records (their queue server went away or came back)."""
+        with self._core.lock:
+            for rec in self._core.records.values():
+                if rec.target == target and not rec.done:
+                    self._persistence.notify(rec)
+
+    def when(self, job_id: str, predicate: Predicate) -> concurrent.futures.Future:
+        """A future that resolves (to the status) once ``predicate(record)`` holds and is stored."""
+        with self._core.lock:
+            rec = self._core.records.get(job_id)
+            if rec is not None:
+                return self._persistence.wait(rec, predicate)
+        return self._watch.when(self.load(job_id), predicate)
 
     # -- cancelling and the queue -----------------------------------------------------------
 
@@ -451,16 +468,16 @@ class JobManager:
         again = resubmission(rec, self.circuits(job_id), only_failed=only_failed)
         target = self.targets.get(rec.target)
         # Paid again: priced and held to the target's budget as a new submission is.
+        features = [features_of(c) for c in again.circuits.values()]
         cost = _prices.cost_at_submit(
-            target, [features_of(c) for c in again.circuits.values()], rec.shots,
-            max_cost=None, spent=lambda: self.store.spent(rec.target),
+            target, features, rec.shots, max_cost=None, spent=lambda: self.store.spent(rec.target),
         )  # fmt: skip
         return self.submit(
             target, again.circuits, shots=rec.shots, name=rec.name,
             user=rec.user, parent_id=rec.id, circuit_json=again.texts,
             priority=rec.priority if priority is None else priority,
             params=again.params, resolvers=again.resolvers, tags=rec.tags, retries=rec.retries,
-            cost=cost.amount, currency=cost.currency,
+            cost=cost.amount, currency=cost.currency, features=features,
         )  # fmt: skip
 
     # -- exit of the process (atexit, see get_manager) --------------------------------------

@@ -114,6 +114,25 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_open ON requests (done);
 """
+# What local items took to run (qnb._core._item_times learns from the newest rows, so a
+# new process starts calibrated). A table of its own, created if missing.
+_ITEM_TIMES_TABLE = """
+CREATE TABLE IF NOT EXISTS item_times (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    engine    TEXT NOT NULL,  -- qsim, cirq, density
+    qubits    INTEGER NOT NULL,
+    one_qubit_gates INTEGER NOT NULL,
+    two_qubit_gates INTEGER NOT NULL,
+    multi_qubit_gates INTEGER NOT NULL,
+    measurements INTEGER NOT NULL,
+    depth     INTEGER NOT NULL,
+    terminal  INTEGER NOT NULL,  -- 1: every measurement at the end
+    noisy     INTEGER NOT NULL,
+    shots     INTEGER NOT NULL,
+    seconds   REAL NOT NULL,
+    recorded  REAL NOT NULL
+);
+"""
 # Requests answered are kept this long (the requester has read the outcome by then).
 REQUESTS_KEPT_SECONDS = 3600.0
 
@@ -136,7 +155,58 @@ _UNFINISHED = tuple(s.value for s in JobStatus if not s.is_terminal)
 logger = logging.getLogger("qnb")
 
 
-class Store:
+class _ForEstimates:
+    """What estimates read (the :class:`Store`'s, apart for its size): the cost spent on a
+    target, the history of its jobs, and the ``item_times`` table (what local items
+    took: the local time model learns from it)."""
+
+    def spent(self, target: str) -> dict[str | None, float]:
+        """The cost estimated at submit of the jobs on ``target``, summed per currency:
+        what a ``budget`` counts as spent. Jobs that ended without starting (cancelled in
+        the queue, refused) cost nothing."""
+        rows = self._query(
+            "SELECT currency, SUM(cost) FROM jobs WHERE target=? AND cost IS NOT NULL "
+            "AND NOT (time_started IS NULL AND time_finished IS NOT NULL) GROUP BY currency",
+            (target,),
+        )
+        return {currency: total for currency, total in rows}
+
+    def target_history(self, target: str, limit: int = 50) -> list[tuple[float, float, float | None, int, int]]:
+        """``(time_added, time_started, time_finished, items, shots)`` of the newest
+        ``limit`` jobs on ``target`` that started, newest first (what ETAs learn from)."""
+        return self._query(
+            "SELECT time_added, time_started, time_finished, "
+            "(SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id), shots FROM jobs "
+            "WHERE target=? AND time_started IS NOT NULL ORDER BY time_added DESC LIMIT ?",
+            (target, limit),
+        )
+
+    def add_item_times(self, rows: Sequence[tuple], keep: int) -> None:
+        """Append rows (``ItemRun.row``), keeping only the newest ``keep``."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO item_times (engine, qubits, one_qubit_gates, two_qubit_gates, "
+                "multi_qubit_gates, measurements, depth, terminal, noisy, shots, seconds, recorded) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            db.execute("DELETE FROM item_times WHERE id <= (SELECT MAX(id) FROM item_times) - ?", (keep,))
+
+    def item_times(self, limit: int) -> list[tuple]:
+        """The newest ``limit`` rows, oldest first (none in an old store read as it is)."""
+        try:
+            rows = self._query(
+                "SELECT engine, qubits, one_qubit_gates, two_qubit_gates, multi_qubit_gates, "
+                "measurements, depth, terminal, noisy, shots, seconds, recorded FROM item_times "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+        except StoreError:
+            return []
+        return rows[::-1]
+
+
+class Store(_ForEstimates):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         #: True when the store could be opened for reading only (a read-only home):
@@ -182,7 +252,7 @@ class Store:
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA foreign_keys=ON")
         self._check_schema(db)
-        db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items") + _REQUESTS_TABLE)  # idempotent
+        db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items") + _REQUESTS_TABLE + _ITEM_TIMES_TABLE)  # idempotent
         job_columns = _columns(db, "jobs")
         if "priority" not in job_columns:  # a store written before priorities existed
             db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
@@ -451,27 +521,6 @@ class Store:
         where, params = _search(status=status, target=target, user=user, tags=tags, name=name, since=since)
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY time_added DESC, rowid DESC LIMIT ?"
         return self._with_items(self._query(sql, (*params, limit)))
-
-    def spent(self, target: str) -> dict[str | None, float]:
-        """The cost estimated at submit of the jobs on ``target``, summed per currency:
-        what a ``budget`` counts as spent. Jobs that ended without starting (cancelled in
-        the queue, refused) cost nothing."""
-        rows = self._query(
-            "SELECT currency, SUM(cost) FROM jobs WHERE target=? AND cost IS NOT NULL "
-            "AND NOT (time_started IS NULL AND time_finished IS NOT NULL) GROUP BY currency",
-            (target,),
-        )
-        return {currency: total for currency, total in rows}
-
-    def target_history(self, target: str, limit: int = 50) -> list[tuple[float, float, float | None, int, int]]:
-        """``(time_added, time_started, time_finished, items, shots)`` of the newest
-        ``limit`` jobs on ``target`` that started, newest first (what ETAs learn from)."""
-        return self._query(
-            "SELECT time_added, time_started, time_finished, "
-            "(SELECT COUNT(*) FROM items WHERE items.job_id = jobs.id), shots FROM jobs "
-            "WHERE target=? AND time_started IS NOT NULL ORDER BY time_added DESC LIMIT ?",
-            (target, limit),
-        )
 
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         # Ids are lowercase hex, so LIKE's wildcards cannot appear in a valid prefix.

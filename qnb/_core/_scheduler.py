@@ -118,6 +118,10 @@ class Scheduler:
         """The target's queue, head first."""
         return list(self._queues[target])
 
+    def queued_targets(self) -> list[str]:
+        """The targets that have jobs waiting in qnb's queue."""
+        return [name for name, queue in self._queues.items() if queue]
+
     def at_position(self, target: str, position: int) -> JobRecord:
         return entry_at(self._queues[target], position, target)
 

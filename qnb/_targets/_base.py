@@ -77,6 +77,7 @@ class ItemOutcome:
     #: and what its failed runs said, oldest first.
     attempts: int = 0
     history: tuple[str, ...] = ()
+    seconds: float | None = None  # what running it took on a worker (the estimator learns from it)
 
 
 class Target(abc.ABC):

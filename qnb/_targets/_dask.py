@@ -178,6 +178,8 @@ class DaskExecutor:
         self.sent_chunks = 0
         self.sent_items = 0
         self.worker_seconds = 0.0
+        #: The cluster's threads, as last seen (the estimator's parallelism; None: not yet).
+        self.threads: int | None = None
         self._connections: dict[asyncio.AbstractEventLoop, _Connection] = {}
         if check:
             check_reachable(self.address, connect_timeout)
@@ -259,6 +261,7 @@ class DaskExecutor:
                 _settle(item, (False, str(exc), True))  # the cluster away: a rerun may do
             return
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+        self.threads = max(1, threads)
         for chunk in self._chunks([item for item in items if not item.future.done()], max(1, threads)):
             if all(item.future.done() for item in chunk.items):
                 continue  # cancelled while the chunks before it were sent

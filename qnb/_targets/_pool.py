@@ -160,6 +160,8 @@ class _Item:
     cancelled: bool = False  # set on the caller's loop, read by the supervisor
     pickled: bytes | None = None
     text: str | Callable[[], str] | None = None  # the circuit's Cirq JSON, or what gives it
+    #: Seconds its worker spent on it (measured there): what the estimator learns from.
+    seconds: float | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -229,7 +231,8 @@ class SimulationPool:
         params: cirq.ParamResolver | None = None,
         time_limit: float | None = None,
         circuit_json: str | Callable[[], str] | None = None,
-    ) -> Outcome:
+        timed: bool = False,
+    ) -> Outcome | tuple[bool, str, Any, float | None]:
         """Simulate one circuit (at the sweep point ``params``) in the pool:
         ``(True, result json, engine)`` or ``(False, error, retryable)``; ``engine``
         names the simulator that ran it (qsim hands what it cannot run to Cirq's);
@@ -244,6 +247,9 @@ class SimulationPool:
         store keeps), or a function that gives it, called as the item leaves for a
         worker: the worker reads that text, and the kernel does not pickle the circuit
         (pickling a 350-gate circuit cost the kernel ~1 ms; a text is copied).
+
+        ``timed``: a fourth element, the seconds a worker spent on the circuit (None
+        where none ran it).
         """
         loop = asyncio.get_running_loop()
         task = (engine, noise, circuit, shots, params)
@@ -251,7 +257,8 @@ class SimulationPool:
                      text=circuit_json)  # fmt: skip
         with self._lock:
             if self._closed:
-                return False, "the simulation pool is shut down (the process is exiting)", True
+                closed = (False, "the simulation pool is shut down (the process is exiting)", True)
+                return (*closed, None) if timed else closed
             # The supervisor waits with items pending only while every worker is full;
             # an outcome wakes it then. So only the first of a batch needs to wake it
             # (300 wakes were 300 turns of its loop).
@@ -261,12 +268,13 @@ class SimulationPool:
         if wake:
             self._wake()
         try:
-            return await item.future
+            outcome = await item.future
         except asyncio.CancelledError:
             item.cancelled = True
             self._cancelled_pending = True
             self._wake()
             raise
+        return (*outcome, item.seconds) if timed else outcome
 
     def shutdown(self) -> None:
         """Kill every worker (and the forkserver) now, without waiting for their work.
@@ -451,9 +459,10 @@ class SimulationPool:
     def _receive(self, worker: _Worker) -> None:
         try:
             while worker.conn.poll():
-                outcome = worker.conn.recv()
+                *outcome, seconds = worker.conn.recv()  # (the worker's timing last)
                 item = worker.items.popleft()
-                _settle(item, outcome)
+                item.seconds = seconds
+                _settle(item, tuple(outcome))
                 worker.chunk_sizes[0] -= 1
                 if worker.chunk_sizes[0] == 0:
                     worker.chunk_sizes.popleft()

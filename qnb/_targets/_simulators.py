@@ -25,6 +25,9 @@ from ._registry import register_kind, registry
 class SimulatorTarget(ScheduledTarget):
     """A Cirq simulator run in the process pool; items run in parallel."""
 
+    #: Whether a job's items run one after another (a device), not side by side.
+    sequential_items = False
+
     def __init__(
         self,
         name: str,
@@ -47,6 +50,10 @@ class SimulatorTarget(ScheduledTarget):
         #: (None: the pool's default, ``QNB_ITEM_TIME_LIMIT`` or 1 h).
         self.item_time_limit = item_time_limit
 
+    def device_seconds(self, shots: int) -> float:
+        """What an item takes besides its simulation (a device's own time): none here."""
+        return 0.0
+
     def check(self, label: str, circuit: cirq.Circuit) -> None:
         super().check(label, circuit)
         if self.executor is None:  # the local pool: this machine's memory
@@ -65,12 +72,14 @@ class SimulatorTarget(ScheduledTarget):
             # (Looked up as the item leaves: see _execute.)
             text = None if job.circuit_json is None else functools.partial(job.circuit_json.__getitem__, i)
             try:
-                ok, payload, engine = await self._execute(job.circuits[i], job.shots, point, text)
+                ok, payload, engine, *timing = await self._execute(job.circuits[i], job.shots, point, text)
             except asyncio.CancelledError:
                 run.finish_unfinished(indices, ItemOutcome(JobStatus.CANCELLED, error="cancelled"))
                 raise
             if ok:
-                run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload, engine=engine))
+                # (The pool says how long a worker took; other executors may not.)
+                seconds = timing[0] if timing else None
+                run.finish(i, ItemOutcome(JobStatus.COMPLETED, result=payload, engine=engine, seconds=seconds))
             else:
                 # An executor's third answer on failure: whether a rerun may do.
                 retryable = engine if isinstance(engine, bool) else None
@@ -82,11 +91,13 @@ class SimulatorTarget(ScheduledTarget):
         shots: int,
         params: cirq.ParamResolver | None,
         circuit_json: Callable[[], str] | None = None,
-    ) -> tuple[bool, str, str | None]:
-        """Run one circuit; its stored Cirq JSON, when the job has it, travels to the
-        workers instead of the pickled circuit. ``circuit_json`` gives that text: the
-        local pool asks for it as the item leaves for a worker (a batch's texts may still
-        be being written for the store meanwhile: each is written once)."""
+    ) -> tuple:
+        """Run one circuit: ``(ok, result or error, engine or retryable)``, and from the
+        local pool the seconds a worker took as a fourth. Its stored Cirq JSON, when
+        the job has it, travels to the workers instead of the pickled circuit.
+        ``circuit_json`` gives that text: the local pool asks for it as the item leaves
+        for a worker (a batch's texts may still be being written for the store
+        meanwhile: each is written once)."""
         if self.executor is not None:
             if circuit_json is not None and takes_circuit_json(self.executor):
                 return await self.executor.run(
@@ -95,7 +106,7 @@ class SimulatorTarget(ScheduledTarget):
             return await self.executor.run(self.engine, self.noise, circuit, shots, params=params)
         return await get_pool().run(
             self.engine, self.noise, circuit, shots, params=params,
-            time_limit=self.item_time_limit, circuit_json=circuit_json,
+            time_limit=self.item_time_limit, circuit_json=circuit_json, timed=True,
         )  # fmt: skip
 
 
@@ -194,6 +205,11 @@ class EmulatorTarget(SimulatorTarget):
         self.seconds_per_shot = seconds_per_shot
         self.seconds_per_circuit = seconds_per_circuit
 
+    sequential_items = True
+
+    def device_seconds(self, shots: int) -> float:
+        return self.seconds_per_circuit + shots * self.seconds_per_shot
+
     async def start(self, job: TargetJob, run: RunState) -> None:
         # One device: the items run one after another.
         indices = list(range(len(job.circuits)))
@@ -205,7 +221,7 @@ class EmulatorTarget(SimulatorTarget):
         shots: int,
         params: cirq.ParamResolver | None,
         circuit_json: Callable[[], str] | None = None,
-    ) -> tuple[bool, str, str | None]:
+    ) -> tuple:
         simulation = asyncio.ensure_future(super()._execute(circuit, shots, params, circuit_json))
         try:
             await asyncio.sleep(self.seconds_per_circuit + shots * self.seconds_per_shot)

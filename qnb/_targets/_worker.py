@@ -12,6 +12,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection
 
 import cirq
@@ -79,6 +80,8 @@ _ENGINE_NAMES = {"cirq": "cirq.Simulator", "density": "cirq.DensityMatrixSimulat
 def serve(conn: Connection) -> None:
     """A worker's life: take a chunk of pickled tasks, send back one outcome per task
     as soon as it is done (so the pool knows which task runs now), until told to stop.
+    Each outcome carries the seconds the task took here (the estimator learns from
+    them: measured here, they do not depend on when the pool reads the pipe).
 
     The pool ends a worker by killing it (a cancelled or overdue task), by sending
     None, or by closing its end of the pipe.
@@ -92,7 +95,9 @@ def serve(conn: Connection) -> None:
         if chunk is None:
             return
         for pickled_task in chunk:
-            conn.send(run_one(pickled_task))
+            started = time.perf_counter()
+            outcome = run_one(pickled_task)
+            conn.send((*outcome, time.perf_counter() - started))
 
 
 def init_worker() -> None:

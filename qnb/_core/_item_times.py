@@ -1,0 +1,197 @@
+"""How long one item takes on a local simulator: a model learnt from what ran.
+
+Why this shape. A simulator's time for one circuit is the sum of a few costs whose
+sizes physics and the simulators' code fix, and whose constants a machine fixes:
+
+- a fixed part (the task travelling to a worker, the circuit read, the result written);
+- a part per gate, once (qsimcirq translates each operation in Python, ~40 us);
+- a part per gate per pass, and per gate per pass per amplitude (the state-vector
+  work: ``2**qubits`` amplitudes, ``4**qubits`` for a density matrix). A circuit whose
+  measurements are all at the end is simulated once and sampled (one pass); one that
+  measures mid-circuit, or a noisy one on a state-vector engine, runs once per shot;
+- a part per shot and qubit (sampling, and the result's size).
+
+So the cold start is that sum with constants measured on a small machine (2 cores) for
+each engine (qsim, cirq.Simulator, the density-matrix simulator): finite and the right
+order of magnitude from the first job. What ran then corrects it, per engine, in the
+only way few and noisy timings allow: one multiplier per part, fitted by least squares
+on relative errors (a 1 ms item weighs as much as a 1 s one), held toward the engine's
+overall scale where the runs say little about a part (a ridge: a batch of small
+circuits cannot teach what 20 qubits cost, so that part keeps the scale the runs do
+show). Outliers (a run slowed by a busy machine) are dropped once; the newest runs
+weigh most. With fewer than ``FULL_FIT_RUNS`` runs of an engine only the overall scale
+is learnt (a median in log space). A fit is a 5x5 solve over at most ``KEEP_RUNS``
+rows: well under a millisecond, done at most once per estimator tick.
+
+Nearest neighbours were the other candidate: they need no physics but say nothing
+outside what ran (a new qubit count is the common case) and cost a search per item.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .._estimate import CircuitFeatures
+
+ENGINES = ("qsim", "cirq", "density")
+#: Seconds per unit of each part (see the module's docstring), per engine:
+#: (fixed, per gate once, per gate per pass, per gate per pass per amplitude,
+#: per shot per qubit). Measured with qsimcirq 0.22 and Cirq 1.4 on 2 cores.
+COLD_START: dict[str, tuple[float, ...]] = {
+    "qsim": (1.2e-3, 3e-5, 1.5e-6, 1.0e-9, 4e-7),
+    "cirq": (3e-3, 1e-4, 5e-5, 3e-9, 5e-7),
+    "density": (3e-3, 1e-4, 5e-5, 3e-9, 5e-7),
+}
+#: Runs kept (in the store and in memory): the newest.
+KEEP_RUNS = 2000
+#: Runs of an engine from which every part is fitted (fewer: the overall scale only).
+FULL_FIT_RUNS = 6
+# How strongly each part's multiplier is held toward the engine's overall scale: about
+# as much as this many runs dominated by that part.
+PRIOR_RUNS = 1.0
+# Runs whose time is this far from the first fit (a factor) are dropped for the second.
+OUTLIER_FACTOR = 3.0
+# A run this many runs older than the newest weighs half as much.
+HALF_WEIGHT_AGE = 500
+# A multiplier stays within this factor of the engine's overall scale.
+MOST_CORRECTION = 30.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemRun:
+    """One item that ran: what it was, on which engine, and how long it took."""
+
+    engine: str
+    features: CircuitFeatures
+    shots: int
+    noisy: bool
+    seconds: float
+
+    def row(self, recorded: float) -> tuple:
+        """As :meth:`qnb._store.Store.add_item_times` takes it."""
+        f = self.features
+        return (self.engine, f.qubits, f.one_qubit_gates, f.two_qubit_gates, f.multi_qubit_gates,
+                f.measurements, f.depth, int(f.terminal), int(self.noisy), self.shots, self.seconds,
+                recorded)  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Sequence) -> ItemRun:
+        engine, qubits, one, two, multi, measurements, depth, terminal, noisy, shots, seconds = row[:11]
+        features = CircuitFeatures(qubits, one, two, multi, measurements, depth, bool(terminal))
+        return cls(engine, features, int(shots), bool(noisy), float(seconds))
+
+
+def engine_key(engine: str | None, asked: str) -> str:
+    """The model's engine for what ran: the engine an item names (qsim hands what it
+    cannot run to ``cirq.Simulator (why)``), else the one asked for."""
+    if not engine:
+        return asked
+    if engine.startswith("cirq.DensityMatrixSimulator"):
+        return "density"
+    if engine.startswith("cirq.Simulator"):
+        return "cirq"
+    return engine if engine in ENGINES else asked
+
+
+def parts(engine: str, features: CircuitFeatures, shots: int, noisy: bool) -> tuple[float, ...]:
+    """The sizes of the cost's parts (see the module's docstring)."""
+    gates = features.gates + features.measurements
+    once = features.terminal and not (noisy and engine != "density")
+    passes = 1 if once else max(shots, 1)
+    amplitudes = 4.0 ** min(features.qubits, 40) if engine == "density" else 2.0 ** min(features.qubits, 60)
+    return (1.0, gates, passes * gates, passes * gates * amplitudes, shots * max(features.qubits, 1))
+
+
+class ItemTimeModel:
+    """Per engine, the cold start's constants times learnt multipliers."""
+
+    def __init__(self, runs: Iterable[ItemRun] = ()):
+        self._lock = threading.Lock()
+        self._runs: dict[str, collections.deque[ItemRun]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=KEEP_RUNS)
+        )
+        self._multipliers: dict[str, np.ndarray] = {}
+        self.learn(runs)
+
+    def learnt(self, engine: str | None = None) -> int:
+        """Runs learnt from (of ``engine``, or of all engines)."""
+        if engine is not None:
+            return len(self._runs.get(engine, ()))
+        return sum(len(runs) for runs in self._runs.values())
+
+    def learn(self, runs: Iterable[ItemRun]) -> None:
+        """Take these runs in and fit again the engines they ran on."""
+        touched = set()
+        with self._lock:
+            for run in runs:
+                if run.seconds > 0 and math.isfinite(run.seconds):
+                    self._runs[run.engine].append(run)
+                    touched.add(run.engine)
+            found = {engine: list(self._runs[engine]) for engine in touched}
+        for engine, engine_runs in found.items():
+            self._multipliers[engine] = fit(engine, engine_runs)  # (one assignment: readers see old or new)
+
+    def predict(self, engine: str, features: CircuitFeatures, shots: int, noisy: bool = False) -> float:
+        """Seconds one item takes on a worker."""
+        return self.predictor(engine, shots, noisy)(features)
+
+    def predictor(self, engine: str, shots: int, noisy: bool) -> Callable[[CircuitFeatures], float]:
+        """:meth:`predict` for many circuits of one job (the constants taken once)."""
+        constants = COLD_START.get(engine, COLD_START["qsim"])
+        multipliers = self._multipliers.get(engine)
+        if multipliers is not None:
+            constants = tuple(m * c for m, c in zip(multipliers.tolist(), constants))
+
+        def predict(features: CircuitFeatures) -> float:
+            return sum(c * s for c, s in zip(constants, parts(engine, features, shots, noisy)))
+
+        return predict
+
+    def typical(self, engine: str) -> float:
+        """The median time of the engine's learnt runs (an item whose circuit is not at
+        hand, e.g. a job taken over from a dead server); a small circuit's when none."""
+        runs = list(self._runs.get(engine, ()))
+        if not runs:
+            return self.predict(engine, CircuitFeatures(4, 8, 4, 0, 1, 6, True), 1000)
+        return float(np.median([run.seconds for run in runs]))
+
+
+def fit(engine: str, runs: Sequence[ItemRun]) -> np.ndarray:
+    """The multipliers of the cold start's parts that best explain ``runs`` (see the
+    module's docstring)."""
+    constants = np.array(COLD_START.get(engine, COLD_START["qsim"]))
+    contributions = np.array([parts(engine, r.features, r.shots, r.noisy) for r in runs]) * constants
+    seconds = np.array([r.seconds for r in runs])
+    relative = contributions / seconds[:, None]  # each row: sum(m * relative) should be 1
+    age = np.arange(len(runs))[::-1]  # 0: the newest
+    weights = 0.5 ** (age / HALF_WEIGHT_AGE)
+    scale = float(np.exp(-np.median(np.log(relative.sum(axis=1)))))
+    if len(runs) < FULL_FIT_RUNS:
+        return np.full(len(constants), scale)
+    multipliers = _ridge(relative, weights, scale)
+    errors = np.abs(np.log(relative @ multipliers))
+    kept = errors < math.log(OUTLIER_FACTOR)
+    if kept.sum() >= FULL_FIT_RUNS and not kept.all():
+        multipliers = _ridge(relative[kept], weights[kept], scale)
+        errors = np.abs(np.log(relative @ multipliers))
+    scale_only = np.abs(np.log(relative.sum(axis=1) * scale))
+    # The scale alone where the parts do no better (few runs, all alike).
+    return multipliers if np.median(errors) < np.median(scale_only) else np.full(len(constants), scale)
+
+
+def _ridge(relative: np.ndarray, weights: np.ndarray, scale: float) -> np.ndarray:
+    rows = relative * np.sqrt(weights)[:, None]
+    k = relative.shape[1]
+    lhs = rows.T @ rows + PRIOR_RUNS * np.eye(k)
+    rhs = rows.T @ np.sqrt(weights) + PRIOR_RUNS * scale
+    try:
+        multipliers = np.linalg.solve(lhs, rhs)
+    except np.linalg.LinAlgError:
+        return np.full(k, scale)
+    return np.clip(multipliers, scale / MOST_CORRECTION, scale * MOST_CORRECTION)
