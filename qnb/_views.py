@@ -259,7 +259,7 @@ def estimate_text(found: Estimate, *, heading: str, max_cost: float | None = Non
     else:
         left = found.finish.timestamp() - now
         clock = found.finish.astimezone().strftime("%H:%M:%S")
-        lines.append(f"  finish  {clock} (in {duration_text(max(left, 0))})")
+        lines.append(f"  finish  {clock} ({'in under a second' if left < 1 else f'in {duration_text(left)}'})")
     lines.append(f"  cost    {cost_text(found.cost, found.currency)}")
     if max_cost is not None and found.cost is not None and found.cost > max_cost:
         lines.append(f"          over {over} {max_cost:g}: submitting would be refused")
