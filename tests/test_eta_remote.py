@@ -295,6 +295,12 @@ def test_a_braket_tasks_queue_position_and_the_devices_depth_flow_into_its_eta(m
         wait_until(lambda: job.estimate is not None and re.match(r"Braket queue position \d of \d, moving",
                                                                  job.estimate.basis), what="job.estimate")  # fmt: skip
         assert position < int(place[1]) and 0.3 * 0.6 * position <= moving.wait_seconds <= 3 * 0.6 * position
+        # The stand-in's figures are Braket's: the SDK's own reading of them.
+        from braket.aws import AwsDevice
+        from braket.aws.queue_information import QueueType
+
+        depth = AwsDevice(SV1, target.session).queue_depth()
+        assert set(depth.quantum_tasks) == {QueueType.NORMAL, QueueType.PRIORITY} and depth.jobs == "0"
         # Before submitting: the device's depth at the pace the queue moved.
         ahead = on_loop(target.estimate_submission([features_of(VENDOR_BELL)], 10, HISTORY))
         assert "waiting at Braket" in ahead.basis and ahead.wait_seconds > 0
@@ -375,6 +381,7 @@ def test_azures_average_queue_time_flows_into_the_eta(manager, azure):
                  f"ApiKey=eta-azure-key;QuantumEndpoint=https://{LOCATION}.quantum.azure.com/;")  # fmt: skip
     target = register("azure", backend="ionq.simulator", connection_string=workspace, endpoint=azure.url + "/")
     try:
+        assert target.workspace.get_targets("ionq.simulator").average_queue_time == 45  # azure-quantum's reading
         ahead = on_loop(target.estimate_submission([features_of(VENDOR_BELL)], 10, TargetHistory()))
         assert (ahead.wait_seconds, ahead.run_seconds) == (45.0, None) and ahead.finish is None
         assert ahead.basis == "Azure Quantum ionq.simulator's average queue time ~45 s"
@@ -407,6 +414,7 @@ def test_ibms_pending_jobs_and_usage_estimation_flow_into_the_eta(manager, ibm):
     ibm.others_pending = 4  # other users' jobs pending on the backend
     target = register("ibm", backend=BACKEND, token="eta-ibm-key", instance=CRN, api_url=f"{ibm.url}/api/v1")
     try:
+        assert target.backend.status().pending_jobs == 4  # qiskit-ibm-runtime's reading of the stand-in
         ahead = on_loop(target.estimate_submission([features_of(VENDOR_BELL)], 10, HISTORY))
         assert ahead.basis.startswith(f"4 waiting at IBM {BACKEND} at ~2 s each") and ahead.wait_seconds == 8.0
         job = qnb.submit(VENDOR_BELL, target=target.name, shots=10)
