@@ -12,6 +12,7 @@ history of the target; ``basis`` says which.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import re
@@ -98,17 +99,17 @@ class Served:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """A queue server of the emulator (users alice, bob, root) under uvicorn: (url,
-    its JobManager, tokens)."""
+@contextlib.contextmanager
+def queue_server(folder, device: str = "emulator"):
+    """A queue server of ``device`` (users alice, bob, root) under uvicorn, its store in
+    ``folder``: (url, its JobManager, tokens)."""
     from qnb.server._app import create_app
     from qnb.server._auth import Users
 
-    users_file = tmp_path / "users.toml"
+    users_file = folder / "users.toml"
     tokens = make_users(users_file)
-    server_manager = _manager.JobManager(tmp_path / "server", requeue_interrupted=True)
-    app = create_app(server_manager, device="emulator", users=Users.from_file(users_file))
+    server_manager = _manager.JobManager(folder / "server", requeue_interrupted=True)
+    app = create_app(server_manager, device=device, users=Users.from_file(users_file))
     served = Served(app)
     try:
         yield served.url, server_manager, tokens
@@ -116,6 +117,12 @@ def lab(tmp_path):
         app.state.close()
         served.stop()
         server_manager.close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with queue_server(tmp_path) as found:
+        yield found
 
 
 def block_device(server_manager, name="blocker", shots=100_000):
