@@ -154,6 +154,8 @@ def test_post_estimate_answers_before_anything_is_stored(lab):
             ({"features": [{**features, "qubits": -1}]}, "greater than or equal"),
             ({"features": [{**features, "depth": "3"}]}, "integer"),
             ({"features": []}, "1 to"),
+            ({"features": [features] * 400}, "1 to"),  # more than a batch may have
+            ({"features": [features] * 10_001}, "at most 10000"),  # refused as it is read
             ({"features": [features], "shots": 0}, "shots"),
             (submit_body("not a circuit"), "circuit"),
         ]:

@@ -167,7 +167,7 @@ class EstimateBody(SubmitBody):
     ``features`` (what a kernel's ``qnb.estimate`` sends)."""
 
     circuits: dict[Label, CircuitText] | None = None
-    features: list[FeaturesBody] | None = Field(None, max_length=100_000)
+    features: list[FeaturesBody] | None = Field(None, max_length=10_000)
 
     def submission(self) -> Submission:
         return Submission(**self.model_dump(exclude={"features"}))
