@@ -17,7 +17,6 @@ import dataclasses
 import os
 import re
 import threading
-import time
 
 import cirq
 import httpx
@@ -25,13 +24,13 @@ import pytest
 import uvicorn
 
 import qnb
-from qnb import JobStatus, _manager
+from qnb import _manager
 from qnb._estimate import Estimate, TargetHistory, features_of
 from qnb._targets._queue_eta import JobFigures, QueueFigures, estimate_left
 from conftest import wait_until
 from ionq_standin import StandIn, free_port
 from test_server_support import BELL, BELL_JSON, FLIP, auth, make_users, submit_body
-from vendor_support import served, target_maker
+from vendor_support import served
 
 Q = cirq.LineQubit.range(2)
 VENDOR_BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(Q[0], Q[1]), cirq.measure(*Q, key="m"))
