@@ -35,23 +35,29 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
-from .._errors import StoreError
+import numpy as np
+
+from .._errors import QnbError, StoreError
 from .._estimate import CircuitFeatures, Estimate, TargetHistory, features_of
 from .._records import JobRecord
 from .._status import IN_QUEUE, TERMINAL, JobStatus
 from .._targets import QueueOwningTarget, SimulatorTarget, Target
 from .._targets._pool import get_pool
 from ._context import Core
-from ._item_times import KEEP_RUNS, ItemRun, ItemTimeModel, engine_key
+from ._item_times import KEEP_RUNS, ItemRun, ItemTimeModel, engine_key, sizes_of
 from ._scheduler import Scheduler
 
 logger = logging.getLogger("qnb")
 
-#: At most one forecast of every local job this often (a burst of reports is one tick).
-TICK_SECONDS = 0.5
+#: After a report, a forecast of every local job at most this often (a burst of reports
+#: is one tick); after a queue changed (a job queued, started, moved, cancelled), sooner.
+TICK_SECONDS = 1.0
+QUEUE_TICK_SECONDS = 0.5
 #: While local jobs run, a tick this often even without reports (an item running past
 #: its forecast pushes its job's finish on).
 IDLE_TICK_SECONDS = 2.0
+#: The model learns what ran when a job ends, else at most this often.
+FIT_SECONDS = 5.0
 #: Learnt item times are written to the store at most this often (and at close).
 SAVE_SECONDS = 10.0
 #: How long ``qnb.estimate`` waits for a target that owns its queue.
@@ -78,9 +84,11 @@ class _Plan:
     target: SimulatorTarget
     features: Sequence[CircuitFeatures] | None  # per item (None: not at hand, nothing learnt)
     shots: int
+    sizes: np.ndarray | None  # per item, the model's parts (None: the features are not at hand)
     seconds: list[float]  # per item, as the model predicts
     order: int
     seen: int = 0  # the target's outcomes already learnt from
+    handle: object = None  # the target's handle (a RunState: its outcomes) once reported
     announced: float | None = None  # the finish last announced
 
 
@@ -134,13 +142,19 @@ class Estimator:
         self.model = ItemTimeModel(ItemRun.from_row(row) for row in core.store.item_times(KEEP_RUNS))
         self._plans: dict[str, _Plan] = {}
         self._orders = itertools.count()
-        self._new_runs: list[ItemRun] = []
+        # Runs not learnt yet, as ItemRun's fields (a tuple is cheaper on each report).
+        self._new_runs: list[tuple] = []
+        self._fit_due = False  # a job ended: learn from its items at the next tick
+        self._fitted_at = time.monotonic()
         self._unsaved: list[tuple] = []
         self._saved_at = time.monotonic()
         self._due: float | None = None  # when the next tick is armed for (monotonic)
+        self._timer: asyncio.TimerHandle | None = None
         self._busy_since: dict[int, float] = {}  # a line's latest outcome (by executor id)
         self._histories: dict[str, tuple[float, TargetHistory, int]] = {}
         self._refreshing: set[str] = set()
+        #: Off: no estimate of live jobs is kept (the benchmark measures what they cost).
+        self.enabled = True
 
     # -- hooks (under the core's lock) --------------------------------------------------
 
@@ -150,7 +164,8 @@ class Estimator:
 
         def changed_and_forecast(rec: JobRecord) -> None:
             changed(rec)
-            self._soon(TICK_SECONDS)
+            if self.enabled:
+                self._soon(QUEUE_TICK_SECONDS)
 
         return changed_and_forecast
 
@@ -165,6 +180,8 @@ class Estimator:
     def admit(self, rec: JobRecord, target: Target, features: Sequence[CircuitFeatures] | None, *,
               front: bool) -> None:  # fmt: skip
         """A job about to enter qnb's queue (before it is announced): its estimate now."""
+        if not self.enabled:
+            return
         if not isinstance(target, SimulatorTarget):
             found = self._from_history(target.name, len(rec.items), rec.shots, read=False)
             if found.run_seconds is not None or found.wait_seconds is not None:
@@ -172,56 +189,66 @@ class Estimator:
             return
         if features is not None and len(features) != len(rec.items):
             features = None
-        seconds = self._predict(target, features, rec.shots, len(rec.items))
-        plan = self._plans[rec.id] = _Plan(rec, target, features, rec.shots, seconds, next(self._orders))
+        plan = self._plans[rec.id] = self._plan(rec, target, features, rec.shots, len(rec.items))
         if sum(len(p.seconds) for p in self._plans.values()) <= IMMEDIATE_FORECAST_ITEMS:
             now = time.time()
             placed = self._forecast(now, extra=plan, front=front).get(plan)
             if placed is not None:
                 rec.live.estimate = self._estimate(plan, placed, now)
                 plan.announced = placed.end
-        self._soon(TICK_SECONDS)
+        self._soon(QUEUE_TICK_SECONDS)
 
     def adopt(self, records: Iterable[JobRecord]) -> None:
         """Jobs taken over from a dead server process (their circuits are in the store
         only): forecast with the engine's typical item time."""
         for rec in records:
-            target = self.core.targets.get(rec.target)
+            try:
+                target = self.core.targets.get(rec.target)
+            except QnbError:  # (a target not registered yet: its jobs wait unestimated)
+                continue
             if isinstance(target, SimulatorTarget):
-                seconds = self._predict(target, None, rec.shots, len(rec.items))
-                self._plans[rec.id] = _Plan(rec, target, None, rec.shots, seconds, next(self._orders))
-        self._soon(TICK_SECONDS)
+                self._plans[rec.id] = self._plan(rec, target, None, rec.shots, len(rec.items))
+        self._soon(QUEUE_TICK_SECONDS)
 
     def after_report(self, rec: JobRecord, target: Target, handle) -> None:
         """The runner's hook after each report of a followed job's target."""
-        if isinstance(target, QueueOwningTarget):
-            self._follow_remote(rec, target, handle)
+        if not self.enabled:
             return
         plan = self._plans.get(rec.id)
-        if plan is None:
-            if rec.done:
+        if plan is None:  # (local jobs have a plan: this is the path of few reports)
+            if isinstance(target, QueueOwningTarget):
+                self._follow_remote(rec, target, handle)
+            elif rec.done:
                 rec.live.estimate = None
             return
         outcomes = getattr(handle, "outcomes", None)
-        if outcomes is not None and len(outcomes) > plan.seen:
-            self._learn(plan, itertools.islice(outcomes.items(), plan.seen, None))
-            plan.seen = len(outcomes)
+        if outcomes is None or len(outcomes) <= plan.seen:
+            return  # items started: the forecast already has them running
+        plan.handle = handle  # (the tick takes the new outcomes: one pass for many reports)
+        self._busy_since[id(plan.target.executor)] = time.time()
         if rec.done:
+            self._learn(plan)
             del self._plans[rec.id]
             rec.live.estimate = None
+            self._fit_due = True
         self._soon(TICK_SECONDS)
 
-    def _learn(self, plan: _Plan, outcomes: Iterable) -> None:
+    def _learn(self, plan: _Plan) -> None:
+        """Take the times of the plan's items that finished since it last looked."""
+        outcomes = getattr(plan.handle, "outcomes", None)
+        if outcomes is None or len(outcomes) <= plan.seen:
+            return
+        new = itertools.islice(outcomes.items(), plan.seen, None)
+        plan.seen = len(outcomes)
         target = plan.target
-        self._busy_since[id(target.executor)] = time.time()
         if plan.features is None:
             return
-        noisy = bool(target.noise)
-        for i, outcome in outcomes:
+        noisy, asked, new_runs = bool(target.noise), target.engine, self._new_runs
+        for i, outcome in new:
             seconds = getattr(outcome, "seconds", None)
             if seconds is not None and outcome.status is JobStatus.COMPLETED:
-                engine = engine_key(outcome.engine, target.engine)
-                self._new_runs.append(ItemRun(engine, plan.features[i], plan.shots, noisy, seconds))
+                engine = asked if outcome.engine == asked else engine_key(outcome.engine, asked)
+                new_runs.append((engine, plan.features[i], plan.shots, noisy, seconds))
 
     def _follow_remote(self, rec: JobRecord, target: QueueOwningTarget, handle) -> None:
         if rec.done:
@@ -243,8 +270,7 @@ class Estimator:
         if not isinstance(target, SimulatorTarget):
             return self._from_history(target.name, len(features), shots, read=True)
         with self.core.lock:
-            seconds = self._predict(target, features, shots, len(features))
-            plan = _Plan(None, target, features, shots, seconds, next(self._orders))
+            plan = self._plan(None, target, features, shots, len(features))
             now = time.time()
             placed = self._forecast(now, extra=plan, front=False)[plan]
             return self._estimate(plan, placed, now)
@@ -303,12 +329,18 @@ class Estimator:
 
     # -- the forecast (under the core's lock) -----------------------------------------------
 
-    def _predict(self, target: SimulatorTarget, features, shots: int, n_items: int) -> list[float]:
-        noisy = bool(target.noise)
-        if features is None:
-            return [self.model.typical(target.engine)] * n_items
-        predict = self.model.predictor(target.engine, shots, noisy)
-        return [predict(f) for f in features]
+    def _plan(self, rec: JobRecord | None, target: SimulatorTarget, features, shots: int, n_items: int) -> _Plan:
+        sizes = None if features is None else sizes_of(target.engine, features, shots, bool(target.noise))
+        plan = _Plan(rec, target, features, shots, sizes, [], next(self._orders))
+        self._predict(plan, n_items)
+        return plan
+
+    def _predict(self, plan: _Plan, n_items: int) -> None:
+        """The plan's item times, as the model says now."""
+        if plan.sizes is None:
+            plan.seconds = [self.model.typical(plan.target.engine)] * n_items
+        else:
+            plan.seconds = (plan.sizes @ self.model.coefficients(plan.target.engine)).tolist()
 
     def _forecast(self, now: float, extra: _Plan | None = None, front: bool = False) -> dict[_Plan, _Placed]:
         """Every local job's start and end (and ``extra``'s, as if it joined its
@@ -394,19 +426,33 @@ class Estimator:
         if (self._due is not None and self._due <= due) or self.core.closed:
             return
         self._due = due
-        loop = self.core.loop
+        if _on(self.core.loop):
+            self._arm(delay)
+            return
         try:
-            loop.call_soon_threadsafe(loop.call_later, delay, self._tick)
+            self.core.loop.call_soon_threadsafe(self._arm, delay)
         except RuntimeError:  # the loop has closed (the manager is closing)
             pass
+
+    def _arm(self, delay: float) -> None:
+        """(On the loop.) One timer: an earlier tick replaces a later one."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.core.loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
         core = self.core
         with core.lock:
-            self._due = None
-            runs, self._new_runs = self._new_runs, []
+            self._due = self._timer = None
             if core.closed:
                 return
+            for plan in self._plans.values():
+                self._learn(plan)
+            runs = []
+            # A fit when a job ended, else at most every FIT_SECONDS (fits are the cost).
+            if self._fit_due or time.monotonic() - self._fitted_at > FIT_SECONDS:
+                runs, self._new_runs = [ItemRun(*fields) for fields in self._new_runs], []
+                self._fit_due, self._fitted_at = False, time.monotonic()
         if runs:
             self.model.learn(runs)  # (a fit: outside the lock)
         with core.lock:
@@ -414,7 +460,7 @@ class Estimator:
             self._unsaved += [run.row(now) for run in runs]
             if runs:
                 for plan in self._plans.values():
-                    plan.seconds = self._predict(plan.target, plan.features, plan.shots, len(plan.seconds))
+                    self._predict(plan, len(plan.seconds))
             self._update(now)
             live = bool(self._plans)
         if live:
@@ -449,7 +495,7 @@ class Estimator:
         """At the manager's close: what was learnt goes to the store."""
         with self.core.lock:
             runs, self._new_runs = self._new_runs, []
-            self._unsaved += [run.row(time.time()) for run in runs]
+            self._unsaved += [ItemRun(*fields).row(time.time()) for fields in runs]
         self.save()
 
 

@@ -33,7 +33,7 @@ import collections
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -44,17 +44,19 @@ ENGINES = ("qsim", "cirq", "density")
 #: (fixed, per gate once, per gate per pass, per gate per pass per amplitude,
 #: per shot per qubit). Measured with qsimcirq 0.22 and Cirq 1.4 on 2 cores.
 COLD_START: dict[str, tuple[float, ...]] = {
-    "qsim": (1.2e-3, 3e-5, 1.5e-6, 1.0e-9, 4e-7),
-    "cirq": (3e-3, 1e-4, 5e-5, 3e-9, 5e-7),
-    "density": (3e-3, 1e-4, 5e-5, 3e-9, 5e-7),
+    "qsim": (5e-4, 1e-4, 1.5e-6, 5e-10, 6e-7),
+    "cirq": (6e-3, 2e-4, 1e-4, 6e-9, 1e-6),
+    "density": (5e-3, 1.6e-4, 8e-5, 5e-9, 8e-7),
 }
 #: Runs kept (in the store and in memory): the newest.
 KEEP_RUNS = 2000
 #: Runs of an engine from which every part is fitted (fewer: the overall scale only).
 FULL_FIT_RUNS = 6
 # How strongly each part's multiplier is held toward the engine's overall scale: about
-# as much as this many runs dominated by that part.
-PRIOR_RUNS = 1.0
+# as much as this many runs dominated by that part. Timings on a busy machine vary by
+# 2x for one circuit: with a weaker hold, fits followed that noise (tried: 1 and 5 were
+# worse than 20 on 248 qsim runs, cross-validated).
+PRIOR_RUNS = 20.0
 # Runs whose time is this far from the first fit (a factor) are dropped for the second.
 OUTLIER_FACTOR = 3.0
 # A run this many runs older than the newest weighs half as much.
@@ -109,21 +111,21 @@ def parts(engine: str, features: CircuitFeatures, shots: int, noisy: bool) -> tu
 
 
 class ItemTimeModel:
-    """Per engine, the cold start's constants times learnt multipliers."""
+    """Per engine, the cold start's constants times learnt multipliers. Learnt runs are
+    kept as their parts' sizes (taken once), so a fit is array arithmetic only."""
 
     def __init__(self, runs: Iterable[ItemRun] = ()):
         self._lock = threading.Lock()
-        self._runs: dict[str, collections.deque[ItemRun]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=KEEP_RUNS)
-        )
-        self._multipliers: dict[str, np.ndarray] = {}
+        self._runs: dict[str, _Runs] = collections.defaultdict(_Runs)
+        self._coefficients: dict[str, np.ndarray] = {}  # seconds per unit of each part
         self.learn(runs)
 
     def learnt(self, engine: str | None = None) -> int:
         """Runs learnt from (of ``engine``, or of all engines)."""
         if engine is not None:
-            return len(self._runs.get(engine, ()))
-        return sum(len(runs) for runs in self._runs.values())
+            found = self._runs.get(engine)
+            return 0 if found is None else found.count
+        return sum(runs.count for runs in self._runs.values())
 
     def learn(self, runs: Iterable[ItemRun]) -> None:
         """Take these runs in and fit again the engines they ran on."""
@@ -131,49 +133,71 @@ class ItemTimeModel:
         with self._lock:
             for run in runs:
                 if run.seconds > 0 and math.isfinite(run.seconds):
-                    self._runs[run.engine].append(run)
+                    self._runs[run.engine].add(parts(run.engine, run.features, run.shots, run.noisy), run.seconds)
                     touched.add(run.engine)
-            found = {engine: list(self._runs[engine]) for engine in touched}
-        for engine, engine_runs in found.items():
-            self._multipliers[engine] = fit(engine, engine_runs)  # (one assignment: readers see old or new)
+            found = {engine: self._runs[engine].oldest_first() for engine in touched}
+        for engine, (sizes, seconds) in found.items():
+            constants = np.array(COLD_START.get(engine, COLD_START["qsim"]))
+            # (One assignment: readers see the old coefficients or the new.)
+            self._coefficients[engine] = constants * fit(sizes * constants, seconds)
+
+    def coefficients(self, engine: str) -> np.ndarray:
+        """Seconds per unit of each part (see :func:`parts`)."""
+        found = self._coefficients.get(engine)
+        return np.array(COLD_START.get(engine, COLD_START["qsim"])) if found is None else found
 
     def predict(self, engine: str, features: CircuitFeatures, shots: int, noisy: bool = False) -> float:
         """Seconds one item takes on a worker."""
-        return self.predictor(engine, shots, noisy)(features)
-
-    def predictor(self, engine: str, shots: int, noisy: bool) -> Callable[[CircuitFeatures], float]:
-        """:meth:`predict` for many circuits of one job (the constants taken once)."""
-        constants = COLD_START.get(engine, COLD_START["qsim"])
-        multipliers = self._multipliers.get(engine)
-        if multipliers is not None:
-            constants = tuple(m * c for m, c in zip(multipliers.tolist(), constants))
-
-        def predict(features: CircuitFeatures) -> float:
-            return sum(c * s for c, s in zip(constants, parts(engine, features, shots, noisy)))
-
-        return predict
+        return float(np.dot(self.coefficients(engine), parts(engine, features, shots, noisy)))
 
     def typical(self, engine: str) -> float:
         """The median time of the engine's learnt runs (an item whose circuit is not at
         hand, e.g. a job taken over from a dead server); a small circuit's when none."""
-        runs = list(self._runs.get(engine, ()))
-        if not runs:
+        found = self._runs.get(engine)
+        if found is None or not found.count:
             return self.predict(engine, CircuitFeatures(4, 8, 4, 0, 1, 6, True), 1000)
-        return float(np.median([run.seconds for run in runs]))
+        return float(np.median(found.oldest_first()[1]))
 
 
-def fit(engine: str, runs: Sequence[ItemRun]) -> np.ndarray:
-    """The multipliers of the cold start's parts that best explain ``runs`` (see the
-    module's docstring)."""
-    constants = np.array(COLD_START.get(engine, COLD_START["qsim"]))
-    contributions = np.array([parts(engine, r.features, r.shots, r.noisy) for r in runs]) * constants
-    seconds = np.array([r.seconds for r in runs])
+class _Runs:
+    """One engine's newest KEEP_RUNS runs as arrays (a ring): a fit reads them as they
+    are, with no list of tuples to convert (~1 ms for 2,000 runs)."""
+
+    def __init__(self):
+        self.sizes = np.zeros((KEEP_RUNS, 5))
+        self.seconds = np.zeros(KEEP_RUNS)
+        self.count = 0
+        self._next = 0
+
+    def add(self, sizes: tuple[float, ...], seconds: float) -> None:
+        self.sizes[self._next] = sizes
+        self.seconds[self._next] = seconds
+        self._next = (self._next + 1) % KEEP_RUNS
+        self.count = min(self.count + 1, KEEP_RUNS)
+
+    def oldest_first(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.count < KEEP_RUNS:
+            return self.sizes[: self.count].copy(), self.seconds[: self.count].copy()
+        order = np.roll(np.arange(KEEP_RUNS), -self._next)
+        return self.sizes[order], self.seconds[order]
+
+
+def sizes_of(engine: str, features: Sequence[CircuitFeatures], shots: int, noisy: bool) -> np.ndarray:
+    """:func:`parts` of many circuits, as rows (predictions are then one product)."""
+    return np.array([parts(engine, f, shots, noisy) for f in features]).reshape(len(features), 5)
+
+
+def fit(contributions: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """The multipliers of the cold start's parts (``contributions``: each run's parts
+    at the cold start's constants) that best explain ``seconds`` (see the module's
+    docstring)."""
     relative = contributions / seconds[:, None]  # each row: sum(m * relative) should be 1
-    age = np.arange(len(runs))[::-1]  # 0: the newest
+    k = contributions.shape[1]
+    age = np.arange(len(seconds))[::-1]  # 0: the newest
     weights = 0.5 ** (age / HALF_WEIGHT_AGE)
     scale = float(np.exp(-np.median(np.log(relative.sum(axis=1)))))
-    if len(runs) < FULL_FIT_RUNS:
-        return np.full(len(constants), scale)
+    if len(seconds) < FULL_FIT_RUNS:
+        return np.full(k, scale)
     multipliers = _ridge(relative, weights, scale)
     errors = np.abs(np.log(relative @ multipliers))
     kept = errors < math.log(OUTLIER_FACTOR)
@@ -182,7 +206,7 @@ def fit(engine: str, runs: Sequence[ItemRun]) -> np.ndarray:
         errors = np.abs(np.log(relative @ multipliers))
     scale_only = np.abs(np.log(relative.sum(axis=1) * scale))
     # The scale alone where the parts do no better (few runs, all alike).
-    return multipliers if np.median(errors) < np.median(scale_only) else np.full(len(constants), scale)
+    return multipliers if np.median(errors) < np.median(scale_only) else np.full(k, scale)
 
 
 def _ridge(relative: np.ndarray, weights: np.ndarray, scale: float) -> np.ndarray:
