@@ -33,7 +33,7 @@ import cirq  # noqa: E402
 
 import qnb  # noqa: E402
 from bench_core_throughput import brickwork  # noqa: E402
-from qnb import _api, _estimate  # noqa: E402
+from qnb import _api, _estimate, _prices  # noqa: E402
 from qnb._manager import get_manager  # noqa: E402
 from qnb._targets._pool import get_pool  # noqa: E402
 
@@ -62,8 +62,10 @@ def estimate_speed(repeat: int) -> None:
         features = [_estimate.features_of(c) for c in circuits]
         taking, _ = best_ms(lambda: [_estimate.features_of(c) for c in circuits], repeat)
         forecast, _ = best_ms(lambda: manager.estimate_submission(target, features, 1000), repeat)
+        price, _ = best_ms(lambda: _prices.cost_at_submit(target, features, 1000, max_cost=None, spent=None), repeat)
         print(f"qnb.estimate of 300 {name}: {median:.1f} ms (median; best {best:.1f})   (goal <= 50 ms)")
-        print(f"    of which: checks as at submit {checks:.1f} ms, features {taking:.1f} ms, forecast {forecast:.2f} ms")
+        print(f"    of which (circuits seen before): checks as at submit {checks:.1f} ms, features {taking:.1f} ms, "
+              f"forecast {forecast:.2f} ms, price {price:.2f} ms")
 
 
 class Timed:
