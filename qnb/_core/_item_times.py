@@ -42,11 +42,12 @@ from .._estimate import CircuitFeatures
 ENGINES = ("qsim", "cirq", "density")
 #: Seconds per unit of each part (see the module's docstring), per engine:
 #: (fixed, per gate once, per gate per pass, per gate per pass per amplitude,
-#: per shot per qubit). Measured with qsimcirq 0.22 and Cirq 1.4 on 2 cores.
+#: per shot per qubit). Measured through the pool (qsimcirq 0.22, Cirq 1.4) on a quiet
+#: 2-core machine; a busy one took 2-3x as long, which the learnt scale takes in.
 COLD_START: dict[str, tuple[float, ...]] = {
-    "qsim": (5e-4, 1e-4, 1.5e-6, 5e-10, 6e-7),
-    "cirq": (6e-3, 2e-4, 1e-4, 6e-9, 1e-6),
-    "density": (5e-3, 1.6e-4, 8e-5, 5e-9, 8e-7),
+    "qsim": (2e-4, 4e-5, 6e-7, 2e-10, 2.5e-7),
+    "cirq": (3e-3, 1e-4, 5e-5, 3e-9, 5e-7),
+    "density": (2.5e-3, 8e-5, 4e-5, 2.5e-9, 4e-7),
 }
 #: Runs kept (in the store and in memory): the newest.
 KEEP_RUNS = 2000
