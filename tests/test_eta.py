@@ -143,9 +143,9 @@ def test_a_job_estimate_updates_as_it_runs_and_is_none_once_done(manager):
 
 
 def test_queue_changes_reach_the_listeners(manager, serial_target):
-    circuit = layered(18, 20, 3)
-    running = qnb.submit([circuit] * 16, target="eta-serial", shots=100)
-    waiting = [qnb.submit([circuit] * 16, target="eta-serial", shots=100) for _ in range(3)]
+    circuit = layered(20, 20, 3)  # (a job of ~1 s on two workers: its move is news)
+    running = qnb.submit([circuit] * 24, target="eta-serial", shots=100)
+    waiting = [qnb.submit([circuit] * 24, target="eta-serial", shots=100) for _ in range(3)]
     assert "2 jobs ahead" in waiting[1].estimate.basis
     seen: dict[str, list] = {}
     remove = manager.add_listener(lambda rec: seen.setdefault(rec.id, []).append(rec.live.estimate))
