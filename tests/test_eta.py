@@ -8,6 +8,7 @@ with the margin the issue sets (the accuracy test, which says its figures)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import math
 import random
@@ -19,11 +20,11 @@ import pytest
 from conftest import new_process_manager, wait_until
 
 import qnb
-from qnb._core import _item_times
+from qnb._core import _eta, _item_times
 from qnb._device import DeviceSpec
 from qnb._errors import InvalidCircuitError, InvalidOptionError
-from qnb._estimate import features_of
-from qnb._targets import SimulatorTarget, registry
+from qnb._estimate import Estimate, TargetHistory, features_of
+from qnb._targets import QueueOwningTarget, SimulatorTarget, registry
 from qnb._targets._pool import get_pool
 
 BELL = cirq.Circuit(
@@ -219,3 +220,57 @@ def test_eight_mixed_jobs_finish_within_30_percent_of_the_forecast(manager):
         print(f"{spec}: forecast {forecast:.2f} s, took {took:.2f} s ({error:.0%})")
     print(f"median error {statistics.median(errors):.0%}")
     assert statistics.median(errors) <= 0.30
+
+
+class _AskedTarget(QueueOwningTarget):
+    """A target that owns its queue and only answers ``estimate_submission`` (after
+    ``delay`` seconds): enough for the estimator's side of it."""
+
+    def __init__(self, name: str, answer: Estimate | None, delay: float = 0.0):
+        self.name, self.answer, self.delay = name, answer, delay
+        self.device = DeviceSpec(name, max_qubits=10)
+        self.asked: list[TargetHistory] = []
+
+    async def estimate_submission(self, features, shots, history):
+        self.asked.append(history)
+        await asyncio.sleep(self.delay)
+        return self.answer
+
+    async def submit(self, job):
+        raise NotImplementedError
+
+    async def poll(self, handle):
+        raise NotImplementedError
+
+    async def results(self, handle, indices):
+        raise NotImplementedError
+
+    async def cancel(self, handle):
+        return True
+
+    def handle_id(self, handle):
+        return str(handle)
+
+    async def reattach(self, remote_id, n_items):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("delay", [0.0, 5.0])
+def test_a_target_owning_its_queue_answers_within_the_deadline(manager, monkeypatch, delay):
+    monkeypatch.setattr(_eta, "REMOTE_DEADLINE_SECONDS", 0.5)
+    said = Estimate.starting_now(30.0, 120.0, basis="the target's own figures")
+    target = _AskedTarget(f"eta-owner-{int(delay)}", said, delay)
+    registry.register(target.name, target)
+    try:
+        started = time.monotonic()
+        found = qnb.estimate([BELL], target=target.name, shots=100)
+        took = time.monotonic() - started
+    finally:
+        registry.unregister(target.name)
+    assert target.asked == [TargetHistory()]  # qnb's history of it: nothing ran there yet
+    if delay:  # past the deadline: qnb's history alone, and here it knows nothing
+        assert took < 3 and found.run_seconds is None and found.finish is None
+        assert found.basis.startswith("nothing known yet")
+    else:
+        assert (found.run_seconds, found.wait_seconds, found.finish) == (30.0, 120.0, said.finish)
+        assert found.basis.startswith("the target's own figures")

@@ -153,6 +153,7 @@ class Estimator:
         self._busy_since: dict[int, float] = {}  # a line's latest outcome (by executor id)
         self._histories: dict[str, tuple[float, TargetHistory, int]] = {}
         self._refreshing: set[str] = set()
+        self._device_jobs: dict[str, int] = {}
         #: Off: no estimate of live jobs is kept (the benchmark measures what they cost).
         self.enabled = True
 
@@ -346,6 +347,7 @@ class Estimator:
         """Every local job's start and end (and ``extra``'s, as if it joined its
         target's queue now)."""
         lines: dict[int, _Line] = {}
+        self._device_jobs: dict[str, int] = {}  # jobs placed so far on each device
         placed: dict[_Plan, _Placed] = {}
         slots: dict[str, list[float]] = defaultdict(list)  # targets' running jobs' ends
         running = [p for p in self._plans.values() if p.rec is not None and p.rec.status not in IN_QUEUE
@@ -394,7 +396,8 @@ class Estimator:
             total = sum(max(s, device) for s in seconds)
             if running is not None and seconds:
                 total = max(total - (now - running), 0.1 * total)
-            return _Placed(release, release + total, 0, None)
+            ahead = self._device_jobs[target.name] = self._device_jobs.get(target.name, -1) + 1
+            return _Placed(release, release + total, ahead, None)
         key = id(target.executor)
         line = lines.get(key)
         if line is None:
