@@ -156,7 +156,7 @@ class JobManager(_Reads):
         self._persistence = WriteBehind(core)
         self._runner = Runner(core, self._persistence)
         # ETAs: the estimator forecasts again when a queue changes and learns from reports.
-        self._estimator = Estimator(core, announce=self._persistence.notify)
+        self._estimator = Estimator(core, announce=self._persistence.changed)
         self._scheduler = Scheduler(core, changed=self._estimator.watching(self._persistence.changed),
                                     start=self._runner.start)  # fmt: skip
         self._runner.scheduler = self._estimator.scheduler = self._scheduler

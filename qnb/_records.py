@@ -78,6 +78,9 @@ class JobRecord:
     currency: str | None = None
     #: How many times a transiently failed item runs again (``retries=`` at submit).
     retries: int = 0
+    #: What is left of it as the process that runs it last estimated and stored
+    #: (``Estimate.as_json()``; read from the store). That process's own is ``live.estimate``.
+    saved_estimate: dict | None = None
 
     #: What the process that runs or follows the job holds besides (never stored).
     live: JobRuntime = dataclasses.field(default_factory=lambda: JobRuntime(), repr=False)

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     usage         TEXT, -- JSON: what a vendor says the job used (quantum seconds, cost)
     cost          REAL, -- the cost estimated at submit (NULL: no price known)
     currency      TEXT,
-    retries       INTEGER NOT NULL DEFAULT 0  -- runs again of a transiently failed item
+    retries       INTEGER NOT NULL DEFAULT 0, -- runs again of a transiently failed item
+    estimate      TEXT  -- JSON: what is left of it, as its runner last estimated (unfinished jobs)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
@@ -98,7 +99,7 @@ _ITEM_COLUMNS = "job_id, idx, label, status, error, result, params, engine, retr
 
 _JOB_COLUMNS = (
     "id, name, target, user, shots, status, time_added, time_started, time_finished, "
-    "error, parent_id, queue_seq, owner, remote_id, priority, origin, usage, cost, currency, retries"
+    "error, parent_id, queue_seq, owner, remote_id, priority, origin, usage, cost, currency, retries, estimate"
 )
 # Actions asked of the process that runs a job, by another process of the same user
 # (cancel, remove, move to front); the owner carries them out and writes the outcome.
@@ -253,28 +254,7 @@ class Store(_ForEstimates):
         db.execute("PRAGMA foreign_keys=ON")
         self._check_schema(db)
         db.executescript(_SCHEMA + _ITEMS_TABLE.format(name="items") + _REQUESTS_TABLE + _ITEM_TIMES_TABLE)  # idempotent
-        job_columns = _columns(db, "jobs")
-        if "priority" not in job_columns:  # a store written before priorities existed
-            db.execute("ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
-        if "origin" not in job_columns:  # a store written before jobs said where they came from
-            db.execute("ALTER TABLE jobs ADD COLUMN origin TEXT")
-        if "usage" not in job_columns:  # a store written before vendors' usage was kept
-            db.execute("ALTER TABLE jobs ADD COLUMN usage TEXT")
-        if "cost" not in job_columns:  # a store written before costs and retries
-            db.execute("ALTER TABLE jobs ADD COLUMN cost REAL")
-            db.execute("ALTER TABLE jobs ADD COLUMN currency TEXT")
-            db.execute("ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
-        item_columns = _columns(db, "items")
-        for column in ("params", "engine"):  # a store written before sweeps existed
-            if column not in item_columns:
-                db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
-        if "retryable" not in item_columns:  # a store written before failures said so
-            db.execute("ALTER TABLE items ADD COLUMN retryable INTEGER")
-        if "attempts" not in item_columns:  # a store written before retries
-            db.execute("ALTER TABLE items ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
-            db.execute("ALTER TABLE items ADD COLUMN history TEXT")
-        if "circuit" in item_columns:  # schema 1-2: circuits inside the items' rows
-            _move_circuits_out(db)
+        _add_missing_columns(db)
         if "created" not in _columns(db, "idempotency_keys"):  # keys written before they expired
             db.execute("ALTER TABLE idempotency_keys ADD COLUMN created REAL NOT NULL DEFAULT 0")
         db.execute("CREATE INDEX IF NOT EXISTS keys_by_age ON idempotency_keys (created)")
@@ -374,7 +354,7 @@ class Store(_ForEstimates):
         with self._transaction(written=sum(len(row[0]) for row in changes.results)) as db:
             db.executemany(
                 "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
-                "queue_seq=?, priority=?, remote_id=?, usage=? WHERE id=?",
+                "queue_seq=?, priority=?, remote_id=?, usage=?, estimate=? WHERE id=?",
                 changes.jobs,
             )
             db.executemany(
@@ -390,7 +370,7 @@ class Store(_ForEstimates):
         with self._transaction() as db:
             db.executemany(
                 "UPDATE jobs SET status=?, time_started=?, time_finished=?, error=?, "
-                "queue_seq=?, priority=?, remote_id=?, usage=?, owner=? WHERE id=?",
+                "queue_seq=?, priority=?, remote_id=?, usage=?, estimate=?, owner=? WHERE id=?",
                 [(*_job_changes(job)[:-1], job.owner, job.id) for job in jobs],
             )
             db.executemany(
@@ -648,6 +628,35 @@ def _search(
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
+#: Columns added since the first schema: (table, column, its SQL type), in the order
+#: they came. A store written before one gains it (empty) when opened for writing.
+_ADDED_COLUMNS = (
+    ("jobs", "priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "origin", "TEXT"),  # where it was submitted from
+    ("jobs", "usage", "TEXT"),  # what a vendor says it used
+    ("jobs", "cost", "REAL"),
+    ("jobs", "currency", "TEXT"),
+    ("jobs", "retries", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "estimate", "TEXT"),
+    ("items", "params", "TEXT"),  # sweeps
+    ("items", "engine", "TEXT"),
+    ("items", "retryable", "INTEGER"),  # failures say whether a rerun may cure them
+    ("items", "attempts", "INTEGER NOT NULL DEFAULT 0"),  # retries
+    ("items", "history", "TEXT"),
+)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a store written by an older qnb up to today's columns (schema 1-2 stores
+    also have their circuits moved out of the items' rows)."""
+    present = {table: _columns(db, table) for table in ("jobs", "items")}
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in present[table]:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    if "circuit" in present["items"]:  # schema 1-2: circuits inside the items' rows
+        _move_circuits_out(db)
+
+
 def _schema_version(path: Path, value: object) -> int:
     """The store's schema version; one that is not a whole number >= 1 means the file
     was damaged or written by something else: said, never read on as if it were ours."""
@@ -808,7 +817,15 @@ def changes_of(jobs: Iterable[JobRecord]) -> Changes:
 
 def _job_changes(job: JobRecord) -> tuple:
     return (job.status.value, job.time_started, job.time_finished, job.error,
-            job.queue_seq, job.priority, job.remote_id, _usage_text(job.usage), job.id)  # fmt: skip
+            job.queue_seq, job.priority, job.remote_id, _usage_text(job.usage),
+            _estimate_text(job), job.id)  # fmt: skip
+
+
+def _estimate_text(job: JobRecord) -> str | None:
+    """The job's latest estimate for other processes (the CLI, the jobs panel) to show;
+    cleared once it ends."""
+    estimate = job.live.estimate
+    return None if estimate is None or job.done else json.dumps(estimate.as_json())
 
 
 def _usage_text(usage: dict | None) -> str | None:
@@ -850,12 +867,13 @@ def _job_row(job: JobRecord) -> tuple:
         job.cost,
         job.currency,
         job.retries,
+        _estimate_text(job),
     )
 
 
 def _record_from_row(row: tuple, items: list[ItemRecord], tags: tuple[str, ...] = ()) -> JobRecord:
     (job_id, name, target, user, shots, status, t_add, t_start, t_end, error, parent,
-     seq, owner, remote_id, priority, origin, usage, cost, currency, retries) = row  # fmt: skip
+     seq, owner, remote_id, priority, origin, usage, cost, currency, retries, estimate) = row  # fmt: skip
     return JobRecord(
         id=job_id,
         name=name,
@@ -879,4 +897,5 @@ def _record_from_row(row: tuple, items: list[ItemRecord], tags: tuple[str, ...] 
         cost=cost,
         currency=currency,
         retries=retries or 0,
+        saved_estimate=json.loads(estimate) if estimate else None,
     )

@@ -26,7 +26,8 @@ def job_fields(rec: JobRecord) -> dict:
     """A job's own fields, JSON-ready: the base of every view below. ``tags`` only
     when the job has some (as an item's ``params`` only when it is swept); ``cost`` and
     ``currency`` only where a price was known at submit; ``estimate`` (what is left:
-    :meth:`qnb.Estimate.as_json`) only while the job is unfinished and estimated."""
+    :meth:`qnb.Estimate.as_json`: the running process's own, else the one it last stored)
+    only while the job is unfinished and estimated."""
     done, total = rec.progress
     fields = {
         "id": rec.id,
@@ -49,9 +50,11 @@ def job_fields(rec: JobRecord) -> dict:
         fields["tags"] = list(rec.tags)
     if rec.cost is not None:
         fields["cost"], fields["currency"] = rec.cost, rec.currency
-    estimate = rec.live.estimate
-    if estimate is not None and not rec.done:
-        fields["estimate"] = estimate.as_json()
+    if not rec.done:
+        estimate = rec.live.estimate
+        saved = rec.saved_estimate if estimate is None else estimate.as_json()
+        if saved is not None:
+            fields["estimate"] = saved
     return fields
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 
 import cirq
@@ -120,6 +124,28 @@ def test_waiting_jobs_account_for_the_queue_ahead_and_parallelism(manager, seria
                timeout=20, what="the moved job's estimate to shrink")  # fmt: skip
     for job in jobs:
         job.result(timeout=120)
+
+
+def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, serial_target):
+    """The CLI and the jobs panel read the store: the runner stores each estimate it
+    announces, and clears it when the job ends."""
+    circuits = [layered(18, 20, 7)] * (6 * get_pool().workers)
+    jobs = [qnb.submit(circuits, target="eta-serial", shots=200, name=f"w{i}") for i in range(3)]
+    last = jobs[-1]
+    wait_until(lambda: manager.store.load_job(last.id).saved_estimate is not None,
+               timeout=20, what="the waiting job's estimate in the store")  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "qnb", "show", last.id, "--json"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "QNB_HOME": str(manager.home)},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    estimate = json.loads(shown.stdout)["estimate"]
+    assert estimate["finish"] > time.time() and "ahead" in estimate["basis"], estimate
+    for job in jobs:
+        job.cancel()
+    wait_until(lambda: all(j.done() for j in jobs), timeout=60, what="the jobs to end")
+    manager.flush()
+    assert manager.store.load_job(last.id).saved_estimate is None
 
 
 def test_a_job_estimate_updates_as_it_runs_and_is_none_once_done(manager):
