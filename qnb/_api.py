@@ -213,6 +213,7 @@ def _submit_items(
         currency=cost.currency,
         retries=options.retries,
         features=features,
+        max_cost=options.max_cost,
     )
     job = Job(rec.id, manager=manager)
     _notify.notifier.watch(job, options.notify)
@@ -241,6 +242,8 @@ def estimate(
     features = [_estimate.features_of(c) for c in items.circuits.values()]
     timing = manager.estimate_submission(tgt, features, shots)
     cost = _prices.cost_at_submit(tgt, features, shots, max_cost=None, spent=None)
+    if cost.amount is None and timing.cost is not None:
+        cost = _prices.Cost(timing.cost, timing.currency, "")  # a queue server's own price
     return dataclasses.replace(
         timing, cost=cost.amount, currency=cost.currency,
         basis="; ".join(part for part in (timing.basis, cost.basis) if part),

@@ -252,6 +252,7 @@ class JobManager(_Reads):
         currency: str | None = None,
         retries: int = 0,
         features: Sequence[CircuitFeatures] | None = None,
+        max_cost: float | None = None,
     ) -> JobRecord:
         """Accept a validated job: queue it, store it, return once it is stored.
 
@@ -284,6 +285,7 @@ class JobManager(_Reads):
         )
         rec.live.circuits = list(circuits.values())
         rec.live.resolvers = None if resolvers is None else list(resolvers)
+        rec.live.max_cost = max_cost  # (a target that prices its jobs checks it)
         # One text per circuit, for the store and for the workers alike (serialize once):
         # the executor takes an item's text as it leaves, the insert all of them.
         texts = rec.live.circuit_json = circuit_json or _circuits.CircuitTexts(rec.live.circuits)

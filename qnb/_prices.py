@@ -350,8 +350,12 @@ def cost_at_submit(
     """The cost of a job of these circuits on ``target``; over ``max_cost`` or the
     target's budget (``spent()`` so far plus this), a ``CostLimitError``. Where no price
     is known and a limit is set, a ``CostLimitError`` too: a limit is never guessed past."""
-    cost = estimate_cost(target, features, shots)
     name = getattr(target, "name", "?")
+    if getattr(target, "priced_by_server", False) and not settings_of(target).price:
+        # A queue server prices its own device, and checks max_cost and its budget when
+        # the job reaches it (the submit is refused there, nothing kept).
+        return Cost(None, None, f"priced by the queue server of target {name!r} at submit")
+    cost = estimate_cost(target, features, shots)
     if max_cost is not None:
         _check_ceiling(cost, max_cost, name)
     settings = settings_of(target)

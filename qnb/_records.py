@@ -48,6 +48,8 @@ class JobRuntime:
     #: What is left of the job, as last estimated (``qnb.Estimate``; None: not known).
     #: Set by the core's estimator or from what the target sends (a queue server's).
     estimate: Any = None
+    #: ``max_cost=`` at submit, sent with the job to a target that prices it (not stored).
+    max_cost: float | None = None
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -24,7 +24,7 @@ import pytest
 import uvicorn
 
 import qnb
-from qnb import _manager
+from qnb import _manager, _prices
 from qnb._estimate import Estimate, TargetHistory, features_of
 from qnb._targets._queue_eta import JobFigures, QueueFigures, estimate_left
 from conftest import wait_until
@@ -227,6 +227,26 @@ def test_a_job_behind_others_on_the_server_finishes_later(manager, lab):
     server.cancel(blocker.id)
     for job in (first, second):
         job.result(timeout=120)
+
+
+def test_a_queue_server_prices_its_device_and_checks_max_cost(manager, lab):
+    """The kernel knows no price for a server's device: the server estimates the cost,
+    refuses a job over max_cost (nothing kept on either side) and keeps it with the job."""
+    url, server, tokens = lab
+    device = server.targets.get("emulator")
+    _prices.configure(device, _prices.check_settings({"per_shot": 0.01}, None, None,
+                                                     target="emulator", where="in this test"))  # fmt: skip
+    try:
+        qnb.connect("lab", url, token=tokens["alice"], retry_for=10)
+        with pytest.raises(qnb.CostLimitError, match=r"\$10.00, above max_cost=5"):
+            qnb.submit(FLIP, target="lab", shots=1_000, max_cost=5)  # 1,000 shots at $0.01
+        assert server.store.find_jobs() == [] and manager.store.find_jobs() == []
+        assert qnb.estimate(FLIP, target="lab", shots=1_000).cost == pytest.approx(10.0)
+        job = qnb.submit(FLIP, target="lab", shots=200, max_cost=5)
+        assert server.load(job.id).cost == pytest.approx(2.0)
+        job.result(timeout=60)
+    finally:
+        _prices.configure(device, None)
 
 
 def test_estimate_submission_asks_the_server_and_falls_back_to_history(manager, lab):

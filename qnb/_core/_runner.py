@@ -179,6 +179,7 @@ class Runner:
             report_waiting=lambda: settle(answered),
             maybe_created=resumed,
             retries=rec.retries,
+            max_cost=rec.live.max_cost,
         )
 
     def _taken(self, rec: JobRecord, target: Target, handle) -> None:

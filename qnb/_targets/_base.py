@@ -60,6 +60,8 @@ class TargetJob:
     #: ``retries=`` at submit: a target that runs items again itself (``takes_retries``,
     #: a queue server) is told; for the others qnb's runner does it.
     retries: int = 0
+    #: ``max_cost=`` at submit, for a target that prices its jobs itself (a queue server).
+    max_cost: float | None = None
 
 
 @dataclasses.dataclass

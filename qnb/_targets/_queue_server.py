@@ -253,6 +253,7 @@ class RemoteTarget(QueueOwningTarget):
     """
 
     takes_retries = True  # the server's own manager runs failed items again
+    priced_by_server = True  # it estimates its jobs' cost and checks max_cost (qnb._prices)
 
     def __init__(
         self,
@@ -383,6 +384,8 @@ class RemoteTarget(QueueOwningTarget):
             body["tags"] = list(job.tags)
         if job.retries:  # (the same: the server's own manager runs failed items again)
             body["retries"] = job.retries
+        if job.max_cost is not None:
+            body["max_cost"] = job.max_cost
         if job.params is not None and any(p is not None for p in job.params):
             body["params"] = {
                 label: cirq.to_json(p, indent=None)

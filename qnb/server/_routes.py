@@ -140,6 +140,11 @@ class SubmitBody(BaseModel):
         description=f"0 to {_options.MAX_RETRIES}: how many times an item whose failure "
         "is transient (a lost worker) runs again on the server",
     )
+    max_cost: float | None = Field(
+        None,
+        description="refuse the job (402, code cost_limit) if its cost as the server "
+        "estimates it is above this, in the server's currency",
+    )
 
     def submission(self) -> Submission:
         return Submission(**self.model_dump())

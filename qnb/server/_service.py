@@ -74,12 +74,13 @@ class Submission:
     params: dict[str, str] | None = None
     tags: list[str] | None = None  # checked as qnb.submit checks them
     retries: int | None = None  # runs again of transiently failed items (None: 0)
+    max_cost: float | None = None  # the most the job may cost, as the server prices it
 
     def digest(self) -> str:
         """What an idempotency key is bound to (same text as before the service existed,
         so keys stored by an older server still match)."""
         fields = dataclasses.asdict(self)
-        for optional in ("params", "tags", "retries"):
+        for optional in ("params", "tags", "retries", "max_cost"):
             if fields[optional] is None:
                 del fields[optional]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
@@ -203,6 +204,11 @@ class QueueService:
             sub.circuits, shots=options.shots, compile=options.compile, user=user.name
         )
         self._check_size(labelled, options.shots)
+        # Priced here (the server knows its device's price and budget); nothing stored if refused.
+        cost = _prices.cost_at_submit(
+            self.target, [features_of(c) for c in labelled.values()], options.shots,
+            max_cost=options.max_cost, spent=lambda: self.manager.store.spent(self.target.name),
+        )  # fmt: skip
         points = _sweep_points(sub.params, labelled)
         job_id = sub.id or uuid.uuid4().hex
         with self._submit_lock:
@@ -241,6 +247,8 @@ class QueueService:
                     params=points,
                     tags=options.tags,
                     retries=options.retries,
+                    cost=cost.amount,
+                    currency=cost.currency,
                 )
             except BaseException:
                 self._forget_size(job_id, user.name)
@@ -256,6 +264,7 @@ class QueueService:
             shots=sub.shots, max_shots=self.target.device.max_shots, target=self.device,
             name=sub.name, front=_options.check_position(sub.position), compile=sub.compile,
             priority=sub.priority, tags=sub.tags, retries=0 if sub.retries is None else sub.retries,
+            max_cost=sub.max_cost,
         )  # fmt: skip
         if options.front and not user.is_admin:
             raise RemoteAuthError("only an admin may put a job at the head of the queue")
