@@ -56,11 +56,13 @@ def prepare_items(
     compile: object = False,
     sweeps: Mapping[str, Sequence[cirq.ParamResolver]] | None = None,
     write: bool = True,
+    storing: bool = True,
 ) -> SweptItems:
     """:func:`prepare` for jobs with sweeps: each circuit of ``sweeps`` becomes one item
     per point (the circuit as written, with the point's resolver). With ``write``, the
     walk that checks a circuit also writes its Cirq JSON (the items' ``texts``), where
-    it can (:func:`qnb._circuits.scan`)."""
+    it can (:func:`qnb._circuits.scan`). Without ``storing`` (an estimate), what only
+    storing needs is not checked: that each operation can be written as Cirq JSON."""
     _options.check_shots(shots, max_shots=target.device.max_shots, target=target.name)
     compile = _options.check_flag("compile", compile)
     sweeps = sweeps or {}
@@ -94,7 +96,8 @@ def prepare_items(
         target.check(label, circuit if points is None else cirq.resolve_parameters(circuit, points[0]))
         scan = scans.get(label) if not compile else None
         unchecked = None if scan is None else scan.unchecked
-        _circuits.check_serializable(label, circuit, resolved=points is None, operations=unchecked)
+        if storing:
+            _circuits.check_serializable(label, circuit, resolved=points is None, operations=unchecked)
     texts = {label: scan.text for label, scan in scans.items() if scan is not None and not compile}
     return _sweeps.expand(labelled, sweeps, texts)
 
@@ -230,7 +233,8 @@ def estimate(
 ) -> Estimate:
     """What submitting these circuits would take, before anything is submitted: a
     :class:`qnb.Estimate` with ``run_seconds``, ``wait_seconds``, ``finish``, ``cost``,
-    ``currency`` and ``basis``. The circuits are checked as ``submit`` checks them."""
+    ``currency`` and ``basis``. The circuits are checked as ``submit`` checks them (but
+    for what only storing them needs), and nothing is stored."""
     manager = get_manager()
     tgt = manager.targets.get(target)
     sweeps = None
@@ -238,7 +242,7 @@ def estimate(
         points = _sweeps.resolvers(params)
         circuits = _circuits.normalize(circuits)
         sweeps = {label: points for label in circuits}
-    items = prepare_items(circuits, tgt, shots=shots, compile=compile, sweeps=sweeps, write=False)
+    items = prepare_items(circuits, tgt, shots=shots, compile=compile, sweeps=sweeps, write=False, storing=False)
     features = [_estimate.features_of(c) for c in items.circuits.values()]
     timing = manager.estimate_submission(tgt, features, shots)
     cost = _prices.cost_at_submit(tgt, features, shots, max_cost=None, spent=None)
