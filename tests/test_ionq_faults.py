@@ -65,6 +65,18 @@ def test_a_post_refused_for_now_is_sent_again_once_ionq_has_no_such_job(manager,
     assert standin.requests["POST /v0.4/jobs"] == 4
 
 
+def test_retries_are_taken_and_5xx_on_create_and_reads_never_fail_the_job(manager, standin, targets):
+    """retries=N on a vendor target: the transient faults it is for are retried within
+    the job (the job completes, created once); nothing is run twice."""
+    target = targets(standin)
+    standin.inject(503, 2, method="POST")
+    standin.inject(502, 3, method="GET", path=READ)
+    job = qnb.submit(BELL, target=target.name, shots=10, retries=2)
+    _completes_once(standin, job)
+    assert manager.load(job.id).retries == 2
+    assert all(item.attempts == 0 for item in job.items)
+
+
 def test_a_post_that_answers_after_its_deadline_is_never_sent_again(manager, standin, targets):
     target = targets(standin, call_timeout=0.3)
     standin.delay_after_create = 1.5  # created at once, answered late

@@ -258,9 +258,9 @@ class QueueOwningTarget(Target):
     """A target with its own queue and job ids: a qnb queue server, a vendor's cloud."""
 
     local = False
-    #: It runs failed items again itself when a job asks (``TargetJob.retries``): a
-    #: queue server. Others refuse ``retries`` at submit (qnb cannot yet follow a new
-    #: vendor job for the items run again after a restart).
+    #: It takes ``retries=`` itself (``TargetJob.retries``): a queue server runs failed
+    #: items again; a vendor's shape retries transient faults within the job. Others
+    #: refuse ``retries`` at submit (qnb's rounds run on the targets it schedules only).
     takes_retries: bool = False
 
     @property

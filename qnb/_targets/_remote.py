@@ -264,6 +264,9 @@ class VendorTarget(QueueOwningTarget):
     STATUS: ClassVar[Mapping[str, JobStatus]]
     poll_seconds: float = 1.0
     call_timeout: float = 30.0
+    #: ``retries=`` taken: the transient faults it is for (5xx, timeouts, 429) never fail
+    #: items here, each call retried with backoff; a vendor's own "failed" is final.
+    takes_retries = True
 
     def __init__(self, name: str, *, poll_seconds: float = 1.0, call_timeout: float = 30.0, threads: int = 4):
         self.name = name
