@@ -75,6 +75,9 @@ KERNEL_SECONDS_PER_ITEM = 0.001
 #: A submit forecasts its job at once while no more items than this are live (beyond,
 #: the next tick does: a forecast per submit of many small jobs would grow as n^2).
 IMMEDIATE_FORECAST_ITEMS = 2000
+#: ... and no more jobs than this (each forecast walks every live job: a burst of a
+#: thousand one-circuit submits paid ~0.3 ms each for it; theirs come with the tick).
+IMMEDIATE_FORECAST_JOBS = 64
 #: A job is announced again when its finish moved by more than this many seconds, or by
 #: more than this share of what was left (and more than JITTER_SECONDS).
 MATERIAL_SECONDS = 5.0
@@ -197,7 +200,8 @@ class Estimator:
         if features is not None and len(features) != len(rec.items):
             features = None
         plan = self._plans[rec.id] = self._plan(rec, target, features, rec.shots, len(rec.items))
-        if sum(len(p.seconds) for p in self._plans.values()) <= IMMEDIATE_FORECAST_ITEMS:
+        plans = self._plans
+        if len(plans) <= IMMEDIATE_FORECAST_JOBS and sum(len(p.seconds) for p in plans.values()) <= IMMEDIATE_FORECAST_ITEMS:
             now = time.time()
             placed = self._forecast(now, extra=plan, front=front).get(plan)
             if placed is not None:
