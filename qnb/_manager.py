@@ -36,7 +36,7 @@ from ._core._control import Control, Elsewhere
 from ._core._eta import Estimator
 from ._core._persistence import Predicate, WriteBehind, resolve
 from ._core._resubmit import resubmission
-from ._core._runner import Runner, check_retries, remote_position
+from ._core._runner import Runner, refuse_retries_where_unsupported, remote_position
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
 from ._errors import StoreError, UnknownJobError
@@ -261,7 +261,7 @@ class JobManager(_Reads):
         and are written with the job. ``features``: the items' (``features_of``), when
         the caller has them (they are taken here otherwise, for the job's estimate).
         """
-        check_retries(target, retries)  # refused before anything is stored
+        refuse_retries_where_unsupported(target, retries)  # before anything is stored
         rec = JobRecord(
             id=job_id or uuid.uuid4().hex,
             name=name,
@@ -316,7 +316,10 @@ class JobManager(_Reads):
                 _lifecycle.enqueue(rec)  # in the target's queue, not ours
                 self._persistence.changed(rec)
             else:
-                self._estimator.admit(rec, target, features, front=front)
+                try:
+                    self._estimator.admit(rec, target, features, front=front)
+                except Exception:  # an estimate never stands between a job and its queue
+                    logger.warning("qnb: no estimate for job %s", rec.id[:8], exc_info=True)
                 self._scheduler.enqueue(rec, front=front)
             # A busy target starts its next job when one ends: no need to wake the loop.
             wake = not owns_queue and self._scheduler.has_room(target)

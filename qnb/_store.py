@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (time_added);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, owner);
+-- A target's history and spending (ETAs, budgets) are read by target, newest first.
+CREATE INDEX IF NOT EXISTS jobs_by_target ON jobs (target, time_added);
 CREATE TABLE IF NOT EXISTS circuits (
     job_id  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     idx     INTEGER NOT NULL,
@@ -239,6 +241,7 @@ class Store(_ForEstimates):
         self._check_schema(db)
         self._circuits_in_items = "circuit" in _columns(db, "items")  # not upgraded: read as is
         self._has_tags = bool(_columns(db, "job_tags"))
+        _show_missing_columns(db)
         return db
 
     def _connect(self, uri: str) -> sqlite3.Connection:
@@ -402,6 +405,7 @@ class Store(_ForEstimates):
                 # Kept before items said whether they are retryable: (status, error, engine, id, idx);
                 # before retries: (status, error, engine, retryable, id, idx).
                 changes.items[:] = [_item_change_now(r) for r in changes.items]
+                changes.jobs[:] = [_job_change_now(r) for r in changes.jobs]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StoreError(
                     f"cannot read {path}, the changes a process kept when the job store "
@@ -646,6 +650,18 @@ _ADDED_COLUMNS = (
 )
 
 
+def _show_missing_columns(db: sqlite3.Connection) -> None:
+    """A store an older qnb wrote, opened read-only (it cannot gain columns): temporary
+    views of its tables with today's columns, empty (SQLite finds a temporary view
+    before the file's table of the same name), so every query reads it as it is."""
+    for table in ("jobs", "items"):
+        present = _columns(db, table)
+        missing = [(column, kind) for t, column, kind in _ADDED_COLUMNS if t == table and column not in present]
+        if missing:
+            added = ", ".join(f"{'0' if 'DEFAULT 0' in kind else 'NULL'} AS {column}" for column, kind in missing)
+            db.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {added} FROM main.{table}")
+
+
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Bring a store written by an older qnb up to today's columns (schema 1-2 stores
     also have their circuits moved out of the items' rows)."""
@@ -834,6 +850,16 @@ def _usage_text(usage: dict | None) -> str | None:
 
 def _history_text(history: Sequence[str]) -> str | None:
     return json.dumps(list(history)) if history else None
+
+
+def _job_change_now(row: Sequence) -> tuple:
+    """A job's row of kept changes in today's form (written by an older qnb): before
+    vendors' usage (status .. remote_id, id), before stored estimates (.. usage, id)."""
+    if len(row) == 8:
+        row = (*row[:7], None, row[7])
+    if len(row) == 9:
+        row = (*row[:8], None, row[8])
+    return tuple(row)
 
 
 def _item_change_now(row: Sequence) -> tuple:

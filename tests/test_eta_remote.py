@@ -249,6 +249,29 @@ def test_a_queue_server_prices_its_device_and_checks_max_cost(manager, lab):
         _prices.configure(device, None)
 
 
+def test_a_retried_submit_finds_its_job_even_when_the_budget_is_spent(lab):
+    """The budget counts the job a first POST created: its retry (same Idempotency-Key,
+    its answer lost) gets that job back, not a cost refusal; a new job over it is refused."""
+    url, server, tokens = lab
+    device = server.targets.get("emulator")
+    _prices.configure(device, _prices.check_settings({"per_shot": 0.01}, 3.0, None,
+                                                     target="emulator", where="in this test"))  # fmt: skip
+    try:
+        headers = {**auth(tokens["alice"]), "Idempotency-Key": "once"}
+        body = submit_body(shots=200)  # $2.00 of a $3.00 budget
+        with httpx.Client(base_url=url, timeout=30) as http:
+            first = http.post("/v1/jobs", json=body, headers=headers)
+            again = http.post("/v1/jobs", json=body, headers=headers)
+            assert first.status_code in (200, 201) and again.status_code in (200, 201), again.text
+            assert again.json()["id"] == first.json()["id"] and again.json()["cost"] == pytest.approx(2.0)
+            over = http.post("/v1/jobs", json=body, headers={**auth(tokens["alice"]), "Idempotency-Key": "two"})
+            assert over.status_code == 402 and over.json()["code"] == "cost_limit", over.text
+            assert "budget" in over.json()["detail"]
+        assert len(server.store.find_jobs()) == 1
+    finally:
+        _prices.configure(device, None)
+
+
 def test_estimate_submission_asks_the_server_and_falls_back_to_history(manager, lab):
     url, server, tokens = lab
     target = qnb.connect("lab", url, token=tokens["alice"], retry_for=10)

@@ -16,8 +16,8 @@ Targets that own their queue (a queue server, a vendor) say themselves
 (``estimate_submission``, ``job_estimate``), with qnb's history of the target's jobs to
 combine with their own figures; where they say nothing, that history alone.
 
-Upkeep. Everything runs on the JobManager's loop under the core's lock, except a model
-fit and a store write. A target's report only notes that a job has new outcomes and
+Upkeep. Everything runs under the core's lock — on the JobManager's loop, or for a
+submit's own estimate on the submitting thread — except a model fit and a store write. A target's report only notes that a job has new outcomes and
 asks for a *tick* (one timer: at most every ``TICK_SECONDS`` after reports, sooner after
 a queue changed). The tick takes the new items' times, fits the model when a job ended
 (else at most every ``FIT_SECONDS``), forecasts every local job again, and announces
@@ -232,6 +232,12 @@ class Estimator:
             elif rec.done:
                 rec.live.estimate = None
             return
+        if plan.handle is not None and handle is not plan.handle:
+            # A round of items run again (retries) numbers them anew: what the first run
+            # left is learnt, the round's own times are not (they would meet the wrong
+            # circuits' features).
+            self._learn(plan)
+            plan.features, plan.seen = None, 0
         outcomes = getattr(handle, "outcomes", None)
         if outcomes is None or len(outcomes) <= plan.seen:
             return  # items started: the forecast already has them running

@@ -203,7 +203,6 @@ class Runner:
         order: all of them, or a round of items run again) until each has finished
         there or the job has ended."""
         open_ = set(range(len(indices)))  # the handle's items not yet finished there
-        may_retry = self._reruns(target)
         while open_ and not rec.done:
             statuses = await target.poll(handle)
             ended = {j for j in open_ if statuses[j] in TERMINAL}
@@ -217,12 +216,16 @@ class Runner:
                 for j in open_:
                     reported[indices[j]] = statuses[j]
                 mapped = {indices[j]: outcome for j, outcome in outcomes.items()}
-                _lifecycle.apply_report(rec, reported, mapped, may_retry=may_retry)
+                # (Asked each time: items failing as the process closes are not run again.)
+                _lifecycle.apply_report(rec, reported, mapped, may_retry=self._reruns(target))
                 open_ -= ended
                 if usage is not None:
                     rec.usage = usage
                 if self.after_report is not None:
-                    self.after_report(rec, target, handle)
+                    try:
+                        self.after_report(rec, target, handle)
+                    except Exception:  # an estimate never costs a job its report
+                        logger.warning("qnb: no estimate for job %s", rec.id[:8], exc_info=True)
                 self.persistence.changed(rec)
 
     # -- running again the items that failed transiently (retries=N) -----------------------
@@ -231,7 +234,7 @@ class Runner:
         """Whether this runner runs failed items again on ``target``: a target qnb
         schedules (its rounds are qnb's to start), not while the process closes. A target
         that owns its queue retries there, or is refused ``retries`` at submit
-        (:func:`check_retries`)."""
+        (:func:`refuse_retries_where_unsupported`)."""
         return isinstance(target, ScheduledTarget) and not self.core.closed
 
     async def _run_again(self, rec: JobRecord, target: Target, job: TargetJob) -> None:
@@ -345,10 +348,10 @@ class Runner:
                 logger.warning("qnb: could not follow the jobs of target %r again", name, exc_info=True)
 
 
-def check_retries(target: Target, retries: int) -> None:
+def refuse_retries_where_unsupported(target: Target, retries: int) -> None:
     """Refuse ``retries`` at submit, before anything is stored, where nothing would run
-    a failed item again: a target that owns its queue and does not retry there itself
-    (a vendor's cloud: a new vendor job per round is not yet followable after a restart)."""
+    a failed item again: a target that owns its queue and does not take ``retries``
+    itself (``takes_retries``: a queue server and the vendor shape do)."""
     if retries and isinstance(target, QueueOwningTarget) and not target.takes_retries:
         refused = InvalidOptionError(
             f"target {target.name!r} cannot run failed items again (retries={retries}): "

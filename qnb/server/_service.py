@@ -204,11 +204,7 @@ class QueueService:
             sub.circuits, shots=options.shots, compile=options.compile, user=user.name
         )
         self._check_size(labelled, options.shots)
-        # Priced here (the server knows its device's price and budget); nothing stored if refused.
-        cost = _prices.cost_at_submit(
-            self.target, [features_of(c) for c in labelled.values()], options.shots,
-            max_cost=options.max_cost, spent=lambda: self.manager.store.spent(self.target.name),
-        )  # fmt: skip
+        features = [features_of(c) for c in labelled.values()]
         points = _sweep_points(sub.params, labelled)
         job_id = sub.id or uuid.uuid4().hex
         with self._submit_lock:
@@ -232,6 +228,13 @@ class QueueService:
                 if idempotency_key is None or existing.user != user.name:
                     raise DuplicateJobError(f"a job with id {job_id} exists already")
                 return self.full_view(existing)  # the retry of a submit that got through
+            # Priced here (the server knows its device's price and budget), under the lock
+            # (two submits near the budget see each other) and after a retried key found
+            # its job (which counts as spent already); nothing stored if refused.
+            cost = _prices.cost_at_submit(
+                self.target, features, options.shots, max_cost=options.max_cost,
+                spent=lambda: self.manager.store.spent(self.target.name),
+            )  # fmt: skip
             self._note_size(job_id, user, sum(map(len, texts)))
             try:
                 rec = self.manager.submit(
