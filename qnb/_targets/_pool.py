@@ -56,6 +56,11 @@ SMALLEST_PIPE_BYTES = 8 << 10
 # A cancelled item that is running gets this long to finish by itself before its
 # worker is killed: a cancelled batch of small circuits does not cost a worker each.
 CANCEL_GRACE_SECONDS = 0.05
+#: At exit, how long a worker being started may finish starting before the forkserver
+#: is killed: the start waits for the forkserver (seconds, the first time: killing it
+#: then is harmless), then sends the new worker its start data (a moment: cut off, the
+#: worker prints "EOFError: Ran out of input" in the script's output).
+STARTING_WAIT_SECONDS = 0.5
 DEFAULT_ITEM_TIME_LIMIT = 3600.0
 # What one worker may need: ~250 MB of imports plus room for a mid-sized simulation.
 MEMORY_PER_WORKER = 2 << 30
@@ -185,6 +190,9 @@ class SimulationPool:
         #: simulates, turns it off: workers then start with the first item).
         self.warm_on_start = True
         self._lock = threading.Lock()
+        #: Held while a worker is being started: a worker cut off half-way (its start
+        #: data half sent when the process exits) prints a traceback in the script.
+        self._starting = threading.Lock()
         self._pending: deque[_Item] = deque()
         self._cancelled_pending = False  # some item may have been cancelled since the last look
         self._workers: list[_Worker] = []
@@ -288,9 +296,16 @@ class SimulationPool:
             workers, self._workers = self._workers, []
             self._pending.clear()
         self._wake()
-        for worker in workers:
-            _kill(worker.process)
-        _stop_forkserver()
+        # A worker being started is let finish starting (its starter then kills it, the
+        # pool being closed): a moment, bounded, never the simulations.
+        started = self._starting.acquire(timeout=STARTING_WAIT_SECONDS)
+        try:
+            for worker in workers:
+                _kill(worker.process)
+            _stop_forkserver()
+        finally:
+            if started:
+                self._starting.release()
         for worker in workers:
             worker.process.join(1.0)
             worker.conn.close()
@@ -383,7 +398,7 @@ class SimulationPool:
         ctx.set_forkserver_preload(["qnb._targets._worker"])
         ours, theirs = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_serve_in_worker, args=(theirs,), name="qnb-worker", daemon=True)
-        with _workers_skip_main_module():
+        with _workers_skip_main_module(), self._starting:
             process.start()
         theirs.close()
         return _Worker(process, ours, pipe_bytes=_widen(ours))
