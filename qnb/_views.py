@@ -50,11 +50,7 @@ def job_fields(rec: JobRecord) -> dict:
         fields["tags"] = list(rec.tags)
     if rec.cost is not None:
         fields["cost"], fields["currency"] = rec.cost, rec.currency
-    if not rec.done:
-        estimate = rec.live.estimate
-        saved = rec.saved_estimate if estimate is None else estimate.as_json()
-        if saved is not None:
-            fields["estimate"] = saved
+    fields.update(_estimate_of(rec))
     return fields
 
 
@@ -101,9 +97,13 @@ def queue_entry(rec: JobRecord, position: int | None, *, own: bool = False) -> d
 
 
 def _estimate_of(rec: JobRecord) -> dict:
-    """``{"estimate": ...}`` while the job is unfinished and estimated, else nothing."""
+    """``{"estimate": ...}`` while the job is unfinished and estimated (the running
+    process's own estimate, else the one it last stored), else nothing."""
+    if rec.done:
+        return {}
     estimate = rec.live.estimate
-    return {"estimate": estimate.as_json()} if estimate is not None and not rec.done else {}
+    found = rec.saved_estimate if estimate is None else estimate.as_json()
+    return {} if found is None else {"estimate": found}
 
 
 def public_part(view: dict) -> dict:

@@ -252,6 +252,7 @@ class QueueService:
                     retries=options.retries,
                     cost=cost.amount,
                     currency=cost.currency,
+                    features=features,  # (taken once: the estimator reads them too)
                 )
             except BaseException:
                 self._forget_size(job_id, user.name)
