@@ -250,8 +250,7 @@ class QueueService:
                     params=points,
                     tags=options.tags,
                     retries=options.retries,
-                    cost=cost.amount,
-                    currency=cost.currency,
+                    cost=cost.amount, currency=cost.currency,
                     features=features,  # (taken once: the estimator reads them too)
                 )
             except BaseException:
