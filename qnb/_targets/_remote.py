@@ -593,7 +593,8 @@ class VendorTarget(QueueOwningTarget):
         if state.usage:
             self._keep_usage(run)
         mapped = self.STATUS.get(state.status)
-        if mapped is JobStatus.RUNNING and run.running_since is None:
+        if (mapped is JobStatus.RUNNING or mapped in TERMINAL) and run.running_since is None:
+            # Out of the vendor's queue (a short task may be seen done, never running).
             run.running_since = time.time()
         if self._queue.seen(part.vendor_id, state.position, waiting=mapped is JobStatus.QUEUED):
             run.changed.set()  # its ETA moved: the core hears of it as of a report
