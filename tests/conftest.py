@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 
 import pytest
 
 os.environ.setdefault("QNB_USER", "tester")
+# Machines that set PYTHONDONTWRITEBYTECODE would make each of the suite's interpreters
+# (xdist workers, scripts, kernels, servers) compile qnb and rewrite the test modules
+# again: seconds of CPU each. Caches only; nothing a test checks depends on them.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # The circuit most tests run: a Bell pair, as OpenQASM 2.0 (measured into c[0], c[1]).
 BELL_QASM = """OPENQASM 2.0;

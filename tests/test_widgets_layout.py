@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -78,55 +79,83 @@ def measure_monitor(page) -> dict:
     }""", MINIMUMS)
 
 
+def settled_measure(page, timeout: float = 30.0) -> dict:
+    """The monitor measured once the page has laid it out at its new size and theme
+    (JupyterLab resizes its panels on the next frames): two measures a frame apart agree."""
+    deadline = time.monotonic() + timeout
+    found = measure_monitor(page)
+    while True:
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        again = measure_monitor(page)
+        if again == found:
+            return found
+        assert time.monotonic() < deadline, f"the monitor's layout did not settle: {again}"
+        found = again
+
+
 def luminance(css: str) -> float:
     r, g, b = (int(v) / 255 for v in re.findall(r"\d+", css)[:3])
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
 
-@pytest.mark.parametrize("theme", ["JupyterLab Light", "JupyterLab Dark"])
-@pytest.mark.parametrize("width", [1100, 1400])
-def test_monitor_layout(browser, lab, width, theme):  # noqa: F811
-    name = f"monitor-{width}-{theme.split()[-1].lower()}.ipynb"
-    write_notebook(lab["root"] / name, MONITOR_NOTEBOOK)
-    page = open_notebook(browser, lab, name)
+LAYOUTS = [(1100, "JupyterLab Light"), (1400, "JupyterLab Light"), (1100, "JupyterLab Dark"),
+           (1400, "JupyterLab Dark")]
+
+
+def test_monitor_layout(browser, lab, subtests):  # noqa: F811
+    """One notebook run (one kernel, its jobs queued), then each width and theme in turn."""
+    write_notebook(lab["root"] / "monitor.ipynb", MONITOR_NOTEBOOK)
+    page = open_notebook(browser, lab, "monitor.ipynb")
     try:
-        page.set_viewport_size({"width": width, "height": 900})
-        page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
-        page.wait_for_function("t => document.body.dataset.jpThemeName === t", arg=theme, timeout=30_000)
         page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
         page.wait_for_selector(".jp-FileBrowser", state="visible", timeout=30_000)
         run_all(page)
         monitor = page.locator(".qnb-monitor").first
         monitor.locator(".qnb-row[data-status=queued]").first.wait_for(timeout=120_000)
-        monitor.scroll_into_view_if_needed()
-        found = measure_monitor(page)
-        print(width, theme, found)
-        assert found["narrow"] == [], found
-        assert found["overflowing"] == [] and found["cut"] == [], found
-        assert found["beyondOutput"] <= 1, found
-        assert found["scrollX"] == "auto", found
-        if width == 1100:
-            assert found["needsScroll"], "at 1,100 px with the file browser open the columns scroll"
-        else:
-            assert not found["needsScroll"], "at 1,400 px every column fits"
-        assert found["buttons"] >= 4 and found["untitled"] == 0 and found["styled"] == found["buttons"], found
-        assert found["sortedArrow"] and "▼" in found["sortedArrow"], found
-        contrast = (max(luminance(found["color"]), luminance(found["background"])) + 0.05) / (
-            min(luminance(found["color"]), luminance(found["background"])) + 0.05)
-        assert contrast > 4.5, found
-        if "Dark" in theme:
-            assert luminance(found["background"]) < 0.2, found
-        # Keyboard: a sort button takes the focus and Enter sorts by it.
-        monitor.locator(".qnb-sort[data-sort=name]").focus()
-        page.keyboard.press("Enter")
-        assert monitor.locator(".qnb-header .qnb-col-name").get_attribute("aria-sort") == "ascending"
-        page.keyboard.press("Enter")
-        assert monitor.locator(".qnb-header .qnb-col-name").get_attribute("aria-sort") == "descending"
-        monitor.screenshot(path=str(ARTIFACTS / f"queue-monitor-{width}-{theme.split()[-1].lower()}.png"))
-        page.screenshot(path=str(ARTIFACTS / f"queue-monitor-page-{width}-{theme.split()[-1].lower()}.png"))
+        for width, theme in LAYOUTS:
+            with subtests.test(width=width, theme=theme):
+                check_monitor_layout(page, monitor, width, theme)
     finally:
         page.close()
+
+
+def check_monitor_layout(page, monitor, width: int, theme: str) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
+    page.evaluate("t => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)
+    page.wait_for_function("t => document.body.dataset.jpThemeName === t", arg=theme, timeout=30_000)
+    page.wait_for_selector(".jp-FileBrowser", state="visible", timeout=30_000)
+    monitor.scroll_into_view_if_needed()
+    found = settled_measure(page)
+    print(width, theme, found)
+    assert found["narrow"] == [], found
+    assert found["overflowing"] == [] and found["cut"] == [], found
+    assert found["beyondOutput"] <= 1, found
+    assert found["scrollX"] == "auto", found
+    if width == 1100:
+        assert found["needsScroll"], "at 1,100 px with the file browser open the columns scroll"
+    else:
+        assert not found["needsScroll"], "at 1,400 px every column fits"
+    assert found["buttons"] >= 4 and found["untitled"] == 0 and found["styled"] == found["buttons"], found
+    assert found["sortedArrow"] and "▼" in found["sortedArrow"], found
+    contrast = (max(luminance(found["color"]), luminance(found["background"])) + 0.05) / (
+        min(luminance(found["color"]), luminance(found["background"])) + 0.05)
+    assert contrast > 4.5, found
+    if "Dark" in theme:
+        assert luminance(found["background"]) < 0.2, found
+    # Keyboard: a sort button takes the focus and Enter sorts by it (and back: the next
+    # layout starts from the default order).
+    header = monitor.locator(".qnb-header .qnb-col-name")
+    monitor.locator(".qnb-sort[data-sort=name]").focus()
+    page.keyboard.press("Enter")
+    assert header.get_attribute("aria-sort") == "ascending"
+    page.keyboard.press("Enter")
+    assert header.get_attribute("aria-sort") == "descending"
+    monitor.locator(".qnb-sort[data-sort=added]").click()  # back to the default order
+    assert monitor.locator(".qnb-header .qnb-col-added").get_attribute("aria-sort") == "descending"
+    shade = theme.split()[-1].lower()
+    monitor.screenshot(path=str(ARTIFACTS / f"queue-monitor-{width}-{shade}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"queue-monitor-page-{width}-{shade}.png"))
 
 
 def test_views_of_a_dead_kernel_say_so(browser, lab):  # noqa: F811
