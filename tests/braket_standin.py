@@ -43,9 +43,6 @@ from collections import Counter
 from urllib.parse import unquote
 
 import uvicorn
-from braket.default_simulator import StateVectorSimulator
-from braket.devices import LocalSimulator
-from braket.ir.openqasm import Program
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -70,6 +67,8 @@ def _iso(t: float) -> str:
 def _capabilities(qpu: bool) -> str:
     """GetDevice's ``deviceCapabilities``: a simulator like SV1, or a 6-qubit chain QPU
     with IQM's schema (qubits numbered from 1, as IQM's are)."""
+    from braket.devices import LocalSimulator  # (braket's SDK: seconds to import, where it is used)
+
     simulator = json.loads(LocalSimulator("braket_sv").properties.json())
     simulator["paradigm"]["qubitCount"] = 34
     simulator["service"]["shotsRange"] = [0, 100_000]
@@ -300,6 +299,9 @@ class BraketStandIn:
             return _error("braket", 400, "ValidationException", f"no device {data.get('deviceArn')}")
         arn = f"arn:aws:braket:{REGION}:{ACCOUNT}:quantum-task/{uuid.uuid4()}"
         try:
+            from braket.default_simulator import StateVectorSimulator
+            from braket.ir.openqasm import Program
+
             program = Program(source=json.loads(data["action"])["source"])
             result = StateVectorSimulator().run_openqasm(program, shots=data["shots"])
         except Exception as exc:  # Braket validates the program at creation

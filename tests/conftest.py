@@ -115,3 +115,23 @@ def shared_serve(tmp_path_factory):
         yield server, tokens
     finally:
         server.stop()
+
+
+# JupyterLab for test_browser.py and test_widgets_layout.py: one a test run (the two
+# files are one xdist group, so one worker starts it). Chromium, one a file: Playwright's
+# sync API runs an event loop in this thread while it is open, which later tests on the
+# same worker (asyncio.run, Starlette's TestClient) could not start beside.
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    from test_browser import jupyter_lab
+
+    yield from jupyter_lab(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from test_browser import chromium_browser
+
+    yield from chromium_browser()

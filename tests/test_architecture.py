@@ -249,6 +249,7 @@ def third_party_packages() -> set[str]:
             and name != "__future__"}
 
 
+@pytest.mark.slow  # an interpreter importing every module and vendor SDK
 def test_every_module_imports_alone_in_a_fresh_interpreter(tmp_path):
     """And every public name imports in one (``from qnb import ...``: the lazy names)."""
     names = [m for m in ALL if m != "qnb.__main__"] + [f"from qnb import {', '.join(qnb.__all__)}"]

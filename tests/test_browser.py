@@ -30,12 +30,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from conftest import wait_until
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("jupyterlab")]
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -82,6 +81,7 @@ FALLBACK_NOTEBOOK = [
 
 
 def write_notebook(path: Path, sources: list[str]) -> None:
+    import nbformat  # imported where used: its jsonschema takes ~4 s to import, in every xdist worker otherwise
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(s) for s in sources],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -89,9 +89,10 @@ def write_notebook(path: Path, sources: list[str]) -> None:
     nbformat.write(nb, path)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A fresh JupyterLab server with its own HOME, Jupyter dirs, root and token."""
+def jupyter_lab(tmp_path_factory):
+    """A fresh JupyterLab server with its own HOME, Jupyter dirs, root and token (the
+    ``lab`` fixture of conftest.py: one a test run, shared by this file and
+    test_widgets_layout.py)."""
     if shutil.which("jupyter") is None:
         unavailable("jupyter is not installed")
     base = tmp_path_factory.mktemp("lab")
@@ -149,8 +150,8 @@ def lab(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
+def chromium_browser():
+    """Chromium driven by Playwright (the ``browser`` fixture of conftest.py)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

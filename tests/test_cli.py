@@ -16,7 +16,7 @@ import pytest
 from conftest import BELL_QASM, wait_until
 from test_server_support import auth
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli")]  # one worker: its module-scoped fixtures start once
 
 HEAVY = ("cirq", "qsimcirq", "fastapi", "uvicorn", "numpy")
 JSON_FIELDS = {"id", "name", "target", "user", "status", "shots", "items", "items_done",
@@ -227,11 +227,12 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve):
         made_ids += json.loads(made.stdout)
         quick, busy, waiting = made_ids
 
-        def queued() -> list[dict]:
-            return json.loads(qnb_cli("queue", "lab", "--json", env=env).stdout)
+        def in_servers_queue() -> bool:  # asked of the server itself (an interpreter a poll would cost seconds)
+            answer = httpx.get(f"{server.url}/v1/queue", headers=auth(tokens["alice"]), timeout=30).json()
+            return any(e["id"] == waiting for e in answer["entries"])
 
-        entries = wait_until(lambda: [e for e in queued() if e["id"] == waiting], timeout=60,
-                             what="the waiting job in the server's queue")
+        wait_until(in_servers_queue, timeout=60, what="the waiting job in the server's queue")
+        entries = [e for e in json.loads(qnb_cli("queue", "lab", "--json", env=env).stdout) if e["id"] == waiting]
         assert entries[0]["user"] == "alice" and entries[0]["position"] >= 1
         table = qnb_cli("queue", "lab", env=env)
         assert waiting[:8] in table.stdout and table.stdout.splitlines()[0].split()[0] == "POS"

@@ -21,7 +21,7 @@ from qnb._targets._dask import DaskExecutor, scheduler_address
 from conftest import wait_until
 from test_server_support import ServeProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]  # one worker: its module-scoped fixtures start once
 
 
 @pytest.fixture(scope="module")

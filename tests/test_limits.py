@@ -40,6 +40,7 @@ def test_a_state_the_machine_cannot_hold_is_refused(manager, monkeypatch):
     assert qnb.run(BELL_QASM, shots=5, timeout=60).counts()  # small ones still run
 
 
+@pytest.mark.slow  # runs past a 3 s limit
 def test_a_target_bounds_the_time_of_one_circuit(manager):
     qnb.register_target(
         "quick", SimulatorTarget("quick", engine="qsim", device=DeviceSpec("quick", max_qubits=30),

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +14,8 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 @pytest.fixture
 def execute(tmp_path, monkeypatch):
     monkeypatch.setenv("QNB_HOME", str(tmp_path / "qnb-home"))  # the kernel inherits it
+    import nbformat  # imported where used: its jsonschema takes ~4 s to import, in every xdist worker otherwise
+    from nbclient import NotebookClient
 
     def run(name: str) -> nbformat.NotebookNode:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
@@ -98,6 +98,9 @@ def test_sweeps_notebook(execute):
 
 
 def test_a_saved_notebook_holds_each_widgets_state_as_of_its_cells_end(tmp_path, monkeypatch):
+    import nbformat  # imported where used: its jsonschema takes ~4 s to import, in every xdist worker otherwise
+    from nbclient import NotebookClient
+
     # The widgets' stream sends at most every `interval`; here an interval far longer than
     # the run, so only the flush at each cell's end can bring the card's last state into
     # the widget state nbclient saves.

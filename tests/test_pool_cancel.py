@@ -10,6 +10,7 @@ import time
 
 import cirq
 import numpy as np
+import pytest
 import qnb
 from qnb._targets._pool import SimulationPool, get_pool
 from qnb._status import JobStatus
@@ -134,6 +135,7 @@ def test_an_item_that_cannot_be_pickled_fails_alone_and_the_rest_of_its_chunk_ru
     assert "pickle" in error.lower() or "lambda" in error, error
 
 
+@pytest.mark.slow  # a long item
 def test_a_worker_busy_with_a_long_item_does_not_hold_up_the_others():
     # A send to a busy worker that its pipe cannot hold would wait, in the pool's one
     # thread, until that worker has finished its current item: the other workers'

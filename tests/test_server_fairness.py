@@ -22,6 +22,9 @@ from qnb.server._cpu import WAITING_PER_USER, CpuPool
 from test_server_orphans import cpu_ticks, session_members
 from test_server_support import BELL_JSON, auth
 
+pytestmark = pytest.mark.xdist_group("server-fairness")  # one worker: its module-scoped fixtures start once
+
+
 class Timed:
     """A POST in its own thread; when it answered, and with what."""
 

@@ -21,6 +21,8 @@ from qnb.server._events import EventFeed
 from conftest import wait_until
 from test_server_support import FLIP, ServeProcess, make_users
 
+pytestmark = pytest.mark.xdist_group("server-hygiene")  # one worker: its module-scoped fixtures start once
+
 ITEMS = 300
 
 
@@ -155,6 +157,7 @@ class CutTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+@pytest.mark.slow  # seconds of events
 def test_a_client_that_fell_behind_the_feed_converges(manager, small_feed_lab):
     app, server, tokens = small_feed_lab
     feed = app.state.feed

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 pytestmark = pytest.mark.slow
 
@@ -15,6 +13,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "shared_queue.
 
 
 def test_shared_queue_notebook_runs(tmp_path, monkeypatch):
+    import nbformat  # imported where used: its jsonschema takes ~4 s to import, in every xdist worker otherwise
+    from nbclient import NotebookClient
+
     monkeypatch.setenv("QNB_HOME", str(tmp_path / "kernel-home"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3",

@@ -162,6 +162,7 @@ def test_too_many_labels_are_refused_before_any_is_parsed(service, monkeypatch):
     assert time.monotonic() - start < 1.0
 
 
+@pytest.mark.slow  # starts CPU worker processes
 def test_a_request_past_its_cpu_deadline_is_refused_and_the_worker_replaced(manager):
     cpu = CpuWorker()
     svc = QueueService(manager, device="emulator", limits=Limits(cpu_seconds=0.5), cpu=cpu)

@@ -83,6 +83,7 @@ def test_sweep_limits_and_symbols_are_checked_at_submit(manager):
     assert qnb.jobs() == [] and manager.store.find_jobs() == []
 
 
+@pytest.mark.slow  # seconds of simulation
 def test_resubmitting_failed_points_runs_those_points_only(manager):
     # The emulator runs items one after another: cancel once two points are done.
     circuit = cirq.Circuit(cirq.X(cirq.q(0)) ** sympy.Symbol("t"), cirq.measure(cirq.q(0), key="m"))

@@ -8,7 +8,7 @@ import time
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("widgets-kernel")]  # one worker: its module-scoped fixtures start once
 
 SETUP = """
 import cirq, qnb

@@ -17,13 +17,11 @@ import subprocess
 import sys
 import time
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from test_browser import ARTIFACTS, browser, card, lab, open_notebook, run_all, write_notebook  # noqa: F401
+from test_browser import ARTIFACTS, card, open_notebook, run_all, write_notebook
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("jupyterlab")]
 
 MINIMUMS = {"position": 36, "name": 140, "id": 64, "user": 60, "target": 70, "added": 72,
             "status": 100, "progress": 140, "elapsed": 80, "eta": 100, "actions": 96}  # queue_monitor.js COLUMNS
@@ -103,7 +101,7 @@ LAYOUTS = [(1100, "JupyterLab Light"), (1400, "JupyterLab Light"), (1100, "Jupyt
            (1400, "JupyterLab Dark")]
 
 
-def test_monitor_layout(browser, lab, subtests):  # noqa: F811
+def test_monitor_layout(browser, lab, subtests):
     """One notebook run (one kernel, its jobs queued), then each width and theme in turn."""
     write_notebook(lab["root"] / "monitor.ipynb", MONITOR_NOTEBOOK)
     page = open_notebook(browser, lab, "monitor.ipynb")
@@ -158,7 +156,7 @@ def check_monitor_layout(page, monitor, width: int, theme: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"queue-monitor-page-{width}-{shade}.png"))
 
 
-def test_views_of_a_dead_kernel_say_so(browser, lab):  # noqa: F811
+def test_views_of_a_dead_kernel_say_so(browser, lab):
     write_notebook(lab["root"] / "dies.ipynb", [
         SETUP,
         "%%qsubmit --target emulator --compile --shots 40000 --name doomed --out doomed\nbell",
@@ -191,7 +189,10 @@ def test_views_of_a_dead_kernel_say_so(browser, lab):  # noqa: F811
         page.close()
 
 
-def test_a_reopened_notebook_shows_its_saved_views(browser, lab, tmp_path, monkeypatch):  # noqa: F811
+def test_a_reopened_notebook_shows_its_saved_views(browser, lab, tmp_path, monkeypatch):
+    import nbformat  # imported where used: its jsonschema takes ~4 s to import, in every xdist worker otherwise
+    from nbclient import NotebookClient
+
     monkeypatch.setenv("QNB_HOME", str(tmp_path / "qnb-home"))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in [
         SETUP,
