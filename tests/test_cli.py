@@ -16,7 +16,7 @@ import pytest
 from conftest import BELL_QASM, wait_until
 from test_server_support import auth
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli")]  # one worker: its module-scoped fixtures start once
+pytestmark = pytest.mark.slow
 
 HEAVY = ("cirq", "qsimcirq", "fastapi", "uvicorn", "numpy")
 JSON_FIELDS = {"id", "name", "target", "user", "status", "shots", "items", "items_done",
