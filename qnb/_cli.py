@@ -47,20 +47,25 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers is not None:
         os.environ["QNB_WORKERS"] = str(args.workers)  # read when the pool starts
+    from ._errors import QnbError
+    from .server._auth import Users  # (light: a bad users file is said before the server loads)
+
+    try:
+        users = Users.from_file(args.users) if args.users else None
+    except QnbError as exc:
+        print(f"qnb serve: {exc}", file=sys.stderr)
+        return 2
     try:
         from .server import _serve as serving
         from .server._app import create_app
     except ImportError as exc:
         print(f"qnb serve needs the server extra: pip install 'qnb[server]' ({exc})", file=sys.stderr)
         return 2
-    from ._errors import QnbError
     from ._api import JobManager, default_home
     from ._targets import registry
-    from .server._auth import Users
     from .server._cpu import worker
 
     try:
-        users = Users.from_file(args.users) if args.users else None
         registry.get(args.device)  # an unknown device fails before anything starts
         if args.executor:  # issue 9 (Dask): the device's circuits run on a cluster
             from ._targets._registry import on_executor
