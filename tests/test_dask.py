@@ -21,7 +21,8 @@ from qnb._targets._dask import DaskExecutor, scheduler_address
 from conftest import wait_until
 from test_server_support import ServeProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ from test_jobs_panel_support import (
 )
 from test_server_support import ServeProcess, auth, free_port, make_users
 
-pytestmark = pytest.mark.xdist_group("jobs-panel")  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = pytest.mark.xdist_group("jobs-panel")
 
 # -- quick ----------------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from conftest import wait_until
 from qnb.server._serve import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from test_server_support import ServeProcess, auth, make_users
 
-pytestmark = [pytest.mark.load, pytest.mark.xdist_group("server-connections")]  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = [pytest.mark.load, pytest.mark.xdist_group("server-connections")]
 
 DESCRIPTORS = 1024
 HALF_SENT = 1100

@@ -22,7 +22,8 @@ from qnb.server._cpu import WAITING_PER_USER, CpuPool
 from test_server_orphans import cpu_ticks, session_members
 from test_server_support import BELL_JSON, auth
 
-pytestmark = pytest.mark.xdist_group("server-fairness")  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = pytest.mark.xdist_group("server-fairness")
 
 
 class Timed:

@@ -10,7 +10,8 @@ from schemathesis.checks import not_a_server_error
 
 from qnb.server._auth import User, Users, hash_token
 
-pytestmark = [pytest.mark.load, pytest.mark.xdist_group("server-fuzz")]  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = [pytest.mark.load, pytest.mark.xdist_group("server-fuzz")]
 
 TOKENS = {"fuzz-admin-token": User("root", "admin"), "fuzz-user-token": User("alice", "user")}
 

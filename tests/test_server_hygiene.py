@@ -21,7 +21,8 @@ from qnb.server._events import EventFeed
 from conftest import wait_until
 from test_server_support import FLIP, ServeProcess, make_users
 
-pytestmark = pytest.mark.xdist_group("server-hygiene")  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = pytest.mark.xdist_group("server-hygiene")
 
 ITEMS = 300
 

@@ -8,7 +8,8 @@ import time
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("widgets-kernel")]  # one worker: its module-scoped fixtures start once
+# One worker runs this file (loadgroup): its module-scoped fixtures start once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("widgets-kernel")]
 
 SETUP = """
 import cirq, qnb

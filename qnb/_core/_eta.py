@@ -17,9 +17,9 @@ Targets that own their queue (a queue server, a vendor) say themselves
 combine with their own figures; where they say nothing, that history alone.
 
 Upkeep. Everything runs under the core's lock — on the JobManager's loop, or for a
-submit's own estimate on the submitting thread — except a model fit and a store write. A target's report only notes that a job has new outcomes and
-asks for a *tick* (one timer: at most every ``TICK_SECONDS`` after reports, sooner after
-a queue changed). The tick takes the new items' times, fits the model when a job ended
+submit's own estimate on the submitting thread — except a model fit and a store write.
+A target's report only notes that a job has new outcomes and asks for a *tick* (one
+timer: at most every ``TICK_SECONDS`` after reports, sooner after a queue changed). The tick takes the new items' times, fits the model when a job ended
 (else at most every ``FIT_SECONDS``), forecasts every local job again, and announces
 (to widgets, a server's events) only jobs whose finish moved materially. Learnt times
 reach the store in batches, at most every ``SAVE_SECONDS`` and at close. Measured: ~2%
@@ -200,8 +200,10 @@ class Estimator:
         if features is not None and len(features) != len(rec.items):
             features = None
         plan = self._plans[rec.id] = self._plan(rec, target, features, rec.shots, len(rec.items))
-        plans = self._plans
-        if len(plans) <= IMMEDIATE_FORECAST_JOBS and sum(len(p.seconds) for p in plans.values()) <= IMMEDIATE_FORECAST_ITEMS:
+        plans = self._plans  # (the items counted only when few jobs are live: a submit's hot path)
+        if len(plans) <= IMMEDIATE_FORECAST_JOBS and (
+            sum(len(p.seconds) for p in plans.values()) <= IMMEDIATE_FORECAST_ITEMS
+        ):
             now = time.time()
             placed = self._forecast(now, extra=plan, front=front).get(plan)
             if placed is not None:

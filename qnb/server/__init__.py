@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["Limits", "create_app"]
@@ -15,6 +16,4 @@ _LAZY = {"create_app": "._app", "Limits": "._intake"}
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'qnb.server' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(_LAZY[name], __name__), name)
