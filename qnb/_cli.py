@@ -449,13 +449,14 @@ def _queue(args: argparse.Namespace) -> int:
 
 
 def _targets(args: argparse.Namespace) -> int:
-    qnb = _qnb()
-    from . import _config
+    """What a fresh process's ``qnb.targets()`` lists, read without Cirq, and the
+    targets file's queue servers."""
+    from . import _config, _target_catalog
 
     views = [
         {"name": name, "kind": "local", "url": None, "max_qubits": spec.max_qubits,
          "max_shots": spec.max_shots, "max_batch": spec.max_batch, "description": spec.description}
-        for name, spec in qnb.targets().items()
+        for name, spec in _target_catalog.listing().items()
     ]
     views += [
         {"name": name, "kind": "remote", "url": entry.get("url"), "max_qubits": None,

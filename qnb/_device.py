@@ -15,8 +15,7 @@ import networkx as nx
 
 from ._circuits import check_qubits_only
 from ._errors import DeviceValidationError
-
-DEFAULT_MAX_BATCH = 300
+from ._target_catalog import DEFAULT_MAX_BATCH, DEFAULT_MAX_SHOTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +34,7 @@ class DeviceSpec:
     compile_to: cirq.CompilationTargetGateset | None = None  # what compile produces
     native_gates: tuple[str, ...] = ()  # human-readable names for messages and specs
     max_batch: int = DEFAULT_MAX_BATCH
-    max_shots: int = 1_000_000
+    max_shots: int = DEFAULT_MAX_SHOTS
     description: str = ""
 
     @functools.cached_property

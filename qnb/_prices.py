@@ -21,9 +21,12 @@ import math
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ._errors import CostLimitError, InvalidOptionError
-from ._estimate import CircuitFeatures
+
+if TYPE_CHECKING:  # only annotations: listing targets (qnb targets) needs no Cirq
+    from ._estimate import CircuitFeatures
 
 #: When the figures below were collected, and where from (public list prices).
 PRICES_TAKEN = "2026-12-05"

@@ -25,7 +25,8 @@ README = PACKAGE.parent / "README.md"
 LAYERS = [
     ("vocabulary", {"qnb._status", "qnb._errors", "qnb._records", "qnb._circuits",
                     "qnb._device", "qnb._config", "qnb._plot", "qnb._sweeps", "qnb._secrets",
-                    "qnb._options", "qnb._views", "qnb._estimate", "qnb._prices"}),
+                    "qnb._options", "qnb._views", "qnb._estimate", "qnb._prices",
+                    "qnb._target_catalog"}),
     ("store and lifecycle", {"qnb._store", "qnb._lifecycle"}),
     ("targets", {"qnb._targets"}),
     ("core", {"qnb._manager", "qnb._core"}),

@@ -5,6 +5,7 @@ declares ``[project.entry-points."qnb.targets"]`` with a good factory and a brok
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import subprocess
 import sys
@@ -185,3 +186,53 @@ def test_a_fresh_interpreter_lists_them_and_imports_nothing(plugin_dir, tmp_path
 
     assert run() == "['demo-broken', 'demo-flip'] False"
     assert run(QNB_DISABLE_PLUGINS="1") == "[] False"
+
+
+LISTING_SCRIPT = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from qnb._cli import main
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["targets", "--json"])
+    heavy = [name for name in ("cirq", "numpy", "qsimcirq", "matplotlib") if name in sys.modules]
+    import qnb
+    listed = {name: [spec.max_qubits, spec.max_shots, spec.max_batch, spec.description]
+              for name, spec in qnb.targets().items()}
+    print(json.dumps({"code": code, "heavy": heavy, "cli": json.loads(printed.getvalue()), "api": listed}))
+    """
+)
+
+
+def test_the_target_list_command_imports_no_cirq_and_agrees_with_qnb_targets(plugin_dir, tmp_path):
+    """``qnb targets`` lists the built-ins, the plug-ins and the targets file's tables
+    from their facts alone: no Cirq, and what ``qnb.targets()`` says in the same process."""
+    targets_file = tmp_path / "targets.toml"
+    targets_file.write_text(textwrap.dedent("""
+        [targets.noisy]
+        kind = "density"
+        noise = 0.01
+        [targets.pricey]
+        kind = "sim"
+        budget = "lots"
+        [targets.lab]
+        url = "http://127.0.0.1:9"
+        """))  # fmt: skip
+    env = {**__import__("os").environ, "PYTHONPATH": str(plugin_dir), "QNB_HOME": str(tmp_path),
+           "QNB_TARGETS": str(targets_file)}  # fmt: skip
+    env.pop("QNB_DISABLE_PLUGINS", None)
+    done = subprocess.run([sys.executable, "-c", LISTING_SCRIPT], capture_output=True, text=True,
+                          timeout=120, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["code"] == 0 and seen["heavy"] == [], seen
+    cli = {view["name"]: view for view in seen["cli"]}
+    local = {name: [v["max_qubits"], v["max_shots"], v["max_batch"], v["description"]]
+             for name, v in cli.items() if v["kind"] == "local"}  # fmt: skip
+    assert local == seen["api"]  # the same names, limits and descriptions
+    assert {"sim", "cirq", "density", "emulator", "demo-flip", "demo-broken", "noisy", "pricey"} <= set(local)
+    assert local["emulator"][:3] == [6, 100_000, 300] and local["sim"][0] == 30
+    assert local["demo-flip"][3].startswith(f"not loaded (plug-in qnb_demo_plugin.targets:flipper ({DIST} {VERSION})")
+    assert "not loaded (kind 'density'" in local["noisy"][3]
+    assert local["pricey"][3].startswith("broken: ") and "budget" in local["pricey"][3]
+    assert cli["lab"]["kind"] == "remote" and cli["lab"]["url"] == "http://127.0.0.1:9"

@@ -34,19 +34,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, NoReturn
 
 import cirq
 
-from .. import _config, _prices, _secrets
+from .. import _config, _prices, _secrets, _target_catalog
 from .._device import DeviceSpec
 from .._errors import InvalidOptionError, QnbError, UnknownTargetError
+from .._target_catalog import UnloadedTarget
 from ._base import Target
 
 logger = logging.getLogger("qnb")
 
-ENTRY_POINT_GROUP = "qnb.targets"
 
 
 #: How long a caller waits for a plug-in (or a targets-file table's kind) to load:
@@ -104,44 +103,6 @@ class LazyTarget:
     @property
     def in_flight(self) -> bool:
         return self.loading is not None and not self.loading.done.is_set()
-
-
-@dataclasses.dataclass(frozen=True)
-class UnloadedTarget:
-    """What ``qnb.targets()`` shows for a target whose code has not loaded (a plug-in
-    before first use), is loading, or is broken (could not load, or its device cannot
-    be read): its origin, not its device. It answers the fields of a
-    :class:`~qnb.DeviceSpec` that listings read."""
-
-    name: str
-    origin: str
-    error: str | None = None
-    max_qubits: None = None
-    max_batch: None = None
-    max_shots: None = None
-    native_gates: tuple[str, ...] = ()
-    qubits: None = None
-    connectivity: None = None
-    loading: bool = False
-    #: What went wrong, for the description: loading, or reading the loaded target's device.
-    problem: str = "could not be loaded"
-
-    @property
-    def loaded(self) -> bool:
-        return False
-
-    @property
-    def description(self) -> str:
-        if self.error is not None:
-            return f"broken: {self.origin} {self.problem}: {self.error}"
-        if self.loading:
-            return f"loading ({self.origin})"
-        return f"not loaded ({self.origin}); loads on first use"
-
-    def summary(self) -> dict:
-        return {"name": self.name, "max_qubits": None, "qubits": None, "connectivity": None,
-                "native_gates": None, "max_batch": None, "max_shots": None,
-                "description": self.description, "loaded": False, "error": self.error}  # fmt: skip
 
 
 class TargetRegistry:
@@ -298,44 +259,23 @@ class TargetRegistry:
             return dict(self._lazy)
 
     def _find_plugins(self) -> None:
+        """The targets file's kind tables and the plug-ins, as lazy entries (once, until
+        :meth:`rescan`)."""
         if self._plugins_found:
             return
         self._plugins_found = True
-        self._find_configured()
-        if os.environ.get("QNB_DISABLE_PLUGINS", "") not in ("", "0"):
-            return
-        try:
-            found = metadata.entry_points(group=ENTRY_POINT_GROUP)
-        except Exception as exc:  # a broken environment must not stop qnb
-            logger.warning("qnb: reading the %s entry points failed: %s", ENTRY_POINT_GROUP, exc)
-            return
-        for entry in found:
-            if entry.name in self._targets or entry.name in self._lazy:
-                continue
-            dist = getattr(entry, "dist", None)
-            origin = f"plug-in {entry.value} ({dist.name} {dist.version})" if dist else f"plug-in {entry.value}"
-            self._lazy[entry.name] = LazyTarget(entry.name, _plugin_loader(entry), origin, scanned=True)
-
-    def _find_configured(self) -> None:
-        """The targets file's tables that name a kind (queue servers, with a ``url``,
-        are connected by ``qnb.connect``)."""
-        try:
-            configured = _config.configured_kinds()
-        except QnbError as exc:  # a broken targets file must not stop qnb
-            logger.warning("qnb: %s", exc)
-            return
-        path = _config.targets_file()
-        for name, (kind, options) in configured.items():
-            if name in self._targets or name in self._lazy:
-                continue
-            origin = f"kind {kind!r} from {path}"
-            try:
-                options, settings = _prices.split_options(options, target=name, where=f"in {path}", kind=kind)
-            except InvalidOptionError as exc:  # listed as broken; asking for it says why
-                self._lazy[name] = LazyTarget(name, _refused, origin, error=str(exc), scanned=True, refused=True)
-                continue
-            load = functools.partial(_make_priced, kind, name, settings, _secrets.masked(options))
-            self._lazy[name] = LazyTarget(name, load, origin, scanned=True)
+        for found in _target_catalog.scanned(lambda name: name in self._targets or name in self._lazy):
+            if isinstance(found, _target_catalog.PlugIn):
+                self._lazy[found.name] = LazyTarget(found.name, found.load, found.origin, scanned=True)
+            elif found.error is not None:  # listed as broken; asking for it says why
+                self._lazy[found.name] = LazyTarget(
+                    found.name, _refused, found.origin, error=found.error, scanned=True, refused=True
+                )
+            else:
+                load = functools.partial(
+                    _make_priced, found.kind, found.name, found.settings, _secrets.masked(found.options)
+                )
+                self._lazy[found.name] = LazyTarget(found.name, load, found.origin, scanned=True)
 
 
 def _make_priced(kind: str, name: str, settings: _prices.PriceSettings | None, options: dict) -> Target:
@@ -351,13 +291,6 @@ def _refused() -> NoReturn:  # never called: a refused entry raises before loadi
 
 def _load_error(lazy: LazyTarget, error: str) -> UnknownTargetError:
     return UnknownTargetError(f"target {lazy.name!r} ({lazy.origin}) could not be loaded: {error}")
-
-
-def _plugin_loader(entry: metadata.EntryPoint) -> Callable[[], object]:
-    def load() -> object:
-        return entry.load()()
-
-    return load
 
 
 def as_target(name: str, made: object, **options: Any) -> Target:

@@ -17,6 +17,13 @@ import cirq
 from .._device import DeviceSpec, linear_chain
 from .._errors import LimitExceededError
 from .._status import JobStatus
+from .._target_catalog import (
+    BUILT_IN,
+    EMULATOR_MAX_SHOTS,
+    EMULATOR_NOISE,
+    EMULATOR_QUBITS,
+    emulator_description,
+)
 from ._base import Executor, ItemOutcome, RunState, ScheduledTarget, Target, TargetJob
 from ._pool import available_memory, get_pool
 from ._registry import register_kind, registry
@@ -180,8 +187,8 @@ class EmulatorTarget(SimulatorTarget):
         self,
         name: str = "emulator",
         *,
-        n_qubits: int = 6,
-        noise: float = 0.005,
+        n_qubits: int = EMULATOR_QUBITS,
+        noise: float = EMULATOR_NOISE,
         seconds_per_shot: float | None = None,
         seconds_per_circuit: float = 0.02,
     ):
@@ -194,10 +201,8 @@ class EmulatorTarget(SimulatorTarget):
             gateset=EMULATOR_GATESET,
             compile_to=cirq.CZTargetGateset(),
             native_gates=("X/Y/Z rotations", "PhasedXZ", "PhasedX", "CZ", "measure"),
-            max_shots=100_000,
-            description=(
-                f"device emulator: {n_qubits} qubits in a line, depolarizing noise {noise}"
-            ),
+            max_shots=EMULATOR_MAX_SHOTS,
+            description=emulator_description(n_qubits, noise),
         )
         super().__init__(name, engine="density", device=device, noise=noise, max_running_jobs=1)
         if seconds_per_shot is None:
@@ -231,26 +236,15 @@ class EmulatorTarget(SimulatorTarget):
 
 
 def _built_in_targets() -> dict[str, Target]:
-    return {
-        "sim": SimulatorTarget(
-            "sim",
-            engine="qsim",
-            device=DeviceSpec("sim", max_qubits=30, description="qsimcirq state vector (fast)"),
-        ),
-        "cirq": SimulatorTarget(
-            "cirq",
-            engine="cirq",
-            device=DeviceSpec("cirq", max_qubits=26, description="cirq.Simulator state vector"),
-        ),
-        "density": SimulatorTarget(
-            "density",
-            engine="density",
-            device=DeviceSpec(
-                "density", max_qubits=12, description="cirq.DensityMatrixSimulator, noiseless"
-            ),
-        ),
-        "emulator": EmulatorTarget(),
-    }
+    """The built-in targets, from their facts in ``_target_catalog`` (which ``qnb
+    targets`` lists without importing Cirq)."""
+    made: dict[str, Target] = {"emulator": EmulatorTarget()}
+    for name, facts in BUILT_IN.items():
+        if name not in made:
+            device = DeviceSpec(name, max_qubits=facts.max_qubits, max_shots=facts.max_shots,
+                                max_batch=facts.max_batch, description=facts.description)  # fmt: skip
+            made[name] = SimulatorTarget(name, engine=facts.engine, device=device)
+    return made
 
 
 for _name, _target in _built_in_targets().items():
@@ -272,5 +266,5 @@ for _kind in ("sim", "cirq", "density"):
     register_kind(_kind, _simulator_kind(_kind))
 register_kind(
     "emulator",
-    lambda name, *, noise=0.0, **options: EmulatorTarget(name, noise=noise or 0.005, **options),
+    lambda name, *, noise=0.0, **options: EmulatorTarget(name, noise=noise or EMULATOR_NOISE, **options),
 )
