@@ -229,7 +229,7 @@ def test_the_target_list_command_imports_no_cirq_and_agrees_with_qnb_targets(plu
     cli = {view["name"]: view for view in seen["cli"]}
     local = {name: [v["max_qubits"], v["max_shots"], v["max_batch"], v["description"]]
              for name, v in cli.items() if v["kind"] == "local"}  # fmt: skip
-    assert local == seen["api"]  # the same names, limits and descriptions
+    assert local == seen["api"] and list(local) == list(seen["api"])  # the same, in the same order
     assert {"sim", "cirq", "density", "emulator", "demo-flip", "demo-broken", "noisy", "pricey"} <= set(local)
     assert local["emulator"][:3] == [6, 100_000, 300] and local["sim"][0] == 30
     assert local["demo-flip"][3].startswith(f"not loaded (plug-in qnb_demo_plugin.targets:flipper ({DIST} {VERSION})")

@@ -238,12 +238,14 @@ class EmulatorTarget(SimulatorTarget):
 def _built_in_targets() -> dict[str, Target]:
     """The built-in targets, from their facts in ``_target_catalog`` (which ``qnb
     targets`` lists without importing Cirq)."""
-    made: dict[str, Target] = {"emulator": EmulatorTarget()}
-    for name, facts in BUILT_IN.items():
-        if name not in made:
-            device = DeviceSpec(name, max_qubits=facts.max_qubits, max_shots=facts.max_shots,
-                                max_batch=facts.max_batch, description=facts.description)  # fmt: skip
-            made[name] = SimulatorTarget(name, engine=facts.engine, device=device)
+    made: dict[str, Target] = {}
+    for name, facts in BUILT_IN.items():  # in the catalog's order: listings keep it
+        if name == "emulator":
+            made[name] = EmulatorTarget()
+            continue
+        device = DeviceSpec(name, max_qubits=facts.max_qubits, max_shots=facts.max_shots,
+                            max_batch=facts.max_batch, description=facts.description)  # fmt: skip
+        made[name] = SimulatorTarget(name, engine=facts.engine, device=device)
     return made
 
 
