@@ -33,7 +33,7 @@ import cirq  # noqa: E402
 
 import qnb  # noqa: E402
 from bench_core_throughput import brickwork  # noqa: E402
-from qnb import _api, _estimate, _prices  # noqa: E402
+from qnb import _api, _features, _prices  # noqa: E402
 from qnb._manager import get_manager  # noqa: E402
 from qnb._targets._pool import get_pool  # noqa: E402
 
@@ -59,8 +59,8 @@ def estimate_speed(repeat: int) -> None:
         median, best = best_ms(lambda: qnb.estimate(next(rounds), target="sim", shots=1000), repeat)
         circuits = fresh[0]
         checks, _ = best_ms(lambda: _api.prepare_items(circuits, target, shots=1000, write=False), repeat)
-        features = [_estimate.features_of(c) for c in circuits]
-        taking, _ = best_ms(lambda: [_estimate.features_of(c) for c in circuits], repeat)
+        features = [_features.features_of(c) for c in circuits]
+        taking, _ = best_ms(lambda: [_features.features_of(c) for c in circuits], repeat)
         forecast, _ = best_ms(lambda: manager.estimate_submission(target, features, 1000), repeat)
         price, _ = best_ms(lambda: _prices.cost_at_submit(target, features, 1000, max_cost=None, spent=None), repeat)
         print(f"qnb.estimate of 300 {name}: {median:.1f} ms (median; best {best:.1f})   (goal <= 50 ms)")

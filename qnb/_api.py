@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import cirq
 import httpx
 
-from . import _circuits, _config, _estimate, _notify, _options, _prices, _secrets, _sweeps
+from . import _circuits, _config, _features, _notify, _options, _prices, _secrets, _sweeps
 from ._device import DeviceSpec
 from ._errors import InvalidCircuitError, InvalidOptionError, UnknownJobError
 from ._estimate import Estimate
@@ -193,7 +193,7 @@ def _submit_items(
     items = prepare_items(circuits, tgt, shots=options.shots, compile=options.compile, sweeps=sweeps)
     labelled = items.circuits
     # Refused over max_cost or the target's budget before anything is stored.
-    features = [_estimate.features_of(c) for c in labelled.values()]  # (the estimate's too)
+    features = [_features.features_of(c) for c in labelled.values()]  # (the estimate's too)
     cost = _prices.cost_at_submit(
         tgt, features, options.shots,
         max_cost=options.max_cost, spent=lambda: manager.store.spent(tgt.name),
@@ -243,7 +243,7 @@ def estimate(
         circuits = _circuits.normalize(circuits)
         sweeps = {label: points for label in circuits}
     items = prepare_items(circuits, tgt, shots=shots, compile=compile, sweeps=sweeps, write=False, storing=False)
-    features = [_estimate.features_of(c) for c in items.circuits.values()]
+    features = [_features.features_of(c) for c in items.circuits.values()]
     timing = manager.estimate_submission(tgt, features, shots)
     cost = _prices.cost_at_submit(tgt, features, shots, max_cost=None, spent=None)
     if cost.amount is None and timing.cost is not None:

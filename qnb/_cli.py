@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import QnbError
+from ._estimate import Estimate, cost_text, duration_text
 from ._views import cli_job, estimate_text, item_view
 
 LOOPBACK_NAMES = {"localhost"}
@@ -226,8 +227,6 @@ def _eta(estimate: dict | None, now: float | None = None) -> str:
     finish = (estimate or {}).get("finish")
     if not isinstance(finish, (int, float)):
         return "-"
-    from ._estimate import duration_text  # imports cirq: only where a job has an ETA
-
     left = finish - (time.time() if now is None else now)
     return f"{time.strftime('%H:%M', time.localtime(finish))} ({duration_text(left) if left > 0 else 'due'})"
 
@@ -236,8 +235,6 @@ def _outlook(view: dict) -> list[tuple[str, str]]:
     """``qnb show``'s lines on what is left (while estimated) and the cost (when known)."""
     if "estimate" not in view and "cost" not in view:
         return []
-    from ._estimate import Estimate, cost_text, duration_text  # imports cirq: only when needed
-
     lines = []
     if "estimate" in view:
         left = Estimate.from_json(view["estimate"])

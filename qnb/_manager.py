@@ -40,7 +40,8 @@ from ._core._runner import Runner, refuse_retries_where_unsupported, remote_posi
 from ._core._scheduler import Scheduler
 from ._core._watch import StoreWatch
 from ._errors import StoreError, UnknownJobError
-from ._estimate import CircuitFeatures, Estimate, features_of
+from ._estimate import CircuitFeatures, Estimate
+from ._features import features_of
 from ._records import ItemRecord, JobRecord, JobRuntime
 from ._status import IN_QUEUE, TERMINAL, JobStatus
 from ._store import Store

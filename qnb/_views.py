@@ -11,12 +11,9 @@ from __future__ import annotations
 import collections
 import html
 import time
-from typing import TYPE_CHECKING
 
+from ._estimate import Estimate, cost_text, duration_text
 from ._records import ItemRecord, JobRecord
-
-if TYPE_CHECKING:
-    from ._estimate import Estimate
 
 #: What every user of a shared queue sees of another user's job.
 PUBLIC_FIELDS = ("id", "user", "name", "status", "time_added")
@@ -236,8 +233,6 @@ def outlook_text(row: dict) -> str:
     if finish is not None:
         parts.append(f"done by ~{time.strftime('%H:%M', time.localtime(finish))}")
     if row.get("cost"):
-        from ._estimate import cost_text  # imports cirq: only where there is a cost to say
-
         parts.append(cost_text(row["cost"], row.get("currency")))
     return "".join(f" · {part}" for part in parts)
 
@@ -247,8 +242,6 @@ def estimate_text(found: Estimate, *, heading: str, max_cost: float | None = Non
     """An estimate as ``%%qsubmit --estimate`` and ``qnb estimate`` print it: one figure
     a line under ``heading``, then how it was made; over ``max_cost`` (the option named
     ``over``) it says a submit would be refused."""
-    from ._estimate import cost_text, duration_text  # imports cirq (HEAVY in test_architecture)
-
     now = time.time() if now is None else now
     lines = [heading]
     unknown = "not known"

@@ -25,7 +25,7 @@ README = PACKAGE.parent / "README.md"
 LAYERS = [
     ("vocabulary", {"qnb._status", "qnb._errors", "qnb._records", "qnb._circuits",
                     "qnb._device", "qnb._config", "qnb._plot", "qnb._sweeps", "qnb._secrets",
-                    "qnb._options", "qnb._views", "qnb._estimate", "qnb._prices",
+                    "qnb._options", "qnb._views", "qnb._estimate", "qnb._features", "qnb._prices",
                     "qnb._target_catalog"}),
     ("store and lifecycle", {"qnb._store", "qnb._lifecycle"}),
     ("targets", {"qnb._targets"}),
@@ -99,7 +99,6 @@ HEAVY = {
     "qnb._targets._worker": "imports qsimcirq: loaded in the pool's workers, not the kernel",
     "qnb.server._intake": "imports Cirq in the server's CPU worker process",
     "qnb.jobs_panel._actions": "imports Cirq (the qnb API): on the jobs panel's first action, not when Jupyter starts",
-    "qnb._estimate": "imports Cirq: the views format an estimate or a cost with it only where a job has one (store-only commands stay light)",
 }
 
 

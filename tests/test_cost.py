@@ -15,7 +15,7 @@ import pytest
 
 import qnb
 from qnb import _prices
-from qnb._estimate import features_of
+from qnb._features import features_of
 from qnb._targets import registry
 from azure_standin import GROUP, LOCATION, SUBSCRIPTION, WORKSPACE, AzureStandIn
 from braket_standin import QPU, SV1, BraketStandIn, _capabilities

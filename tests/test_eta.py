@@ -17,17 +17,20 @@ import random
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 
 import cirq
 import pytest
 from conftest import new_process_manager, wait_until
+from test_cli import HEAVY
 
 import qnb
 from qnb._core import _eta, _item_times
 from qnb._device import DeviceSpec
 from qnb._errors import InvalidCircuitError, InvalidOptionError
-from qnb._estimate import Estimate, TargetHistory, features_of
+from qnb._estimate import Estimate, TargetHistory
+from qnb._features import features_of
 from qnb._targets import QueueOwningTarget, SimulatorTarget, registry
 from qnb._targets._pool import get_pool
 
@@ -134,13 +137,25 @@ def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, se
     last = jobs[-1]
     wait_until(lambda: manager.store.load_job(last.id).saved_estimate is not None,
                timeout=20, what="the waiting job's estimate in the store")  # fmt: skip
-    shown = subprocess.run(
-        [sys.executable, "-m", "qnb", "show", last.id, "--json"], capture_output=True, text=True,
-        timeout=60, env={**os.environ, "QNB_HOME": str(manager.home)},
-    )  # fmt: skip
-    assert shown.returncode == 0, shown.stderr
-    estimate = json.loads(shown.stdout)["estimate"]
+    # Three commands in one fresh interpreter (as `qnb ...` runs them), then what it imported.
+    script = textwrap.dedent(f"""
+        import contextlib, io, json, sys
+        from qnb._cli import main
+        for args in (["show", {last.id!r}, "--json"], ["show", {last.id!r}], ["jobs"]):
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                main(args)
+            print(json.dumps(printed.getvalue()))
+        print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))
+        """)  # fmt: skip
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "QNB_HOME": str(manager.home)})  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    shown_json, shown, table, heavy = (json.loads(line) for line in ran.stdout.splitlines()[-4:])
+    estimate = json.loads(shown_json)["estimate"]
     assert estimate["finish"] > time.time() and "ahead" in estimate["basis"], estimate
+    assert "\neta      " in shown and "\nbasis    " in shown and "\ncost     no cost" in shown, shown
+    assert table.splitlines()[0].split() == ["ID", "STATUS", "TARGET", "USER", "ITEMS", "ETA", "ADDED", "NAME"], table
+    assert heavy == []  # printing an estimate and a cost needs no Cirq
     for job in jobs:
         job.cancel()
     wait_until(lambda: all(j.done() for j in jobs), timeout=60, what="the jobs to end")

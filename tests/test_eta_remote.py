@@ -25,7 +25,8 @@ import uvicorn
 
 import qnb
 from qnb import _manager, _prices
-from qnb._estimate import Estimate, TargetHistory, features_of
+from qnb._estimate import Estimate, TargetHistory
+from qnb._features import features_of
 from qnb._targets._queue_eta import JobFigures, QueueFigures, estimate_left
 from conftest import wait_until
 from ionq_standin import StandIn, free_port

@@ -44,7 +44,8 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from .._errors import QnbError, StoreError
-from .._estimate import CircuitFeatures, Estimate, TargetHistory, features_of
+from .._estimate import CircuitFeatures, Estimate, TargetHistory
+from .._features import features_of
 from .._records import JobRecord
 from .._status import IN_QUEUE, TERMINAL, JobStatus
 from .._targets import QueueOwningTarget, SimulatorTarget, Target

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import cirq
 
 from .. import _options, _prices
-from .._estimate import CircuitFeatures, features_of
+from .._estimate import CircuitFeatures
+from .._features import features_of
 from .._views import queue_entry, server_job
 from .._errors import (
     DeviceValidationError,
