@@ -123,12 +123,10 @@ CANCEL_WAIT_SECONDS = 15.0
 
 
 def _qnb():
-    """The public API, with the store opened for a short-lived command: the simulation
-    workers start only if this command runs a circuit (``qnb resubmit``)."""
+    """The public API (its manager starts the simulation workers only if this command
+    runs a circuit: ``qnb resubmit``)."""
     import qnb
-    from ._targets._pool import get_pool
 
-    get_pool().warm_on_start = False
     return qnb
 
 

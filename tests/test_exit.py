@@ -7,6 +7,7 @@ can be found by session id after it exits, wherever it was reparented.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,10 +87,29 @@ def assert_quiet(done: subprocess.CompletedProcess) -> None:
 @pytest.mark.parametrize("seconds", [0.0, 0.2, 0.5, 0.8, 1.2])
 def test_a_script_that_lists_jobs_and_sleeps_exits_quietly(tmp_path, seconds):
     """It used to hang in multiprocessing's exit handler, or print the forkserver's
-    SemLock traceback, depending on how far the pool had started."""
-    done, _ = run_script(f"import qnb, time; qnb.jobs(); time.sleep({seconds})", tmp_path)
+    SemLock traceback, depending on how far the pool had started. (A script's pool starts
+    with its first local job, a kernel's at once: this one warms it as a kernel does.)"""
+    code = ("import qnb, time; from qnb._targets._pool import get_pool; "
+            f"get_pool().start_warming(); qnb.jobs(); time.sleep({seconds})")  # fmt: skip
+    done, _ = run_script(code, tmp_path)
     assert_quiet(done)
     assert done.stderr == ""
+
+
+def test_a_script_that_only_reads_starts_no_simulation_workers(tmp_path):
+    code = textwrap.dedent(f"""
+        import json, threading, qnb
+        qnb.jobs()
+        print(json.dumps([t.name for t in threading.enumerate()]))
+        job = qnb.submit({BELL_QASM!r}, shots=10)  # a local job starts them
+        job.result(timeout=120)
+        print(json.dumps([t.name for t in threading.enumerate()]))
+        """)  # fmt: skip
+    done, _ = run_script(code, tmp_path)
+    assert_quiet(done)
+    reading, running = (json.loads(line) for line in done.stdout.splitlines())
+    assert "qnb-pool" not in reading and "qnb-job-manager" in reading
+    assert "qnb-pool" in running
 
 
 @pytest.mark.parametrize("seconds", [0.0, 0.3, 1.0])

@@ -114,11 +114,19 @@ def test_a_small_submit_answers_while_two_users_compile_big_batches(shared_serve
 
 @pytest.fixture(scope="module")
 def pool():
-    """Two workers for both tests (each test ends with every request done)."""
+    """Two workers for both tests (each test ends with every request done); one starts
+    now, as a server starts it, the other with the first request."""
     pool = CpuPool(processes=2)
-    pool.warm()
+    pool.warm(1)
+    assert pool.started() == 1
     yield pool
     pool.close()
+
+
+def both_workers(pool: CpuPool) -> None:
+    """Both workers ready: the warm one, and the one the first request starts."""
+    pool.run("carol", 60, time.sleep, 0)
+    wait_until(lambda: len(pool.pids()) == 2, timeout=120, what="the second worker, started by a request")
 
 
 def run_in_thread(pool: CpuPool, user: str, seconds: float, done: list[str], name: str):
@@ -134,7 +142,7 @@ def run_in_thread(pool: CpuPool, user: str, seconds: float, done: list[str], nam
 @pytest.mark.slow
 def test_one_request_per_user_in_a_worker_and_others_take_their_turn(pool):
     done: list[str] = []
-    wait_until(lambda: len(pool.pids()) == 2, timeout=120, what="two workers")
+    both_workers(pool)
     first = run_in_thread(pool, "alice", 1.5, done, "alice 1")
     wait_until(lambda: pool.waiting() == {}, what="alice's first in a worker")
     second = run_in_thread(pool, "alice", 0.01, done, "alice 2")
@@ -149,7 +157,7 @@ def test_one_request_per_user_in_a_worker_and_others_take_their_turn(pool):
 @pytest.mark.slow
 def test_a_user_may_have_only_a_few_requests_waiting(pool):
     done: list[str] = []
-    wait_until(lambda: len(pool.pids()) == 2, timeout=120, what="two workers")
+    both_workers(pool)
     threads = [run_in_thread(pool, "alice", 1.0, done, str(i)) for i in range(WAITING_PER_USER)]
     # All in: one in a worker, the rest in her line.
     wait_until(lambda: sum(pool.waiting().values()) >= WAITING_PER_USER - 1,

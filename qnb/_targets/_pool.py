@@ -186,9 +186,6 @@ class SimulationPool:
     def __init__(self, workers: int | None = None, *, time_limit: float | None = None):
         self.workers = workers or default_workers()
         self.time_limit = time_limit or default_time_limit()
-        #: Whether a new JobManager starts the workers at once (the CLI, which rarely
-        #: simulates, turns it off: workers then start with the first item).
-        self.warm_on_start = True
         self._lock = threading.Lock()
         #: Held while a worker is being started: a worker cut off half-way (its start
         #: data half sent when the process exits) prints a traceback in the script.
@@ -207,15 +204,10 @@ class SimulationPool:
     # -- the caller's side (any thread, any loop) -------------------------------------
 
     def start_warming(self, on_ready=None) -> None:
-        """Start the forkserver and every worker in the background; then call ``on_ready``.
-
-        A call without ``on_ready`` (a new JobManager's) does nothing when
-        ``warm_on_start`` is off."""
+        """Start the forkserver and every worker in the background; then call ``on_ready``."""
         with self._lock:
             if on_ready is not None:
                 self._on_ready.append(on_ready)
-            if on_ready is None and not self.warm_on_start:
-                return
             self._start_thread()
         if self._ready.is_set():
             self._run_on_ready()

@@ -91,7 +91,9 @@ def create_app(
     app.add_exception_handler(QnbError, _qnb_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    worker.warm()  # its Cirq import is done before the first OpenQASM submit
+    # One worker imports Cirq now, so the first OpenQASM submit finds it ready; the others
+    # start with that first request (an idle server holds one ~230 MB worker, not four).
+    worker.warm(1)
     # Added innermost first: the request log sees every answer, the fast paths skip
     # FastAPI's routing and dependency solving (several times the cost of a status read).
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)

@@ -127,10 +127,11 @@ class CpuPool:
         self._closed = False
         self._starter = _Starter()
 
-    def warm(self) -> None:
-        """Start the workers now (each imports Cirq: seconds), not at the first request."""
+    def warm(self, processes: int | None = None) -> None:
+        """Start workers now (each imports Cirq: seconds), not at the first request: all
+        of them, or up to ``processes``; the rest start when the first request comes."""
         with self._cond:
-            self._top_up()
+            self._top_up(self.size if processes is None else min(processes, self.size))
 
     def run(self, user: str, deadline: float, fn: Callable[..., T], *args, **kwargs) -> T:
         """``fn(*args, **kwargs)`` in a worker, in ``user``'s turn; blocks the calling
@@ -259,8 +260,8 @@ class CpuPool:
                 return ticket
         return None
 
-    def _top_up(self) -> None:  # with self._cond held
-        while self._alive < self.size and not self._closed:
+    def _top_up(self, size: int | None = None) -> None:  # with self._cond held
+        while self._alive < (self.size if size is None else size) and not self._closed:
             self._alive += 1
             self._starter.start(self._started)
 
@@ -289,6 +290,11 @@ class CpuPool:
         """Requests waiting for a worker, by user (for tests and diagnostics)."""
         with self._cond:
             return {user: len(line) for user, line in self._lines.items()}
+
+    def started(self) -> int:
+        """Worker processes started or starting (for tests and diagnostics)."""
+        with self._cond:
+            return self._alive
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and diagnostics)."""
