@@ -61,6 +61,16 @@ def new_process_manager(home):
 
 
 @pytest.fixture
+def quick_vendor_backoff(monkeypatch):
+    """Vendor calls retried after 0.05 s, not 0.5 s (doubling each time): the fault tests
+    check what is created, read and kept, never how long qnb waits between tries, and
+    with the product's pace a dozen refused calls took seconds each test."""
+    from qnb._targets import _remote
+
+    monkeypatch.setattr(_remote, "FIRST_BACKOFF_SECONDS", 0.05)
+
+
+@pytest.fixture
 def manager(tmp_path):
     """A fresh JobManager with its own store, installed as the process's manager."""
     from qnb._targets import registry

@@ -26,6 +26,8 @@ from azure_standin import GROUP, LOCATION, SUBSCRIPTION, WORKSPACE, AzureStandIn
 from vendor_support import (assert_nowhere_in, failed_job, kill_once, kill_while_creating, new_process_manager,
                             result_through, served, start_child, submitter_script, target_maker)  # fmt: skip
 
+pytestmark = pytest.mark.usefixtures("quick_vendor_backoff")
+
 KEY = "azure-standin-key-0123456789"
 Q = cirq.LineQubit.range(4)
 BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(Q[0], Q[1]), cirq.measure(Q[0], Q[1], key="m"))

@@ -28,6 +28,8 @@ from vendor_support import (check_slow_answers_never_fail_a_job, failed_job, kil
                             new_process_manager, result_through, running_held_job, served, start_child,
                             submitter_script, target_maker)  # fmt: skip
 
+pytestmark = pytest.mark.usefixtures("quick_vendor_backoff")
+
 Q = cirq.LineQubit.range(3)
 # Several keys, a key measured against line order, an inverted bit: deterministic.
 KEYS = cirq.Circuit(

@@ -23,6 +23,8 @@ from vendor_support import (assert_nowhere_in, kill_once, kill_while_creating, n
                             result_through, running_held_job, served, start_child, submitter_script,
                             target_maker)  # fmt: skip
 
+pytestmark = pytest.mark.usefixtures("quick_vendor_backoff")
+
 KEY = "ibm-standin-key-0123456789abcdef"
 Q = cirq.LineQubit.range(3)
 # Deterministic on an ideal device: key "ab" reads (1, 0), key "c d" reads 1.

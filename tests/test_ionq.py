@@ -20,6 +20,8 @@ from ionq_standin import StandIn
 from vendor_support import (assert_nowhere_in, check_slow_answers_never_fail_a_job, failed_job, running_held_job,
                             served, target_maker)  # fmt: skip
 
+pytestmark = pytest.mark.usefixtures("quick_vendor_backoff")
+
 KEY = "sk-standin-0123456789abcdef"
 Q = cirq.LineQubit.range(3)
 BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(Q[0], Q[1]), cirq.measure(Q[0], Q[1], key="m"))

@@ -22,6 +22,8 @@ from ionq_standin import StandIn
 from vendor_support import kill_while_creating, new_process_manager, result_through, start_child
 from test_ionq import BELL, KEY, no_ambient_key, standin, targets  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.usefixtures("quick_vendor_backoff")
+
 READ = "/jobs/"  # GET /jobs/{id}: the read after the POST (and every later read)
 
 

@@ -22,6 +22,8 @@ from qnb._targets._remote import VendorJobState, VendorTarget, parts_from, store
 from qnb.notebook._stream import connection_state
 from conftest import wait_until
 
+pytestmark = pytest.mark.usefixtures("quick_vendor_backoff")
+
 Q = cirq.LineQubit.range(2)
 BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(*Q), cirq.measure(*Q, key="m"))
 FLIP = cirq.Circuit(cirq.X(Q[1]), cirq.measure(*Q, key="m"))
