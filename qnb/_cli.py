@@ -314,14 +314,16 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
-    qnb = _qnb()
-    job = qnb.get_job(args.job)
+    # An unknown id, or a job still running without --wait, is said from the store alone
+    # (0.1 s); only results to decode or wait for load Cirq.
+    stored = _store().resolve(args.job)
+    if not stored.done and not args.wait:
+        raise QnbError(
+            f"job {stored.id[:8]} is still {stored.status.value}; `qnb result --wait {args.job}` "
+            "waits for it"
+        )
+    job = _qnb().get_job(stored.id)
     if not job.done():
-        if not args.wait:
-            raise QnbError(
-                f"job {job.id[:8]} is still {job.status.value}; `qnb result --wait {args.job}` "
-                "waits for it"
-            )
         _connect_if_remote(job.target)
         print(f"waiting for job {job.id[:8]} ({job.status.value})...", file=sys.stderr, flush=True)
     result = job.result(timeout=args.timeout)

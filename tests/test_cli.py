@@ -146,6 +146,7 @@ def test_show_and_result_by_prefix(store):
 
     assert_one_line_error(qnb_cli("result", ids["slow"], env=env), "cancelled")
     assert_one_line_error(qnb_cli("show", "ffffffffff", env=env), "no job id starts with")
+    assert_one_line_error(qnb_cli("result", "ffffffffff", env=env), "no job id starts with")
     assert_one_line_error(qnb_cli("show", "", env=env))
 
 
@@ -193,6 +194,7 @@ def test_ctrl_c_while_waiting_exits_130_quietly(store):
         job_id = holder.stdout.readline().strip()
         assert job_id, holder.stderr.read()
         # (Cancelling it from here is tested in test_cross_process.py: the owner does it.)
+        assert_one_line_error(qnb_cli("result", job_id[:8], env=env), "is still", "qnb result --wait")
         waiting = subprocess.Popen([sys.executable, "-m", "qnb", "result", "--wait", job_id[:8]],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert waiting.stderr.readline().startswith(f"waiting for job {job_id[:8]}")
