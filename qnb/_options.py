@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Iterable
 
-from . import _config, _sweeps
+from . import _config
 from ._errors import InvalidCircuitError, InvalidOptionError, QnbError
 
 #: Longest job name, user name or circuit label kept.
@@ -295,11 +295,25 @@ def check_labels(labels: Iterable[object]) -> None:
             )
 
 
+_POINT_LABEL = re.compile(r"^(?P<base>.*)\[(?P<index>\d+)\]$")
+
+
+def point_label(label: str, index: int) -> str:
+    """A sweep point's item label (``"ansatz"``, 3 -> ``"ansatz[3]"``)."""
+    return f"{label}[{index}]"
+
+
+def base_label(item_label: str) -> str:
+    """The circuit an item's label belongs to (``"ansatz[3]"`` -> ``"ansatz"``)."""
+    match = _POINT_LABEL.match(item_label)
+    return match.group("base") if match else item_label
+
+
 def default_name(labels: Iterable[str], *, swept: bool = False) -> str:
     """A job's name when none is given: its circuit's label, or what the batch is."""
     labels = list(labels)
     if swept:
-        bases = list(dict.fromkeys(_sweeps.base_label(label) for label in labels))
+        bases = list(dict.fromkeys(base_label(label) for label in labels))
         if len(bases) == 1:
             base = "circuit" if bases[0] == "0" else bases[0]
             return f"{base}, sweep of {len(labels)}"

@@ -10,6 +10,7 @@ import cirq
 import numpy as np
 
 from ._errors import QnbError
+from ._options import base_label
 from ._records import JobRecord
 from ._status import JobStatus
 from . import _sweeps
@@ -121,7 +122,7 @@ class JobResult(Mapping[str, cirq.Result]):
         self._sweeps: dict[str, list[str]] = {}  # circuit label -> its points' labels
         for item in labels:
             if item in self._params:
-                self._sweeps.setdefault(_sweeps.base_label(item), []).append(item)
+                self._sweeps.setdefault(base_label(item), []).append(item)
 
     @property
     def complete(self) -> bool:
@@ -194,7 +195,7 @@ class JobResult(Mapping[str, cirq.Result]):
             for name, value in result.params.param_dict.items():
                 frame.insert(0, str(name), value)
             if label is None and len(self._sweeps or self.labels) > 1:
-                frame.insert(0, "label", _sweeps.base_label(item) if item in self._params else item)
+                frame.insert(0, "label", base_label(item) if item in self._params else item)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

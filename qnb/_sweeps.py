@@ -14,7 +14,6 @@ from __future__ import annotations
 import cmath
 import dataclasses
 import numbers
-import re
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -22,9 +21,7 @@ import cirq
 import sympy
 
 from ._errors import InvalidCircuitError, InvalidOptionError
-
-_POINT_LABEL = re.compile(r"^(?P<base>.*)\[(?P<index>\d+)\]$")
-
+from ._options import point_label
 
 @dataclasses.dataclass(frozen=True)
 class SweptItems:
@@ -180,16 +177,6 @@ def check_covered(label: str, circuit: cirq.Circuit, points: Sequence[cirq.Param
                 f"circuit {label!r} has unresolved parameters {', '.join(missing)} at sweep "
                 f"point {k} ({dict(resolver.param_dict)}); give them values in params="
             )
-
-
-def point_label(label: str, index: int) -> str:
-    return f"{label}[{index}]"
-
-
-def base_label(item_label: str) -> str:
-    """The circuit an item's label belongs to (``"ansatz[3]"`` -> ``"ansatz"``)."""
-    match = _POINT_LABEL.match(item_label)
-    return match.group("base") if match else item_label
 
 
 def resolver_of(text: str | None) -> cirq.ParamResolver:
