@@ -137,11 +137,12 @@ def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, se
     last = jobs[-1]
     wait_until(lambda: manager.store.load_job(last.id).saved_estimate is not None,
                timeout=20, what="the waiting job's estimate in the store")  # fmt: skip
-    # Three commands in one fresh interpreter (as `qnb ...` runs them), then what it imported.
+    # Four commands in one fresh interpreter (as `qnb ...` runs them), then what it imported.
     script = textwrap.dedent(f"""
         import contextlib, io, json, sys
         from qnb._cli import main
-        for args in (["show", {last.id!r}, "--json"], ["show", {last.id!r}], ["jobs"]):
+        for args in (["show", {last.id!r}, "--json"], ["show", {last.id!r}], ["jobs"],
+                     ["queue", "eta-serial", "--json"]):
             with contextlib.redirect_stdout(io.StringIO()) as printed:
                 main(args)
             print(json.dumps(printed.getvalue()))
@@ -150,12 +151,13 @@ def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, se
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "QNB_HOME": str(manager.home)})  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    shown_json, shown, table, heavy = (json.loads(line) for line in ran.stdout.splitlines()[-4:])
+    shown_json, shown, table, queued, heavy = (json.loads(line) for line in ran.stdout.splitlines()[-5:])
+    assert last.id in [entry["id"] for entry in json.loads(queued)]
     estimate = json.loads(shown_json)["estimate"]
     assert estimate["finish"] > time.time() and "ahead" in estimate["basis"], estimate
     assert "\neta      " in shown and "\nbasis    " in shown and "\ncost     no cost" in shown, shown
     assert table.splitlines()[0].split() == ["ID", "STATUS", "TARGET", "USER", "ITEMS", "ETA", "ADDED", "NAME"], table
-    assert heavy == []  # printing an estimate and a cost needs no Cirq
+    assert heavy == []  # reading the store, an estimate and a cost needs no Cirq
     for job in jobs:
         job.cancel()
     wait_until(lambda: all(j.done() for j in jobs), timeout=60, what="the jobs to end")
