@@ -425,7 +425,11 @@ def _queue(args: argparse.Namespace) -> int:
         store = _store()
         waiting = store.find_jobs(status=["pending", "queued"], target=args.target, limit=1_000_000)
         if not waiting and not store.find_jobs(target=args.target, limit=1):
-            _qnb().queue(args.target)  # a name the store has never seen: unknown targets fail here
+            from . import _target_catalog  # a name the store has never seen: is it a target?
+
+            known = list(_target_catalog.listing())
+            if args.target not in known:
+                raise _target_catalog.unknown_target(args.target, known)
         entries = [
             {"position": None, "id": j.id, "user": j.user, "name": j.name,
              "status": j.status.value, "time_added": j.time_added}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 
 from . import _config, _prices
-from ._errors import InvalidOptionError, QnbError
+from ._errors import InvalidOptionError, QnbError, UnknownTargetError
 
 logger = logging.getLogger("qnb")
 
@@ -172,3 +172,11 @@ def listing() -> dict[str, BuiltIn | UnloadedTarget]:
         error = found.error if isinstance(found, Configured) else None
         shown[found.name] = UnloadedTarget(found.name, found.origin, error)
     return shown
+
+
+def unknown_target(name: str, known: list[str]) -> UnknownTargetError:
+    """The error for a target name nobody knows, naming those that are known."""
+    return UnknownTargetError(
+        f"unknown target {name!r}; known targets: {', '.join(known)} "
+        "(qnb.targets() describes them, qnb.register_target() adds one)"
+    )

@@ -126,10 +126,7 @@ class TargetRegistry:
             self._find_plugins()
             lazy = self._lazy.get(name)
             if lazy is None:
-                raise UnknownTargetError(
-                    f"unknown target {name!r}; known targets: {', '.join(self.names())} "
-                    "(qnb.targets() describes them, qnb.register_target() adds one)"
-                )
+                raise _target_catalog.unknown_target(name, self.names())
             if lazy.error is not None:
                 raise InvalidOptionError(lazy.error) if lazy.refused else _load_error(lazy, lazy.error)
             loading = lazy.loading or self._start_loading(lazy)
