@@ -47,7 +47,6 @@ from ._base import Target
 logger = logging.getLogger("qnb")
 
 
-
 #: How long a caller waits for a plug-in (or a targets-file table's kind) to load:
 #: ``$QNB_TARGET_LOAD_TIMEOUT`` seconds. Longer than a vendor kind's own call deadline
 #: (IonQ's is 30 s), so that its clearer error comes first.
