@@ -117,10 +117,12 @@ def pool():
     """Two workers for both tests (each test ends with every request done); one starts
     now, as a server starts it, the other with the first request."""
     pool = CpuPool(processes=2)
-    pool.warm(1)
-    assert pool.started() == 1
-    yield pool
-    pool.close()
+    try:
+        pool.warm(1)
+        assert pool.started() == 1
+        yield pool
+    finally:
+        pool.close()
 
 
 def both_workers(pool: CpuPool) -> None:
