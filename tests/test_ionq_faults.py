@@ -32,8 +32,9 @@ def _completes_once(standin: StandIn, job, shots: int = 10) -> None:
     assert standin.created == 1
 
 
-# 40 failed reads, each waited out before the next: ~20 s here, so slow.
-@pytest.mark.parametrize("status, count", [(429, 12), (503, 6),
+# Each failed read is waited out before the next (cirq-ionq's own client: 0.1 s doubling,
+# 2 s a call): 12 take ~6 s and 40 ~25 s, so slow (test_ionq.py's 429 test is quick).
+@pytest.mark.parametrize("status, count", [pytest.param(429, 12, marks=pytest.mark.slow), (503, 6),
                                            pytest.param(500, 40, marks=pytest.mark.slow)])
 def test_failed_reads_after_the_post_never_create_a_second_job(manager, standin, targets, status, count):
     target = targets(standin)
