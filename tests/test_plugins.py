@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -179,7 +180,7 @@ def test_a_fresh_interpreter_lists_them_and_imports_nothing(plugin_dir, tmp_path
     def run(**env) -> str:
         done = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-            env={**__import__("os").environ, "PYTHONPATH": str(plugin_dir), "QNB_HOME": str(tmp_path), **env},
+            env={**os.environ, "PYTHONPATH": str(plugin_dir), "QNB_HOME": str(tmp_path), **env},
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
@@ -218,7 +219,7 @@ def test_the_target_list_command_imports_no_cirq_and_agrees_with_qnb_targets(plu
         [targets.lab]
         url = "http://127.0.0.1:9"
         """))  # fmt: skip
-    env = {**__import__("os").environ, "PYTHONPATH": str(plugin_dir), "QNB_HOME": str(tmp_path),
+    env = {**os.environ, "PYTHONPATH": str(plugin_dir), "QNB_HOME": str(tmp_path),
            "QNB_TARGETS": str(targets_file)}  # fmt: skip
     env.pop("QNB_DISABLE_PLUGINS", None)
     done = subprocess.run([sys.executable, "-c", LISTING_SCRIPT], capture_output=True, text=True,
