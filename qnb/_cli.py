@@ -48,7 +48,6 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers is not None:
         os.environ["QNB_WORKERS"] = str(args.workers)  # read when the pool starts
-    from ._errors import QnbError
     from .server._auth import Users  # (light: a bad users file is said before the server loads)
 
     try:

@@ -10,6 +10,7 @@ per user in a worker at a time, a turn for every user, a bounded line per user.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -127,7 +128,7 @@ def pool():
 
 def both_workers(pool: CpuPool) -> None:
     """Both workers ready: the warm one, and the one the first request starts."""
-    pool.run("carol", 60, time.sleep, 0)
+    assert pool.run("carol", 60, os.getpid) in pool.pids()
     wait_until(lambda: len(pool.pids()) == 2, timeout=120, what="the second worker, started by a request")
 
 

@@ -19,9 +19,10 @@ combine with their own figures; where they say nothing, that history alone.
 Upkeep. Everything runs under the core's lock — on the JobManager's loop, or for a
 submit's own estimate on the submitting thread — except a model fit and a store write.
 A target's report only notes that a job has new outcomes and asks for a *tick* (one
-timer: at most every ``TICK_SECONDS`` after reports, sooner after a queue changed). The tick takes the new items' times, fits the model when a job ended
-(else at most every ``FIT_SECONDS``), forecasts every local job again, and announces
-(to widgets, a server's events) only jobs whose finish moved materially. Learnt times
+timer: at most every ``TICK_SECONDS`` after reports, sooner after a queue changed). The
+tick takes the new items' times, fits the model when a job ended (else at most every
+``FIT_SECONDS``), forecasts every local job again, and announces (to widgets, a
+server's events) only jobs whose finish moved materially. Learnt times
 reach the store in batches, at most every ``SAVE_SECONDS`` and at close. Measured: ~2%
 of the kernel's CPU while 300 items run (benchmarks/bench_estimate.py).
 

@@ -131,7 +131,7 @@ class CpuPool:
         """Start workers now (each imports Cirq: seconds), not at the first request: all
         of them, or up to ``processes``; the rest start when the first request comes."""
         with self._cond:
-            self._top_up(self.size if processes is None else min(processes, self.size))
+            self._top_up(None if processes is None else min(processes, self.size))
 
     def run(self, user: str, deadline: float, fn: Callable[..., T], *args, **kwargs) -> T:
         """``fn(*args, **kwargs)`` in a worker, in ``user``'s turn; blocks the calling
