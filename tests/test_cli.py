@@ -1,5 +1,9 @@
 """The ``qnb`` command against a real store (jobs made by other processes) and a real
-``qnb serve``; every command runs as a subprocess, as a user would run it."""
+``qnb serve``. Each test's commands run in a process of their own, apart from the
+processes that made the jobs: ``python -m qnb`` itself where its start is the point (exit
+codes, Ctrl-C, what it imports), else a ``qnb`` session (`CliSession`) that runs each
+command through the CLI's ``main`` in turn, as ``python -m qnb`` does, sparing an
+interpreter and a Cirq import per command."""
 
 from __future__ import annotations
 
@@ -52,6 +56,64 @@ def qnb_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.Completed
                           text=True, timeout=timeout)
 
 
+#: Runs commands read from stdin (a JSON list of arguments a line) one after another, and
+#: answers each with its exit code and what it printed, as ``python -m qnb`` would exit.
+SESSION = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from qnb._cli import main
+    for line in sys.stdin:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(json.loads(line))
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code
+        print(json.dumps([code or 0, out.getvalue(), err.getvalue()]), flush=True)
+    """
+)
+
+
+class CliSession:
+    """One interpreter running ``qnb`` commands in turn with one environment; each
+    answer is a ``CompletedProcess`` as ``qnb_cli`` gives it."""
+
+    def __init__(self, env: dict):
+        self.process = subprocess.Popen([sys.executable, "-c", SESSION], env=env, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess:
+        self.process.stdin.write(json.dumps(list(args)) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        assert answer, f"the qnb session ended: {self.process.stderr.read()}"
+        code, out, err = json.loads(answer)
+        return subprocess.CompletedProcess(["qnb", *args], code, out, err)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        try:
+            assert self.process.wait(timeout=60) == 0, self.process.stderr.read()
+        finally:
+            self.process.kill()
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+
+@pytest.fixture
+def session():
+    """``session(env)``: a `CliSession`, closed after the test."""
+    opened: list[CliSession] = []
+
+    def open_session(env: dict) -> CliSession:
+        opened.append(CliSession(env))
+        return opened[-1]
+
+    yield open_session
+    for cli in opened:
+        cli.close()
+
+
 def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
     assert done.returncode == 1, done
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
@@ -95,9 +157,10 @@ def test_python_dash_m_qnb_shows_version_and_help():
     assert usage.returncode == 2 and "invalid int value" in usage.stderr and "Traceback" not in usage.stderr
 
 
-def test_jobs_lists_in_80_columns_and_filters(store):
+def test_jobs_lists_in_80_columns_and_filters(store, session):
     env, ids = store
-    done = qnb_cli("jobs", env=env)
+    cli = session(env)
+    done = cli("jobs")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["ID", "STATUS", "TARGET", "USER", "ITEMS", "ADDED", "NAME"]
@@ -105,7 +168,7 @@ def test_jobs_lists_in_80_columns_and_filters(store):
     assert len(lines) == 4 and {line[:8] for line in lines[1:]} == {v[:8] for v in ids.values()}
     assert any(line.endswith("…") and LONG_NAME[:10] in line for line in lines)
 
-    listed = json.loads(qnb_cli("jobs", "--json", env=env).stdout)
+    listed = json.loads(cli("jobs", "--json").stdout)
     # A local job's cost is known at submit (none): cost and currency are there.
     assert all(set(view) == JSON_FIELDS | {"cost", "currency"} for view in listed)
     assert {view["cost"] for view in listed} == {0.0}
@@ -115,67 +178,70 @@ def test_jobs_lists_in_80_columns_and_filters(store):
     assert by_id[ids["slow"]]["status"] == "cancelled"
 
     def listed_ids(*args: str) -> set[str]:
-        return {view["id"] for view in json.loads(qnb_cli("jobs", "--json", *args, env=env).stdout)}
+        return {view["id"] for view in json.loads(cli("jobs", "--json", *args).stdout)}
 
     assert listed_ids("--status", "cancelled") == {ids["slow"]}
     assert listed_ids("--status", "cancelled", "--status", "completed") == set(ids.values())
     assert listed_ids("--target", "emulator") == {ids["slow"]}
     assert listed_ids("--user", "bob") == {ids["batch"]}
     assert len(listed_ids("--limit", "1")) == 1
-    assert_one_line_error(qnb_cli("jobs", "--status", "finished", env=env), "unknown status")
+    assert_one_line_error(cli("jobs", "--status", "finished"), "unknown status")
 
 
-def test_show_and_result_by_prefix(store):
+def test_show_and_result_by_prefix(store, session):
     env, ids = store
-    shown = qnb_cli("show", ids["batch"][:6], env=env)
+    cli = session(env)
+    shown = cli("show", ids["batch"][:6])
     assert shown.returncode == 0, shown.stderr
     assert f"job      {ids['batch']}" in shown.stdout and "completed (2/2 items finished)" in shown.stdout
-    view = json.loads(qnb_cli("show", ids["batch"], "--json", env=env).stdout)
+    view = json.loads(cli("show", ids["batch"], "--json").stdout)
     assert set(view) == JSON_FIELDS | {"item_list", "usage", "cost", "currency"}
     assert "cost     no cost (estimated at submit)" in shown.stdout
     assert view["usage"] is None  # a local job: no vendor said what it used
     assert [item["label"] for item in view["item_list"]] == ["x", "y"]
 
-    text = qnb_cli("result", ids["bell"][:6], env=env)
+    text = cli("result", ids["bell"][:6])
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0] == "c:" or text.stdout.splitlines()[0].endswith(":")
-    counted = json.loads(qnb_cli("result", ids["batch"], "--json", env=env).stdout)
+    counted = json.loads(cli("result", ids["batch"], "--json").stdout)
     assert counted["id"] == ids["batch"] and counted["missing"] == {}
     assert {label: sum(c.values()) for label, c in counted["counts"].items()} == {"x": 10, "y": 10}
     assert set(counted["counts"]["x"]) <= {"00", "11"}
 
-    assert_one_line_error(qnb_cli("result", ids["slow"], env=env), "cancelled")
-    assert_one_line_error(qnb_cli("show", "ffffffffff", env=env), "no job id starts with")
-    assert_one_line_error(qnb_cli("result", "ffffffffff", env=env), "no job id starts with")
-    assert_one_line_error(qnb_cli("show", "", env=env))
+    assert_one_line_error(cli("result", ids["slow"]), "cancelled")
+    assert_one_line_error(cli("show", "ffffffffff"), "no job id starts with")
+    assert_one_line_error(cli("result", "ffffffffff"), "no job id starts with")
+    assert_one_line_error(cli("show", ""))
 
 
-def test_cancel_and_resubmit(store):
+def test_cancel_and_resubmit(store, session):
     env, ids = store
-    again = qnb_cli("cancel", ids["bell"], ids["slow"][:6], env=env)
+    cli = session(env)
+    again = cli("cancel", ids["bell"], ids["slow"][:6])
     assert again.returncode == 0, again.stderr
     assert again.stdout.split() == [ids["bell"][:8], "completed", ids["slow"][:8], "cancelled"]
-    nothing = qnb_cli("cancel", "--all", env=env)
+    nothing = cli("cancel", "--all")
     assert nothing.returncode == 0 and nothing.stdout == ""
-    assert_one_line_error(qnb_cli("cancel", env=env), "--all")
+    assert_one_line_error(cli("cancel"), "--all")
 
-    redo = qnb_cli("resubmit", ids["batch"][:8], env=env)
+    redo = cli("resubmit", ids["batch"][:8])
     assert redo.returncode == 0, redo.stderr
     new_id, status_line = redo.stdout.splitlines()
     assert status_line == f"{new_id[:8]}  completed"
-    child = json.loads(qnb_cli("show", new_id, "--json", env=env).stdout)
+    child = json.loads(cli("show", new_id, "--json").stdout)
     assert child["parent_id"] == ids["batch"] and child["items"] == 2 and child["user"] == "bob"
-    assert_one_line_error(qnb_cli("resubmit", ids["batch"], "--failed-only", env=env), "nothing to resubmit")
+    assert_one_line_error(cli("resubmit", ids["batch"], "--failed-only"), "nothing to resubmit")
 
 
-def test_targets_and_the_queue_of_a_local_target(store):
+def test_targets_and_the_queue_of_a_local_target(store, session):
     env, _ = store
-    listed = json.loads(qnb_cli("targets", "--json", env=env).stdout)
+    cli = session(env)
+    listed = json.loads(cli("targets", "--json").stdout)
     assert {"sim", "cirq", "density", "emulator"} <= {t["name"] for t in listed}
-    table = qnb_cli("targets", env=env)
+    table = cli("targets")
     assert table.returncode == 0 and all(len(line) <= 80 for line in table.stdout.splitlines())
-    assert json.loads(qnb_cli("queue", "sim", "--json", env=env).stdout) == []
-    assert_one_line_error(qnb_cli("queue", "nowhere", env=env), "unknown target")
+    assert json.loads(cli("queue", "sim", "--json").stdout) == []
+    assert_one_line_error(cli("queue", "nowhere"), "unknown target")
 
 
 def test_ctrl_c_while_waiting_exits_130_quietly(store):
@@ -206,15 +272,16 @@ def test_ctrl_c_while_waiting_exits_130_quietly(store):
         holder.wait(timeout=60)
 
 
-def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve):
+def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve, session):
     server, tokens = shared_serve
     made_ids: list[str] = []
     home = tmp_path / "client"
     home.mkdir()
     env = environment(home, LAB_TOKEN=tokens["alice"])
     (home / "targets.toml").write_text(f'[targets.lab]\nurl = "{server.url}"\ntoken_env = "LAB_TOKEN"\n')
+    cli = session(env)
     try:
-        listed = {t["name"]: t for t in json.loads(qnb_cli("targets", "--json", env=env).stdout)}
+        listed = {t["name"]: t for t in json.loads(cli("targets", "--json").stdout)}
         assert listed["lab"]["kind"] == "remote" and listed["lab"]["url"] == server.url
 
         made = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
@@ -234,22 +301,22 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve):
             return any(e["id"] == waiting for e in answer["entries"])
 
         wait_until(in_servers_queue, timeout=60, what="the waiting job in the server's queue")
-        entries = [e for e in json.loads(qnb_cli("queue", "lab", "--json", env=env).stdout) if e["id"] == waiting]
+        entries = [e for e in json.loads(cli("queue", "lab", "--json").stdout) if e["id"] == waiting]
         assert entries[0]["user"] == "alice" and entries[0]["position"] >= 1
-        table = qnb_cli("queue", "lab", env=env)
+        table = cli("queue", "lab")
         assert waiting[:8] in table.stdout and table.stdout.splitlines()[0].split()[0] == "POS"
 
-        counted = json.loads(qnb_cli("result", quick[:8], "--json", env=env).stdout)
+        counted = json.loads(cli("result", quick[:8], "--json").stdout)
         assert sum(counted["counts"]["0"].values()) == 20
 
-        cancelled = qnb_cli("cancel", waiting, busy, env=env)
+        cancelled = cli("cancel", waiting, busy)
         assert cancelled.returncode == 0, cancelled.stderr
         assert cancelled.stdout.split() == [waiting[:8], "cancelled", busy[:8], "cancelled"]
 
-        redo = qnb_cli("resubmit", waiting, env=env)
+        redo = cli("resubmit", waiting)
         assert redo.returncode == 0, redo.stderr
         new_id = redo.stdout.strip()
-        waited = qnb_cli("result", new_id, "--wait", "--timeout", "120", "--json", env=env)
+        waited = cli("result", new_id, "--wait", "--timeout", "120", "--json")
         assert waited.returncode == 0, waited.stderr
         assert sum(json.loads(waited.stdout)["counts"]["0"].values()) == 20
     finally:
@@ -261,26 +328,27 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve):
 # -- estimates (issue 20) ---------------------------------------------------------------------
 
 
-def test_estimate_of_a_qasm_file_prints_it_and_submits_nothing(tmp_path):
+def test_estimate_of_a_qasm_file_prints_it_and_submits_nothing(tmp_path, session):
     env = environment(tmp_path)
+    cli = session(env)
     qasm = tmp_path / "bell.qasm"
     qasm.write_text(BELL_QASM)
-    done = qnb_cli("estimate", str(qasm), "--shots", "500", env=env)
+    done = cli("estimate", str(qasm), "--shots", "500")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == f"{qasm} on sim, 500 shots:"
     assert [line.split()[0] for line in lines[1:5]] == ["run", "wait", "finish", "cost"]
     assert "  cost    no cost" in lines  # a local target
-    as_json = json.loads(qnb_cli("estimate", str(qasm), "--json", "--target", "emulator", "--compile", env=env).stdout)
+    as_json = json.loads(cli("estimate", str(qasm), "--json", "--target", "emulator", "--compile").stdout)
     assert set(as_json) == {"run_seconds", "wait_seconds", "finish", "cost", "currency", "basis"}
     assert as_json["cost"] == 0.0
-    assert json.loads(qnb_cli("jobs", "--json", env=env).stdout) == []  # nothing submitted
-    assert_one_line_error(qnb_cli("estimate", str(qasm), "--max-cost", "-1", env=env), "max_cost must be")
-    assert_one_line_error(qnb_cli("estimate", str(tmp_path / "none.qasm"), env=env), "cannot read")
-    assert_one_line_error(qnb_cli("estimate", str(qasm), "--target", "nowhere", env=env), "unknown target")
+    assert json.loads(cli("jobs", "--json").stdout) == []  # nothing submitted
+    assert_one_line_error(cli("estimate", str(qasm), "--max-cost", "-1"), "max_cost must be")
+    assert_one_line_error(cli("estimate", str(tmp_path / "none.qasm")), "cannot read")
+    assert_one_line_error(cli("estimate", str(qasm), "--target", "nowhere"), "unknown target")
     bad = tmp_path / "bad.qasm"
     bad.write_text("OPENQASM 2.0;\nqreg q[1];\nnonsense q[0];\n")
-    assert_one_line_error(qnb_cli("estimate", str(bad), env=env))
+    assert_one_line_error(cli("estimate", str(bad)))
 
 
 def test_show_and_jobs_say_what_is_left_and_the_cost(capsys):

@@ -379,3 +379,7 @@ def test_a_dask_worker_s_death_the_cluster_gives_up_on_is_run_again_by_qnb(manag
         assert sum(job.result(timeout=180).counts("slow").values()) == 1000
         item = job.items[0]
         assert item.attempts >= 1 and "could not run it" in item.history[0], item.history
+        # The nanny is bringing a new worker up; closing the cluster waits for that start
+        # inside its own 5 s stop deadline, which a busy machine overran (a teardown
+        # error): let the worker come up first.
+        client.wait_for_workers(2, timeout=120)
