@@ -84,7 +84,9 @@ def assert_quiet(done: subprocess.CompletedProcess) -> None:
         assert noise not in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("seconds", [0.0, 0.2, 0.5, 0.8, 1.2])
+# Three points of the pool's start (the forkserver starting, its workers starting, all up);
+# a loaded machine moves each point, so a finer grid bought little for its interpreters.
+@pytest.mark.parametrize("seconds", [0.0, 0.5, 1.2])
 def test_a_script_that_lists_jobs_and_sleeps_exits_quietly(tmp_path, seconds):
     """It used to hang in multiprocessing's exit handler, or print the forkserver's
     SemLock traceback, depending on how far the pool had started. (A script's pool starts
@@ -112,7 +114,7 @@ def test_a_script_that_only_reads_starts_no_simulation_workers(tmp_path):
     assert "qnb-pool" in running
 
 
-@pytest.mark.parametrize("seconds", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("seconds", [0.0, 1.0])  # exiting while the job runs, or after it
 def test_a_script_that_submits_and_exits_says_which_job_is_left(tmp_path, seconds):
     code = (
         "import qnb, time\n"

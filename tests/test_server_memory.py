@@ -25,11 +25,11 @@ from test_server_support import BELL_JSON, FLIP_JSON, ServeProcess, auth, make_u
 ALICE, ROOT = User("alice"), User("root", "admin")
 Q = cirq.LineQubit.range(6)
 #: 12 circuits of 6,250 operations: a 75,000-operation job (~12 MB of Cirq JSON).
-LARGE_JOB_CIRCUITS, LARGE_CIRCUIT_OPERATIONS, LARGE_JOBS = 12, 6_250, 4
-#: What four such queued jobs may add to the server's resident memory: each passes
+LARGE_JOB_CIRCUITS, LARGE_CIRCUIT_OPERATIONS, LARGE_JOBS = 12, 6_250, 3
+#: What three such queued jobs may add to the server's resident memory: each passes
 #: through the server parsed once (the allocator keeps some of that), but none stays.
 #: Measured with eight: +101 MB now; +480 MB before (+725 MB in the report's run), kept
-#: after removal — so four held ~240 MB before, twice this bound.
+#: after removal — so three held ~180 MB before, 1.5 times this bound.
 QUEUED_GROWTH_MB = 120
 
 
