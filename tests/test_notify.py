@@ -21,7 +21,7 @@ import qnb
 from conftest import wait_until
 from qnb import _notify
 from qnb._errors import InvalidOptionError
-from test_cli import environment, qnb_cli
+from test_cli import environment, session  # noqa: F401 (a fixture)
 
 Q = cirq.LineQubit.range(2)
 BELL = cirq.Circuit(cirq.H(Q[0]), cirq.CNOT(*Q), cirq.measure(*Q, key="m"))
@@ -281,24 +281,25 @@ def test_a_script_that_exits_right_after_its_job_still_announces_it(listener, tm
 
 
 @pytest.mark.slow
-def test_qnb_wait_notify_sends_one_message_and_refuses_bad_urls(listener, tmp_path):
+def test_qnb_wait_notify_sends_one_message_and_refuses_bad_urls(listener, tmp_path, session):
     env = environment(tmp_path)
     env.pop("QNB_NOTIFY", None)
+    cli = session(env)
     made = subprocess.run([sys.executable, "-c", SCRIPT, "json://127.0.0.1:9/unused"], env=env,
                           capture_output=True, text=True, timeout=180)  # fmt: skip
     job_id = made.stdout.strip()
     assert made.returncode == 0 and job_id, made.stderr
 
-    waited = qnb_cli("wait", job_id[:8], "--notify", listener.url(), env=env)
+    waited = cli("wait", job_id[:8], "--notify", listener.url())
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.strip() == f"{job_id[:8]}  completed"
     (message,) = listener.about(job_id)
     assert message["title"] == "qnb: 'from a script' completed" and "counts of '0'" in message["message"]
 
-    bad = qnb_cli("wait", job_id[:8], "--notify", "nonsense://t0ken", env=env)
+    bad = cli("wait", job_id[:8], "--notify", "nonsense://t0ken")
     assert bad.returncode == 1 and "'nonsense://'" in bad.stderr and "t0ken" not in bad.stderr
 
-    unreachable = qnb_cli("wait", job_id[:8], "--notify", f"json://127.0.0.1:{free_port()}/x", env=env)
+    unreachable = cli("wait", job_id[:8], "--notify", f"json://127.0.0.1:{free_port()}/x")
     assert unreachable.returncode == 1 and "could not be sent" in unreachable.stderr
     assert len(listener.about(job_id)) == 1
 
