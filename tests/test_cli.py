@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -82,9 +83,13 @@ class CliSession:
         self.process = subprocess.Popen([sys.executable, "-c", SESSION], env=env, text=True,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def __call__(self, *args: str) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         self.process.stdin.write(json.dumps(list(args)) + "\n")
         self.process.stdin.flush()
+        # One answer a command: nothing of the next is buffered, so the pipe says when.
+        if not select.select([self.process.stdout], [], [], timeout)[0]:
+            self.process.kill()
+            raise AssertionError(f"qnb {' '.join(args)} gave no answer in {timeout} s")
         answer = self.process.stdout.readline()
         assert answer, f"the qnb session ended: {self.process.stderr.read()}"
         code, out, err = json.loads(answer)
