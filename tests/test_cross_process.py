@@ -18,47 +18,67 @@ import qnb
 from qnb import JobStatus, _manager
 from conftest import wait_until
 
-pytestmark = pytest.mark.slow
+# One worker runs this file (loadgroup): its one owner process serves every test.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cross-process")]
 
 OWNER = textwrap.dedent(
     """
     import sys, cirq, qnb
     q = cirq.LineQubit.range(2)
     bell = cirq.Circuit(cirq.H(q[0]), cirq.CNOT(*q), cirq.measure(*q, key="m"))
-    long = qnb.submit(bell, target="emulator", compile=True, shots=60_000, name="long")
-    jobs = [qnb.submit(bell, target="emulator", compile=True, shots=200, name=f"w{i}") for i in range(3)]
-    print(long.id, *(j.id for j in jobs), flush=True)
-    sys.stdin.readline()  # runs its jobs until the test is done with it
+    for line in sys.stdin:  # "start" a test's jobs; at its end, "stop" them (and say so)
+        if line.strip() == "start":
+            long = qnb.submit(bell, target="emulator", compile=True, shots=60_000, name="long")
+            jobs = [qnb.submit(bell, target="emulator", compile=True, shots=200, name=f"w{i}") for i in range(3)]
+            print(long.id, *(j.id for j in jobs), flush=True)
+        else:
+            for job in (long, *jobs):
+                job.cancel()
+            qnb.wait_all(timeout=60)
+            print("stopped", flush=True)
     """
 )
 
 
-@pytest.fixture
-def owner(tmp_path, monkeypatch):
-    """Another live process on the same store, running a long emulator job with three
-    waiting behind it; and this process's own manager on that store."""
-    home = tmp_path / "home"
-    env = {**os.environ, "QNB_HOME": str(home), "QNB_TARGETS": str(tmp_path / "none.toml")}
-    monkeypatch.setenv("QNB_TARGETS", str(tmp_path / "none.toml"))
+@pytest.fixture(scope="module")
+def owner_process(tmp_path_factory):
+    """Another live process on one store, shared by this file's tests (each gets jobs
+    of its own from it): an interpreter and a simulation pool a test would cost."""
+    base = tmp_path_factory.mktemp("cross-process")
+    env = {**os.environ, "QNB_HOME": str(base / "home"), "QNB_TARGETS": str(base / "none.toml")}
     child = subprocess.Popen([sys.executable, "-c", OWNER], env=env, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        line = child.stdout.readline()
-        assert line, child.stderr.read()
-        ids = line.split()
-        here = _manager.JobManager(home, warm_pool=False)
-        previous = _manager.set_manager(here)
-        try:
-            wait_until(lambda: here.store.load_job(ids[0]).status is JobStatus.RUNNING,
-                       timeout=60, what="the long job running in the other process")  # fmt: skip
-            yield here, ids
-        finally:
-            _manager.set_manager(previous)
-            here.close()
+        yield child, base
     finally:
         child.stdin.close()
         child.kill()
         child.wait(timeout=30)
+
+
+@pytest.fixture
+def owner(owner_process, monkeypatch):
+    """A long emulator job running in the other process with three waiting behind it;
+    and this process's own manager on that store."""
+    child, base = owner_process
+    monkeypatch.setenv("QNB_TARGETS", str(base / "none.toml"))
+    child.stdin.write("start\n")
+    child.stdin.flush()
+    line = child.stdout.readline()
+    assert line, child.stderr.read()
+    ids = line.split()
+    here = _manager.JobManager(base / "home", warm_pool=False)
+    previous = _manager.set_manager(here)
+    try:
+        wait_until(lambda: here.store.load_job(ids[0]).status is JobStatus.RUNNING,
+                   timeout=60, what="the long job running in the other process")  # fmt: skip
+        yield here, ids
+    finally:
+        _manager.set_manager(previous)
+        here.close()
+        child.stdin.write("stop\n")  # the next test's long job runs at once
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "stopped", child.stderr.read()
 
 
 def test_cancel_a_running_job_of_another_process(owner):
