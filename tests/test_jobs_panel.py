@@ -268,8 +268,9 @@ def test_notifies_when_a_job_ends_while_the_panel_is_away(page, lab):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("theme", ["JupyterLab Light", "JupyterLab Dark"])
-@pytest.mark.parametrize("width", [1100, 1400])
+# Each width and each theme once (the theme changes colours, not widths): a page of
+# JupyterLab a case, so not all four pairs.
+@pytest.mark.parametrize("width, theme", [(1100, "JupyterLab Dark"), (1400, "JupyterLab Light")])
 def test_layout(browser, lab, processes, width, theme):
     page = open_lab(browser, lab, width=width, height=800)
     try:
