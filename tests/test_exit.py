@@ -84,8 +84,9 @@ def assert_quiet(done: subprocess.CompletedProcess) -> None:
         assert noise not in done.stderr, done.stderr
 
 
-# Three points of the pool's start (the forkserver starting, its workers starting, all up);
-# a loaded machine moves each point, so a finer grid bought little for its interpreters.
+# Three moments of the pool's start (at once, during the forkserver's imports, about when
+# its workers start); a loaded machine moves each, so a finer grid bought little for the
+# interpreters it cost (five points before).
 @pytest.mark.parametrize("seconds", [0.0, 0.5, 1.2])
 def test_a_script_that_lists_jobs_and_sleeps_exits_quietly(tmp_path, seconds):
     """It used to hang in multiprocessing's exit handler, or print the forkserver's
