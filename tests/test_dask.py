@@ -16,6 +16,7 @@ import pytest
 
 import qnb
 from qnb import JobStatus
+from qnb._core import _runner
 from qnb._targets import registry
 from qnb._targets._dask import DaskExecutor, scheduler_address
 from conftest import wait_until
@@ -122,21 +123,59 @@ def test_a_lost_worker_s_tasks_run_again_elsewhere(cluster_target, cluster):
     _, client = cluster
     job = qnb.submit({f"h{i}": heavy(i, layers=40) for i in range(8)}, target="cluster", shots=10)
 
-    def busy_worker() -> str | None:
-        processing = client.run_on_scheduler(
-            lambda dask_scheduler: {ws.address: len(ws.processing) for ws in dask_scheduler.workers.values()}
-        )
-        return next((address for address, n in processing.items() if n), None)
-
-    victim = wait_until(busy_worker, timeout=30, interval=0.02, what="a worker running qnb's task")
+    victim = wait_until(lambda: busy_worker(client), timeout=30, interval=0.02, what="a worker running qnb's task")
     pid = client.run(os.getpid, workers=[victim])[victim]
     os.kill(pid, signal.SIGKILL)
     result = job.result(timeout=180)  # Dask runs the lost tasks on the other worker
     assert job.status is JobStatus.COMPLETED and len(result) == 8
-    # The nanny brings a new worker up: the next test has two again.
-    wait_until(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=60,
+    two_workers_again(client)
+
+
+def busy_worker(client: distributed.Client) -> str | None:
+    """The address of a worker running a task, if one is."""
+    processing = client.run_on_scheduler(
+        lambda dask_scheduler: {ws.address: len(ws.processing) for ws in dask_scheduler.workers.values()}
+    )
+    return next((address for address, n in processing.items() if n), None)
+
+
+def two_workers_again(client: distributed.Client) -> None:
+    """After a worker was killed: the nanny brings a new one up, so the next test has two
+    again (and closing the cluster does not wait on a worker still starting)."""
+    wait_until(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=120,
                what="the nanny to restart the worker")  # fmt: skip
     client.run(__import__, "qnb._targets._worker")
+
+
+def test_a_worker_s_death_the_cluster_gives_up_on_is_run_again_by_qnb(manager, cluster, monkeypatch):
+    """With Dask's own retries off (``allowed-failures`` 0: the scheduler gives up on a
+    task at its first worker death), ``retries=`` runs the item again (issue 20)."""
+    local, client = cluster
+    monkeypatch.setattr(_runner, "RETRY_FIRST_SECONDS", 0.05)
+    q = cirq.LineQubit.range(3)
+    slow = cirq.Circuit(cirq.H.on_each(*q), cirq.measure(q[0], key="mid"), cirq.CNOT(q[0], q[1]),
+                        cirq.measure(*q, key="m"))  # fmt: skip
+
+    def allow_failures(count: int) -> int:  # on the running scheduler; answers the old value
+        def swap(dask_scheduler):
+            old, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, count
+            return old
+
+        return client.run_on_scheduler(swap)
+
+    allowed = allow_failures(0)
+    try:
+        qnb.register_target("dask-once", "dask", address=local.scheduler_address, engine="cirq", retries=0)
+        job = qnb.submit({"slow": slow}, target="dask-once", shots=1000, retries=2)
+        victim = wait_until(lambda: busy_worker(client), timeout=60, interval=0.02, what="a worker running the item")
+        os.kill(client.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+        assert sum(job.result(timeout=180).counts("slow").values()) == 1000
+        item = job.items[0]
+        assert item.attempts >= 1 and "could not run it" in item.history[0], item.history
+    finally:
+        allow_failures(allowed)
+        registry._targets.pop("dask-once", None)
+    two_workers_again(client)
 
 
 def _closed_port() -> int:

@@ -353,33 +353,5 @@ def test_a_queue_server_runs_failed_items_again_and_the_kernel_sees_the_attempts
         server_manager.close()
 
 
-@pytest.mark.slow  # a cluster of its own (its scheduler gives up on a task at its first worker death)
-def test_a_dask_worker_s_death_the_cluster_gives_up_on_is_run_again_by_qnb(manager, quick_backoff):
-    distributed = pytest.importorskip("distributed")
-    import dask
-
-    q = cirq.LineQubit.range(3)
-    slow = cirq.Circuit(cirq.H.on_each(*q), cirq.measure(q[0], key="mid"), cirq.CNOT(q[0], q[1]),
-                        cirq.measure(*q, key="m"))  # fmt: skip
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=50,
-    ) as local, distributed.Client(local) as client:  # fmt: skip
-        client.run(__import__, "qnb._targets._worker")
-        qnb.register_target("dask-once", "dask", address=local.scheduler_address, engine="cirq", retries=0)
-        job = qnb.submit({"slow": slow}, target="dask-once", shots=1000, retries=2)
-
-        def busy_worker() -> str | None:
-            processing = client.run_on_scheduler(
-                lambda dask_scheduler: {ws.address: len(ws.processing) for ws in dask_scheduler.workers.values()}
-            )
-            return next((address for address, n in processing.items() if n), None)
-
-        victim = wait_until(busy_worker, timeout=60, interval=0.02, what="a worker running the item")
-        os.kill(client.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
-        assert sum(job.result(timeout=180).counts("slow").values()) == 1000
-        item = job.items[0]
-        assert item.attempts >= 1 and "could not run it" in item.history[0], item.history
-        # The nanny is bringing a new worker up; closing the cluster waits for that start
-        # inside its own 5 s stop deadline, which a busy machine overran (a teardown
-        # error): let the worker come up first.
-        client.wait_for_workers(2, timeout=120)
+# A Dask worker's death the cluster gives up on, run again by qnb: tests/test_dask.py (on
+# its cluster).
