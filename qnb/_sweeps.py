@@ -23,6 +23,7 @@ import sympy
 from ._errors import InvalidCircuitError, InvalidOptionError
 from ._options import point_label
 
+
 @dataclasses.dataclass(frozen=True)
 class SweptItems:
     """A job's items after expanding sweeps, in item order."""

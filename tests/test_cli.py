@@ -7,6 +7,7 @@ interpreter and a Cirq import per command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -58,9 +59,10 @@ def qnb_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.Completed
 
 
 #: Runs commands read from stdin (a JSON list of arguments a line) one after another, and
-#: answers each with its exit code and what it printed, as ``python -m qnb`` would exit.
+#: answers each with its exit code and what it printed, as ``python -m qnb`` would exit,
+#: and which of HEAVY the interpreter has imported by then.
 SESSION = textwrap.dedent(
-    """
+    f"""
     import contextlib, io, json, sys
     from qnb._cli import main
     for line in sys.stdin:
@@ -68,22 +70,34 @@ SESSION = textwrap.dedent(
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main(json.loads(line))
-            except SystemExit as exit:  # argparse's usage errors
+            except SystemExit as exit:  # argparse's usage errors, --help, --version
                 code = exit.code
-        print(json.dumps([code or 0, out.getvalue(), err.getvalue()]), flush=True)
+        heavy = [name for name in {HEAVY!r} if name in sys.modules]
+        print(json.dumps([code or 0, out.getvalue(), err.getvalue(), heavy]), flush=True)
     """
 )
 
 
+@dataclasses.dataclass
+class CliAnswer:
+    """A command's answer in a `CliSession`: what ``qnb_cli``'s ``CompletedProcess``
+    holds, and the heavy modules its interpreter had imported by its end."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    heavy: list[str]
+
+
 class CliSession:
-    """One interpreter running ``qnb`` commands in turn with one environment; each
-    answer is a ``CompletedProcess`` as ``qnb_cli`` gives it."""
+    """One interpreter running ``qnb`` commands in turn with one environment."""
 
     def __init__(self, env: dict):
         self.process = subprocess.Popen([sys.executable, "-c", SESSION], env=env, text=True,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, timeout: float = 120) -> CliAnswer:
         self.process.stdin.write(json.dumps(list(args)) + "\n")
         self.process.stdin.flush()
         # One answer a command: nothing of the next is buffered, so the pipe says when.
@@ -92,8 +106,7 @@ class CliSession:
             raise AssertionError(f"qnb {' '.join(args)} gave no answer in {timeout} s")
         answer = self.process.stdout.readline()
         assert answer, f"the qnb session ended: {self.process.stderr.read()}"
-        code, out, err = json.loads(answer)
-        return subprocess.CompletedProcess(["qnb", *args], code, out, err)
+        return CliAnswer(["qnb", *args], *json.loads(answer))
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -119,7 +132,7 @@ def session():
         cli.close()
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+def assert_one_line_error(done: subprocess.CompletedProcess | CliAnswer, *words: str) -> None:
     assert done.returncode == 1, done
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     for word in words:
@@ -137,20 +150,9 @@ def store(tmp_path_factory):
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["jobs", "--limit", "many"],
                                   ["serve", "--help"], ["nonsense"]])
-def test_help_version_and_usage_errors_import_nothing_heavy(args):
-    code = textwrap.dedent(
-        f"""
-        import sys
-        from qnb._cli import main
-        try:
-            main({args!r})
-        except SystemExit as exit:
-            code = exit.code
-        print("HEAVY", [m for m in {HEAVY!r} if m in sys.modules], code, file=sys.stderr)
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stderr.splitlines()[-1].startswith("HEAVY [] "), done.stderr
+def test_help_version_and_usage_errors_import_nothing_heavy(args, session):
+    done = session(dict(os.environ))(*args)  # a fresh interpreter: nothing imported before
+    assert done.heavy == [], done
     if args == ["serve", "--help"]:
         assert "(default: 8765)" in done.stdout and "(default: emulator)" in done.stdout
 

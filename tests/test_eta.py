@@ -15,15 +15,12 @@ import math
 import os
 import random
 import statistics
-import subprocess
-import sys
-import textwrap
 import time
 
 import cirq
 import pytest
 from conftest import new_process_manager, wait_until
-from test_cli import HEAVY
+from test_cli import session  # noqa: F401 (a fixture)
 
 import qnb
 from qnb._core import _eta, _item_times
@@ -129,7 +126,7 @@ def test_waiting_jobs_account_for_the_queue_ahead_and_parallelism(manager, seria
         job.result(timeout=120)
 
 
-def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, serial_target):
+def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, serial_target, session):
     """The CLI and the jobs panel read the store: the runner stores each estimate it
     announces, and clears it when the job ends."""
     circuits = [layered(18, 20, 7)] * (6 * get_pool().workers)
@@ -138,20 +135,12 @@ def test_other_processes_read_a_waiting_jobs_estimate_from_the_store(manager, se
     wait_until(lambda: manager.store.load_job(last.id).saved_estimate is not None,
                timeout=20, what="the waiting job's estimate in the store")  # fmt: skip
     # Four commands in one fresh interpreter (as `qnb ...` runs them), then what it imported.
-    script = textwrap.dedent(f"""
-        import contextlib, io, json, sys
-        from qnb._cli import main
-        for args in (["show", {last.id!r}, "--json"], ["show", {last.id!r}], ["jobs"],
-                     ["queue", "eta-serial", "--json"]):
-            with contextlib.redirect_stdout(io.StringIO()) as printed:
-                main(args)
-            print(json.dumps(printed.getvalue()))
-        print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))
-        """)  # fmt: skip
-    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "QNB_HOME": str(manager.home)})  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    shown_json, shown, table, queued, heavy = (json.loads(line) for line in ran.stdout.splitlines()[-5:])
+    cli = session({**os.environ, "QNB_HOME": str(manager.home)})
+    shown_json = cli("show", last.id, "--json").stdout
+    shown = cli("show", last.id).stdout
+    table = cli("jobs").stdout
+    queue = cli("queue", "eta-serial", "--json")
+    queued, heavy = queue.stdout, queue.heavy
     assert last.id in [entry["id"] for entry in json.loads(queued)]
     estimate = json.loads(shown_json)["estimate"]
     assert estimate["finish"] > time.time() and "ahead" in estimate["basis"], estimate

@@ -12,9 +12,7 @@ and lays out at 1,100 and 1,400 px in the light and dark themes (screenshots in
 from __future__ import annotations
 
 import json
-import time
 import tomllib
-from pathlib import Path
 
 import httpx
 import pytest

@@ -6,7 +6,6 @@ retry shows it, can be cancelled, and ends only when no retry is left."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading

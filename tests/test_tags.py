@@ -21,7 +21,7 @@ from conftest import BELL_QASM, ipython_shell
 from qnb import _store
 from qnb._errors import InvalidOptionError
 from qnb._records import ItemRecord, JobRecord
-from test_cli import HEAVY, environment, qnb_cli
+from test_cli import environment, qnb_cli, session  # noqa: F401 (a fixture)
 from test_server_support import auth, submit_body
 
 Q = cirq.LineQubit.range(2)
@@ -189,7 +189,7 @@ def test_qsubmit_refuses_a_bad_tag_as_a_usage_error(ip, manager):
 
 
 @pytest.mark.slow
-def test_qnb_jobs_tag_filters_and_shows_tags_without_importing_cirq(tmp_path):
+def test_qnb_jobs_tag_filters_and_shows_tags_without_importing_cirq(tmp_path, session):
     env = environment(tmp_path)
     made = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         import json, qnb
@@ -214,17 +214,8 @@ def test_qnb_jobs_tag_filters_and_shows_tags_without_importing_cirq(tmp_path):
     shown = qnb_cli("show", tagged[:8], env=env).stdout
     assert "tags     calib, run-3" in shown
 
-    code = textwrap.dedent(f"""
-        import sys
-        from qnb._cli import main
-        try:
-            main(["jobs", "--tag", "calib"])
-        except SystemExit:
-            pass
-        print("HEAVY", [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)
-        """)  # fmt: skip
-    light = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert tagged[:8] in light.stdout and light.stderr.splitlines()[-1] == "HEAVY []", light.stderr
+    light = session(env)("jobs", "--tag", "calib")  # a fresh interpreter: nothing imported before
+    assert tagged[:8] in light.stdout and light.heavy == [], light
 
 
 # -- a queue server -----------------------------------------------------------------------------
