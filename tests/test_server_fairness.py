@@ -19,8 +19,8 @@ import pytest
 
 from conftest import BELL_QASM, wait_until
 from qnb._errors import LimitExceededError
-from qnb.server._cpu import WAITING_PER_USER, CpuPool
-from test_server_orphans import cpu_ticks, session_members
+from qnb.server._cpu import PROCESS_NAME, WAITING_PER_USER, CpuPool
+from test_server_orphans import cpu_ticks, process_name, session_members
 from test_server_support import BELL_JSON, auth
 
 # One worker runs this file (loadgroup): its module-scoped fixtures start once.
@@ -67,7 +67,7 @@ def test_a_small_submit_answers_while_two_users_compile_big_batches(shared_serve
     sent: list[Timed] = []
     try:
         workers = wait_until(
-            lambda: [p for p, cmd in session_members(session).items() if "serve_requests" in cmd],
+            lambda: [p for p in session_members(session) if process_name(p) == PROCESS_NAME],
             timeout=120, what="the server's circuit workers",
         )
         ticks = {pid: cpu_ticks(pid) for pid in workers}

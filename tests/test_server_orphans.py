@@ -46,6 +46,14 @@ def session_members(session: int) -> dict[int, str]:
     return found
 
 
+def process_name(pid: int) -> str | None:
+    """What ``ps`` calls the process (its ``comm``), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def cpu_ticks(pid: int) -> int:
     fields = _stat(pid)
     return 0 if fields is None else int(fields[11]) + int(fields[12])

@@ -20,6 +20,7 @@ from qnb._errors import (
     RemoteAuthError,
     UnknownJobError,
 )
+from qnb._targets._pool import _stop_forkserver
 from qnb.server._auth import User
 from qnb.server._cpu import CpuWorker
 from qnb.server._intake import Limits
@@ -184,6 +185,12 @@ def test_a_request_past_its_cpu_deadline_is_refused_and_the_worker_replaced(mana
         assert [rec.id for rec in manager.find(limit=10)] == [first["id"]]  # nothing of the batch
         again = unhurried.accept(ALICE, Submission(warm_up, shots=10, compile=True))
         assert again["total"] == 3 and cpu.pids() and cpu.pids() != killed  # a new worker took over
+        # Workers are forked from the simulation pool's forkserver, but do not hang on it
+        # (the pool stops it at exit, a test's pool when it shuts down).
+        survivors = cpu.pids()
+        _stop_forkserver()
+        third = unhurried.accept(ALICE, Submission(warm_up, shots=10, compile=True))
+        assert third["total"] == 3 and cpu.pids() == survivors
     finally:
         svc.close()
         unhurried.close()

@@ -7,11 +7,7 @@ starts in milliseconds instead of paying ~3 s of imports.
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import os
 import pickle
-import signal
-import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -19,6 +15,7 @@ import cirq
 import qsimcirq
 
 from .. import _circuits
+from ._child import init_worker
 
 # Everything imported so far (cirq, sympy, numpy: hundreds of thousands of objects)
 # lives as long as the worker. Freezing it keeps the cyclic collector from scanning
@@ -86,7 +83,7 @@ def serve(conn: Connection) -> None:
     The pool ends a worker by killing it (a cancelled or overdue task), by sending
     None, or by closing its end of the pipe.
     """
-    init_worker()
+    init_worker("qnb-simulation")
     while True:
         try:
             chunk = conn.recv()
@@ -98,28 +95,5 @@ def serve(conn: Connection) -> None:
             started = time.perf_counter()
             outcome = run_one(pickled_task)
             conn.send((*outcome, time.perf_counter() - started))
-
-
-def init_worker() -> None:
-    """Run in each new worker process.
-
-    Jupyter interrupts a kernel by signalling its whole process group, workers
-    included: a worker must not die when the user interrupts a cell (their jobs go
-    on). Shutdown still ends workers, by SIGTERM or by their parent's pipe closing.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A worker waits for work on a pipe whose write end it holds itself, so it never
-    # notices when its kernel is killed: without this it would live on forever (with
-    # the forkserver, which it keeps alive), ~200 MB each.
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(
-            target=_exit_with, args=(parent,), name="qnb-orphan-watch", daemon=True
-        ).start()
-
-
-def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
-    parent.join()  # returns once the parent process has ended, however it ended
-    os._exit(0)
 
 

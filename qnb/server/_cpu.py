@@ -20,13 +20,15 @@ capacity never hold the threads that cheap requests run on. Waiting is bounded p
 **Deadlines.** Each request's work has one: past it, its worker is killed and replaced,
 and the request is refused.
 
-**No orphans.** A worker is a plain subprocess speaking pickles over its stdin and
-stdout, not a ``multiprocessing`` child: a spawned child holds the write end of the
-resource tracker's pipe, so a worker that outlived a SIGKILLed server kept the tracker
-alive too. The worker asks Linux to SIGKILL it when its parent dies
-(``PR_SET_PDEATHSIG``), watches its parent's pid as a fallback, and exits when its
-request pipe closes. The death signal follows the *thread* that forked the worker, so
-every worker is started from one thread that lives as long as the server.
+**Cheap to start.** A worker is forked from the forkserver that the simulation pool
+starts with the server (``_pool.start_forked``), which holds Cirq already: it starts in
+milliseconds, where a fresh interpreter paid ~1.5 s of CPU importing Cirq again (with
+every server start, and again for each worker replaced after a deadline).
+
+**No orphans.** A worker watches the server through multiprocessing's parent sentinel
+(a pipe the server holds: it closes however the server ends, SIGKILL included) and
+exits at once, even in the middle of a compile; it also exits when its request pipe
+closes. It does not depend on the forkserver, which the simulation pool may stop.
 """
 
 from __future__ import annotations
@@ -34,28 +36,29 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import ctypes
 import dataclasses
 import gc
-import json
 import logging
+import multiprocessing
 import os
 import pickle
 import queue
 import select
 import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from .._errors import LimitExceededError, QnbError
+from .._targets._pool import start_forked
+from .._targets._child import init_worker
 
 T = TypeVar("T")
-#: How long a new worker process may take to start (it imports Cirq: ~2 s when quiet).
+#: How long a new worker process may take to start (the first waits for the forkserver
+#: to import Cirq: ~2 s when quiet).
 STARTUP_SECONDS = 120.0
 #: Worker processes at most, whatever the cores (each holds Cirq: ~230 MB).
 MAX_PROCESSES = 4
@@ -63,9 +66,8 @@ MAX_PROCESSES = 4
 WAITING_PER_USER = 4
 #: Heavy requests all users may have here at once (each holds a thread while it waits).
 MAX_WAITING = 32
-#: How often a worker looks whether its parent is still there (if the signal failed).
-PARENT_WATCH_SECONDS = 1.0
-_PR_SET_PDEATHSIG = 1
+#: What ``ps`` and ``top`` call a worker.
+PROCESS_NAME = "qnb-circuits"
 _FRAME = struct.Struct("!Q")
 log = logging.getLogger("qnb.server")
 
@@ -316,9 +318,8 @@ CpuWorker = CpuPool
 
 
 class _Starter:
-    """Starts worker processes, one at a time, from one thread that lives as long as
-    the server: Linux sends the parent-death signal when the *thread* that started a
-    process ends, so a request thread that retires must not be the one."""
+    """Starts worker processes, one at a time, on a thread of its own: the first start
+    waits for the forkserver to import Cirq (seconds), which no request thread should."""
 
     def __init__(self) -> None:
         self._requests: queue.SimpleQueue[Callable[[_Process | None], None]] = queue.SimpleQueue()
@@ -350,25 +351,20 @@ class _Starter:
 
 # -- one worker process, seen from the server --------------------------------------------------
 
-_BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv[2]); " \
-        "from qnb.server._cpu import serve_requests; serve_requests(int(sys.argv[1]))"
-
 
 class _Process:
-    """A worker subprocess: a request is a pickled ``(fn, args, kwargs)`` on its stdin,
-    the answer a pickled ``(status, value)`` on its stdout, each behind its length."""
+    """A worker process: a request is a pickled ``(fn, args, kwargs)`` sent down its
+    pipe, the answer a pickled ``(status, value)`` sent back, each behind its length."""
 
     def __init__(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, str(os.getpid()), json.dumps(sys.path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-        )
-        self.pid = self._proc.pid
-        self._requests = self._proc.stdin.fileno()
-        self._answers = self._proc.stdout.fileno()
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        self._process = start_forked(serve_requests, theirs, name="qnb-circuit-worker")
+        theirs.close()
+        self._conn = ours
+        self.pid = self._process.pid
+        self._requests = self._answers = ours.fileno()
         os.set_blocking(self._requests, False)
-        os.set_blocking(self._answers, False)
-        self.broken = False  # the pipes are out of step, or the process is gone
+        self.broken = False  # the pipe is out of step, or the process is gone
         self.timed_out = False
 
     def wait_ready(self, timeout: float) -> None:
@@ -393,12 +389,9 @@ class _Process:
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):
-            self._proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._proc.wait(timeout=5)
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
+            os.kill(self.pid, signal.SIGKILL)
+        self._process.join(5)
+        self._conn.close()
 
 
 def _write_frame(fd: int, data: bytes, until: float | None) -> None:
@@ -445,27 +438,23 @@ def _wait(fd: int, event: int, until: float | None) -> None:
 # -- one worker process, from the inside --------------------------------------------------------
 
 
-def serve_requests(parent: int) -> None:
+def serve_requests(conn: Connection) -> None:
     """The worker's main loop: answer requests until the server closes the pipe."""
-    _die_with(parent)
-    requests, answers = os.dup(0), os.dup(1)
-    # Whatever Cirq or a plug-in prints goes to the server's log, not into the answers.
-    os.dup2(2, 1)
-    with open(os.devnull) as nothing:
-        os.dup2(nothing.fileno(), 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    init_worker(PROCESS_NAME)  # Ctrl-C is the server's to handle; exit the moment the server is gone
+    pipe = conn.fileno()
+    os.dup2(2, 1)  # whatever Cirq or a plug-in prints goes to the server's log
     _warm()
-    _write_frame(answers, pickle.dumps(("ready", os.getpid())), None)
+    _write_frame(pipe, pickle.dumps(("ready", os.getpid())), None)
     while True:
         try:
-            fn, args, kwargs = pickle.loads(_read_frame(requests, None))
+            fn, args, kwargs = pickle.loads(_read_frame(pipe, None))
         except EOFError:
             os._exit(0)  # the server closed the pipe: it has stopped, or is gone
         try:
             answer: tuple[str, Any] = ("ok", fn(*args, **kwargs))
         except BaseException as exc:  # the server re-raises it in the request's thread
             answer = ("error", exc)
-        _write_frame(answers, _pickled(answer), None)
+        _write_frame(pipe, _pickled(answer), None)
 
 
 def _pickled(answer: tuple[str, Any]) -> bytes:
@@ -474,24 +463,6 @@ def _pickled(answer: tuple[str, Any]) -> bytes:
     except Exception as exc:  # an answer (or an error) that cannot travel
         what = f"{type(answer[1]).__name__}: {answer[1]}"[:500]
         return pickle.dumps(("error", QnbError(f"the circuit worker could not send back {what} ({exc})")))
-
-
-def _die_with(parent: int) -> None:
-    """Be SIGKILLed when ``parent`` dies (Linux), and watch for it anyway."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the watch below, and the pipe's end, still end the worker
-    if os.getppid() != parent:  # it died before the signal was asked for
-        os._exit(0)
-    threading.Thread(target=_watch_parent, args=(parent,), name="qnb-parent-watch", daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(PARENT_WATCH_SECONDS)
-    os._exit(0)
 
 
 def _warm() -> None:
