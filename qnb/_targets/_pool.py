@@ -125,6 +125,10 @@ def _weight(circuit: cirq.Circuit, shots: int) -> int:
 
 
 _spawn_patch_lock = threading.Lock()
+#: Held while a process is being forked (:func:`start_forked`), which the forkserver's
+#: stop waits for: a process cut off half-way (its start data half sent when the
+#: forkserver is killed) prints a traceback in the script or the server's log.
+_starting = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -187,9 +191,6 @@ class SimulationPool:
         self.workers = workers or default_workers()
         self.time_limit = time_limit or default_time_limit()
         self._lock = threading.Lock()
-        #: Held while a worker is being started: a worker cut off half-way (its start
-        #: data half sent when the process exits) prints a traceback in the script.
-        self._starting = threading.Lock()
         self._pending: deque[_Item] = deque()
         self._cancelled_pending = False  # some item may have been cancelled since the last look
         self._workers: list[_Worker] = []
@@ -290,14 +291,14 @@ class SimulationPool:
         self._wake()
         # A worker being started is let finish starting (its starter then kills it, the
         # pool being closed): a moment, bounded, never the simulations.
-        started = self._starting.acquire(timeout=STARTING_WAIT_SECONDS)
+        started = _starting.acquire(timeout=STARTING_WAIT_SECONDS)
         try:
             for worker in workers:
                 _kill(worker.process)
             _stop_forkserver()
         finally:
             if started:
-                self._starting.release()
+                _starting.release()
         for worker in workers:
             worker.process.join(1.0)
             worker.conn.close()
@@ -387,8 +388,7 @@ class SimulationPool:
 
     def _start_worker(self) -> _Worker:
         ours, theirs = multiprocessing.Pipe(duplex=True)
-        with self._starting:
-            process = start_forked(_serve_in_worker, theirs, name="qnb-worker")
+        process = start_forked(_serve_in_worker, theirs, name="qnb-worker")
         theirs.close()
         return _Worker(process, ours, pipe_bytes=_widen(ours))
 
@@ -511,7 +511,7 @@ def start_forked(target: Callable[[Connection], None], conn: Connection, *, name
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["qnb._targets._worker"])
     process = ctx.Process(target=target, args=(conn,), name=name, daemon=True)
-    with _workers_skip_main_module():
+    with _workers_skip_main_module(), _starting:
         process.start()
     return process
 

@@ -306,7 +306,7 @@ class CpuPool:
     def close(self) -> None:
         """Kill every worker now; waiting requests are refused."""
         with self._cond:
-            self._closed = True
+            self._closed = self._starter.closed = True
             processes, self._all, self._idle = list(self._all), set(), []
             self._cond.notify_all()
         for process in processes:
@@ -325,6 +325,8 @@ class _Starter:
         self._requests: queue.SimpleQueue[Callable[[_Process | None], None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.closed = False  # the pool is closing: start nothing more, and a start that
+        # fails then (its forkserver stopped as the server exits) is no news for the log
 
     def start(self, then: Callable[[_Process | None], None]) -> None:
         """Start a worker; ``then(process)`` once it is ready (None if it failed)."""
@@ -337,12 +339,16 @@ class _Starter:
     def _serve(self) -> None:
         while True:
             then = self._requests.get()
+            if self.closed:
+                then(None)
+                continue
             process = None
             try:
                 process = _Process()
                 process.wait_ready(STARTUP_SECONDS)
             except Exception:
-                log.warning("a circuit worker process did not start", exc_info=True)
+                if not self.closed:
+                    log.warning("a circuit worker process did not start", exc_info=True)
                 if process is not None:
                     process.kill()
                 process = None
