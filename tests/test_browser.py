@@ -89,6 +89,19 @@ def write_notebook(path: Path, sources: list[str]) -> None:
     nbformat.write(nb, path)
 
 
+def write_page_config(config_dir: Path) -> None:
+    """How JupyterLab's pages start, set in the test's own Jupyter config dir (``jupyter
+    labextension disable`` would change the Python environment's): no news announcement
+    over the page, and no build check (each page load ran ``yarn config`` for it; the
+    extensions here are prebuilt)."""
+    labconfig = config_dir / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps({
+        "disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True},
+        "buildCheck": False,
+    }))
+
+
 def jupyter_lab(tmp_path_factory):
     """A fresh JupyterLab server with its own HOME, Jupyter dirs, root and token (the
     ``lab`` fixture of conftest.py: one a test run, shared by this file and
@@ -112,11 +125,7 @@ def jupyter_lab(tmp_path_factory):
         "QNB_EMULATOR_SECONDS_PER_SHOT": "0.001",  # the long job: 40 s unless cancelled
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     }
-    subprocess.run(
-        [sys.executable, "-m", "jupyter", "labextension", "disable",
-         "@jupyterlab/apputils-extension:announcements"],
-        env=env, check=True, capture_output=True,
-    )
+    write_page_config(base / "config")
     port, token = free_port(), secrets.token_hex(16)
     log = open(base / "lab.log", "w")
     server = subprocess.Popen(

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import wait_until
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, unavailable
+from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, unavailable, write_page_config
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "qnb" / "labextension"
@@ -96,11 +96,7 @@ class Lab:
         self.base, self.env = base, env
         self.root = base / "root"
         self.root.mkdir(exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "jupyter", "labextension", "disable",
-             "@jupyterlab/apputils-extension:announcements"],
-            env=env, check=True, capture_output=True,
-        )
+        write_page_config(Path(env["JUPYTER_CONFIG_DIR"]))
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = base / "lab.log"

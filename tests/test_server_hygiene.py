@@ -127,14 +127,16 @@ FEED_BYTES = 20_000
 
 @pytest.fixture
 def small_feed_lab(tmp_path):
-    """An in-process server whose feed keeps 20 KB: a few 50-item jobs overflow it."""
+    """An in-process server whose feed keeps 20 KB: a few 50-item jobs overflow it. Its
+    device is the ideal simulator: the emulator's noisy simulation and device time would
+    add seconds of CPU and nothing the feed needs."""
     from qnb._manager import JobManager
     from qnb.server._app import create_app
     from qnb.server._auth import Users
 
     tokens = make_users(tmp_path / "users.toml")
     server = JobManager(tmp_path / "server", requeue_interrupted=True)
-    app = create_app(server, device="emulator", users=Users.from_file(tmp_path / "users.toml"),
+    app = create_app(server, device="sim", users=Users.from_file(tmp_path / "users.toml"),
                      feed_bytes=FEED_BYTES)
     try:
         yield app, server, tokens

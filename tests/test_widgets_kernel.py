@@ -28,22 +28,26 @@ display(card, monitor)
 print("COMMS", card.comm.comm_id, monitor.comm.comm_id, flush=True)
 """
 
+# Each keeps the kernel busy until the job has ended and a second more (at most 60 s):
+# the card's "completed" must reach the front end while the cell still runs.
+BUSY_UNTIL_DONE = (
+    "import time\n"
+    "def busy(step):\n"
+    "    end = time.perf_counter() + 60\n"
+    "    while not job.done() and time.perf_counter() < end:\n"
+    "        step()\n"
+    "    end = time.perf_counter() + 1\n"
+    "    while time.perf_counter() < end:\n"
+    "        step()\n"
+)
 BUSY_CELLS = {
     "sleep": "import time; time.sleep(4)",
-    "numpy": (
-        "import time, numpy as np\n"
-        "end = time.perf_counter() + 4\n"
+    "numpy": BUSY_UNTIL_DONE + (
+        "import numpy as np\n"
         "a = np.random.default_rng(0).normal(size=(300, 300))\n"
-        "while time.perf_counter() < end:\n"
-        "    np.linalg.eigvalsh(a @ a.T)\n"
+        "busy(lambda: np.linalg.eigvalsh(a @ a.T))\n"
     ),
-    "python loop": (
-        "import time\n"
-        "end = time.perf_counter() + 4\n"
-        "n = 0\n"
-        "while time.perf_counter() < end:\n"
-        "    n += 1\n"
-    ),
+    "python loop": BUSY_UNTIL_DONE + "busy(lambda: sum(range(100)))\n",
 }
 
 
