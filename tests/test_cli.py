@@ -304,10 +304,11 @@ def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve, ses
         quick, busy, waiting = made_ids
 
         def in_servers_queue() -> bool:  # asked of the server itself (an interpreter a poll would cost seconds)
-            answer = httpx.get(f"{server.url}/v1/queue", headers=auth(tokens["alice"]), timeout=30).json()
+            answer = http.get(f"{server.url}/v1/queue", headers=auth(tokens["alice"])).json()
             return any(e["id"] == waiting for e in answer["entries"])
 
-        wait_until(in_servers_queue, timeout=60, what="the waiting job in the server's queue")
+        with httpx.Client(timeout=30) as http:
+            wait_until(in_servers_queue, timeout=60, interval=0.05, what="the waiting job in the server's queue")
         entries = [e for e in json.loads(cli("queue", "lab", "--json").stdout) if e["id"] == waiting]
         assert entries[0]["user"] == "alice" and entries[0]["position"] >= 1
         table = cli("queue", "lab")

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import BELL_QASM, wait_until
 from qnb._errors import LimitExceededError
-from qnb.server._cpu import PROCESS_NAME, WAITING_PER_USER, CpuPool
-from test_server_orphans import cpu_ticks, process_name, session_members
+from qnb.server._cpu import WAITING_PER_USER, CpuPool
+from test_server_orphans import circuit_workers, cpu_ticks
 from test_server_support import BELL_JSON, auth
 
 # One worker runs this file (loadgroup): its module-scoped fixtures start once.
@@ -66,16 +66,14 @@ def test_a_small_submit_answers_while_two_users_compile_big_batches(shared_serve
     heavy = {"circuits": {str(i): BELL_QASM for i in range(150)}, "shots": 10, "compile": True}
     sent: list[Timed] = []
     try:
-        workers = wait_until(
-            lambda: [p for p in session_members(session) if process_name(p) == PROCESS_NAME],
-            timeout=120, what="the server's circuit workers",
-        )
+        workers = wait_until(lambda: circuit_workers(session), timeout=120, interval=0.1,
+                             what="the server's circuit workers")
         ticks = {pid: cpu_ticks(pid) for pid in workers}
         alice = Timed(server.url, heavy, tokens["alice"]).begin()
         bob = Timed(server.url, heavy, tokens["bob"]).begin()
         sent += [alice, bob]
         # Both compiles running (or, on a one-core pool, the only worker busy)...
-        wait_until(lambda: busy_workers(ticks) >= min(2, len(workers)), timeout=120,
+        wait_until(lambda: busy_workers(ticks) >= min(2, len(workers)), timeout=120, interval=0.1,
                    what="the heavy submits to be compiling")
         # ... and alice's second waiting for her turn, not for a thread.
         again = Timed(server.url, {**heavy, "circuits": dict(list(heavy["circuits"].items())[:30])},

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import BELL_QASM, wait_until
+from qnb.server._cpu import PROCESS_NAME
 from test_server_support import ServeProcess, auth, make_users
 
 pytestmark = pytest.mark.slow
@@ -59,9 +60,9 @@ def cpu_ticks(pid: int) -> int:
     return 0 if fields is None else int(fields[11]) + int(fields[12])
 
 
-def helpers(session: int) -> list[int]:
-    """The server's processes other than itself (circuit and simulation workers)."""
-    return [pid for pid in session_members(session) if pid != session]
+def circuit_workers(session: int) -> list[int]:
+    """The server's circuit worker processes (by the name ``ps`` shows)."""
+    return [pid for pid in session_members(session) if process_name(pid) == PROCESS_NAME]
 
 
 def test_sigkill_of_the_server_leaves_no_process_behind(tmp_path):
@@ -71,7 +72,8 @@ def test_sigkill_of_the_server_leaves_no_process_behind(tmp_path):
     session = server.proc.pid  # start_new_session: the server leads its own session
     answer: dict[str, object] = {}
     try:
-        workers = wait_until(lambda: helpers(session), timeout=120, what="the server's workers")
+        workers = wait_until(lambda: circuit_workers(session), timeout=120, interval=0.1,
+                             what="the server's circuit worker")
         before = {pid: cpu_ticks(pid) for pid in workers}
         batch = {"circuits": {str(i): BELL_QASM for i in range(300)}, "shots": 10, "compile": True}
 
@@ -84,9 +86,10 @@ def test_sigkill_of_the_server_leaves_no_process_behind(tmp_path):
         thread.start()
         # A worker is busy with the compile once its CPU time grows.
         wait_until(lambda: any(cpu_ticks(pid) > before[pid] + 20 for pid in workers),
-                   timeout=60, what="a circuit worker to be busy compiling")
+                   timeout=60, interval=0.1, what="a circuit worker to be busy compiling")
         members = session_members(session)
-        assert len(members) >= 2, members  # the server and at least its busy worker
+        # The server, its busy circuit worker, and the simulation pool's processes.
+        assert len(members) >= 4, members
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait(timeout=10)
         deadline = time.monotonic() + GONE_WITHIN_SECONDS
