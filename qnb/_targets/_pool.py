@@ -601,16 +601,22 @@ def _kill(process) -> None:
 def _stop_forkserver() -> None:
     """End the forkserver this process started, so nothing of qnb outlives it. (It
     would exit by itself once this process is gone, but a forkserver that is still
-    importing Cirq holds up a worker's start that Python's exit would wait for.)"""
+    importing Cirq holds up a worker's start that Python's exit would wait for.)
+
+    Under multiprocessing's own lock: a start on another thread that found the
+    forkserver dead would otherwise restart it while this stops it (a server stopping
+    while its circuit worker starts)."""
     server = multiprocessing.forkserver._forkserver
-    pid = getattr(server, "_forkserver_pid", None)
-    if pid is None:
-        return
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    with contextlib.suppress(AttributeError, OSError):
-        os.close(server._forkserver_alive_fd)
+    with getattr(server, "_lock", None) or contextlib.nullcontext():
+        pid = getattr(server, "_forkserver_pid", None)
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+        with contextlib.suppress(AttributeError, OSError, TypeError):
+            os.close(server._forkserver_alive_fd)
         server._forkserver_alive_fd = None
         server._forkserver_pid = None
         server._forkserver_address = None
