@@ -53,8 +53,8 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from .._errors import LimitExceededError, QnbError
-from .._targets._pool import start_forked
 from .._targets._child import init_worker
+from .._targets._pool import start_forked
 
 T = TypeVar("T")
 #: How long a new worker process may take to start (the first waits for the forkserver
@@ -364,8 +364,13 @@ class _Process:
 
     def __init__(self) -> None:
         ours, theirs = multiprocessing.Pipe(duplex=True)
-        self._process = start_forked(serve_requests, theirs, name="qnb-circuit-worker")
-        theirs.close()
+        try:
+            self._process = start_forked(serve_requests, theirs, name="qnb-circuit-worker")
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self._conn = ours
         self.pid = self._process.pid
         self._requests = self._answers = ours.fileno()
