@@ -92,7 +92,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # One worker imports Cirq now, so the first OpenQASM submit finds it ready; the others
-    # start with that first request (an idle server holds one ~230 MB worker, not four).
+    # start with that first request (an idle server holds one worker, not four).
     worker.warm(1)
     # Added innermost first: the request log sees every answer, the fast paths skip
     # FastAPI's routing and dependency solving (several times the cost of a status read).

@@ -5,9 +5,9 @@ Small work (a few Cirq JSON circuits, one or two small OpenQASM ones) runs in th
 request's own thread (see ``_service.py``): it takes milliseconds, less than a hop to
 another process. Heavy work (OpenQASM, which Cirq parses at ~10 ms a circuit;
 compiling, ~10 ms a circuit; large batches) runs here, in a pool of worker processes,
-one per core (at most :data:`MAX_PROCESSES`: each holds Cirq, ~230 MB). In a thread it
-would hold the GIL for seconds and every other request would wait for it in slices of
-the switch interval; in a process the server's loop keeps its core.
+one per core (at most :data:`MAX_PROCESSES`). In a thread it would hold the GIL for
+seconds and every other request would wait for it in slices of the switch interval; in
+a process the server's loop keeps its core.
 
 **Fair.** A user has at most one request in a worker at a time; their others wait in
 their own line, and a free worker takes the next request of the user whose turn it is
@@ -60,7 +60,7 @@ T = TypeVar("T")
 #: How long a new worker process may take to start (the first waits for the forkserver
 #: to import Cirq: ~2 s when quiet).
 STARTUP_SECONDS = 120.0
-#: Worker processes at most, whatever the cores (each holds Cirq: ~230 MB).
+#: Worker processes at most, whatever the cores (each computes on a core of its own).
 MAX_PROCESSES = 4
 #: Heavy requests one user may have here at once (one running, the others waiting).
 WAITING_PER_USER = 4
