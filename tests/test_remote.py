@@ -3,6 +3,8 @@ qnb API as for local targets, the server's queue, outages and kernel restarts.""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -25,9 +27,12 @@ class SwitchableTransport(httpx.AsyncBaseTransport):
         self.down = False
         self.fail_next = 0
         self.requests: list[str] = []
+        self.senders: list[str] = []  # for each request, the coroutine whose task sent it
 
     async def handle_async_request(self, request):
         self.requests.append(f"{request.method} {request.url.path}")
+        task = asyncio.current_task()
+        self.senders.append(task.get_coro().__qualname__ if task else "")
         if self.down:
             raise httpx.ConnectError("connection refused (test)")
         if self.fail_next > 0:
