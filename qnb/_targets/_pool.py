@@ -387,10 +387,8 @@ class SimulationPool:
                 self._workers.append(worker)
 
     def _start_worker(self) -> _Worker:
-        ours, theirs = multiprocessing.Pipe(duplex=True)
-        process = start_forked(_serve_in_worker, theirs, name="qnb-worker")
-        theirs.close()
-        return _Worker(process, ours, pipe_bytes=_widen(ours))
+        process, conn = start_forked(_serve_in_worker, name="qnb-worker")
+        return _Worker(process, conn, pipe_bytes=_widen(conn))
 
     @staticmethod
     def _deadline(worker: _Worker) -> float | None:
@@ -501,19 +499,27 @@ class SimulationPool:
     # -- compatibility ------------------------------------------------------------------
 
 
-def start_forked(target: Callable[[Connection], None], conn: Connection, *, name: str):
+def start_forked(target: Callable[[Connection], None], *, name: str) -> tuple[Any, Connection]:
     """A process forked from the forkserver (which holds Cirq and qsimcirq: it starts in
-    milliseconds) that runs ``target(conn)``; started (the forkserver too, the first
-    time: ~1.5 s of imports) before this returns. It does not import ``__main__``.
+    milliseconds) that runs ``target(conn)``, and this side's end of ``conn`` (a duplex
+    pipe); started (the forkserver too, the first time: ~1.5 s of imports) before this
+    returns. It does not import ``__main__``.
 
     The simulation workers and the queue server's circuit workers both start here, so a
     process imports Cirq once for all of them (the forkserver is process-wide)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["qnb._targets._worker"])
-    process = ctx.Process(target=target, args=(conn,), name=name, daemon=True)
-    with _workers_skip_main_module(), _starting:
-        process.start()
-    return process
+    ours, theirs = ctx.Pipe(duplex=True)
+    process = ctx.Process(target=target, args=(theirs,), name=name, daemon=True)
+    try:
+        with _workers_skip_main_module(), _starting:
+            process.start()
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
 
 
 def task_of(

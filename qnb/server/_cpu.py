@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import multiprocessing
 import os
 import pickle
 import queue
@@ -363,23 +362,15 @@ class _Process:
     pipe, the answer a pickled ``(status, value)`` sent back, each behind its length."""
 
     def __init__(self) -> None:
-        ours, theirs = multiprocessing.Pipe(duplex=True)
-        try:
-            self._process = start_forked(serve_requests, theirs, name="qnb-circuit-worker")
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._conn = ours
+        self._process, self._conn = start_forked(serve_requests, name="qnb-circuit-worker")
         self.pid = self._process.pid
-        self._requests = self._answers = ours.fileno()
-        os.set_blocking(self._requests, False)
+        self._pipe = self._conn.fileno()  # requests go down it, answers come back
+        os.set_blocking(self._pipe, False)
         self.broken = False  # the pipe is out of step, or the process is gone
         self.timed_out = False
 
     def wait_ready(self, timeout: float) -> None:
-        status, _ = pickle.loads(_read_frame(self._answers, time.monotonic() + timeout))
+        status, _ = pickle.loads(_read_frame(self._pipe, time.monotonic() + timeout))
         if status != "ready":
             raise QnbError(f"the circuit worker answered {status!r} at start")
 
@@ -389,8 +380,8 @@ class _Process:
         data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)  # may raise: not broken
         until = time.monotonic() + seconds
         try:
-            _write_frame(self._requests, data, until)
-            return pickle.loads(_read_frame(self._answers, until))
+            _write_frame(self._pipe, data, until)
+            return pickle.loads(_read_frame(self._pipe, until))
         except TimeoutError:
             self.broken = self.timed_out = True
             raise
