@@ -4,6 +4,7 @@ either way the worker is replaced and other work runs at once."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing.forkserver
 import os
 import pickle
 import time
@@ -87,6 +88,24 @@ def test_the_time_limit_comes_from_the_environment(monkeypatch):
     assert SimulationPool(1).time_limit == 12.5
     monkeypatch.setenv("QNB_ITEM_TIME_LIMIT", "not a number")
     assert SimulationPool(1).time_limit == 3600
+
+
+def test_once_the_pool_shut_down_at_exit_no_start_brings_the_forkserver_back(monkeypatch):
+    """A start that waited for the pool's shutdown (a server's circuit worker, a pool
+    worker) forked again once it got its turn: the forkserver came back and its socket
+    file landed in multiprocessing's temporary folder as the exit handler removed it
+    ("OSError: Directory not empty" in qnb serve's log)."""
+    from qnb._targets import _pool
+
+    monkeypatch.setattr(_pool, "_exiting", False)  # this test's worker goes on after it
+    stops = []
+    monkeypatch.setattr(_pool, "_stop_forkserver", lambda: stops.append("stopped"))
+    forkserver_before = multiprocessing.forkserver._forkserver._forkserver_pid
+    SimulationPool(1).shutdown()
+    assert stops == ["stopped"]
+    with pytest.raises(RuntimeError, match="exiting"):
+        _pool.start_forked(_pool._serve_in_worker, name="qnb-worker")
+    assert multiprocessing.forkserver._forkserver._forkserver_pid == forkserver_before
 
 
 def test_the_default_worker_count_fits_memory(monkeypatch):

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 
+import cirq
 import httpx
 import pytest
 
@@ -19,7 +20,7 @@ from qnb._records import ItemRecord, JobRecord
 from qnb.server._auth import User
 from qnb.server._events import EventFeed
 from conftest import wait_until
-from test_server_support import FLIP, ServeProcess, make_users
+from test_server_support import FLIP, Q, ServeProcess, make_users
 
 # One worker runs this file (loadgroup): its module-scoped fixtures start once.
 pytestmark = pytest.mark.xdist_group("server-hygiene")
@@ -126,23 +127,29 @@ FEED_BYTES = 20_000
 
 
 @pytest.fixture
-def small_feed_lab(tmp_path):
+def small_feed_lab(tmp_path, manager):  # manager: unregisters the target made here
     """An in-process server whose feed keeps 20 KB: a few 50-item jobs overflow it. Its
-    device is the ideal simulator: the emulator's noisy simulation and device time would
-    add seconds of CPU and nothing the feed needs."""
+    device is the ideal simulator, one job at a time (the emulator's noisy simulation and
+    device time would add seconds of CPU and nothing the feed needs)."""
     from qnb._manager import JobManager
     from qnb.server._app import create_app
     from qnb.server._auth import Users
 
     tokens = make_users(tmp_path / "users.toml")
     server = JobManager(tmp_path / "server", requeue_interrupted=True)
-    app = create_app(server, device="sim", users=Users.from_file(tmp_path / "users.toml"),
+    qnb.register_target("sim-one-at-a-time", "sim", max_running_jobs=1)
+    app = create_app(server, device="sim-one-at-a-time", users=Users.from_file(tmp_path / "users.toml"),
                      feed_bytes=FEED_BYTES)
     try:
         yield app, server, tokens
     finally:
         app.state.close()
         server.close()
+
+
+# A mid-circuit measurement makes the simulator run shot by shot: a million shots hold
+# the device for minutes.
+HOLDS_THE_DEVICE = cirq.Circuit(cirq.X(Q[0]), cirq.measure(Q[0], key="mid"), cirq.measure(*Q, key="m"))
 
 
 class CutTransport(httpx.AsyncBaseTransport):
@@ -166,10 +173,15 @@ def test_a_client_that_fell_behind_the_feed_converges(manager, small_feed_lab):
     feed = app.state.feed
     transport = CutTransport(app)
     qnb.connect("lab", "http://lab", token=tokens["alice"], transport=transport, retry_for=10)
+    # The batches wait behind a job that holds the device until the client is away: run
+    # at once, they could be done before the cut (nothing missed, on an idle machine).
+    blocker = qnb.submit(HOLDS_THE_DEVICE, target="lab", shots=1_000_000, name="blocker")
     jobs = [qnb.submit({f"c{i}": FLIP for i in range(50)}, target="lab", shots=5, name=f"batch {n}")
             for n in range(6)]
     transport.down = True
     cut_at = feed.seq
+    assert {server.load(job.id).status for job in jobs} == {JobStatus.QUEUED}
+    server.cancel(blocker.id)
     wait_until(lambda: all(server.load(job.id).status is JobStatus.COMPLETED for job in jobs),
                timeout=120, what="the server to finish the jobs")
     # What happened while the client was away is no longer in the feed.

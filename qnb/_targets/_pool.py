@@ -129,6 +129,11 @@ _spawn_patch_lock = threading.Lock()
 #: stop waits for: a process cut off half-way (its start data half sent when the
 #: forkserver is killed) prints a traceback in the script or the server's log.
 _starting = threading.Lock()
+#: Set (under ``_starting``) by the process-wide pool's shutdown at exit: a start that was
+#: waiting for ``_starting`` meanwhile must not bring the forkserver back, whose new
+#: socket file would land in multiprocessing's temporary folder while its exit handler
+#: removes it ("OSError: Directory not empty" in the server's log).
+_exiting = False
 
 
 @contextlib.contextmanager
@@ -282,6 +287,7 @@ class SimulationPool:
 
         Runs at exit before multiprocessing's own exit handler, which would otherwise
         join workers that are still simulating."""
+        global _exiting
         with self._lock:
             if self._closed:
                 return
@@ -292,6 +298,7 @@ class SimulationPool:
         # A worker being started is let finish starting (its starter then kills it, the
         # pool being closed): a moment, bounded, never the simulations.
         started = _starting.acquire(timeout=STARTING_WAIT_SECONDS)
+        _exiting = True
         try:
             for worker in workers:
                 _kill(worker.process)
@@ -513,6 +520,8 @@ def start_forked(target: Callable[[Connection], None], *, name: str) -> tuple[An
     process = ctx.Process(target=target, args=(theirs,), name=name, daemon=True)
     try:
         with _workers_skip_main_module(), _starting:
+            if _exiting:
+                raise RuntimeError("the process is exiting: no worker starts now")
             process.start()
     except BaseException:
         ours.close()
