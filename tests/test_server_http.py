@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 
 from conftest import wait_until
 from qnb._errors import error_for_code
-from test_server_support import FLIP_JSON, ServeProcess, auth, lab, make_users, submit_body  # noqa: F401
+from test_server_support import (FLIP_JSON, ServeProcess, auth, lab, make_users,  # noqa: F401
+                                 process_name, session_members, submit_body)
 
 pytestmark = pytest.mark.anyio
 
@@ -176,15 +178,27 @@ def test_serve_stops_within_3_s_during_a_long_poll_without_a_traceback(tmp_path,
         poller = threading.Thread(target=long_poll)
         poller.start()
         wait_until(lambda: established_connections(server.port) >= 1, what="the long-poll connected")
+        # The signal goes to the whole group, as Ctrl-C in a terminal and systemd's stop
+        # send it: to the simulation workers and their forkserver too, once they are up.
+        session = server.proc.pid  # start_new_session: the server leads its own group
+        wait_until(lambda: any(process_name(pid) == "qnb-simulation" for pid in session_members(session)),
+                   timeout=60, interval=0.05, what="the server's simulation workers")
+        before = set(session_members(session))
         start = time.monotonic()
-        server.proc.send_signal(sig)
-        server.proc.wait(timeout=30)
+        os.killpg(session, sig)
+        started_while_stopping: set[int] = set()
+        while server.proc.poll() is None and time.monotonic() - start < 30:
+            started_while_stopping |= set(session_members(session)) - before
+            time.sleep(0.005)
         took = time.monotonic() - start
         poller.join(timeout=30)
     finally:
         server.stop()
     log = server.log.read_text()
     assert took < 3.0, (took, log)
+    # SIGTERM ended the workers and the forkserver: none is started again only to be
+    # stopped (the forkserver's start is seconds of imports).
+    assert started_while_stopping == set(), log
     assert server.proc.returncode == 0, log
     assert "Traceback" not in log and "CancelledError" not in log, log
     assert "Cancel" not in log, log  # uvicorn's "Cancel N running task(s)": none were left

@@ -9,54 +9,21 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import BELL_QASM, wait_until
 from qnb.server._cpu import PROCESS_NAME
-from test_server_support import ServeProcess, auth, make_users
+from test_server_support import ServeProcess, auth, make_users, proc_stat, process_name, session_members
 
 pytestmark = pytest.mark.slow
 
 GONE_WITHIN_SECONDS = 20.0
 
 
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first), or None."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def session_members(session: int) -> dict[int, str]:
-    """Live processes of ``session`` (``qnb serve`` starts one: every process it starts,
-    and theirs, is in it), pid -> command line; zombies not counted."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat(int(entry))
-        if fields is None or fields[0] in ("Z", "X") or int(fields[3]) != session:
-            continue
-        with contextlib.suppress(OSError):
-            found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
-    return found
-
-
-def process_name(pid: int) -> str | None:
-    """What ``ps`` calls the process (its ``comm``), or None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
 def cpu_ticks(pid: int) -> int:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return 0 if fields is None else int(fields[11]) + int(fields[12])
 
 

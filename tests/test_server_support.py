@@ -130,3 +130,38 @@ class ServeProcess:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+# -- the processes of a server ---------------------------------------------------------------
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def session_members(session: int) -> dict[int, str]:
+    """Live processes of ``session`` (``qnb serve`` starts one: every process it starts,
+    and theirs, is in it), pid -> command line; zombies not counted."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = proc_stat(int(entry))
+        if fields is None or fields[0] in ("Z", "X") or int(fields[3]) != session:
+            continue
+        with contextlib.suppress(OSError):
+            found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    return found
+
+
+def process_name(pid: int) -> str | None:
+    """What ``ps`` calls the process (its ``comm``), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None

@@ -129,11 +129,29 @@ _spawn_patch_lock = threading.Lock()
 #: stop waits for: a process cut off half-way (its start data half sent when the
 #: forkserver is killed) prints a traceback in the script or the server's log.
 _starting = threading.Lock()
-#: Set (under ``_starting``) by the process-wide pool's shutdown at exit: a start that was
-#: waiting for ``_starting`` meanwhile must not bring the forkserver back, whose new
-#: socket file would land in multiprocessing's temporary folder while its exit handler
-#: removes it ("OSError: Directory not empty" in the server's log).
+#: The process is stopping: fork nothing more (:func:`stop_starting`, and the
+#: process-wide pool's shutdown at exit, under ``_starting``). A start that was waiting for
+#: ``_starting`` meanwhile must not bring the forkserver back, whose new socket file would
+#: land in multiprocessing's temporary folder while its exit handler removes it
+#: ("OSError: Directory not empty" in the server's log).
 _exiting = False
+
+
+def stop_starting() -> None:
+    """The process is stopping (``qnb serve`` got SIGTERM): start no worker from now on.
+
+    Its whole process group may have had the signal (``kill -- -PGID``, systemd), the
+    forkserver and the workers too: replacing them would start the forkserver again,
+    seconds of imports, only to stop it a moment later. Safe in a signal handler (it
+    only sets a flag); the items already running go on."""
+    global _exiting
+    _exiting = True
+
+
+def stopping() -> bool:
+    """Whether the process is stopping (:func:`stop_starting`, or the pool's shutdown at
+    exit): a worker that fails to start then is no news."""
+    return _exiting
 
 
 @contextlib.contextmanager
@@ -371,14 +389,14 @@ class SimulationPool:
     def _start_workers(self) -> None:
         while True:
             with self._lock:
-                if self._closed or len(self._workers) >= self.workers:
+                if self._closed or _exiting or len(self._workers) >= self.workers:
                     return
                 if self._start_failure is not None and not self._pending:
                     return  # tried and failed; try again when work arrives
             try:
                 worker = self._start_worker()
             except Exception as exc:
-                if self._closed:
+                if self._closed or _exiting:
                     return
                 with self._lock:
                     self._start_failure = f"simulation pool unavailable: {type(exc).__name__}: {exc}"

@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 from .._errors import LimitExceededError, QnbError
 from .._targets._child import init_worker
-from .._targets._pool import start_forked
+from .._targets._pool import start_forked, stopping
 
 T = TypeVar("T")
 #: How long a new worker process may take to start (the first waits for the forkserver
@@ -338,7 +338,7 @@ class _Starter:
     def _serve(self) -> None:
         while True:
             then = self._requests.get()
-            if self.closed:
+            if self.closed or stopping():
                 then(None)
                 continue
             process = None
@@ -346,7 +346,8 @@ class _Starter:
                 process = _Process()
                 process.wait_ready(STARTUP_SECONDS)
             except Exception:
-                if not self.closed:
+                # Stopping, the server's group may have had the signal: this worker too.
+                if not (self.closed or stopping()):
                     log.warning("a circuit worker process did not start", exc_info=True)
                 if process is not None:
                     process.kill()

@@ -27,6 +27,8 @@ import signal
 import uvicorn
 from fastapi import FastAPI
 
+from .._targets._pool import stop_starting
+
 
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI):
@@ -35,6 +37,7 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
+        stop_starting()  # the signal may have ended the workers too: replace none
         # A signal handler runs between two bytecodes of the loop's own thread, maybe
         # inside the feed's lock: the feed is closed by the loop, not from here.
         try:
