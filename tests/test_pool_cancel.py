@@ -165,15 +165,15 @@ def test_a_worker_busy_with_a_long_item_does_not_hold_up_the_others():
     assert pool.workers >= 2, "this machine's pool has one worker: nothing to hold up"
     with pool._lock:  # pipes as small as some systems give (here they hold megabytes)
         for worker in pool._workers:
-            worker.pipe_bytes = 100_000
+            worker.pipe_bytes = 20_000
     pair = cirq.LineQubit.range(2)
     rng = np.random.default_rng(7)  # distinct angles: the pickle cannot shrink them
     big = cirq.Circuit(
         [cirq.PhasedXZGate(x_exponent=x, z_exponent=z, axis_phase_exponent=a)(q)
-         for x, z, a in rng.random((3000, 3)) for q in pair],
+         for x, z, a in rng.random((600, 3)) for q in pair],
         cirq.measure(*pair, key="m"),
     )  # fmt: skip
-    assert len(pickle.dumps(big)) > 300_000  # more than such a pipe holds
+    assert len(pickle.dumps(big)) > 60_000  # more than such a pipe holds
 
     async def scenario():
         slow = [
