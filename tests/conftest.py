@@ -106,13 +106,19 @@ def ipython_shell():
     return shell
 
 
+#: On every test that uses ``shared_serve``: they run on one xdist worker, so the run
+#: starts one server for them all (a server and its forkserver are ~5 CPU-s to start).
+#: It must be the test's only group (xdist joins several into another group's name).
+SHARED_SERVE_GROUP = pytest.mark.xdist_group("shared-serve")
+
+
 @pytest.fixture(scope="session")
 def shared_serve(tmp_path_factory):
     """One real ``qnb serve`` (emulator at 1 ms a shot, so a 60,000-shot job holds the
     device for a minute; users alice, bob, carol and root) for the tests that only talk
-    to one: ``(server, tokens)``. A test leaves its device free (cancels what it started).
-    Tests that stop, kill or restart a server, or start one configured otherwise, start
-    their own (``ServeProcess``)."""
+    to one: ``(server, tokens)``; mark them ``SHARED_SERVE_GROUP``. A test leaves its
+    device free (cancels what it started). Tests that stop, kill or restart a server, or
+    start one configured otherwise, start their own (``ServeProcess``)."""
     from qnb.server._auth import add_user
     from test_server_support import ServeProcess, make_users
 

@@ -19,7 +19,7 @@ import textwrap
 import httpx
 import pytest
 
-from conftest import BELL_QASM, wait_until
+from conftest import BELL_QASM, SHARED_SERVE_GROUP, wait_until
 from test_server_support import auth
 
 pytestmark = pytest.mark.slow
@@ -279,6 +279,7 @@ def test_ctrl_c_while_waiting_exits_130_quietly(store):
         holder.wait(timeout=60)
 
 
+@SHARED_SERVE_GROUP
 def test_a_queue_server_target_from_the_targets_file(tmp_path, shared_serve, session):
     server, tokens = shared_serve
     made_ids: list[str] = []

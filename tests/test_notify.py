@@ -18,7 +18,7 @@ import cirq
 import pytest
 
 import qnb
-from conftest import wait_until
+from conftest import SHARED_SERVE_GROUP, wait_until
 from qnb import _notify
 from qnb._errors import InvalidOptionError
 from test_cli import environment, session  # noqa: F401 (a fixture)
@@ -322,6 +322,7 @@ FOLLOWER = textwrap.dedent(
 
 
 @pytest.mark.slow
+@SHARED_SERVE_GROUP
 def test_a_queue_server_job_is_announced_by_its_submitter_only(manager, listener, no_defaults, shared_serve, tmp_path):
     """Two processes follow the same remote job to its end; the one that submitted it
     sends the one message, the other (whose $QNB_NOTIFY points at the same listener)

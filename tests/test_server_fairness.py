@@ -17,14 +17,14 @@ import time
 import httpx
 import pytest
 
-from conftest import BELL_QASM, wait_until
+from conftest import BELL_QASM, SHARED_SERVE_GROUP, wait_until
 from qnb._errors import LimitExceededError
 from qnb.server._cpu import WAITING_PER_USER, CpuPool
 from test_server_orphans import circuit_workers, cpu_ticks
 from test_server_support import BELL_JSON, auth
 
-# One worker runs this file (loadgroup): its module-scoped fixtures start once.
-pytestmark = pytest.mark.xdist_group("server-fairness")
+# The pool's tests run on one worker (loadgroup): their module-scoped pool starts once.
+POOL_GROUP = pytest.mark.xdist_group("server-fairness")
 
 
 class Timed:
@@ -59,6 +59,7 @@ def busy_workers(since: dict[int, int]) -> int:
 
 
 @pytest.mark.load
+@SHARED_SERVE_GROUP
 def test_a_small_submit_answers_while_two_users_compile_big_batches(shared_serve):
     server, tokens = shared_serve
     session = server.proc.pid
@@ -141,6 +142,7 @@ def run_in_thread(pool: CpuPool, user: str, seconds: float, done: list[str], nam
 
 
 @pytest.mark.slow
+@POOL_GROUP
 def test_one_request_per_user_in_a_worker_and_others_take_their_turn(pool):
     done: list[str] = []
     both_workers(pool)
@@ -156,6 +158,7 @@ def test_one_request_per_user_in_a_worker_and_others_take_their_turn(pool):
 
 
 @pytest.mark.slow
+@POOL_GROUP
 def test_a_user_may_have_only_a_few_requests_waiting(pool):
     done: list[str] = []
     both_workers(pool)

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import BELL_QASM, wait_until
+from conftest import BELL_QASM, SHARED_SERVE_GROUP, wait_until
 from qnb import JobStatus
 from test_server_support import auth, submit_body
 
@@ -22,6 +22,7 @@ STATUSES = {status.value for status in JobStatus}
 FINISHED = {"completed", "failed", "cancelled"}
 
 
+@SHARED_SERVE_GROUP
 def test_status_reads_answer_while_a_big_batch_compiles(shared_serve):
     server, tokens = shared_serve
     answer: dict[str, httpx.Response] = {}

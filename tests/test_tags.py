@@ -17,7 +17,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import qnb
-from conftest import BELL_QASM, ipython_shell
+from conftest import BELL_QASM, SHARED_SERVE_GROUP, ipython_shell
 from qnb import _store
 from qnb._errors import InvalidOptionError
 from qnb._records import ItemRecord, JobRecord
@@ -222,6 +222,7 @@ def test_qnb_jobs_tag_filters_and_shows_tags_without_importing_cirq(tmp_path, se
 
 
 @pytest.mark.slow
+@SHARED_SERVE_GROUP
 def test_tags_travel_to_a_queue_server_and_are_searched_there(shared_serve, manager):
     server, tokens = shared_serve
     qnb.connect("tagged-lab", server.url, token=tokens["alice"])
@@ -244,6 +245,7 @@ def test_tags_travel_to_a_queue_server_and_are_searched_there(shared_serve, mana
 
 
 @pytest.mark.slow
+@SHARED_SERVE_GROUP
 @pytest.mark.parametrize(("tags", "words"), [(["x" * 65], "1 to 64"), ([""], "1 to 64"),
                                              ("one", "valid array"), ([3], "valid string")])
 def test_a_queue_server_refuses_bad_tags_naming_the_field(shared_serve, tags, words):
