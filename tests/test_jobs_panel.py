@@ -17,15 +17,16 @@ import tomllib
 import httpx
 import pytest
 
-from conftest import BELL_QASM, wait_until
+from conftest import BELL_QASM, SHARED_SERVE_GROUP, wait_until
 from test_jobs_panel_support import (
     ARTIFACTS, BUILD, REPO, Lab, Submitter, lab_env, launch_chromium, open_lab, show_jobs,
     source_hash,
 )
-from test_server_support import ServeProcess, auth, free_port, make_users
+from test_server_support import auth, free_port
 
-# One worker runs this file (loadgroup): its module-scoped fixtures start once.
-pytestmark = pytest.mark.xdist_group("jobs-panel")
+# One worker runs this file (loadgroup): its module-scoped fixtures start once, and its
+# queue server is the run's shared one, which that worker starts for its other tests too.
+pytestmark = SHARED_SERVE_GROUP
 
 # -- quick ----------------------------------------------------------------------------------
 
@@ -106,20 +107,8 @@ def test_rows_carry_a_servers_estimate_the_cost_and_retries():
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("panel-serve")
-    tokens = make_users(tmp / "users.toml")
-    server = ServeProcess(tmp, users_file=tmp / "users.toml",
-                          env={"QNB_EMULATOR_SECONDS_PER_SHOT": "0.001"}).start()
-    try:
-        yield server, tokens
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, served):
-    server, tokens = served
+def lab(tmp_path_factory, shared_serve):
+    server, tokens = shared_serve
     base = tmp_path_factory.mktemp("panel-lab")
     targets = base / "targets.toml"
     targets.write_text(
@@ -161,10 +150,10 @@ def page(browser, lab):
 
 
 @pytest.fixture(scope="module")
-def processes(lab, served):
+def processes(lab, shared_serve):
     """Two other processes with emulator jobs (a long one, a short one), one with a job
     on the queue server, and a job sent to the server over HTTP (not in the store)."""
-    server, tokens = served
+    server, tokens = shared_serve
     started = {
         "long": Submitter(lab.env, "long-a", 40_000),
         "short": Submitter(lab.env, "short-b", 1_500),
