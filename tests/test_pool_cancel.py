@@ -97,13 +97,13 @@ def test_once_the_pool_shut_down_at_exit_no_start_brings_the_forkserver_back(mon
     ("OSError: Directory not empty" in qnb serve's log)."""
     from qnb._targets import _pool
 
-    monkeypatch.setattr(_pool, "_exiting", False)  # this test's worker goes on after it
+    monkeypatch.setattr(_pool, "_stopping", False)  # this test's worker goes on after it
     stops = []
     monkeypatch.setattr(_pool, "_stop_forkserver", lambda: stops.append("stopped"))
     forkserver_before = multiprocessing.forkserver._forkserver._forkserver_pid
     SimulationPool(1).shutdown()
     assert stops == ["stopped"]
-    with pytest.raises(RuntimeError, match="exiting"):
+    with pytest.raises(RuntimeError, match="stopping"):
         _pool.start_forked(_pool._serve_in_worker, name="qnb-worker")
     assert multiprocessing.forkserver._forkserver._forkserver_pid == forkserver_before
 

@@ -134,7 +134,7 @@ _starting = threading.Lock()
 #: ``_starting`` meanwhile must not bring the forkserver back, whose new socket file would
 #: land in multiprocessing's temporary folder while its exit handler removes it
 #: ("OSError: Directory not empty" in the server's log).
-_exiting = False
+_stopping = False
 
 
 def stop_starting() -> None:
@@ -144,14 +144,14 @@ def stop_starting() -> None:
     forkserver and the workers too: replacing them would start the forkserver again,
     seconds of imports, only to stop it a moment later. Safe in a signal handler (it
     only sets a flag); the items already running go on."""
-    global _exiting
-    _exiting = True
+    global _stopping
+    _stopping = True
 
 
 def stopping() -> bool:
     """Whether the process is stopping (:func:`stop_starting`, or the pool's shutdown at
     exit): a worker that fails to start then is no news."""
-    return _exiting
+    return _stopping
 
 
 @contextlib.contextmanager
@@ -305,7 +305,6 @@ class SimulationPool:
 
         Runs at exit before multiprocessing's own exit handler, which would otherwise
         join workers that are still simulating."""
-        global _exiting
         with self._lock:
             if self._closed:
                 return
@@ -316,7 +315,7 @@ class SimulationPool:
         # A worker being started is let finish starting (its starter then kills it, the
         # pool being closed): a moment, bounded, never the simulations.
         started = _starting.acquire(timeout=STARTING_WAIT_SECONDS)
-        _exiting = True
+        stop_starting()  # under _starting: a start waiting for it forks nothing
         try:
             for worker in workers:
                 _kill(worker.process)
@@ -389,14 +388,14 @@ class SimulationPool:
     def _start_workers(self) -> None:
         while True:
             with self._lock:
-                if self._closed or _exiting or len(self._workers) >= self.workers:
+                if self._closed or _stopping or len(self._workers) >= self.workers:
                     return
                 if self._start_failure is not None and not self._pending:
                     return  # tried and failed; try again when work arrives
             try:
                 worker = self._start_worker()
             except Exception as exc:
-                if self._closed or _exiting:
+                if self._closed or _stopping:
                     return
                 with self._lock:
                     self._start_failure = f"simulation pool unavailable: {type(exc).__name__}: {exc}"
@@ -538,8 +537,8 @@ def start_forked(target: Callable[[Connection], None], *, name: str) -> tuple[An
     process = ctx.Process(target=target, args=(theirs,), name=name, daemon=True)
     try:
         with _workers_skip_main_module(), _starting:
-            if _exiting:
-                raise RuntimeError("the process is exiting: no worker starts now")
+            if _stopping:
+                raise RuntimeError("the process is stopping: no worker starts now")
             process.start()
     except BaseException:
         ours.close()
