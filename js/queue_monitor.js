@@ -680,6 +680,9 @@ function currentFilters(model) {
   };
 }
 
+// How often a view without its snapshot asks again (and the elapsed times tick).
+export const SNAPSHOT_RETRY_MS = 1000;
+
 // `client`: the action channel's client (action_client.js, handed over by view_loader.js).
 function render({ model, el, client, kernel }) {
   const view = createMonitorView(el, {
@@ -699,8 +702,15 @@ function render({ model, el, client, kernel }) {
   const onFilters = () => view.setFilters(currentFilters(model));
   const FILTERS = ["status_filter", "target_filter", "user_filter", "tag_filter"];
   for (const name of FILTERS) model.on(`change:${name}`, onFilters);
-  client.send({ type: "snapshot", monitor: monitorId });
-  const timer = setInterval(view.tick, 1000); // elapsed times tick in the page
+  // The request, or its answer, can be lost (sent before the kernel's end of the channel
+  // listened, say): a monitor left "waiting for the kernel…" for good was seen in one run
+  // in ten. So it asks again each second until a snapshot has arrived.
+  const askForSnapshot = () => client.send({ type: "snapshot", monitor: monitorId });
+  askForSnapshot();
+  const timer = setInterval(() => {
+    view.tick(); // elapsed times tick in the page
+    if (view.table.snapshotSeq === null) askForSnapshot();
+  }, SNAPSHOT_RETRY_MS);
   const onGone = () => {
     clearInterval(timer);
     view.kernelGone();

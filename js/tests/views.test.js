@@ -186,3 +186,26 @@ test("a late or unknown ack is ignored; other messages reach every subscriber un
   client.close();
   assert.equal(channel.listenerCount(), 0);
 });
+
+test("a monitor whose snapshot request went unanswered asks again until one arrives", async () => {
+  let asked = 0;
+  const channel = fakeChannel({
+    traits: CHANNEL_TRAITS,
+    // The first request is lost; the second is answered.
+    answer: (msg) => msg.type === "snapshot" && ++asked === 2
+      ? { type: "snapshot", monitor: "m", seq: 0, jobs: [job("j1")] } : undefined,
+  });
+  const model = fakeModel(VIEWS.monitor.traits, { channel });
+  const el = new FakeElement("div");
+  const cleanup = await viewFromChannel("monitor_module").render({ model, el });
+  const monitor = el.byClass("qnb-monitor")[0];
+  const deadline = Date.now() + 5_000;
+  while (monitor.dataset.snapshot !== "received" && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(monitor.dataset.snapshot, "received");
+  assert.equal(asked, 2);
+  await new Promise((resolve) => setTimeout(resolve, 1_200)); // another tick: no third request
+  assert.equal(asked, 2);
+  cleanup();
+});
