@@ -18,6 +18,7 @@ import pytest
 
 from conftest import wait_until
 from qnb._errors import error_for_code
+from qnb.server._cpu import PROCESS_NAME
 from test_server_support import (FLIP_JSON, ServeProcess, auth, lab, make_users,  # noqa: F401
                                  process_name, session_members, submit_body)
 
@@ -162,7 +163,7 @@ def established_connections(port: int) -> int:
 def test_serve_stops_within_3_s_during_a_long_poll_without_a_traceback(tmp_path, sig):
     users_file = tmp_path / "users.toml"
     tokens = make_users(users_file)
-    server = ServeProcess(tmp_path, users_file=users_file).start()
+    server = ServeProcess(tmp_path, users_file=users_file, env={"QNB_WORKERS": "2"}).start()
     answers: list[httpx.Response | Exception] = []
 
     def long_poll() -> None:
@@ -179,10 +180,15 @@ def test_serve_stops_within_3_s_during_a_long_poll_without_a_traceback(tmp_path,
         poller.start()
         wait_until(lambda: established_connections(server.port) >= 1, what="the long-poll connected")
         # The signal goes to the whole group, as Ctrl-C in a terminal and systemd's stop
-        # send it: to the simulation workers and their forkserver too, once they are up.
+        # send it: to the simulation workers and their forkserver too, once all are up
+        # (its two simulation workers and the circuit worker it starts with).
         session = server.proc.pid  # start_new_session: the server leads its own group
-        wait_until(lambda: any(process_name(pid) == "qnb-simulation" for pid in session_members(session)),
-                   timeout=60, interval=0.05, what="the server's simulation workers")
+
+        def all_started() -> bool:
+            names = [process_name(pid) for pid in session_members(session)]
+            return names.count("qnb-simulation") == 2 and names.count(PROCESS_NAME) == 1
+
+        wait_until(all_started, timeout=60, interval=0.05, what="the server's workers")
         before = set(session_members(session))
         start = time.monotonic()
         os.killpg(session, sig)
