@@ -108,6 +108,21 @@ def test_once_the_pool_shut_down_at_exit_no_start_brings_the_forkserver_back(mon
     assert multiprocessing.forkserver._forkserver._forkserver_pid == forkserver_before
 
 
+def test_a_forked_worker_ignores_ctrl_c_from_its_first_instruction():
+    """Jupyter's "interrupt" sends SIGINT to the kernel's whole process group: a worker
+    caught before ``init_worker`` ran would die of KeyboardInterrupt."""
+    from forked_probe import report_sigint
+    from qnb._targets import _pool
+
+    process, conn = _pool.start_forked(report_sigint, name="qnb-probe")
+    try:
+        assert conn.poll(60), "the forked process did not report"
+        assert conn.recv() is True
+    finally:
+        conn.close()
+        process.join(10)
+
+
 def test_the_default_worker_count_fits_memory(monkeypatch):
     from qnb._targets import _pool
 

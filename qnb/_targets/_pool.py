@@ -532,7 +532,7 @@ def start_forked(target: Callable[[Connection], None], *, name: str) -> tuple[An
     The simulation workers and the queue server's circuit workers both start here, so a
     process imports Cirq once for all of them (the forkserver is process-wide)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["qnb._targets._worker"])
+    ctx.set_forkserver_preload(["qnb._targets._forkserver", "qnb._targets._worker"])
     ours, theirs = ctx.Pipe(duplex=True)
     process = ctx.Process(target=target, args=(theirs,), name=name, daemon=True)
     try:
