@@ -193,9 +193,12 @@ def test_serve_stops_within_3_s_during_a_long_poll_without_a_traceback(tmp_path,
         start = time.monotonic()
         os.killpg(session, sig)
         started_while_stopping: set[int] = set()
-        while server.proc.poll() is None and time.monotonic() - start < 30:
-            started_while_stopping |= set(session_members(session)) - before
-            time.sleep(0.005)
+
+        def exited() -> bool:  # noting, until then, any process that starts
+            started_while_stopping.update(set(session_members(session)) - before)
+            return server.proc.poll() is not None
+
+        wait_until(exited, timeout=30, interval=0.005, what="qnb serve to exit")
         took = time.monotonic() - start
         poller.join(timeout=30)
     finally:

@@ -56,6 +56,15 @@ function leftovers(model, el) {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+// Resolves once `condition()` holds; fails the test after `ms`.
+async function waitFor(condition, what, ms = 5_000) {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 for (const [name, { trait, traits }] of Object.entries(VIEWS)) {
   test(`the ${name} removes every listener and timer it added`, async () => {
     const channel = fakeChannel({ traits: CHANNEL_TRAITS }); // never answers
@@ -189,23 +198,23 @@ test("a late or unknown ack is ignored; other messages reach every subscriber un
 
 test("a monitor whose snapshot request went unanswered asks again until one arrives", async () => {
   let asked = 0;
+  // Running: its elapsed time changes at every tick, which tells the test a tick passed.
+  const running = job("j1", { status: "running", time_started: Date.now() / 1000 - 5 });
   const channel = fakeChannel({
     traits: CHANNEL_TRAITS,
     // The first request is lost; the second is answered.
     answer: (msg) => msg.type === "snapshot" && ++asked === 2
-      ? { type: "snapshot", monitor: "m", seq: 0, jobs: [job("j1")] } : undefined,
+      ? { type: "snapshot", monitor: "m", seq: 0, jobs: [running] } : undefined,
   });
   const model = fakeModel(VIEWS.monitor.traits, { channel });
   const el = new FakeElement("div");
   const cleanup = await viewFromChannel("monitor_module").render({ model, el });
   const monitor = el.byClass("qnb-monitor")[0];
-  const deadline = Date.now() + 5_000;
-  while (monitor.dataset.snapshot !== "received" && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.equal(monitor.dataset.snapshot, "received");
+  await waitFor(() => monitor.dataset.snapshot === "received", "the snapshot");
   assert.equal(asked, 2);
-  await new Promise((resolve) => setTimeout(resolve, 1_200)); // another tick: no third request
+  const elapsed = () => el.byClass("qnb-elapsed")[0]?.textContent;
+  const first = elapsed();
+  await waitFor(() => elapsed() !== first, "a tick after the snapshot"); // no third request then
   assert.equal(asked, 2);
   cleanup();
 });
