@@ -388,14 +388,14 @@ class SimulationPool:
     def _start_workers(self) -> None:
         while True:
             with self._lock:
-                if self._closed or _stopping or len(self._workers) >= self.workers:
+                if self._closed or len(self._workers) >= self.workers:
                     return
                 if self._start_failure is not None and not self._pending:
                     return  # tried and failed; try again when work arrives
             try:
                 worker = self._start_worker()
             except Exception as exc:
-                if self._closed or _stopping:
+                if self._closed or _stopping:  # start_forked refuses once stopping
                     return
                 with self._lock:
                     self._start_failure = f"simulation pool unavailable: {type(exc).__name__}: {exc}"

@@ -338,7 +338,7 @@ class _Starter:
     def _serve(self) -> None:
         while True:
             then = self._requests.get()
-            if self.closed or stopping():
+            if self.closed:
                 then(None)
                 continue
             process = None
@@ -346,7 +346,8 @@ class _Starter:
                 process = _Process()
                 process.wait_ready(STARTUP_SECONDS)
             except Exception:
-                # Stopping, the server's group may have had the signal: this worker too.
+                # Stopping (start_forked refuses then), the server's group may have had
+                # the signal: this worker too. No news either way.
                 if not (self.closed or stopping()):
                     log.warning("a circuit worker process did not start", exc_info=True)
                 if process is not None:
