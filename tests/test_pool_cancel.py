@@ -7,6 +7,8 @@ import asyncio
 import multiprocessing.forkserver
 import os
 import pickle
+import signal
+import threading
 import time
 
 import cirq
@@ -121,6 +123,42 @@ def test_a_forked_worker_ignores_ctrl_c_from_its_first_instruction():
     finally:
         conn.close()
         process.join(10)
+
+
+@pytest.mark.parametrize(
+    "sig, then_stopping, in_a_stop",
+    [(signal.SIGTERM, True, True), (signal.SIGTERM, False, False), (signal.SIGKILL, False, False)],
+)
+def test_a_worker_dead_of_the_groups_stop_signal_waits_for_this_process_to_stop_too(
+    monkeypatch, sig, then_stopping, in_a_stop
+):
+    """A group's SIGTERM reaches a worker and its server at once, but the server's handler
+    runs a moment later on its main thread: the thread that sees the worker die must not
+    replace it (or log its failed start) in that moment. A worker killed otherwise
+    (SIGKILL: the OOM killer, a cancel) is news at once."""
+    from forked_probe import wait_until_killed
+    from qnb._targets import _pool
+
+    monkeypatch.setattr(_pool, "_stopping", False)  # this test's worker goes on after it
+    process, conn = _pool.start_forked(wait_until_killed, name="qnb-probe")
+    try:
+        assert conn.poll(60) and conn.recv() == "ready"
+        os.kill(process.pid, sig)
+        # The server's handler, running later than the worker's death is seen.
+        handler = threading.Timer(0.2, _pool.stop_starting) if then_stopping else None
+        if handler:
+            handler.start()
+        started = time.monotonic()
+        assert _pool.died_in_a_stop(process) is in_a_stop
+        took = time.monotonic() - started
+        if handler:
+            handler.join()
+    finally:
+        conn.close()
+        process.join(10)
+    assert process.exitcode == -sig
+    if sig == signal.SIGKILL:  # not a stop signal: no waiting for one
+        assert took < _pool.STOP_NEWS_SECONDS / 2, took
 
 
 def test_the_default_worker_count_fits_memory(monkeypatch):

@@ -154,6 +154,34 @@ def stopping() -> bool:
     return _stopping
 
 
+#: Signals that stop a whole process group: a terminal's Ctrl-C (workers ignore it),
+#: ``kill -- -PGID`` and systemd's stop, a closed terminal.
+_GROUP_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+#: How long a worker that died of such a signal waits for this process to say it is
+#: stopping too: Python runs the handler on the main thread, a moment after the signal.
+STOP_NEWS_SECONDS = 1.0
+
+
+def died_in_a_stop(process) -> bool:
+    """Whether ``process``, a forked worker that just ended (or failed to start), ended
+    because this process is stopping: :func:`stopping`, or the worker died of a signal
+    that stops a whole process group and this process's own handler then says so.
+
+    The group's signal reaches the worker and this process at once, but Python runs this
+    process's handler (:func:`stop_starting`) only when the main thread next runs: the
+    thread that sees the worker die may look first. Replacing the worker then, or logging
+    its failed start, would be a restart (or a traceback) in the middle of a clean stop."""
+    if _stopping:
+        return True
+    process.join(STOP_NEWS_SECONDS)  # reaped: its exit code says what ended it
+    if process.exitcode is None or -process.exitcode not in _GROUP_STOP_SIGNALS:
+        return False
+    deadline = time.monotonic() + STOP_NEWS_SECONDS
+    while not _stopping and time.monotonic() < deadline:
+        time.sleep(0.005)  # a flag a signal handler sets: nothing to wait on but it
+    return _stopping
+
+
 @contextlib.contextmanager
 def _workers_skip_main_module():
     """Start workers that do not re-import ``__main__``.
@@ -510,6 +538,8 @@ class SimulationPool:
             if worker not in self._workers:
                 return
             self._workers.remove(worker)
+        if head_error == DIED:
+            died_in_a_stop(worker.process)  # then the next round starts none
         _kill(worker.process)
         worker.process.join(5)
         worker.conn.close()

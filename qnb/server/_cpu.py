@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 from .._errors import LimitExceededError, QnbError
 from .._targets._child import init_worker
-from .._targets._pool import start_forked, stopping
+from .._targets._pool import died_in_a_stop, start_forked, stopping
 
 T = TypeVar("T")
 #: How long a new worker process may take to start (the first waits for the forkserver
@@ -348,7 +348,8 @@ class _Starter:
             except Exception:
                 # Stopping (start_forked refuses then), the server's group may have had
                 # the signal: this worker too. No news either way.
-                if not (self.closed or stopping()):
+                in_a_stop = stopping() if process is None else died_in_a_stop(process._process)
+                if not (self.closed or in_a_stop):
                     log.warning("a circuit worker process did not start", exc_info=True)
                 if process is not None:
                     process.kill()
