@@ -348,7 +348,7 @@ class _Starter:
             except Exception:
                 # Stopping (start_forked refuses then), the server's group may have had
                 # the signal: this worker too. No news either way.
-                in_a_stop = stopping() if process is None else died_in_a_stop(process._process)
+                in_a_stop = stopping() if process is None else process.died_in_a_stop()
                 if not (self.closed or in_a_stop):
                     log.warning("a circuit worker process did not start", exc_info=True)
                 if process is not None:
@@ -371,6 +371,10 @@ class _Process:
         os.set_blocking(self._pipe, False)
         self.broken = False  # the pipe is out of step, or the process is gone
         self.timed_out = False
+
+    def died_in_a_stop(self) -> bool:
+        """Whether this process ended because the server is stopping (``_pool.died_in_a_stop``)."""
+        return died_in_a_stop(self._process)
 
     def wait_ready(self, timeout: float) -> None:
         status, _ = pickle.loads(_read_frame(self._pipe, time.monotonic() + timeout))
